@@ -1,0 +1,601 @@
+"""Evaluating bound formulas on pandas data.
+
+The engine never runs Python code from a definition: it walks the formula AST and applies
+numpy operations. Data is first arranged as *cells*:
+
+* with an ``entity`` column, a dense entity x period grid, so a customer that vanished from an
+  export is still there (as 0 or missing, as its datapoint declares), ``previous()`` is a shift
+  along the period axis, and ``ever_before()`` a running "any" along it;
+* without one, each row is a cell of its own.
+
+Row-level nodes evaluate to one value per cell; aggregates reduce cells to a (group x period)
+array. Every node's result is cached by its structure, so sub-expressions shared between KPIs
+(``previous(revenue)`` appears in most of the revenue family) are computed once per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import periods
+from .errors import DataError, KPIError, UnknownKPIError
+from .formula import AGGREGATES, FUNCTIONS, Binary, Call, Name, Node, Number, Unary, gap_depth
+from .model import KPI, Datapoint
+
+# --------------------------------------------------------------------------------------
+# Public entry point
+
+
+@dataclass
+class Request:
+    """The arguments of Registry.evaluate, normalised."""
+
+    period: str | None = None
+    entity: str | None = None
+    by: list[str] = field(default_factory=list)
+    grain: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+def evaluate_many(
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    data: pd.DataFrame | Mapping[str, Any],
+    request: Request,
+) -> pd.DataFrame | dict[str, float]:
+    """Evaluate several KPIs on one data set; shared work is done once."""
+    for kpi_id in ids:
+        if kpi_id not in kpis:
+            raise UnknownKPIError(kpi_id, kpis)
+    scalar = isinstance(data, Mapping)
+    frame = _scalar_frame(data, request) if scalar else data
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame or a mapping, not {type(data).__name__}")
+    engine = _Engine(kpis, frame, request, scalar)
+    values = {kpi_id: engine.kpi(kpi_id) for kpi_id in ids}
+    if scalar:
+        return {k: _scalar(v) for k, v in values.items()}
+    return engine.result_frame(values)
+
+
+def _scalar(v: np.ndarray) -> float:
+    return float(v.reshape(-1)[0]) if v.size else float("nan")
+
+
+def _scalar_frame(data: Mapping[str, Any], request: Request) -> pd.DataFrame:
+    if request.period or request.entity or request.by:
+        raise DataError("period, entity and by need a DataFrame, not a mapping of scalars")
+    row = {}
+    for key, value in data.items():
+        if value is None:
+            value = float("nan")
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise DataError(f"input {key!r} must be a number, got {value!r}")
+        row[key] = [float(value)]
+    return pd.DataFrame(row)
+
+
+# --------------------------------------------------------------------------------------
+# Cells: the layout every row-level value shares
+
+
+@dataclass
+class _Layout:
+    n_periods: int  # output periods (after coarsening)
+    n_groups: int
+    grid: bool  # entity x period grid (True) or one cell per row (False)
+    n_entities: int = 0
+    cell_group: np.ndarray | None = None  # int per cell, None when there is one group
+    keep: np.ndarray | None = None  # bool per (group, period): does the pair have cells
+
+
+class _Engine:
+    def __init__(self, kpis: Mapping[str, KPI], frame: pd.DataFrame, req: Request, scalar: bool):
+        self.kpis = kpis
+        self.frame = frame
+        self.req = req
+        self.scalar = scalar
+        self.cache: dict[Node, Any] = {}
+        self.kpi_values: dict[str, np.ndarray] = {}
+        self.in_progress: list[str] = []
+        self._datapoint_specs: dict[str, Datapoint] = {}
+        self._check_columns()
+        self._build_layout()
+
+    # -- input checks and layout ---------------------------------------------------------
+    def _column(self, name: str) -> str | None:
+        """The data column a datapoint or KPI id reads from, if the data has one."""
+        col = self.req.columns.get(name, name)
+        return col if col in self.frame.columns else None
+
+    def _check_columns(self) -> None:
+        for role, col in (("period", self.req.period), ("entity", self.req.entity)):
+            if col is not None and col not in self.frame.columns:
+                raise DataError(
+                    f"{role} column {col!r} not found; the data has {_cols(self.frame)}"
+                )
+        for col in self.req.by:
+            if col not in self.frame.columns:
+                raise DataError(f"by column {col!r} not found; the data has {_cols(self.frame)}")
+        for dp, col in self.req.columns.items():
+            if col not in self.frame.columns:
+                raise DataError(
+                    f"column {col!r} (given for {dp!r}) not found; the data has {_cols(self.frame)}"
+                )
+
+    def _build_layout(self) -> None:
+        frame, req = self.frame, self.req
+        n_rows = len(frame)
+        if req.period is not None:
+            self.axis = periods.parse(frame[req.period], req.period)
+            grain = periods.grain_code(req.grain, self.axis.base)
+            coarser = grain != self.axis.base and self.axis.count
+            self.coarse = periods.coarsen(self.axis, grain) if coarser else None
+        else:
+            if req.grain is not None:
+                raise DataError("grain needs a period column")
+            self.axis = periods.TimeAxis(
+                np.zeros(n_rows, np.int64), "M", 0, 1 if n_rows else 0, "none", np.ones(1, bool)
+            )
+            self.coarse = None
+        n_base = self.axis.count
+        n_out = len(self.coarse.labels) if self.coarse is not None else n_base
+        self.row_base = self.axis.codes  # base period per row
+
+        if req.by:
+            keys = frame[req.by]
+            if len(req.by) == 1:
+                gcodes, guniq = pd.factorize(keys.iloc[:, 0], sort=True, use_na_sentinel=False)
+                self.group_labels = pd.DataFrame({req.by[0]: guniq})
+            else:
+                mi = pd.MultiIndex.from_frame(keys)
+                gcodes, guniq = pd.factorize(mi, sort=True)
+                self.group_labels = pd.DataFrame(list(guniq), columns=req.by)
+            gcodes = gcodes.astype(np.int64)
+            n_groups = len(self.group_labels)
+        else:
+            gcodes, n_groups = None, 1
+            self.group_labels = None
+
+        if req.entity is not None:
+            ecodes, euniq = pd.factorize(frame[req.entity], sort=False)
+            if (ecodes < 0).any():
+                row = frame.index[ecodes < 0][0]
+                raise DataError(f"entity column {req.entity!r} is empty at row {row!r}")
+            n_ent = len(euniq)
+            self.row_cell = ecodes.astype(np.int64) * n_base + self.row_base
+            self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
+            self.unique_cells = bool(self.row_count.max(initial=0) <= 1)
+            present = self.row_count.reshape(n_ent, n_base) > 0
+            layout = _Layout(n_out, n_groups, True, n_ent)
+            if gcodes is not None:
+                layout.cell_group = self._carry_groups(gcodes, present, n_ent, n_base)
+        else:
+            self.row_cell = None
+            layout = _Layout(n_out, n_groups, False)
+            layout.cell_group = gcodes
+        self.layout = layout
+        self.n_base = n_base
+        self._cell_period = None
+        self._cell_key = None
+        layout.keep = self._count_cells() > 0
+
+    def _carry_groups(self, gcodes, present, n_ent, n_base) -> np.ndarray:
+        """Group of each entity-period: its row's group, else the last known one (a churned
+        customer stays in its last segment), else its first one."""
+        grid = np.full(n_ent * n_base, -1, dtype=np.int64)
+        grid[self.row_cell] = gcodes  # if one entity-period's rows disagree, the last wins
+        grid = grid.reshape(n_ent, n_base)
+        cols = np.arange(n_base)
+        last_seen = np.maximum.accumulate(np.where(present, cols, -1), axis=1)
+        first_seen = np.argmax(present, axis=1)
+        idx = np.where(last_seen >= 0, last_seen, first_seen[:, None])
+        carried = np.take_along_axis(grid, idx, axis=1)
+        if self.coarse is not None:
+            carried = carried[:, self.coarse.last_base]
+        return carried.reshape(-1)
+
+    @property
+    def n_cells(self) -> int:
+        lay = self.layout
+        return lay.n_entities * lay.n_periods if lay.grid else len(self.frame)
+
+    def cell_period(self) -> np.ndarray:
+        if self._cell_period is None:
+            lay = self.layout
+            if lay.grid:
+                self._cell_period = np.tile(np.arange(lay.n_periods), lay.n_entities)
+            else:
+                base = self.row_base
+                self._cell_period = self.coarse.to_coarse[base] if self.coarse is not None else base
+        return self._cell_period
+
+    def cell_key(self) -> np.ndarray:
+        if self._cell_key is None:
+            lay = self.layout
+            period = self.cell_period()
+            self._cell_key = (
+                period if lay.cell_group is None else lay.cell_group * lay.n_periods + period
+            )
+        return self._cell_key
+
+    def _count_cells(self) -> np.ndarray:
+        lay = self.layout
+        if lay.grid and lay.cell_group is None:
+            return np.full((1, lay.n_periods), lay.n_entities, dtype=np.int64)
+        counts = np.bincount(self.cell_key(), minlength=lay.n_groups * lay.n_periods)
+        return counts.reshape(lay.n_groups, lay.n_periods)
+
+    # -- datapoints ---------------------------------------------------------------------
+    def datapoint(self, name: str) -> np.ndarray:
+        spec = self._datapoint_specs.get(name, Datapoint(name))
+        col = self._column(name)
+        if col is None:
+            raise DataError(
+                f"the data has no column for datapoint {name!r}"
+                + (f" (mapped to {self.req.columns[name]!r})" if name in self.req.columns else "")
+                + f"; columns are {_cols(self.frame)}. "
+                f"Map it with columns={{{name!r}: 'your_column'}}"
+            )
+        values = _numeric(self.frame[col], col, self.frame.index)
+        lay = self.layout
+        if not lay.grid:
+            if self.coarse is not None and spec.time == "stock":
+                last = self.coarse.last_base[self.coarse.to_coarse[self.row_base]]
+                values = np.where(self.row_base == last, values, np.nan)
+            return values
+        n_ent, n_base = lay.n_entities, self.n_base
+        fill = 0.0 if spec.missing == "zero" else np.nan
+        grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
+        grid = grid.reshape(n_ent, n_base)
+        if self.coarse is not None:
+            if spec.time == "stock":
+                grid = grid[:, self.coarse.last_base]
+            else:
+                grid = _sum_columns(grid, self.coarse.to_coarse, len(self.coarse.labels))
+        return grid.reshape(-1)
+
+    def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
+        cells = self.row_cell
+        has_nan = bool(np.isnan(values).any())
+        if has_nan:  # a missing value counts as no row for this datapoint
+            ok = ~np.isnan(values)
+            cells, values = cells[ok], values[ok]
+            counts = np.bincount(cells, minlength=n)
+        else:
+            counts = self.row_count
+        if self.unique_cells:  # at most one row per entity-period: nothing to combine
+            out = np.full(n, fill)
+            out[cells] = values
+            return out
+        if how in ("sum", "mean"):
+            out = np.bincount(cells, weights=values, minlength=n)
+            if how == "mean":
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    out = out / counts
+        else:
+            series = pd.Series(values).groupby(cells, sort=False)
+            agg = {"min": series.min, "max": series.max, "last": series.last}[how]()
+            out = np.full(n, np.nan)
+            out[agg.index.to_numpy()] = agg.to_numpy()
+        out[counts == 0] = fill
+        return out
+
+    # -- KPIs -----------------------------------------------------------------------------
+    def kpi(self, kpi_id: str) -> np.ndarray:
+        """One KPI's (group x period) values."""
+        if kpi_id in self.kpi_values:
+            return self.kpi_values[kpi_id]
+        if kpi_id in self.in_progress:
+            cycle = " -> ".join([*self.in_progress[self.in_progress.index(kpi_id) :], kpi_id])
+            raise KPIError(f"formula dependency cycle: {cycle}")
+        supplied = self._column(kpi_id)
+        if supplied is not None:
+            value = self._supplied_kpi(kpi_id, supplied)
+        else:
+            kpi = self.kpis[kpi_id]
+            if kpi.expression is None:
+                raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            for name, spec in kpi.datapoints.items():
+                self._datapoint_specs.setdefault(name, spec)
+            self.in_progress.append(kpi_id)
+            try:
+                value = self.period_value(kpi.expression)
+            finally:
+                self.in_progress.pop()
+        value = np.where(np.isfinite(value), value, np.nan)
+        self.kpi_values[kpi_id] = value
+        return value
+
+    def _supplied_kpi(self, kpi_id: str, col: str) -> np.ndarray:
+        """A KPI given as a column of an already aggregated frame: one value per period-group."""
+        values = _numeric(self.frame[col], col, self.frame.index)
+        lay = self.layout
+        base = self.row_base
+        period = self.coarse.to_coarse[base] if self.coarse is not None else base
+        gcodes = lay.cell_group if not lay.grid else self._row_groups()
+        key = period if gcodes is None else gcodes * lay.n_periods + period
+        series = pd.Series(values).groupby(key)
+        lo, hi = series.min(), series.max()
+        clash = (lo != hi) & lo.notna()
+        if clash.any():
+            k = int(clash.index[clash.to_numpy()][0])
+            raise DataError(
+                f"column {col!r} supplies KPI {kpi_id!r} but has different values within one "
+                f"period and group ({lo[k]} and {hi[k]}); give one value per period"
+                + (" and group" if lay.cell_group is not None else "")
+            )
+        out = np.full(lay.n_groups * lay.n_periods, np.nan)
+        out[lo.index.to_numpy()] = lo.to_numpy()
+        return out.reshape(lay.n_groups, lay.n_periods)
+
+    def _row_groups(self) -> np.ndarray | None:
+        if self.layout.cell_group is None:
+            return None
+        cells = self.row_cell
+        n_base = self.n_base
+        ent, per = cells // n_base, cells % n_base
+        out_period = self.coarse.to_coarse[per] if self.coarse is not None else per
+        return self.layout.cell_group[ent * self.layout.n_periods + out_period]
+
+    # -- node evaluation ------------------------------------------------------------------
+    def period_value(self, node: Node) -> np.ndarray:
+        value = self._eval(node, row=False)
+        lay = self.layout
+        return np.broadcast_to(np.asarray(value, dtype=float), (lay.n_groups, lay.n_periods)).copy()
+
+    def _eval(self, node: Node, row: bool) -> Any:
+        key = (node, row)
+        if key in self.cache:
+            return self.cache[key]
+        value = self._compute(node, row)
+        self.cache[key] = value
+        return value
+
+    def _compute(self, node: Node, row: bool) -> Any:
+        if isinstance(node, Number):
+            return node.value
+        if isinstance(node, Name):
+            # Analysis guarantees datapoints appear only at row level and KPIs only above it.
+            return self.datapoint(node.name) if row else self.kpi(node.name)
+        if isinstance(node, Unary):
+            x = self._eval(node.operand, row)
+            return np.logical_not(x) if node.op == "not" else np.negative(x)
+        if isinstance(node, Binary):
+            return _binary(node.op, self._eval(node.left, row), self._eval(node.right, row))
+        if isinstance(node, Call):
+            if node.func in AGGREGATES:
+                return self._aggregate(node)
+            if node.func == "previous":
+                return self._previous(self._eval(node.args[0], row), row)
+            if node.func == "ever_before":
+                return self._ever_before(self._eval(node.args[0], True))
+            args = [self._eval(a, row) for a in node.args]
+            return _SCALAR_FUNCS[node.func](*args)
+        raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+    def _require_grid(self, func: str) -> None:
+        if not self.layout.grid:
+            raise DataError(
+                f"{func}() on datapoints compares an entity with itself over time: "
+                "pass entity='your_entity_column'"
+            )
+
+    def _previous(self, x: Any, row: bool) -> Any:
+        if np.ndim(x) == 0:
+            return x  # a constant is the same in every period
+        if row:
+            self._require_grid("previous")
+            grid = np.asarray(x).reshape(self.layout.n_entities, self.layout.n_periods)
+        else:
+            grid = np.asarray(x)
+        out = np.empty(grid.shape, dtype=float if grid.dtype != bool else bool)
+        if grid.shape[1]:
+            out[:, 0] = False if grid.dtype == bool else np.nan
+            out[:, 1:] = grid[:, :-1]
+        return out.reshape(-1) if row else out
+
+    def _ever_before(self, cond: Any) -> Any:
+        self._require_grid("ever_before")
+        lay = self.layout
+        grid = np.broadcast_to(np.asarray(cond, dtype=bool), (self.n_cells,))
+        grid = grid.reshape(lay.n_entities, lay.n_periods)
+        out = np.zeros(grid.shape, dtype=bool)
+        if lay.n_periods > 1:
+            out[:, 1:] = np.logical_or.accumulate(grid[:, :-1], axis=1)
+        return out.reshape(-1)
+
+    def _aggregate(self, node: Call) -> np.ndarray:
+        lay = self.layout
+        n = self.n_cells
+        x = np.broadcast_to(np.asarray(self._eval(node.args[0], True), dtype=float), (n,))
+        if len(node.args) > 1:
+            mask = np.broadcast_to(np.asarray(self._eval(node.args[1], True), dtype=bool), (n,))
+            mask = mask & ~np.isnan(x)
+        else:
+            mask = ~np.isnan(x)
+        shape = (lay.n_groups, lay.n_periods)
+        func = node.func
+        if func in ("sum", "count", "mean"):
+            if lay.grid and lay.cell_group is None:
+                m2 = mask.reshape(lay.n_entities, lay.n_periods)
+                count = m2.sum(axis=0).astype(float)[None, :]
+                total = None
+                if func != "count":
+                    total = np.where(m2, x.reshape(m2.shape), 0.0).sum(axis=0)[None, :]
+            else:
+                key = self.cell_key()
+                count = np.bincount(key, weights=mask, minlength=shape[0] * shape[1])
+                count = count.reshape(shape)
+                total = None
+                if func != "count":
+                    total = np.bincount(key, weights=np.where(mask, x, 0.0), minlength=count.size)
+                    total = total.reshape(shape)
+            if func == "sum":
+                out = total
+            elif func == "count":
+                out = count
+            else:
+                out = _divide(total, count)
+        else:
+            key = self.cell_key()
+            series = pd.Series(x[mask]).groupby(key[mask])
+            agg = {
+                "min": series.min,
+                "max": series.max,
+                "median": series.median,
+                "count_distinct": series.nunique,
+            }[func]()
+            fill = 0.0 if func == "count_distinct" else np.nan
+            out = np.full(shape[0] * shape[1], fill)
+            out[agg.index.to_numpy()] = agg.to_numpy()
+            out = out.reshape(shape)
+        out = np.array(out, dtype=float)
+        depth = max(gap_depth(a) for a in node.args)
+        if depth:
+            out[:, : min(depth, out.shape[1])] = np.nan
+        return out
+
+    # -- output ---------------------------------------------------------------------------
+    def result_frame(self, values: Mapping[str, np.ndarray]) -> pd.DataFrame:
+        lay = self.layout
+        req = self.req
+        keep = lay.keep.reshape(-1)
+        g_idx = np.repeat(np.arange(lay.n_groups), lay.n_periods)[keep]
+        p_idx = np.tile(np.arange(lay.n_periods), lay.n_groups)[keep]
+        order = np.lexsort((g_idx, p_idx))
+        g_idx, p_idx = g_idx[order], p_idx[order]
+        out: dict[str, Any] = {}
+        if req.period is not None:
+            labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
+            kind = self.axis.kind
+            out[req.period] = periods.present_labels(labels, kind)[p_idx]
+        if self.group_labels is not None:
+            for col in self.group_labels.columns:
+                out[col] = self.group_labels[col].to_numpy()[g_idx]
+        undefined = {}
+        for kpi_id, v in values.items():
+            flat = v.reshape(-1)[keep][order]
+            out[kpi_id] = flat
+            undefined[kpi_id] = int(np.isnan(flat).sum())
+        frame = pd.DataFrame(out)
+        frame.attrs["undefined"] = undefined
+        frame.attrs["warnings"] = self.warnings()
+        return frame
+
+    def warnings(self) -> list[str]:
+        notes = []
+        if self.req.period is not None and self.axis.count and not self.axis.present.all():
+            labels = self.axis.labels()[~self.axis.present]
+            shown = ", ".join(str(p) for p in labels[:5])
+            notes.append(
+                f"no rows at all in period(s) {shown}: every entity counts as missing there; "
+                "check the export if that is a gap rather than real churn"
+            )
+        return notes
+
+
+# --------------------------------------------------------------------------------------
+# numpy helpers
+
+
+def _cols(frame: pd.DataFrame) -> str:
+    names = [str(c) for c in frame.columns]
+    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
+
+
+def _numeric(series: pd.Series, col: str, index: pd.Index) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=float)
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna().to_numpy() & series.notna().to_numpy()
+    if bad.any():
+        pos = int(np.argmax(bad))
+        raise DataError(
+            f"column {col!r} must be numeric; row {index[pos]!r} has {series.iloc[pos]!r}"
+        )
+    return converted.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _sum_columns(grid: np.ndarray, to_coarse: np.ndarray, n: int) -> np.ndarray:
+    """Sum base-period columns into coarse periods; all-missing stays missing."""
+    starts = np.flatnonzero(np.r_[True, to_coarse[1:] != to_coarse[:-1]])
+    known = ~np.isnan(grid)
+    total = np.add.reduceat(np.where(known, grid, 0.0), starts, axis=1)
+    any_known = np.logical_or.reduceat(known, starts, axis=1)
+    out = np.where(any_known, total, np.nan)
+    assert out.shape[1] == n
+    return out
+
+
+def _divide(a: Any, b: Any) -> Any:
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    out = np.full(shape, np.nan)
+    np.divide(a, b, out=out, where=(b != 0) & ~np.isnan(b))
+    return out if shape else float(out)
+
+
+def _binary(op: str, a: Any, b: Any) -> Any:
+    with np.errstate(all="ignore"):
+        if op == "+":
+            return np.add(a, b)
+        if op == "-":
+            return np.subtract(a, b)
+        if op == "*":
+            return np.multiply(a, b)
+        if op == "/":
+            return _divide(a, b)
+        if op == "^":
+            return np.power(np.asarray(a, dtype=float), b)
+        if op == "=":
+            return np.equal(a, b)
+        if op == "!=":
+            return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)
+        if op == "<":
+            return np.less(a, b)
+        if op == "<=":
+            return np.less_equal(a, b)
+        if op == ">":
+            return np.greater(a, b)
+        if op == ">=":
+            return np.greater_equal(a, b)
+        if op == "and":
+            return np.logical_and(a, b)
+        if op == "or":
+            return np.logical_or(a, b)
+    raise KPIError(f"unknown operator {op!r}")  # pragma: no cover
+
+
+def _coalesce(*xs: Any) -> Any:
+    out = xs[-1]
+    for x in reversed(xs[:-1]):
+        out = np.where(np.isnan(x), out, x)
+    return out
+
+
+def _fold(func: Callable, xs: Iterable[Any]) -> Any:
+    xs = list(xs)
+    out = xs[0]
+    for x in xs[1:]:
+        out = func(out, x)
+    return out
+
+
+_SCALAR_FUNCS: dict[str, Callable[..., Any]] = {
+    "if": lambda c, a, b: np.where(c, a, b),
+    "abs": np.abs,
+    "greatest": lambda *xs: _fold(np.fmax, xs),
+    "least": lambda *xs: _fold(np.fmin, xs),
+    "coalesce": _coalesce,
+}
+
+assert set(_SCALAR_FUNCS) | AGGREGATES | {"previous", "ever_before"} == set(FUNCTIONS)

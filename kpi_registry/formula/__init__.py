@@ -1,0 +1,31 @@
+"""The formula language: parse once, then evaluate, render or analyse the same AST."""
+
+from .analysis import Analysis, analyse, gap_depth, uses_aggregates, uses_time
+from .functions import AGGREGATES, FUNCTIONS, OPERATORS, Function
+from .nodes import Binary, Call, Name, Node, Number, Unary
+from .parser import parse
+from .render import JS_RUNTIME, NotScalar, to_js, to_latex, to_text
+
+__all__ = [
+    "AGGREGATES",
+    "FUNCTIONS",
+    "JS_RUNTIME",
+    "OPERATORS",
+    "Analysis",
+    "Binary",
+    "Call",
+    "Function",
+    "Name",
+    "Node",
+    "NotScalar",
+    "Number",
+    "Unary",
+    "analyse",
+    "gap_depth",
+    "parse",
+    "to_js",
+    "to_latex",
+    "to_text",
+    "uses_aggregates",
+    "uses_time",
+]

@@ -1,0 +1,180 @@
+"""The function catalog: the single source for the parser's checks, every output, and the
+formula-language reference page (so documentation and behaviour cannot drift apart)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    kind: str  # "scalar" (cell by cell), "aggregate" (rows -> one value per period), "time"
+    min_args: int
+    max_args: int | None
+    signature: str
+    summary: str
+    example: str
+    boolean_args: tuple[int, ...] = ()  # argument positions that must be conditions
+
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        Function(
+            "if",
+            "scalar",
+            3,
+            3,
+            "if(condition, then, else)",
+            "The `then` value where the condition holds, else the `else` value. A condition "
+            "on a missing value is false.",
+            "if(revenue > 0, 1, 0)",
+            boolean_args=(0,),
+        ),
+        Function(
+            "abs", "scalar", 1, 1, "abs(x)", "Absolute value.", "abs(revenue - previous(revenue))"
+        ),
+        Function(
+            "greatest",
+            "scalar",
+            2,
+            None,
+            "greatest(x, y, ...)",
+            "The largest of its arguments, ignoring missing ones.",
+            "greatest(revenue, 0)",
+        ),
+        Function(
+            "least",
+            "scalar",
+            2,
+            None,
+            "least(x, y, ...)",
+            "The smallest of its arguments, ignoring missing ones.",
+            "least(used_seats, seats)",
+        ),
+        Function(
+            "coalesce",
+            "scalar",
+            2,
+            None,
+            "coalesce(x, y, ...)",
+            "The first argument that is not missing. Also ends the 'no previous period' gap: "
+            "`coalesce(previous(x), 0)` is defined in the first period.",
+            "coalesce(discount, 0)",
+        ),
+        Function(
+            "previous",
+            "time",
+            1,
+            1,
+            "previous(x)",
+            "The value of `x` one period earlier: for a datapoint, the same entity's value; "
+            "for a KPI, the same group's value. Missing in the first period of the data.",
+            "revenue - previous(revenue)",
+        ),
+        Function(
+            "ever_before",
+            "time",
+            1,
+            1,
+            "ever_before(condition)",
+            "True where the condition held for the same entity in any earlier period of the "
+            "data. Tells a returning customer from a new one.",
+            "sum(revenue, previous(revenue) = 0 and ever_before(revenue > 0))",
+            boolean_args=(0,),
+        ),
+        Function(
+            "sum",
+            "aggregate",
+            1,
+            2,
+            "sum(x[, filter])",
+            "Total of `x` over the rows of the period (and group) where the filter holds; "
+            "0 when no row qualifies.",
+            "sum(revenue, revenue > previous(revenue))",
+            boolean_args=(1,),
+        ),
+        Function(
+            "count",
+            "aggregate",
+            1,
+            2,
+            "count(x[, filter])",
+            "Number of rows where `x` is not missing and the filter holds. Datapoints whose "
+            "missing rows mean 0 count every known entity: filter on `x > 0` to count payers.",
+            "count(revenue, revenue > 0)",
+            boolean_args=(1,),
+        ),
+        Function(
+            "count_distinct",
+            "aggregate",
+            1,
+            2,
+            "count_distinct(x[, filter])",
+            "Number of distinct non-missing values of `x` where the filter holds.",
+            "count_distinct(plan_price, revenue > 0)",
+            boolean_args=(1,),
+        ),
+        Function(
+            "mean",
+            "aggregate",
+            1,
+            2,
+            "mean(x[, filter])",
+            "Arithmetic mean of the non-missing values of `x` where the filter holds.",
+            "mean(revenue, revenue > 0)",
+            boolean_args=(1,),
+        ),
+        Function(
+            "median",
+            "aggregate",
+            1,
+            2,
+            "median(x[, filter])",
+            "Median of the non-missing values of `x` where the filter holds.",
+            "median(revenue, revenue > 0)",
+            boolean_args=(1,),
+        ),
+        Function(
+            "min",
+            "aggregate",
+            1,
+            2,
+            "min(x[, filter])",
+            "Smallest non-missing value of `x` where the filter holds.",
+            "min(revenue, revenue > 0)",
+            boolean_args=(1,),
+        ),
+        Function(
+            "max",
+            "aggregate",
+            1,
+            2,
+            "max(x[, filter])",
+            "Largest non-missing value of `x` where the filter holds.",
+            "max(revenue)",
+            boolean_args=(1,),
+        ),
+    ]
+}
+
+AGGREGATES = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "aggregate")
+
+OPERATORS: list[tuple[str, str]] = [
+    ("^", "power, right-associative: `2 ^ 3 ^ 2` is `2 ^ 9`"),
+    ("- (unary)", "negation"),
+    (
+        "* /",
+        "multiplication and division; division by zero gives a missing value, never an "
+        "error or infinity",
+    ),
+    ("+ -", "addition and subtraction"),
+    (
+        "= != < <= > >=",
+        "comparison (`==` and `<>` are accepted too); a comparison with a missing value is false",
+    ),
+    ("not", "logical negation"),
+    ("and", "logical conjunction"),
+    ("or", "logical disjunction"),
+]

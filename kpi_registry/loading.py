@@ -1,0 +1,246 @@
+"""Reading definition files: safe YAML that remembers where every value came from.
+
+Parsing is kept apart from validation (as in dbt-semantic-interfaces): this module only turns
+bytes into plain dicts and lists, refusing anything unsafe or ambiguous, and records the line
+and column of every key and item so later layers can point at them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DefinitionError, Diagnostic
+
+try:  # the C parser is several times faster; constructing stays in Python either way
+    _BaseLoader = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _BaseLoader = yaml.SafeLoader
+
+#: A document whose aliases would expand to more nodes than this is refused (billion laughs).
+MAX_EXPANDED_NODES = 200_000
+
+
+class Mapping(dict):
+    """A dict that knows the (line, column) of each key and of each value, 1-based."""
+
+    __slots__ = ("key_pos", "value_pos", "pos")
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.key_pos: dict[str, tuple[int, int]] = {}
+        self.value_pos: dict[str, tuple[int, int]] = {}
+        self.pos: tuple[int, int] = (0, 0)
+
+
+class Sequence(list):
+    """A list that knows the (line, column) of each item, 1-based."""
+
+    __slots__ = ("item_pos", "pos")
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.item_pos: list[tuple[int, int]] = []
+        self.pos: tuple[int, int] = (0, 0)
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Problem(Exception):
+    def __init__(self, line: int, column: int, message: str, field: str = ""):
+        super().__init__(message)
+        self.line, self.column, self.message, self.field = line, column, message, field
+
+
+class _PositionLoader(_BaseLoader):
+    """Safe loader that keeps positions, rejects duplicate keys and bounds alias expansion."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return self.construct_document(node)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Mapping:
+        self.flatten_mapping(node)  # resolves YAML merge keys (<<) safely
+        result = Mapping()
+        result.pos = _pos(node)
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)  # keys such as 2024 or true are read as their text
+            if key in result:
+                first = result.key_pos[key]
+                raise _Problem(
+                    *_pos(key_node),
+                    f"duplicate key {key!r} (first defined at line {first[0]})",
+                    field=key,
+                )
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_pos[key] = _pos(key_node)
+            result.value_pos[key] = _pos(value_node)
+        return result
+
+    def construct_sequence(self, node: yaml.SequenceNode, deep: bool = False) -> Sequence:
+        result = Sequence(self.construct_object(child, deep=True) for child in node.value)
+        result.item_pos = [_pos(child) for child in node.value]
+        result.pos = _pos(node)
+        return result
+
+
+# Our own node types for every mapping and sequence, whatever the tag.
+_PositionLoader.add_constructor("tag:yaml.org,2002:map", _PositionLoader.construct_mapping)
+_PositionLoader.add_constructor("tag:yaml.org,2002:seq", _PositionLoader.construct_sequence)
+# Dates stay text: periods such as 2024-01-31 are parsed by the engine, not by YAML.
+_PositionLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count nodes as if every alias were expanded, in time linear in the distinct nodes."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_EXPANDED_NODES:
+                raise _Problem(
+                    *_pos(node),
+                    f"YAML aliases expand to more than {MAX_EXPANDED_NODES:,} values; "
+                    "refusing to load (is this an alias bomb?)",
+                )
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+@dataclass
+class Document:
+    """One parsed file: the data plus where it came from."""
+
+    path: Path
+    data: Mapping
+
+
+def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
+    """Parse one YAML document into a positioned Mapping, or raise DefinitionError."""
+    path = str(path)
+    if not text.strip():
+        raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
+    try:
+        loader = _PositionLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _Problem as p:
+        raise DefinitionError([Diagnostic(path, p.line, p.column, p.field, p.message)]) from None
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = e.problem or "cannot construct value"
+        if "could not determine a constructor" in problem:
+            tag = problem.split("tag", 1)[-1].strip()
+            problem = f"tag {tag} is not allowed: definitions are plain data (no !!python tags)"
+        raise DefinitionError([Diagnostic(path, line, col, "", problem)]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        message = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
+        raise DefinitionError([Diagnostic(path, line, col, "", message)]) from None
+    except RecursionError:
+        raise DefinitionError([Diagnostic(path, 1, 1, "", "YAML nested too deeply")]) from None
+    if data is None:
+        raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
+    if not isinstance(data, Mapping):
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise DefinitionError(
+            [Diagnostic(path, 1, 1, "", f"top level must be a mapping of fields, found a {kind}")]
+        )
+    return data
+
+
+def read_file(path: str | Path) -> Document:
+    """Read and parse one definition file (UTF-8 only)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DefinitionError(
+            [
+                Diagnostic(
+                    str(path),
+                    line,
+                    column,
+                    "",
+                    f"file is not valid UTF-8 (byte 0x{raw[e.start]:02x}); save it as UTF-8",
+                )
+            ]
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return Document(path, parse_text(text, path))
+
+
+def position_of(data: Any, field_path: tuple) -> tuple[int, int]:
+    """The best-known (line, column) for a field path such as ("formula", "expression")."""
+    best = getattr(data, "pos", (1, 1)) or (1, 1)
+    node = data
+    for part in field_path:
+        if isinstance(node, Mapping) and part in node:
+            best = node.key_pos.get(part, best)
+            node = node[part]
+        elif isinstance(node, Sequence) and isinstance(part, int) and 0 <= part < len(node):
+            best = node.item_pos[part]
+            node = node[part]
+        else:
+            break
+    return best
+
+
+def value_position(data: Any, field_path: tuple) -> tuple[int, int]:
+    """Where a field's value starts (for pointing inside a formula string)."""
+    *parents, last = field_path
+    node = data
+    for part in parents:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return position_of(data, field_path)
+    if isinstance(node, Mapping) and last in node.value_pos:
+        return node.value_pos[last]
+    return position_of(data, field_path)
+
+
+def to_plain(value: Any) -> Any:
+    """Strip position bookkeeping (for JSON export and equality in tests)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value

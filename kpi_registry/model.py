@@ -1,0 +1,161 @@
+"""The in-memory model of a definition: typed access to the fields code relies on.
+
+The full YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so
+templates and exports can show all of it without the model growing a field per attribute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .formula import Node
+
+#: The 12 attributes, in the order every page and export shows them.
+ATTRIBUTES: tuple[str, ...] = (
+    "definition",
+    "business_insights",
+    "measurement_approach",
+    "formula",
+    "trend_analysis",
+    "diagnostics",
+    "tips",
+    "visualization",
+    "risk_warnings",
+    "tools_and_technologies",
+    "integration_points",
+    "change_impact",
+)
+
+ATTRIBUTE_TITLES: dict[str, str] = {
+    "definition": "Definition",
+    "business_insights": "Business insights",
+    "measurement_approach": "Measurement approach",
+    "formula": "Standard formula",
+    "trend_analysis": "Trend analysis",
+    "diagnostics": "Diagnostics",
+    "tips": "Tips",
+    "visualization": "Visualization",
+    "risk_warnings": "Risk warnings",
+    "tools_and_technologies": "Tools & technologies",
+    "integration_points": "Integration points",
+    "change_impact": "Change impact",
+}
+
+RELATION_KINDS: tuple[str, ...] = ("leading", "lagging", "related")
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    """An input column: how its rows combine within an entity-period and across time."""
+
+    name: str
+    description: str = ""
+    unit: str = ""
+    rows: str = "sum"  # sum | mean | min | max | last
+    time: str = "flow"  # flow | stock
+    missing: str = "null"  # zero | null
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Datapoint:
+        return cls(
+            name=d["name"],
+            description=d.get("description", ""),
+            unit=d.get("unit", ""),
+            rows=d.get("rows", "sum"),
+            time=d.get("time", "flow"),
+            missing=d.get("missing") or "null",  # YAML reads `missing: null` as None
+        )
+
+    def semantics(self) -> tuple[str, str, str]:
+        return (self.rows, self.time, self.missing)
+
+
+@dataclass
+class Category:
+    id: str
+    name: str
+    description: str
+    path: str = ""
+
+
+@dataclass
+class KPI:
+    """One KPI definition, loaded and checked."""
+
+    id: str
+    data: dict[str, Any]
+    path: Path
+    origin: str = "bundled"  # "bundled" or the user folder it came from
+    expression: Node | None = None  # parsed formula; None until bound
+    overridden: list[Path] = field(default_factory=list)  # files this one replaced
+
+    # Typed views of the fields the code uses -------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.data.get("name", self.id)
+
+    @property
+    def summary(self) -> str:
+        return self.data.get("summary", "")
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(self.data.get("aliases", []))
+
+    @property
+    def category(self) -> str:
+        return self.data.get("category", "")
+
+    @property
+    def categories(self) -> list[str]:
+        extra = [c for c in self.data.get("categories", []) if c != self.category]
+        return [self.category, *extra] if self.category else extra
+
+    @property
+    def industries(self) -> list[str]:
+        return list(self.data.get("industries", []))
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.data.get("tags", []))
+
+    @property
+    def unit(self) -> str:
+        return self.data.get("unit", "")
+
+    @property
+    def direction(self) -> str:
+        return self.data.get("direction", "")
+
+    @property
+    def indicator_type(self) -> str:
+        return self.data.get("indicator_type", "")
+
+    @property
+    def status(self) -> str:
+        return self.data.get("status", "draft")
+
+    @property
+    def formula_text(self) -> str:
+        formula = self.data.get("formula")
+        return formula.get("expression", "") if isinstance(formula, dict) else ""
+
+    @property
+    def datapoints(self) -> dict[str, Datapoint]:
+        return {
+            d["name"]: Datapoint.from_dict(d)
+            for d in self.data.get("datapoints", [])
+            if isinstance(d, dict) and "name" in d
+        }
+
+    @property
+    def examples(self) -> list[dict[str, Any]]:
+        return list(self.data.get("examples", []))
+
+    def relations(self, kind: str) -> list[dict[str, str]]:
+        return list((self.data.get("relations") or {}).get(kind, []))
+
+    def __repr__(self) -> str:
+        return f"KPI({self.id!r}, {self.name!r})"

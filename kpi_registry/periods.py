@@ -1,0 +1,161 @@
+"""The time axis: parsing period columns and mapping fine periods onto a coarser grain.
+
+Periods become integer ordinals of a pandas frequency (month 2024-01 -> 648), so the engine
+works on small integers and only the unique values are ever parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+GRAINS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
+_ORDER = {"D": 0, "W": 1, "M": 2, "Q": 3, "Y": 4}
+_MONTH_TEXT = re.compile(r"^\d{4}-\d{2}$")
+
+
+def _freq_code(freq) -> str:
+    name = getattr(freq, "name", str(freq)).upper()
+    for code in ("W", "M", "Q", "Y", "D"):
+        if name.startswith(code) or (code == "Y" and name.startswith("A")):
+            return code
+    raise DataError(f"unsupported period frequency {name!r}; use day, week, month, quarter or year")
+
+
+@dataclass
+class TimeAxis:
+    """Per-row period codes, plus the labels of every period in the calendar range."""
+
+    codes: np.ndarray  # int64 per row: index into labels (at the base frequency)
+    base: str  # base frequency code of the data
+    first: int  # ordinal of the first period
+    count: int  # number of periods from first to last, gaps included
+    kind: str  # "text", "period" or "timestamp": how labels are returned
+    present: np.ndarray  # bool per period: does any row fall in it
+
+    def labels(self, freq: str | None = None) -> pd.PeriodIndex:
+        ords = np.arange(self.first, self.first + self.count)
+        return pd.PeriodIndex.from_ordinals(ords, freq=self.base).asfreq(freq or self.base)
+
+
+def parse(series: pd.Series, column: str) -> TimeAxis:
+    """Parse a period column of datetimes, pandas Periods or text such as 2024-01."""
+    if len(series) == 0:
+        return TimeAxis(np.zeros(0, np.int64), "M", 0, 0, "text", np.zeros(0, bool))
+    if series.isna().any():
+        row = series.index[series.isna().to_numpy()][0]
+        raise DataError(f"period column {column!r} is empty at row {row!r}")
+    dtype = series.dtype
+    if isinstance(dtype, pd.PeriodDtype):
+        base = _freq_code(dtype.freq)
+        ordinals = series.array.asi8.astype(np.int64)
+        kind = "period"
+    else:
+        codes, uniques = pd.factorize(series, sort=False)
+        kind = "timestamp" if pd.api.types.is_datetime64_any_dtype(dtype) else "text"
+        uniq_periods, base = _parse_uniques(pd.Index(uniques), column, kind)
+        if uniq_periods.freqstr != pd.PeriodIndex([], freq=base).freqstr:
+            uniq_periods = uniq_periods.asfreq(base)
+        ordinals = uniq_periods.asi8[codes]
+    first = int(ordinals.min())
+    count = int(ordinals.max()) - first + 1
+    row_codes = ordinals - first
+    present = np.zeros(count, dtype=bool)
+    present[np.unique(row_codes)] = True
+    return TimeAxis(row_codes, base, first, count, kind, present)
+
+
+def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.PeriodIndex, str]:
+    if kind == "timestamp":
+        stamps = pd.DatetimeIndex(uniques)
+        if stamps.tz is not None:
+            stamps = stamps.tz_localize(None)
+        month_start = (stamps.day == 1).all()
+        month_end = stamps.is_month_end.all()
+        midnight = (stamps.normalize() == stamps).all()
+        base = "M" if midnight and (month_start or month_end) else "D"
+        return stamps.to_period(base), base
+    values = [v if isinstance(v, str) else str(v) for v in uniques]
+    if all(_MONTH_TEXT.match(v) for v in values):
+        try:
+            return pd.PeriodIndex(values, freq="M"), "M"
+        except (ValueError, TypeError) as e:
+            bad = next(v for v in values if not _ok_period(v, "M"))
+            raise DataError(f"period column {column!r} has an unparsable period {bad!r}") from e
+    parsed: list[pd.Period] = []
+    for v in values:
+        try:
+            p = pd.Period(v.strip())
+        except (ValueError, TypeError):
+            p = None
+        if p is None or pd.isna(p):
+            raise DataError(
+                f"period column {column!r} has an unparsable period {v!r}; "
+                "use dates, pandas Periods, or text such as 2024-01, 2024Q1 or 2024"
+            ) from None
+        parsed.append(p)
+    codes = {_freq_code(p.freq) for p in parsed}
+    if len(codes) > 1:
+        raise DataError(
+            f"period column {column!r} mixes period lengths ({', '.join(sorted(codes))})"
+        )
+    base = codes.pop()
+    return pd.PeriodIndex([p.asfreq(base) for p in parsed], freq=base), base
+
+
+def _ok_period(text: str, freq: str) -> bool:
+    try:
+        pd.Period(text, freq=freq)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def grain_code(grain: str | None, base: str) -> str:
+    if grain is None:
+        return base
+    if grain not in GRAINS:
+        raise DataError(f"unknown grain {grain!r}; use one of {', '.join(GRAINS)}")
+    code = GRAINS[grain]
+    if _ORDER[code] < _ORDER[base]:
+        raise DataError(f"grain {grain!r} is finer than the data's periods; choose a coarser grain")
+    return code
+
+
+@dataclass
+class Coarsening:
+    """How base periods map onto the output grain."""
+
+    to_coarse: np.ndarray  # int64 per base period: index of its coarse period
+    last_base: np.ndarray  # int64 per coarse period: the base period a stock is read at
+    labels: pd.PeriodIndex  # one label per coarse period
+
+
+def coarsen(axis: TimeAxis, grain: str) -> Coarsening:
+    """Map base periods to the grain. A stock is read at a coarse period's last base period,
+    or at the data's last period if the data ends inside it (a quarter to date)."""
+    base_labels = axis.labels()
+    coarse = base_labels.asfreq(grain) if grain != axis.base else base_labels
+    ords = coarse.asi8
+    to_coarse = (ords - ords[0]).astype(np.int64)
+    n = int(to_coarse[-1]) + 1 if len(to_coarse) else 0
+    last_base = np.zeros(n, dtype=np.int64)
+    last_base[to_coarse] = np.arange(len(to_coarse))  # later base periods overwrite earlier
+    labels = (
+        pd.PeriodIndex.from_ordinals(np.arange(ords[0], ords[0] + n), freq=grain) if n else coarse
+    )
+    return Coarsening(to_coarse, last_base, labels)
+
+
+def present_labels(labels: pd.PeriodIndex, kind: str) -> pd.Index:
+    """Return period labels in the same kind the caller gave: text, Period or Timestamp."""
+    if kind == "text":
+        return pd.Index([str(p) for p in labels], dtype=object)
+    if kind == "timestamp":
+        return pd.Index(labels.to_timestamp())
+    return pd.Index(labels)

@@ -1,0 +1,417 @@
+"""The Registry: every loaded KPI, with search, the relation graph and evaluation.
+
+``load()`` is the one way in: it discovers files, parses them, checks them (schema, then
+semantics) and refuses to hand back a registry that has errors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import schema, validation
+from .errors import DefinitionError, Diagnostic, Report, UnknownKPIError
+from .evaluation import Request, evaluate_many
+from .formula import Name
+from .loading import Document, position_of, read_file
+from .model import KPI, RELATION_KINDS, Category
+
+ENV_PATH = "KPI_REGISTRY_PATH"
+TAXONOMY_FILE = "_taxonomy.yaml"
+
+
+def bundled_dir(name: str) -> Path:
+    """A folder shipped with the package (definitions, templates, site): installed copy first,
+    else the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_bundled" / name, here.parent / name):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / name
+
+
+def definition_files(folder: Path) -> list[Path]:
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise DefinitionError([Diagnostic(str(folder), 0, 0, "", "no such file or folder")])
+    files = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith((".", "_")) and p.is_file()
+    ]
+    return sorted(files)
+
+
+def search_paths(paths: Iterable[str | Path], include_bundled: bool) -> list[tuple[Path, str]]:
+    """(folder, origin) in load order: bundled, then KPI_REGISTRY_PATH, then paths given."""
+    out: list[tuple[Path, str]] = []
+    if include_bundled:
+        out.append((bundled_dir("definitions"), "bundled"))
+    for entry in os.environ.get(ENV_PATH, "").split(os.pathsep):
+        if entry.strip():
+            out.append((Path(entry.strip()), entry.strip()))
+    for p in paths:
+        out.append((Path(p), str(p)))
+    seen: set[Path] = set()
+    unique = []
+    for folder, origin in out:
+        key = folder.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append((folder, origin))
+    return unique
+
+
+@dataclass
+class LoadResult:
+    kpis: dict[str, KPI]
+    taxonomy: dict[str, Category]
+    report: Report
+    files: int = 0
+
+
+def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) -> None:
+    path = folder / TAXONOMY_FILE if folder.is_dir() else None
+    if path is None or not path.is_file():
+        return
+    try:
+        doc = read_file(path)
+    except DefinitionError as e:
+        report.extend(e.diagnostics)
+        return
+    cats = doc.data.get("categories")
+    if not isinstance(cats, dict):
+        report.add(
+            path, 1, 1, "categories", "expected a mapping of category id to name/description"
+        )
+        return
+    for cat_id, body in cats.items():
+        line, col = position_of(doc.data, ("categories", cat_id))
+        if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
+            report.add(path, line, col, f"categories.{cat_id}", "needs a name and a description")
+            continue
+        if cat_id in taxonomy:
+            report.add(
+                path,
+                line,
+                col,
+                f"categories.{cat_id}",
+                f"category {cat_id!r} is already defined in {taxonomy[cat_id].path}",
+            )
+            continue
+        taxonomy[cat_id] = Category(cat_id, body["name"], body["description"], str(path))
+
+
+def collect(
+    paths: Iterable[str | Path] = (), *, include_bundled: bool = True, examples: bool = True
+) -> LoadResult:
+    """Parse and check every definition; never raises for bad definitions, reports them."""
+    report = Report()
+    kpis: dict[str, KPI] = {}
+    taxonomy: dict[str, Category] = {}
+    n_files = 0
+    loaded: set[Path] = set()
+    taxonomy_folders: set[Path] = set()
+    for folder, origin in search_paths(paths, include_bundled):
+        home = folder if folder.is_dir() else folder.parent
+        if home.resolve() not in taxonomy_folders and home.is_dir():
+            taxonomy_folders.add(home.resolve())
+            _load_taxonomy(home, taxonomy, report)
+        try:
+            files = definition_files(folder)
+        except DefinitionError as e:
+            report.extend(e.diagnostics)
+            continue
+        for path in files:
+            if path.resolve() in loaded:
+                continue  # a file given again (e.g. a bundled file named on the command line)
+            loaded.add(path.resolve())
+            n_files += 1
+            try:
+                doc: Document = read_file(path)
+            except DefinitionError as e:
+                report.extend(e.diagnostics)
+                continue
+            problems = schema.check(doc.data, str(path))
+            report.extend(problems)
+            kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
+            kpi = KPI(kpi_id, doc.data, path, origin)
+            validation.check_identity(kpi, report)
+            if kpi_id in kpis:
+                first = kpis[kpi_id]
+                line, col = position_of(doc.data, ("id",))
+                if doc.data.get("overrides") is True:
+                    kpi.overridden = [*first.overridden, first.path]
+                else:
+                    report.add(
+                        path,
+                        line,
+                        col,
+                        "id",
+                        f"duplicate id {kpi_id!r}: also defined in {first.path}. Rename one, or "
+                        "set 'overrides: true' in yours to replace the other on purpose",
+                    )
+                    continue
+            kpis[kpi_id] = kpi
+    for kpi in kpis.values():
+        validation.check_taxonomy(kpi, taxonomy, report)
+        validation.check_references(kpi, kpis, report)
+        validation.check_required_attributes(kpi, report)
+    validation.check_datapoints(kpis, report)
+    graph = validation.bind_formulas(kpis, report)
+    validation.check_cycles(graph, kpis, report)
+    if examples:
+        for kpi in kpis.values():
+            validation.check_examples(kpis, kpi, report)
+    return LoadResult(kpis, taxonomy, report, n_files)
+
+
+def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
+    """Load the bundled library plus any folders given; raise DefinitionError listing every
+    problem if anything is wrong. ``examples=True`` also re-computes every worked example."""
+    result = collect(paths, include_bundled=include_bundled, examples=examples)
+    if result.report:
+        raise DefinitionError(result.report.errors)
+    return Registry(result.kpis, result.taxonomy)
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _text_of(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _text_of(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _text_of(v)
+
+
+@dataclass
+class Registry:
+    """A checked collection of KPIs. Iterate it, index it by id, search it, evaluate with it."""
+
+    kpis: dict[str, KPI]
+    taxonomy: dict[str, Category] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._body_words: dict[str, set[str]] | None = None
+
+    # -- collection -------------------------------------------------------------------
+    def __getitem__(self, kpi_id: str) -> KPI:
+        try:
+            return self.kpis[kpi_id]
+        except KeyError:
+            raise UnknownKPIError(kpi_id, self.kpis) from None
+
+    def __contains__(self, kpi_id: object) -> bool:
+        return kpi_id in self.kpis
+
+    def __len__(self) -> int:
+        return len(self.kpis)
+
+    def __iter__(self) -> Iterator[KPI]:
+        return iter(sorted(self.kpis.values(), key=lambda k: k.id))
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.kpis)
+
+    def filter(
+        self, *, category: str | None = None, industry: str | None = None, tag: str | None = None
+    ) -> list[KPI]:
+        """KPIs in a category (primary or extra), an industry and/or with a tag."""
+        return [
+            k
+            for k in self
+            if (category is None or category in k.categories)
+            and (industry is None or industry in k.industries)
+            and (tag is None or tag in k.tags)
+        ]
+
+    # -- search -----------------------------------------------------------------------
+    def search(
+        self,
+        text: str,
+        *,
+        category: str | None = None,
+        industry: str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+    ) -> list[KPI]:
+        """KPIs ranked by where the words occur: name and aliases first, then id and summary,
+        then the body. Every word must occur somewhere."""
+        query = " ".join(_words(text))
+        words = query.split()
+        if not words:
+            return []
+        if self._body_words is None:
+            self._body_words = {
+                k.id: set(_words(" ".join(_text_of(k.data)))) for k in self.kpis.values()
+            }
+        scored = []
+        for kpi in self.filter(category=category, industry=industry, tag=tag):
+            score = self._score(kpi, query, words)
+            if score > 0:
+                scored.append((-score, kpi.id, kpi))
+        scored.sort(key=lambda t: (t[0], t[1]))
+        hits = [kpi for _, _, kpi in scored]
+        return hits[:limit] if limit else hits
+
+    def _score(self, kpi: KPI, query: str, words: list[str]) -> float:
+        name = " ".join(_words(kpi.name))
+        aliases = [" ".join(_words(a)) for a in kpi.aliases]
+        ident = kpi.id.replace("_", " ")
+        if query in (name, ident):
+            return 1000.0
+        if query in aliases:
+            return 900.0
+        summary = set(_words(kpi.summary))
+        name_words = set(name.split()) | set(ident.split())
+        alias_words = {w for a in aliases for w in a.split()}
+        body = self._body_words.get(kpi.id, set()) if self._body_words else set()
+        score = 0.0
+        for w in words:
+            if w in name_words:
+                score += 30
+            elif any(n.startswith(w) for n in name_words):
+                score += 20
+            elif w in alias_words:
+                score += 25
+            elif w in summary:
+                score += 8
+            elif w in body:
+                score += 2
+            else:
+                return 0.0  # every word must match somewhere
+        if name.startswith(query) or any(a.startswith(query) for a in aliases):
+            score += 50
+        return score - len(name_words) * 0.1  # shorter names first on ties
+
+    # -- graph ------------------------------------------------------------------------
+    def dependencies(self, kpi_id: str) -> list[str]:
+        """KPIs this KPI's formula references directly."""
+        node = self[kpi_id].expression
+        if node is None:
+            return []
+        return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
+
+    def used_in(self, kpi_id: str) -> list[str]:
+        """KPIs whose formula references this one (computed in reverse)."""
+        self[kpi_id]
+        return [k.id for k in self if kpi_id in self.dependencies(k.id)]
+
+    def leading(self, kpi_id: str) -> list[dict[str, str]]:
+        """What leads this KPI: its own 'leading' list plus KPIs that name it as lagging."""
+        own = self[kpi_id].relations("leading")
+        named = {r["kpi"] for r in own}
+        reverse = [
+            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+            for k in self
+            for r in k.relations("lagging")
+            if r["kpi"] == kpi_id and k.id not in named
+        ]
+        return [*own, *reverse]
+
+    def lagging(self, kpi_id: str) -> list[dict[str, str]]:
+        """What this KPI leads: its own 'lagging' list plus KPIs that name it as leading."""
+        own = self[kpi_id].relations("lagging")
+        named = {r["kpi"] for r in own}
+        reverse = [
+            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+            for k in self
+            for r in k.relations("leading")
+            if r["kpi"] == kpi_id and k.id not in named
+        ]
+        return [*own, *reverse]
+
+    def influences(self, kpi_id: str) -> list[dict[str, str]]:
+        """KPIs that name this one as a leading indicator: what it influences."""
+        self[kpi_id]
+        return [
+            {"kpi": k.id, "why": r["why"]}
+            for k in self
+            for r in k.relations("leading")
+            if r["kpi"] == kpi_id
+        ]
+
+    def related(self, kpi_id: str) -> list[dict[str, str]]:
+        """Related KPIs in either direction."""
+        own = self[kpi_id].relations("related")
+        named = {r["kpi"] for r in own}
+        reverse = [
+            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+            for k in self
+            for r in k.relations("related")
+            if r["kpi"] == kpi_id and k.id not in named
+        ]
+        return [*own, *reverse]
+
+    def neighbours(self, kpi_id: str) -> set[str]:
+        """Every KPI linked to this one by a relation or a formula, either way."""
+        out: set[str] = set(self.dependencies(kpi_id)) | set(self.used_in(kpi_id))
+        for kind in RELATION_KINDS:
+            out |= {r["kpi"] for r in self[kpi_id].relations(kind)}
+        for k in self:
+            for kind in RELATION_KINDS:
+                if any(r["kpi"] == kpi_id for r in k.relations(kind)):
+                    out.add(k.id)
+        out.discard(kpi_id)
+        return out
+
+    # -- evaluation -------------------------------------------------------------------
+    def evaluate(
+        self,
+        kpi_id: str,
+        data: pd.DataFrame | dict[str, Any],
+        *,
+        period: str | None = None,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+    ) -> pd.DataFrame | float:
+        """One KPI per period (and group). A mapping of scalars gives back a float."""
+        self[kpi_id]
+        result = self.evaluate_many(
+            [kpi_id], data, period=period, entity=entity, by=by, grain=grain, columns=columns
+        )
+        return result[kpi_id] if isinstance(result, dict) else result
+
+    def evaluate_many(
+        self,
+        ids: Sequence[str],
+        data: pd.DataFrame | dict[str, Any],
+        *,
+        period: str | None = None,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+    ) -> pd.DataFrame | dict[str, float]:
+        """Several KPIs at once, a column each; sub-expressions they share are computed once."""
+        if isinstance(ids, str):
+            ids = [ids]
+        for kpi_id in ids:
+            self[kpi_id]
+        request = Request(
+            period=period,
+            entity=entity,
+            by=[by] if isinstance(by, str) else list(by or []),
+            grain=grain,
+            columns=dict(columns or {}),
+        )
+        return evaluate_many(self.kpis, list(ids), data, request)

@@ -1,0 +1,151 @@
+"""The JSON Schema contract and the translation of its errors into actionable messages."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from .errors import Diagnostic, suggest
+from .loading import position_of
+
+_TYPE_NAMES = {
+    "string": "text",
+    "array": "a list",
+    "object": "a mapping",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "null": "nothing",
+}
+
+
+@cache
+def kpi_schema() -> dict[str, Any]:
+    """The JSON Schema (Draft 2020-12) every definition file must satisfy."""
+    text = resources.files("kpi_registry").joinpath("schema/kpi.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(kpi_schema())
+    cls.check_schema(kpi_schema())
+    return cls(kpi_schema())
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "nothing (empty value)"
+    return "a number"
+
+
+def _field(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def check(data: dict[str, Any], path: str) -> list[Diagnostic]:
+    """Schema errors for one parsed file, each pointing at the line of the offending field."""
+    validator = _validator()
+    out: list[Diagnostic] = []
+    for error in validator.iter_errors(data):
+        for err in _leaves(error):
+            out.extend(_translate(err, data, path))
+    return sorted(set(out))
+
+
+def _leaves(error: jsonschema.ValidationError):
+    """For oneOf/anyOf, report the branch that got furthest instead of a generic failure."""
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        best = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.context or [])))
+        deepest = [e for e in error.context if len(e.absolute_path) == len(best.absolute_path)]
+        if len(best.absolute_path) > len(error.absolute_path):
+            for e in deepest[:1]:
+                yield from _leaves(e)
+            return
+    yield error
+
+
+def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[Diagnostic]:
+    loc = tuple(err.absolute_path)
+    field = _field(loc)
+    kind = err.validator
+    if kind == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extras = [k for k in err.instance if k not in err.schema.get("properties", {})]
+        diags = []
+        for extra in extras:
+            line, col = position_of(data, (*loc, extra))
+            hints = suggest(extra, allowed)
+            hint = f" (did you mean '{hints[0]}'?)" if hints else ""
+            name = _field((*loc, extra))
+            diags.append(Diagnostic(path, line, col, name, f"unknown field{hint}"))
+        return diags
+    line, col = position_of(data, loc)
+    if kind == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        where = f"{field}." if field else ""
+        message = f"missing required field '{missing}'"
+        return [Diagnostic(path, line, col, f"{where}{missing}", message + _status_hint(err, data))]
+    if kind == "type":
+        want = err.validator_value
+        wants = want if isinstance(want, list) else [want]
+        want_text = " or ".join(_TYPE_NAMES.get(w, w) for w in wants)
+        message = f"expected {want_text}, found {_kind(err.instance)}"
+        return [Diagnostic(path, line, col, field, message)]
+    if kind == "enum":
+        options = ", ".join(str(o) for o in err.validator_value)
+        hints = suggest(str(err.instance), [str(o) for o in err.validator_value])
+        hint = f" (did you mean '{hints[0]}'?)" if hints else ""
+        message = f"{err.instance!r} is not allowed{hint}; choose one of: {options}"
+        return [Diagnostic(path, line, col, field, message)]
+    if kind == "minLength":
+        return [Diagnostic(path, line, col, field, "must not be empty")]
+    if kind == "minItems":
+        n = err.validator_value
+        return [Diagnostic(path, line, col, field, f"needs at least {n} item{'s' * (n != 1)}")]
+    if kind == "pattern":
+        return [
+            Diagnostic(
+                path,
+                line,
+                col,
+                field,
+                f"{err.instance!r} is not a valid id: "
+                "use snake_case (lower-case letters, digits, _)",
+            )
+        ]
+    if kind == "uniqueItems":
+        return [Diagnostic(path, line, col, field, "has the same item twice")]
+    return [Diagnostic(path, line, col, field, err.message)]
+
+
+def _status_hint(err: jsonschema.ValidationError, data: dict) -> str:
+    if (
+        not err.absolute_path
+        and isinstance(data, dict)
+        and data.get("status")
+        in (
+            "reviewed",
+            "certified",
+        )
+    ):
+        required_always = set(kpi_schema()["required"])
+        missing = err.message.split("'")[1] if "'" in err.message else ""
+        if missing and missing not in required_always:
+            return f" (a {data['status']} KPI must fill all 12 attributes; or set status: draft)"
+    return ""

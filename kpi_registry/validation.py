@@ -1,0 +1,408 @@
+"""Semantic checks that JSON Schema cannot express, across all files at once.
+
+Each check appends to a Report and carries on, so one run shows every problem. Checks are
+plain functions over already-parsed KPIs (parsing lives in loading.py, shape in schema.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError, FormulaError, KPIError, Report, did_you_mean
+from .evaluation import Request, evaluate_many
+from .formula import analyse, parse
+from .loading import Mapping as PositionedMapping
+from .loading import position_of, value_position
+from .model import ATTRIBUTES, KPI, Category, Datapoint
+
+_TEXT_FIELDS = (
+    "name",
+    "summary",
+    "definition",
+    "business_insights",
+    "measurement_approach",
+    "trend_analysis",
+)
+
+
+def check_identity(kpi: KPI, report: Report) -> None:
+    stem = kpi.path.stem
+    if kpi.data.get("id") != stem:
+        line, col = position_of(kpi.data, ("id",))
+        report.add(
+            kpi.path,
+            line,
+            col,
+            "id",
+            f"id {kpi.data.get('id')!r} does not match the file name; rename the file to "
+            f"'{kpi.data.get('id')}.yaml' or set id: {stem}",
+        )
+    for name in _TEXT_FIELDS:
+        value = kpi.data.get(name)
+        if isinstance(value, str) and not value.strip():
+            line, col = position_of(kpi.data, (name,))
+            report.add(kpi.path, line, col, name, "must not be empty")
+
+
+def check_taxonomy(kpi: KPI, taxonomy: Mapping[str, Category], report: Report) -> None:
+    for i, cat in enumerate([kpi.data.get("category"), *kpi.data.get("categories", [])]):
+        if isinstance(cat, str) and cat not in taxonomy:
+            field = ("category",) if i == 0 else ("categories", i - 1)
+            line, col = position_of(kpi.data, field)
+            report.add(
+                kpi.path,
+                line,
+                col,
+                ".".join(map(str, field)).replace(".", "[", 1) + "]" * (i > 0),
+                f"unknown category {cat!r}{did_you_mean(cat, taxonomy)}; categories are defined "
+                "in _taxonomy.yaml",
+            )
+
+
+def references(kpi: KPI) -> list[tuple[tuple, str]]:
+    """Every (field path, KPI id) the definition points at outside its formula."""
+    out: list[tuple[tuple, str]] = []
+    relations = kpi.data.get("relations") or {}
+    for kind, items in relations.items() if isinstance(relations, dict) else []:
+        for i, item in enumerate(items or []):
+            if isinstance(item, dict) and isinstance(item.get("kpi"), str):
+                out.append((("relations", kind, i, "kpi"), item["kpi"]))
+    effects = (kpi.data.get("change_impact") or {}).get("effects") or []
+    for i, item in enumerate(effects):
+        if isinstance(item, dict) and isinstance(item.get("kpi"), str):
+            out.append((("change_impact", "effects", i, "kpi"), item["kpi"]))
+    influences = kpi.data.get("influences") or {}
+    for kind, items in influences.items() if isinstance(influences, dict) else []:
+        for i, item in enumerate(items or []):
+            if isinstance(item, dict) and isinstance(item.get("kpi"), str):
+                out.append((("influences", kind, i, "kpi"), item["kpi"]))
+    for i, example in enumerate(kpi.examples):
+        for j, shown in enumerate(example.get("show", []) if isinstance(example, dict) else []):
+            out.append((("examples", i, "show", j), shown))
+    return out
+
+
+def field_name(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def check_references(kpi: KPI, known: Mapping[str, KPI], report: Report) -> None:
+    for path, target in references(kpi):
+        if target not in known:
+            line, col = position_of(kpi.data, path)
+            report.add(
+                kpi.path,
+                line,
+                col,
+                field_name(path),
+                f"unknown KPI {target!r}{did_you_mean(target, known)}",
+            )
+        elif target == kpi.id and path[0] != "examples":
+            line, col = position_of(kpi.data, path)
+            report.add(kpi.path, line, col, field_name(path), "a KPI cannot relate to itself")
+
+
+def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
+    """A datapoint name means one thing everywhere, and never shadows a KPI id."""
+    seen: dict[str, tuple[Datapoint, KPI]] = {}
+    for kpi in kpis.values():
+        names: set[str] = set()
+        for i, raw in enumerate(kpi.data.get("datapoints", [])):
+            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+                continue
+            dp = Datapoint.from_dict(raw)
+            line, col = position_of(kpi.data, ("datapoints", i, "name"))
+            where = f"datapoints[{i}].name"
+            if dp.name in names:
+                report.add(kpi.path, line, col, where, f"datapoint {dp.name!r} is declared twice")
+            names.add(dp.name)
+            if dp.name in kpis:
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r} has the same name as a KPI; rename the datapoint",
+                )
+            if dp.name in seen and seen[dp.name][0].semantics() != dp.semantics():
+                other_dp, other = seen[dp.name]
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r} is declared as rows={dp.rows}, time={dp.time}, "
+                    f"missing={dp.missing} here but rows={other_dp.rows}, time={other_dp.time}, "
+                    f"missing={other_dp.missing} in {other.path}; one name must mean one thing",
+                )
+            seen.setdefault(dp.name, (dp, kpi))
+
+
+def _formula_position(kpi: KPI, error: FormulaError) -> tuple[int, int]:
+    line, col = value_position(kpi.data, ("formula", "expression"))
+    key_line, _ = position_of(kpi.data, ("formula", "expression"))
+    if error.position is not None and line == key_line:
+        return line, col + error.position  # plain one-line value: point at the token
+    return line, col
+
+
+def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]]:
+    """Parse and check each formula against the registry; return the KPI dependency graph."""
+    graph: dict[str, set[str]] = {}
+    for kpi in kpis.values():
+        text = kpi.formula_text
+        if not isinstance(text, str) or not text.strip():
+            continue  # the schema reports a missing expression
+        declared = kpi.datapoints
+        try:
+            node = parse(text.strip())
+            result = analyse(
+                node,
+                is_kpi=lambda n: n in kpis,
+                is_datapoint=declared.__contains__,
+                expression=text.strip(),
+            )
+        except FormulaError as e:
+            if e.message.startswith("unknown name"):
+                bad = e.message.split("'")[1]
+                hint = did_you_mean(bad, [*kpis, *declared])
+                e = FormulaError(
+                    f"unknown name {bad!r}: neither a KPI id nor a datapoint declared in this "
+                    f"file{hint}",
+                    e.expression,
+                    e.position,
+                )
+            line, col = _formula_position(kpi, e)
+            report.add(kpi.path, line, col, "formula.expression", e.render())
+            continue
+        kpi.expression = node
+        graph[kpi.id] = result.kpis
+        unused = set(declared) - result.datapoints - _datapoints_below(result.kpis, kpis)
+        for name in sorted(unused):
+            i = next(i for i, d in enumerate(kpi.data["datapoints"]) if d.get("name") == name)
+            line, col = position_of(kpi.data, ("datapoints", i, "name"))
+            report.add(
+                kpi.path,
+                line,
+                col,
+                f"datapoints[{i}].name",
+                f"datapoint {name!r} is declared but the formula never uses it "
+                "(directly or through the KPIs it references)",
+            )
+    return graph
+
+
+def _datapoints_below(ids: set[str], kpis: Mapping[str, KPI]) -> set[str]:
+    out: set[str] = set()
+    stack, seen = list(ids), set()
+    while stack:
+        kpi_id = stack.pop()
+        if kpi_id in seen or kpi_id not in kpis:
+            continue
+        seen.add(kpi_id)
+        out |= set(kpis[kpi_id].datapoints)
+        stack.extend(_names_in(kpis[kpi_id], kpis))
+    return out
+
+
+def _names_in(kpi: KPI, kpis: Mapping[str, KPI]) -> set[str]:
+    try:
+        node = kpi.expression or parse(kpi.formula_text)
+    except FormulaError:
+        return set()
+    from .formula import Name
+
+    return {n.name for n in node.walk() if isinstance(n, Name) and n.name in kpis}
+
+
+def check_cycles(graph: Mapping[str, set[str]], kpis: Mapping[str, KPI], report: Report) -> None:
+    """Report each formula dependency cycle once, naming every KPI on it."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    reported: set[frozenset[str]] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep) :] + [dep]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    first = kpis[cycle[0]]
+                    line, col = position_of(first.data, ("formula", "expression"))
+                    report.add(
+                        first.path,
+                        line,
+                        col,
+                        "formula.expression",
+                        "formula dependency cycle: " + " -> ".join(cycle),
+                    )
+            elif dep in graph and state.get(dep) is None:
+                visit(dep, stack)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if state.get(node) is None:
+            visit(node, [])
+    for kpi_id in {k for cycle in reported for k in cycle}:
+        kpis[kpi_id].expression = None  # a cycle cannot be evaluated
+
+
+def check_required_attributes(kpi: KPI, report: Report) -> None:
+    """reviewed/certified KPIs fill all 12 attributes (also with non-blank text)."""
+    if kpi.status not in ("reviewed", "certified"):
+        return
+    for attr in ATTRIBUTES:
+        value = kpi.data.get(attr)
+        if isinstance(value, str) and not value.strip() or value in ([], {}):
+            line, col = position_of(kpi.data, (attr,))
+            report.add(kpi.path, line, col, attr, f"a {kpi.status} KPI must fill this attribute")
+
+
+# ------------------------------------------------------------------------------------------
+# Worked examples
+
+
+def example_request(example: Mapping[str, Any]) -> Request:
+    params = example.get("parameters") or {}
+    by = params.get("by") or []
+    return Request(
+        period=params.get("period"),
+        entity=params.get("entity"),
+        by=[by] if isinstance(by, str) else list(by),
+        grain=params.get("grain"),
+        columns=dict(params.get("columns") or {}),
+    )
+
+
+def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
+    data = example.get("data")
+    if isinstance(data, dict):
+        return dict(data)
+    return pd.DataFrame([dict(row) for row in data])
+
+
+def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
+    """Evaluate an example: the KPI plus the intermediates it asks to show."""
+    ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
+    return evaluate_many(kpis, ids, example_data(example), example_request(example))
+
+
+def check_examples(kpis: Mapping[str, KPI], kpi: KPI, report: Report) -> None:
+    if kpi.expression is None:
+        return
+    for i, example in enumerate(kpi.examples):
+        if not isinstance(example, PositionedMapping | dict):
+            continue
+        line, col = position_of(kpi.data, ("examples", i))
+        field = f"examples[{i}]"
+        try:
+            result = run_example(kpis, kpi, example)
+        except (DataError, KPIError) as e:
+            report.add(kpi.path, line, col, field, f"cannot evaluate: {e}")
+            continue
+        expected = example.get("expected")
+        decimals = int(example.get("decimals", 2))
+        for problem, where in compare_expected(kpi.id, result, expected, example, decimals):
+            eline, ecol = position_of(kpi.data, ("examples", i, "expected", *where))
+            report.add(kpi.path, eline, ecol, f"{field}.expected", problem)
+
+
+def _close(actual: float, expected: Any, decimals: int) -> bool:
+    if expected is None:
+        return actual is None or (isinstance(actual, float) and math.isnan(actual))
+    if actual is None or (isinstance(actual, float) and math.isnan(actual)):
+        return False
+    return abs(float(actual) - float(expected)) <= 0.5 * 10 ** (-decimals) + 1e-9
+
+
+def _period_text(value: Any) -> str:
+    """2024-Q1 and 2024Q1 name the same quarter."""
+    try:
+        return str(pd.Period(str(value)))
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null (no value)"
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def compare_expected(
+    kpi_id: str, result: Any, expected: Any, example: Mapping[str, Any], decimals: int
+) -> list[tuple[str, tuple]]:
+    """Differences between the engine's result and the example's expected values."""
+    if isinstance(result, dict):  # scalar data
+        actual = result[kpi_id]
+        if isinstance(expected, list):
+            return [("scalar data gives one number; write expected: <number>", ())]
+        if not _close(actual, expected, decimals):
+            return [
+                (f"the engine computes {_fmt(actual)}, the example expects {_fmt(expected)}", ())
+            ]
+        return []
+    if not isinstance(expected, list):
+        return [("row data gives a table; write expected as a list of rows", ())]
+    req = example_request(example)
+    keys = [k for k in [req.period, *req.by] if k]
+    value_cols = [c for c in result.columns if c not in keys]
+
+    def norm(k: str, v: Any) -> str:
+        return _period_text(v) if k == req.period else str(v)
+
+    actual_rows = {tuple(norm(k, row[k]) for k in keys): row for row in result.to_dict("records")}
+    problems: list[tuple[str, tuple]] = []
+    seen = set()
+    for j, row in enumerate(expected):
+        key = tuple(norm(k, row.get(k)) for k in keys)
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, key)) or "the result"
+        seen.add(key)
+        if key not in actual_rows:
+            problems.append((f"the engine gives no row for {label}", (j,)))
+            continue
+        for col, want in row.items():
+            if col in keys:
+                continue
+            if col not in value_cols:
+                problems.append(
+                    (
+                        f"{col!r} is not a result column (columns: "
+                        f"{', '.join(value_cols)}); list it in show:",
+                        (j, col),
+                    )
+                )
+                continue
+            got = actual_rows[key][col]
+            if not _close(got, want, decimals):
+                problems.append(
+                    (
+                        f"{label}: the engine computes {col} = {_fmt(got)}, the example expects "
+                        f"{_fmt(want)}",
+                        (j, col),
+                    )
+                )
+        if kpi_id not in row:
+            problems.append((f"row for {label} has no {kpi_id!r} value", (j,)))
+    for key in actual_rows:
+        if key not in seen:
+            label = ", ".join(f"{k}={v}" for k, v in zip(keys, key))
+            value = _fmt(actual_rows[key][kpi_id])
+            problems.append(
+                (
+                    f"the engine also gives a row for {label} ({kpi_id} = {value}); "
+                    "add it to expected",
+                    (),
+                )
+            )
+    return problems
