@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +217,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     reg = _registry(args)
     for kpi_id in args.ids:
         reg[kpi_id]
-    data = _read_data(args.data)
+    # DuckDB reads CSV/Parquet files (and globs) itself, without going through pandas.
+    data = args.data if args.engine == "duckdb" else _read_data(args.data)
     result = reg.evaluate_many(
         args.ids,
         data,
@@ -226,6 +227,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         by=args.by or None,
         grain=args.grain,
         columns=_mapping(args.column),
+        engine=args.engine,
     )
     _print_frame(result, args.format)
     for note in result.attrs.get("warnings", []):
@@ -342,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="read a datapoint from a differently named column (repeatable)",
     )
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--engine",
+        choices=["pandas", "duckdb"],
+        default="pandas",
+        help="pandas (default) or embedded DuckDB, which reads the file directly",
+    )
     _add_path(p)
     p.set_defaults(func=cmd_eval)
 
@@ -352,13 +360,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_schema)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    for name in FEATURE_MODULES:
+        _feature(name).add_commands(sub)
     return parser
 
 
-#: Hooks for commands defined in other modules (site, sql, scaffold...): each adds a subparser.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+#: Modules that bring their own subcommands: each has ``add_commands(subparsers)`` and keeps
+#: heavy imports (mkdocs, duckdb, ruamel) inside the command functions.
+FEATURE_MODULES: tuple[str, ...] = ("site", "sql", "scaffold", "formatting", "export")
+
+
+def _feature(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.{name}":
+            raise
+        return _Missing()
+
+
+class _Missing:
+    def add_commands(self, sub: Any) -> None:
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import schema, validation
-from .errors import DefinitionError, Diagnostic, Report, UnknownKPIError
+from .errors import DefinitionError, Diagnostic, KPIError, Report, UnknownKPIError
 from .evaluation import Request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
@@ -376,42 +376,108 @@ class Registry:
     def evaluate(
         self,
         kpi_id: str,
-        data: pd.DataFrame | dict[str, Any],
+        data: Any,
         *,
         period: str | None = None,
         entity: str | None = None,
         by: str | Sequence[str] | None = None,
         grain: str | None = None,
         columns: dict[str, str] | None = None,
+        engine: str = "pandas",
     ) -> pd.DataFrame | float:
-        """One KPI per period (and group). A mapping of scalars gives back a float."""
+        """One KPI per period (and group). A mapping of scalars gives back a float.
+
+        ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
+        also be a Parquet/CSV path or glob, or a DuckDB relation)."""
         self[kpi_id]
         result = self.evaluate_many(
-            [kpi_id], data, period=period, entity=entity, by=by, grain=grain, columns=columns
+            [kpi_id],
+            data,
+            period=period,
+            entity=entity,
+            by=by,
+            grain=grain,
+            columns=columns,
+            engine=engine,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
     def evaluate_many(
         self,
         ids: Sequence[str],
-        data: pd.DataFrame | dict[str, Any],
+        data: Any,
         *,
         period: str | None = None,
         entity: str | None = None,
         by: str | Sequence[str] | None = None,
         grain: str | None = None,
         columns: dict[str, str] | None = None,
+        engine: str = "pandas",
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once."""
-        if isinstance(ids, str):
-            ids = [ids]
+        ids = [ids] if isinstance(ids, str) else list(ids)
         for kpi_id in ids:
             self[kpi_id]
-        request = Request(
+        request = _request(period, entity, by, grain, columns)
+        if engine == "pandas":
+            return evaluate_many(self.kpis, ids, data, request)
+        if engine == "duckdb":
+            from .sql import evaluate_duckdb
+
+            return evaluate_duckdb(self.kpis, ids, data, request)
+        raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+
+    def to_sql(
+        self,
+        kpi_id: str,
+        table: str,
+        *,
+        period: str,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        dialect: str = "duckdb",
+    ) -> str:
+        """One SQL statement computing exactly the frame ``evaluate`` returns."""
+        return self.to_sql_many(
+            [kpi_id],
+            table,
             period=period,
             entity=entity,
-            by=[by] if isinstance(by, str) else list(by or []),
+            by=by,
             grain=grain,
-            columns=dict(columns or {}),
+            columns=columns,
+            dialect=dialect,
         )
-        return evaluate_many(self.kpis, list(ids), data, request)
+
+    def to_sql_many(
+        self,
+        ids: Sequence[str],
+        table: str,
+        *,
+        period: str,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        dialect: str = "duckdb",
+    ) -> str:
+        """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
+        from .sql import compile_many
+
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        for kpi_id in ids:
+            self[kpi_id]
+        request = _request(period, entity, by, grain, columns)
+        return compile_many(self.kpis, ids, table, request, dialect=dialect)
+
+
+def _request(period, entity, by, grain, columns) -> Request:
+    return Request(
+        period=period,
+        entity=entity,
+        by=[by] if isinstance(by, str) else list(by or []),
+        grain=grain,
+        columns=dict(columns or {}),
+    )
