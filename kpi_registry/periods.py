@@ -20,7 +20,7 @@ _MONTH_TEXT = re.compile(r"^\d{4}-\d{2}$")
 
 
 def _freq_code(freq) -> str:
-    name = getattr(freq, "name", str(freq)).upper()
+    name = getattr(freq, "freqstr", str(freq)).upper()
     for code in ("W", "M", "Q", "Y", "D"):
         if name.startswith(code) or (code == "Y" and name.startswith("A")):
             return code

@@ -35,7 +35,8 @@ _TOKEN = re.compile(
 _KEYWORDS = {"and", "or", "not"}
 _COMPARE = {"=": "=", "==": "=", "!=": "!=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 MAX_LENGTH = 10_000
-MAX_DEPTH = 200
+MAX_DEPTH = 60  # parser frames per level ~10; Python's default limit is 1000
+MAX_TREE_DEPTH = 150  # visitors recurse over the tree
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,7 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise self.error("formula is nested too deeply")
-        try:
-            return self.or_()
-        finally:
-            self.depth -= 1
+        return self.nested(self.or_)
 
     def or_(self) -> Node:
         node = self.and_()
@@ -120,9 +115,18 @@ class _Parser:
             node = Binary(tok.pos, "and", node, self.not_())
         return node
 
+    def nested(self, parse_next):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error("formula is nested too deeply")
+        try:
+            return parse_next()
+        finally:
+            self.depth -= 1
+
     def not_(self) -> Node:
         if tok := self.accept("not"):
-            return Unary(tok.pos, "not", self.not_())
+            return Unary(tok.pos, "not", self.nested(self.not_))
         return self.cmp()
 
     def cmp(self) -> Node:
@@ -147,22 +151,18 @@ class _Parser:
 
     def unary(self) -> Node:
         if tok := self.accept("-"):
-            operand = self.unary()
+            operand = self.nested(self.unary)
             if isinstance(operand, Number):
                 return Number(tok.pos, -operand.value)
             return Unary(tok.pos, "-", operand)
         if self.accept("+"):
-            return self.unary()
+            return self.nested(self.unary)
         return self.power()
 
     def power(self) -> Node:
         node = self.atom()
         if tok := self.accept("^"):
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise self.error("formula is nested too deeply")
-            node = Binary(tok.pos, "^", node, self.unary())
-            self.depth -= 1
+            node = Binary(tok.pos, "^", node, self.nested(self.unary))
         return node
 
     def atom(self) -> Node:
@@ -218,4 +218,16 @@ def parse(text: str) -> Node:
         raise FormulaError(f"a formula must be text, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise FormulaError(f"formula is longer than {MAX_LENGTH} characters")
-    return _Parser(text).parse()
+    node = _Parser(text).parse()
+    if _tree_depth(node) > MAX_TREE_DEPTH:
+        raise FormulaError(f"formula is nested too deeply (more than {MAX_TREE_DEPTH} levels)")
+    return node
+
+
+def _tree_depth(root: Node) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in node.children())
+    return deepest

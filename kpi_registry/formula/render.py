@@ -109,7 +109,7 @@ def to_latex(node: Node, label: Callable[[str], str] | None = None) -> str:
     def name(n: str) -> str:
         if label:
             text = label(n)
-            if text != n:
+            if text and text != n:
                 escaped = "".join("\\" + ch if ch in "#$%&_{}" else ch for ch in text)
                 return r"\text{" + escaped + "}"
         return latex_name(n)

@@ -1,0 +1,84 @@
+"""Shaping billing exports into the entity x month rows the engine reads.
+
+Billing systems export subscriptions (customer, start, end, monthly amount), not one row per
+customer-month. This turns one into the other, vectorised.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+
+def subscriptions_to_months(
+    subscriptions: pd.DataFrame,
+    *,
+    entity: str,
+    start: str,
+    end: str,
+    amount: str,
+    until: str | pd.Period | None = None,
+    period: str = "month",
+    value: str = "revenue",
+) -> pd.DataFrame:
+    """One row per entity and month with the summed monthly amount of its subscriptions.
+
+    A subscription counts in every month from its start month up to, not including, the month
+    of its (exclusive) end: [2024-01-15, 2024-04-15) gives January to March, so back-to-back
+    renewals never count twice. An empty end means still running: it runs to ``until`` (a
+    month; by default the last month any subscription starts or ends in).
+    """
+    for col in (entity, start, end, amount):
+        if col not in subscriptions.columns:
+            cols = ", ".join(map(repr, subscriptions.columns))
+            raise DataError(f"column {col!r} not found; the data has {cols}")
+    if subscriptions.empty:
+        return pd.DataFrame({entity: [], period: [], value: []})
+    starts = _months(subscriptions[start], start, allow_empty=False)
+    ends = _months(subscriptions[end], end, allow_empty=True)
+    amounts = pd.to_numeric(subscriptions[amount], errors="coerce")
+    bad = amounts.isna() & subscriptions[amount].notna()
+    if bad.any():
+        row = subscriptions.index[bad.to_numpy()][0]
+        raise DataError(
+            f"column {amount!r} must be numeric; row {row!r} has {subscriptions.loc[row, amount]!r}"
+        )
+    if until is not None:
+        last = pd.Period(until, freq="M").ordinal
+    else:
+        last = int(np.nanmax(np.r_[starts, ends - 1]))
+    ends = np.where(np.isnan(ends), last + 1, ends).astype(np.int64)
+    starts = starts.astype(np.int64)
+    if (ends < starts).any():
+        row = subscriptions.index[np.argmax(ends < starts)]
+        raise DataError(f"subscription at row {row!r} ends before it starts")
+    lengths = np.clip(ends - starts, 0, None)
+    idx = np.repeat(np.arange(len(subscriptions)), lengths)
+    offsets = np.arange(len(idx)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    months = starts[idx] + offsets
+    rows = pd.DataFrame(
+        {
+            entity: subscriptions[entity].to_numpy()[idx],
+            period: pd.PeriodIndex.from_ordinals(months, freq="M"),
+            value: amounts.to_numpy(dtype=float)[idx],
+        }
+    )
+    rows = rows.groupby([entity, period], as_index=False, sort=True)[value].sum()
+    return rows
+
+
+def _months(series: pd.Series, column: str, allow_empty: bool) -> np.ndarray:
+    """Month ordinals as floats (NaN for empty) of a date column."""
+    try:
+        stamps = pd.to_datetime(series, errors="raise")
+    except (ValueError, TypeError) as e:
+        raise DataError(f"column {column!r} has a value that is not a date: {e}") from None
+    empty = stamps.isna().to_numpy()
+    if empty.any() and not allow_empty:
+        row = series.index[empty][0]
+        raise DataError(f"column {column!r} is empty at row {row!r}")
+    out = np.full(len(series), np.nan)
+    out[~empty] = stamps[~empty].dt.to_period("M").array.asi8
+    return out

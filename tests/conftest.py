@@ -1,0 +1,120 @@
+"""Shared fixtures: small definition folders written on the fly, so tests control every byte."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REVENUE = {
+    "name": "revenue",
+    "description": "Recurring revenue of one customer in one period.",
+    "unit": "currency",
+    "rows": "sum",
+    "time": "stock",
+    "missing": "zero",
+}
+
+# The revenue family exactly as the formula issue specifies it.
+FAMILY = {
+    "starting_revenue": "sum(previous(revenue))",
+    "expansion_revenue": (
+        "sum(revenue - previous(revenue), previous(revenue) > 0 and revenue > previous(revenue))"
+    ),
+    "contraction_revenue": (
+        "sum(previous(revenue) - revenue, previous(revenue) > 0 and revenue > 0 "
+        "and revenue < previous(revenue))"
+    ),
+    "churned_revenue": "sum(previous(revenue), previous(revenue) > 0 and revenue = 0)",
+    "new_revenue": (
+        "sum(revenue, previous(revenue) = 0 and revenue > 0 and not ever_before(revenue > 0))"
+    ),
+    "reactivation_revenue": (
+        "sum(revenue, previous(revenue) = 0 and revenue > 0 and ever_before(revenue > 0))"
+    ),
+    "net_revenue_retention": (
+        "(starting_revenue + expansion_revenue - contraction_revenue - churned_revenue)"
+        " / starting_revenue * 100"
+    ),
+    "gross_revenue_retention": (
+        "(starting_revenue - contraction_revenue - churned_revenue) / starting_revenue * 100"
+    ),
+    "expansion_revenue_rate": "expansion_revenue / starting_revenue * 100",
+    "expansion_revenue_growth_rate": (
+        "(expansion_revenue - previous(expansion_revenue)) / previous(expansion_revenue) * 100"
+    ),
+    "quick_ratio": (
+        "(new_revenue + expansion_revenue + reactivation_revenue)"
+        " / (contraction_revenue + churned_revenue)"
+    ),
+    "monthly_recurring_revenue": "sum(revenue)",
+}
+
+TAXONOMY = {
+    "categories": {
+        "revenue_retention": {"name": "Revenue", "description": "Revenue movements."},
+        "finance": {"name": "Finance", "description": "Money matters."},
+    }
+}
+
+
+def definition(kpi_id: str, expression: str = "sum(revenue)", **fields: Any) -> dict[str, Any]:
+    """A minimal valid draft definition; keyword arguments replace or add fields."""
+    data: dict[str, Any] = {
+        "id": kpi_id,
+        "name": kpi_id.replace("_", " ").title(),
+        "summary": f"Test KPI {kpi_id}.",
+        "category": "revenue_retention",
+        "unit": "currency",
+        "direction": "higher_is_better",
+        "status": "draft",
+        "definition": f"The {kpi_id} used in tests.",
+        "formula": {"expression": expression},
+        "datapoints": [copy.deepcopy(REVENUE)],
+    }
+    data.update(fields)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+class Library:
+    """A folder of definitions written by a test."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "_taxonomy.yaml").write_text(yaml.safe_dump(TAXONOMY), "utf-8")
+
+    def add(self, kpi_id: str, expression: str = "sum(revenue)", **fields: Any) -> Path:
+        data = definition(kpi_id, expression, **fields)
+        return self.write(f"{kpi_id}.yaml", yaml.safe_dump(data, sort_keys=False))
+
+    def write(self, name: str, text: str | bytes) -> Path:
+        path = self.root / name
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, "utf-8")
+        return path
+
+    def family(self) -> Library:
+        for kpi_id, expression in FAMILY.items():
+            uses_revenue = "revenue" in expression.replace("_revenue", "")
+            self.add(kpi_id, expression, datapoints=[REVENUE] if uses_revenue else None)
+        return self
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Library:
+    return Library(tmp_path / "defs")
+
+
+@pytest.fixture
+def family(tmp_path: Path):
+    """A registry holding the revenue family, independent of the bundled library."""
+    import kpi_registry
+
+    lib = Library(tmp_path / "family").family()
+    return kpi_registry.load(lib.root, include_bundled=False)

@@ -1,0 +1,387 @@
+"""The pandas engine on messy, billing-like data, checked against a slow obvious reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAMILY
+
+from kpi_registry.billing import subscriptions_to_months
+from kpi_registry.errors import DataError, UnknownKPIError
+
+MOVEMENTS = [
+    "starting_revenue",
+    "expansion_revenue",
+    "contraction_revenue",
+    "churned_revenue",
+    "new_revenue",
+    "reactivation_revenue",
+]
+
+
+def rows(*triples):
+    return pd.DataFrame(triples, columns=["customer", "month", "mrr"])
+
+
+def ev(reg, kpi, data, **kw):
+    kw.setdefault("period", "month")
+    kw.setdefault("entity", "customer")
+    kw.setdefault("columns", {"revenue": "mrr"})
+    return reg.evaluate(kpi, data, **kw)
+
+
+def test_customer_vanishing_from_export_counts_as_churn(family):
+    data = rows(("a", "2024-01", 100), ("b", "2024-01", 50), ("a", "2024-02", 100))
+    out = ev(family, "churned_revenue", data)
+    assert out["month"].tolist() == ["2024-01", "2024-02"]
+    assert np.isnan(out["churned_revenue"][0])  # no previous period
+    assert out["churned_revenue"][1] == 50
+
+
+def test_reactivation_is_not_new_and_not_expansion(family):
+    data = rows(("a", "2024-01", 100), ("a", "2024-03", 120), ("b", "2024-03", 30))
+    out = family.evaluate_many(
+        ["new_revenue", "reactivation_revenue", "expansion_revenue"],
+        data,
+        period="month",
+        entity="customer",
+        columns={"revenue": "mrr"},
+    ).set_index("month")
+    assert out.loc["2024-03"].tolist() == [30.0, 120.0, 0.0]
+    assert out.loc["2024-02"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_zero_row_and_missing_row_mean_the_same(family):
+    with_zero = rows(("a", "2024-01", 100), ("a", "2024-02", 0), ("a", "2024-03", 80))
+    without = rows(("a", "2024-01", 100), ("a", "2024-03", 80))
+    ids = MOVEMENTS
+    a = family.evaluate_many(
+        ids, with_zero, period="month", entity="customer", columns={"revenue": "mrr"}
+    )
+    b = family.evaluate_many(
+        ids, without, period="month", entity="customer", columns={"revenue": "mrr"}
+    )
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_quarter_takes_stock_at_quarter_end(family):
+    # b pays in January and February only: it has no row in March, so 0 at Q1's end.
+    data = rows(
+        ("a", "2024-01", 100),
+        ("b", "2024-01", 40),
+        ("b", "2024-02", 40),
+        ("a", "2024-03", 100),
+        ("a", "2024-06", 130),
+        ("c", "2024-05", 10),
+    )
+    out = ev(family, "monthly_recurring_revenue", data, grain="quarter")
+    assert out["month"].tolist() == ["2024Q1", "2024Q2"]
+    assert out["monthly_recurring_revenue"].tolist() == [100.0, 130.0]  # not 280 summed
+    exp = ev(family, "expansion_revenue", data, grain="quarter")
+    assert exp["expansion_revenue"][1] == 30.0  # quarter end vs previous quarter end
+    churn = ev(family, "churned_revenue", data, grain="quarter")
+    assert churn["churned_revenue"][1] == 0.0  # c came and went within Q2
+
+
+def test_quarter_to_date_when_data_ends_mid_quarter(family):
+    data = rows(("a", "2024-03", 100), ("a", "2024-04", 120), ("a", "2024-05", 150))
+    out = ev(family, "monthly_recurring_revenue", data, grain="quarter")
+    assert out["monthly_recurring_revenue"].tolist() == [100.0, 150.0]
+
+
+def test_flows_are_summed_when_the_grain_coarsens(library):
+    import kpi_registry
+
+    bookings = {"name": "bookings", "description": "b", "unit": "currency", "time": "flow"}
+    library.add("total_bookings", "sum(bookings)", datapoints=[bookings])
+    reg = kpi_registry.load(library.root, include_bundled=False)
+    data = pd.DataFrame({"month": ["2024-01", "2024-02", "2024-04"], "bookings": [1, 2, 4]})
+    out = reg.evaluate("total_bookings", data, period="month", grain="quarter")
+    assert out["total_bookings"].tolist() == [3.0, 4.0]
+
+
+def test_segments_keep_churned_customers_in_their_last_segment(family):
+    data = pd.DataFrame(
+        {
+            "customer": ["a", "b", "a", "b", "a"],
+            "month": ["2024-01", "2024-01", "2024-02", "2024-02", "2024-03"],
+            "seg": ["smb", "ent", "ent", "ent", "ent"],
+            "mrr": [10, 100, 20, 100, 20],
+        }
+    )
+    out = ev(family, "churned_revenue", data, by="seg")
+    march = out[out["month"] == "2024-03"].set_index("seg")["churned_revenue"]
+    assert march.to_dict() == {"ent": 100.0}  # b vanished; stays in ent
+    feb = out[out["month"] == "2024-02"].set_index("seg")
+    # a moved smb -> ent in February: its movement is reported in its current segment
+    assert "smb" not in feb.index
+    assert list(out.columns) == ["month", "seg", "churned_revenue"]
+
+
+def test_several_rows_per_customer_month_are_combined(family):
+    data = rows(("a", "2024-01", 60), ("a", "2024-01", 40), ("a", "2024-02", 150))
+    out = ev(family, "expansion_revenue", data)
+    assert out["expansion_revenue"][1] == 50.0
+
+
+def test_division_by_zero_is_missing_and_counted(family):
+    data = rows(("a", "2024-01", 100), ("a", "2024-02", 100), ("a", "2024-03", 100))
+    out = ev(family, "quick_ratio", data)
+    assert out["quick_ratio"].isna().all()
+    assert not np.isinf(out["quick_ratio"]).any()
+    assert out.attrs["undefined"] == {"quick_ratio": 3}
+
+
+def test_scalar_inputs_at_any_level(family):
+    got = family.evaluate(
+        "expansion_revenue_rate", {"expansion_revenue": 22000, "starting_revenue": 100000}
+    )
+    assert got == 22.0
+    nrr = family.evaluate(
+        "net_revenue_retention",
+        {
+            "starting_revenue": 1000,
+            "expansion_revenue": 150,
+            "contraction_revenue": 30,
+            "churned_revenue": 20,
+        },
+    )
+    assert nrr == pytest.approx(110.0)
+
+
+def test_scalar_input_missing_a_datapoint_is_named(family):
+    with pytest.raises(DataError, match="no column for datapoint 'revenue'"):
+        family.evaluate("expansion_revenue_rate", {"expansion_revenue": 22000})
+
+
+def test_aggregated_frame_supplies_kpis_directly(family):
+    frame = pd.DataFrame(
+        {
+            "month": ["2024-01", "2024-02"],
+            "expansion_revenue": [10, 30],
+            "starting_revenue": [100, 200],
+        }
+    )
+    out = family.evaluate("expansion_revenue_rate", frame, period="month")
+    assert out["expansion_revenue_rate"].tolist() == [10.0, 15.0]
+
+
+def test_first_period_is_present_with_nan(family):
+    data = rows(("a", "2024-01", 100), ("a", "2024-02", 150), ("a", "2024-03", 300))
+    out = ev(family, "expansion_revenue_growth_rate", data)
+    assert len(out) == 3
+    assert out["expansion_revenue_growth_rate"].isna().tolist() == [True, True, False]
+    assert out["expansion_revenue_growth_rate"][2] == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("kind", ["text", "timestamp", "period", "month_end"])
+def test_period_types_give_the_same_numbers(family, kind):
+    data = rows(("a", "2024-01", 100), ("b", "2024-01", 50), ("a", "2024-02", 120))
+    if kind == "timestamp":
+        data["month"] = pd.to_datetime(data["month"])
+    elif kind == "period":
+        data["month"] = pd.PeriodIndex(data["month"], freq="M")
+    elif kind == "month_end":
+        data["month"] = pd.to_datetime(data["month"]) + pd.offsets.MonthEnd(0)
+    out = ev(family, "net_revenue_retention", data)
+    assert out["net_revenue_retention"][1] == pytest.approx((150 + 20 - 50) / 150 * 100)
+    if kind == "period":
+        assert out["month"][0] == pd.Period("2024-01", "M")
+    if kind == "timestamp":
+        assert out["month"][0] == pd.Timestamp("2024-01-01")
+
+
+def test_missing_column_names_the_datapoint_and_lists_columns(family):
+    with pytest.raises(DataError) as info:
+        family.evaluate(
+            "expansion_revenue", rows(("a", "2024-01", 1)), period="month", entity="customer"
+        )
+    assert "datapoint 'revenue'" in str(info.value)
+    assert "'customer', 'month', 'mrr'" in str(info.value)
+
+
+def test_non_numeric_values_name_column_and_row(family):
+    data = rows(("a", "2024-01", 1), ("a", "2024-02", "12,5"))
+    with pytest.raises(DataError, match="column 'mrr' must be numeric; row 1 has '12,5'"):
+        ev(family, "expansion_revenue", data)
+
+
+def test_unparsable_period(family):
+    data = rows(("a", "2024-01", 1), ("a", "Febtember", 2))
+    with pytest.raises(DataError, match="unparsable period 'Febtember'"):
+        ev(family, "expansion_revenue", data)
+
+
+def test_empty_data_gives_empty_result(family):
+    out = ev(family, "net_revenue_retention", rows())
+    assert out.empty and list(out.columns) == ["month", "net_revenue_retention"]
+
+
+def test_unknown_kpi_suggests(family):
+    with pytest.raises(UnknownKPIError, match="did you mean 'expansion_revenue'"):
+        family.evaluate("expansion_revenu", {})
+
+
+def test_unknown_grain_and_column(family):
+    data = rows(("a", "2024-01", 1))
+    with pytest.raises(DataError, match="unknown grain 'fortnight'"):
+        ev(family, "expansion_revenue", data, grain="fortnight")
+    with pytest.raises(DataError, match="entity column 'client' not found"):
+        ev(family, "expansion_revenue", data, entity="client")
+
+
+def test_previous_on_datapoints_needs_an_entity(family):
+    with pytest.raises(DataError, match="pass entity="):
+        family.evaluate(
+            "expansion_revenue",
+            rows(("a", "2024-01", 1)),
+            period="month",
+            columns={"revenue": "mrr"},
+        )
+
+
+def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
+    from kpi_registry import evaluation
+
+    calls = []
+    original = evaluation._Engine.datapoint
+
+    def counting(self, name):
+        calls.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(evaluation._Engine, "datapoint", counting)
+    data = rows(("a", "2024-01", 100), ("a", "2024-02", 150))
+    out = family.evaluate_many(
+        list(FAMILY), data, period="month", entity="customer", columns={"revenue": "mrr"}
+    )
+    assert calls == ["revenue"]
+    single = ev(family, "quick_ratio", data)
+    pd.testing.assert_series_equal(out["quick_ratio"], single["quick_ratio"])
+
+
+# -- against a reference written the slow, obvious way ----------------------------------------
+def reference(data: pd.DataFrame) -> pd.DataFrame:
+    """The formula issue's definitions, computed customer by customer in plain Python."""
+    months = pd.period_range(data["month"].min(), data["month"].max(), freq="M")
+    r = {}
+    for row in data.itertuples():
+        key = (row.customer, pd.Period(row.month, "M"))
+        r[key] = r.get(key, 0.0) + row.mrr
+    customers = sorted(data["customer"].unique())
+    out = []
+    for i, m in enumerate(months):
+        rec = {"month": str(m)}
+        if i == 0:
+            rec.update({k: np.nan for k in MOVEMENTS})
+        else:
+            s = e = c = ch = n = re = 0.0
+            for cust in customers:
+                a, b = r.get((cust, months[i - 1]), 0.0), r.get((cust, m), 0.0)
+                earlier = any(r.get((cust, months[j]), 0.0) > 0 for j in range(i))
+                s += a
+                if a > 0 and b > a:
+                    e += b - a
+                if a > 0 and 0 < b < a:
+                    c += a - b
+                if a > 0 and b == 0:
+                    ch += a
+                if a == 0 and b > 0:
+                    if earlier:
+                        re += b
+                    else:
+                        n += b
+            rec.update(dict(zip(MOVEMENTS, [s, e, c, ch, n, re])))
+        out.append(rec)
+    frame = pd.DataFrame(out)
+    frame["net_revenue_retention"] = (
+        (
+            frame.starting_revenue
+            + frame.expansion_revenue
+            - frame.contraction_revenue
+            - frame.churned_revenue
+        )
+        / frame.starting_revenue
+        * 100
+    )
+    frame["quick_ratio"] = (
+        frame.new_revenue + frame.expansion_revenue + frame.reactivation_revenue
+    ) / (frame.contraction_revenue + frame.churned_revenue)
+    return frame.replace([np.inf, -np.inf], np.nan)
+
+
+def messy(seed: int) -> pd.DataFrame:
+    """Billing-like data: churn without zero rows, comebacks, duplicates, a silent month."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for cust in range(40):
+        mrr = float(rng.integers(1, 20) * 50)
+        active = rng.random() < 0.7
+        for m in range(12):
+            if active:
+                roll = rng.random()
+                if roll < 0.1:
+                    mrr *= 1.5
+                elif roll < 0.17:
+                    mrr *= 0.6
+                elif roll < 0.25:
+                    active = False
+                    if rng.random() < 0.3:
+                        records.append((f"c{cust}", m, 0.0))  # some exports keep a zero row
+                    continue
+                if rng.random() < 0.15:  # split across two invoice lines
+                    records.append((f"c{cust}", m, round(mrr * 0.25, 2)))
+                    records.append((f"c{cust}", m, round(mrr * 0.75, 2)))
+                else:
+                    records.append((f"c{cust}", m, round(mrr, 2)))
+            elif rng.random() < 0.15:
+                active = True
+    frame = pd.DataFrame(records, columns=["customer", "m", "mrr"])
+    frame = frame[frame["m"] != 7]  # a month nobody appears in
+    frame["month"] = [str(pd.Period("2023-01", "M") + int(m)) for m in frame["m"]]
+    return frame.drop(columns="m").sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_engine_matches_the_reference_on_messy_data(family, seed):
+    data = messy(seed)
+    ids = [*MOVEMENTS, "net_revenue_retention", "quick_ratio"]
+    got = family.evaluate_many(
+        ids, data, period="month", entity="customer", columns={"revenue": "mrr"}
+    )
+    want = reference(data)
+    pd.testing.assert_frame_equal(
+        got[["month", *ids]], want[["month", *ids]], check_dtype=False, rtol=1e-9
+    )
+    assert any("no rows at all" in w for w in got.attrs["warnings"])
+
+
+def test_subscriptions_become_customer_months(family):
+    subs = pd.DataFrame(
+        {
+            "customer": ["a", "a", "b", "c"],
+            "start": ["2024-01-15", "2024-04-15", "2024-02-01", "2024-03-01"],
+            "end": ["2024-04-15", None, "2024-03-01", "2024-03-20"],
+            "amount": [100, 150, 50, 70],
+        }
+    )
+    months = subscriptions_to_months(
+        subs, entity="customer", start="start", end="end", amount="amount", until="2024-05"
+    )
+    assert [(r.customer, str(r.month), r.revenue) for r in months.itertuples()] == [
+        ("a", "2024-01", 100.0),
+        ("a", "2024-02", 100.0),
+        ("a", "2024-03", 100.0),
+        ("a", "2024-04", 150.0),
+        ("a", "2024-05", 150.0),
+        ("b", "2024-02", 50.0),
+    ]
+    out = family.evaluate("churned_revenue", months, period="month", entity="customer")
+    assert out.set_index("month")["churned_revenue"][pd.Period("2024-03", "M")] == 50.0
+
+
+def test_subscription_errors_name_the_column():
+    subs = pd.DataFrame({"c": ["a"], "s": ["not a date"], "e": [None], "amt": [1]})
+    with pytest.raises(DataError, match="column 's' has a value that is not a date"):
+        subscriptions_to_months(subs, entity="c", start="s", end="e", amount="amt")
