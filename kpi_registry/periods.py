@@ -81,12 +81,12 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.Period
         base = "M" if midnight and (month_start or month_end) else "D"
         return stamps.to_period(base), base
     values = [v if isinstance(v, str) else str(v) for v in uniques]
-    if all(_MONTH_TEXT.match(v) for v in values):
-        try:
-            return pd.PeriodIndex(values, freq="M"), "M"
-        except (ValueError, TypeError) as e:
-            bad = next(v for v in values if not _ok_period(v, "M"))
-            raise DataError(f"period column {column!r} has an unparsable period {bad!r}") from e
+    if all(_MONTH_TEXT.match(v) for v in values):  # the common case, without pandas parsing
+        months = [(int(v[:4]) - 1970) * 12 + int(v[5:7]) - 1 for v in values]
+        bad = [v for v in values if not 1 <= int(v[5:7]) <= 12]
+        if bad:
+            raise DataError(f"period column {column!r} has an unparsable period {bad[0]!r}")
+        return pd.PeriodIndex.from_ordinals(months, freq="M"), "M"
     parsed: list[pd.Period] = []
     for v in values:
         try:
@@ -106,14 +106,6 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.Period
         )
     base = codes.pop()
     return pd.PeriodIndex([p.asfreq(base) for p in parsed], freq=base), base
-
-
-def _ok_period(text: str, freq: str) -> bool:
-    try:
-        pd.Period(text, freq=freq)
-        return True
-    except (ValueError, TypeError):
-        return False
 
 
 def grain_code(grain: str | None, base: str) -> str:

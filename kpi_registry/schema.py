@@ -31,6 +31,17 @@ def kpi_schema() -> dict[str, Any]:
 
 
 @cache
+def _fast_validator():
+    """A compiled validator (Rust) that answers valid/invalid ~50x faster than jsonschema;
+    only files it rejects are re-checked by jsonschema for readable, positioned messages."""
+    try:
+        import jsonschema_rs
+    except ImportError:  # pragma: no cover - optional speed-up
+        return None
+    return jsonschema_rs.validator_for(kpi_schema())
+
+
+@cache
 def _validator() -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(kpi_schema())
     cls.check_schema(kpi_schema())
@@ -60,6 +71,9 @@ def _field(path: tuple) -> str:
 
 def check(data: dict[str, Any], path: str) -> list[Diagnostic]:
     """Schema errors for one parsed file, each pointing at the line of the offending field."""
+    fast = _fast_validator()
+    if fast is not None and fast.is_valid(data):
+        return []
     validator = _validator()
     out: list[Diagnostic] = []
     for error in validator.iter_errors(data):

@@ -288,7 +288,13 @@ def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
     data = example.get("data")
     if isinstance(data, dict):
         return dict(data)
-    return pd.DataFrame([dict(row) for row in data])
+    columns: dict[str, list] = {}
+    for row in data:
+        for key in row:
+            columns.setdefault(key, [])
+    for key, values in columns.items():
+        values.extend(row.get(key) for row in data)
+    return pd.DataFrame(columns)
 
 
 def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import FormulaError, did_you_mean
 from .functions import FUNCTIONS
@@ -212,6 +213,7 @@ def _arity(lo: int, hi: int | None) -> str:
     return f"{lo} to {hi} arguments"
 
 
+@lru_cache(maxsize=8192)  # ASTs are immutable; libraries repeat the same formulas
 def parse(text: str) -> Node:
     """Parse a formula into its AST, or raise FormulaError pointing at the position."""
     if not isinstance(text, str):

@@ -1,0 +1,168 @@
+"""The engine against hand-tuned pandas on the 11 revenue-family KPIs.
+
+Usage: python bench/eval_bench.py [--rows 10000000]
+
+Both sides compute the same numbers from the same frame (checked), by month and by
+(month, segment). Each timing is the best of --repeat runs; peak memory is the peak of memory
+allocated during the computation (tracemalloc, which sees numpy and pandas buffers), measured
+in a fresh subprocess per side, over and above the input frame.
+Targets: time ratio engine/pandas <= 1.0, peak-memory ratio <= 1.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+FAMILY = ["starting_revenue", "expansion_revenue", "contraction_revenue", "churned_revenue",
+          "new_revenue", "reactivation_revenue", "net_revenue_retention",
+          "gross_revenue_retention", "expansion_revenue_rate", "expansion_revenue_growth_rate",
+          "quick_ratio"]
+
+
+def hand_tuned(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
+    """What a careful analyst writes: a dense customer x month matrix, movements by mask."""
+    cust, _ = pd.factorize(df["customer"])
+    months = df["month"].dt.to_period("M")
+    ordinals = months.array.asi8
+    first = ordinals.min()
+    n_months = int(ordinals.max() - first + 1)
+    col = ordinals - first
+    n_cust = int(cust.max()) + 1
+    flat = cust.astype(np.int64) * n_months + col
+    wide = np.bincount(flat, weights=df["mrr"].to_numpy(), minlength=n_cust * n_months)
+    wide = wide.reshape(n_cust, n_months)
+    a = np.zeros_like(wide)
+    a[:, 1:] = wide[:, :-1]
+    b = wide
+    had = np.zeros(wide.shape, dtype=bool)
+    had[:, 1:] = np.logical_or.accumulate(wide[:, :-1] > 0, axis=1)
+    moves = {
+        "starting_revenue": a,
+        "expansion_revenue": np.where((a > 0) & (b > a), b - a, 0.0),
+        "contraction_revenue": np.where((a > 0) & (b > 0) & (b < a), a - b, 0.0),
+        "churned_revenue": np.where((a > 0) & (b == 0), a, 0.0),
+        "new_revenue": np.where((a == 0) & (b > 0) & ~had, b, 0.0),
+        "reactivation_revenue": np.where((a == 0) & (b > 0) & had, b, 0.0),
+    }
+    labels = pd.period_range(pd.Period(ordinal=first, freq="M"), periods=n_months, freq="M")
+    if by_segment:
+        seg_codes = df["segment"].cat.codes.to_numpy().astype(np.int64)
+        grid = np.full(n_cust * n_months, -1, dtype=np.int64)
+        grid[flat] = seg_codes
+        grid = pd.DataFrame(grid.reshape(n_cust, n_months)).replace(-1, np.nan)
+        grid = grid.ffill(axis=1).bfill(axis=1).to_numpy().astype(np.int64)
+        n_seg = len(df["segment"].cat.categories)
+        key = (grid * n_months + np.arange(n_months)).ravel()
+        sums = {k: np.bincount(key, weights=v.ravel(), minlength=n_seg * n_months)
+                for k, v in moves.items()}
+        out = pd.DataFrame({k: v for k, v in sums.items()})
+        out.insert(0, "segment", np.repeat(df["segment"].cat.categories, n_months))
+        out.insert(0, "month", np.tile(labels, n_seg))
+        out = out.sort_values(["month", "segment"]).reset_index(drop=True)
+    else:
+        out = pd.DataFrame({k: v.sum(axis=0) for k, v in moves.items()})
+        out.insert(0, "month", labels)
+    out.loc[out["month"] == labels[0], list(moves)] = np.nan
+    out["month"] = out["month"].dt.to_timestamp() if by_segment else labels.to_timestamp()
+    with np.errstate(all="ignore"):
+        s, e = out["starting_revenue"], out["expansion_revenue"]
+        c, ch = out["contraction_revenue"], out["churned_revenue"]
+        out["net_revenue_retention"] = (s + e - c - ch) / s * 100
+        out["gross_revenue_retention"] = (s - c - ch) / s * 100
+        out["expansion_revenue_rate"] = e / s * 100
+        group = out.groupby("segment", observed=True) if by_segment else None
+        prev = group["expansion_revenue"].shift(1) if by_segment else e.shift(1)
+        out["expansion_revenue_growth_rate"] = (e - prev) / prev * 100
+        out["quick_ratio"] = (out["new_revenue"] + e + out["reactivation_revenue"]) / (c + ch)
+    return out.replace([np.inf, -np.inf], np.nan)
+
+
+_REGISTRY = None
+
+
+def engine(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
+    global _REGISTRY
+    if _REGISTRY is None:  # loading the library is not part of the evaluation being timed
+        import kpi_registry
+
+        _REGISTRY = kpi_registry.load()
+    return _REGISTRY.evaluate_many(FAMILY, df, period="month", entity="customer",
+                             by="segment" if by_segment else None, columns={"revenue": "mrr"})
+
+
+def _timed(fn, df, by_segment, repeat):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = fn(df, by_segment)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def _peak_child(side: str, rows: int, by_segment: bool) -> float:
+    code = f"""
+import sys, gc, tracemalloc
+sys.path.insert(0, {str(HERE)!r})
+import eval_bench as b, revenue_data
+b.engine(revenue_data.generate(1000), False)  # load the library outside the measurement
+df = revenue_data.generate({rows})
+gc.collect()
+tracemalloc.start()
+b.{side}(df, {by_segment})
+print(tracemalloc.get_traced_memory()[1] / 2**20)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args()
+    import revenue_data
+
+    df = revenue_data.generate(args.rows)
+    print(f"{len(df):,} rows, {df['customer'].nunique():,} customers, "
+          f"{df['month'].nunique()} months")
+    results = {}
+    for by_segment in (False, True):
+        label = "by month x segment" if by_segment else "by month"
+        t_pandas, want = _timed(hand_tuned, df, by_segment, args.repeat)
+        t_engine, got = _timed(engine, df, by_segment, args.repeat)
+        keys = ["month", "segment"] if by_segment else ["month"]
+        got = got.assign(month=got["month"].astype(str))
+        want = want.assign(month=want["month"].astype(str))
+        if by_segment:
+            got = got.assign(segment=got["segment"].astype(str))
+            want = want.assign(segment=want["segment"].astype(str))
+        pd.testing.assert_frame_equal(got[keys + FAMILY].reset_index(drop=True),
+                                      want[keys + FAMILY].reset_index(drop=True),
+                                      check_dtype=False, rtol=1e-9)
+        line = (f"{label:<20} pandas {t_pandas:6.2f} s   engine {t_engine:6.2f} s   "
+                f"time ratio {t_engine / t_pandas:.2f} (target <= 1.0)")
+        if not args.no_memory:
+            m_pandas = _peak_child("hand_tuned", args.rows, by_segment)
+            m_engine = _peak_child("engine", args.rows, by_segment)
+            line += (f"\n{'':<20} peak +{m_pandas:,.0f} MB vs +{m_engine:,.0f} MB   "
+                     f"memory ratio {m_engine / m_pandas:.2f} (target <= 1.5)")
+        print(line, flush=True)
+        results[label] = {"pandas_s": t_pandas, "engine_s": t_engine}
+    print("numbers agree (rtol 1e-9) for all 11 KPIs")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
