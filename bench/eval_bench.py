@@ -24,10 +24,19 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-FAMILY = ["starting_revenue", "expansion_revenue", "contraction_revenue", "churned_revenue",
-          "new_revenue", "reactivation_revenue", "net_revenue_retention",
-          "gross_revenue_retention", "expansion_revenue_rate", "expansion_revenue_growth_rate",
-          "quick_ratio"]
+FAMILY = [
+    "starting_revenue",
+    "expansion_revenue",
+    "contraction_revenue",
+    "churned_revenue",
+    "new_revenue",
+    "reactivation_revenue",
+    "net_revenue_retention",
+    "gross_revenue_retention",
+    "expansion_revenue_rate",
+    "expansion_revenue_growth_rate",
+    "quick_ratio",
+]
 
 
 def hand_tuned(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
@@ -64,8 +73,10 @@ def hand_tuned(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
         grid = grid.ffill(axis=1).bfill(axis=1).to_numpy().astype(np.int64)
         n_seg = len(df["segment"].cat.categories)
         key = (grid * n_months + np.arange(n_months)).ravel()
-        sums = {k: np.bincount(key, weights=v.ravel(), minlength=n_seg * n_months)
-                for k, v in moves.items()}
+        sums = {
+            k: np.bincount(key, weights=v.ravel(), minlength=n_seg * n_months)
+            for k, v in moves.items()
+        }
         out = pd.DataFrame({k: v for k, v in sums.items()})
         out.insert(0, "segment", np.repeat(df["segment"].cat.categories, n_months))
         out.insert(0, "month", np.tile(labels, n_seg))
@@ -97,8 +108,14 @@ def engine(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
         import kpi_registry
 
         _REGISTRY = kpi_registry.load()
-    return _REGISTRY.evaluate_many(FAMILY, df, period="month", entity="customer",
-                             by="segment" if by_segment else None, columns={"revenue": "mrr"})
+    return _REGISTRY.evaluate_many(
+        FAMILY,
+        df,
+        period="month",
+        entity="customer",
+        by="segment" if by_segment else None,
+        columns={"revenue": "mrr"},
+    )
 
 
 def _timed(fn, df, by_segment, repeat):
@@ -135,8 +152,9 @@ def main() -> None:
     import revenue_data
 
     df = revenue_data.generate(args.rows)
-    print(f"{len(df):,} rows, {df['customer'].nunique():,} customers, "
-          f"{df['month'].nunique()} months")
+    print(
+        f"{len(df):,} rows, {df['customer'].nunique():,} customers, {df['month'].nunique()} months"
+    )
     results = {}
     for by_segment in (False, True):
         label = "by month x segment" if by_segment else "by month"
@@ -148,16 +166,23 @@ def main() -> None:
         if by_segment:
             got = got.assign(segment=got["segment"].astype(str))
             want = want.assign(segment=want["segment"].astype(str))
-        pd.testing.assert_frame_equal(got[keys + FAMILY].reset_index(drop=True),
-                                      want[keys + FAMILY].reset_index(drop=True),
-                                      check_dtype=False, rtol=1e-9)
-        line = (f"{label:<20} pandas {t_pandas:6.2f} s   engine {t_engine:6.2f} s   "
-                f"time ratio {t_engine / t_pandas:.2f} (target <= 1.0)")
+        pd.testing.assert_frame_equal(
+            got[keys + FAMILY].reset_index(drop=True),
+            want[keys + FAMILY].reset_index(drop=True),
+            check_dtype=False,
+            rtol=1e-9,
+        )
+        line = (
+            f"{label:<20} pandas {t_pandas:6.2f} s   engine {t_engine:6.2f} s   "
+            f"time ratio {t_engine / t_pandas:.2f} (target <= 1.0)"
+        )
         if not args.no_memory:
             m_pandas = _peak_child("hand_tuned", args.rows, by_segment)
             m_engine = _peak_child("engine", args.rows, by_segment)
-            line += (f"\n{'':<20} peak +{m_pandas:,.0f} MB vs +{m_engine:,.0f} MB   "
-                     f"memory ratio {m_engine / m_pandas:.2f} (target <= 1.5)")
+            line += (
+                f"\n{'':<20} peak +{m_pandas:,.0f} MB vs +{m_engine:,.0f} MB   "
+                f"memory ratio {m_engine / m_pandas:.2f} (target <= 1.5)"
+            )
         print(line, flush=True)
         results[label] = {"pandas_s": t_pandas, "engine_s": t_engine}
     print("numbers agree (rtol 1e-9) for all 11 KPIs")

@@ -38,18 +38,25 @@ def validate(folder: str, examples: bool) -> dict:
     start = time.perf_counter()
     result = collect([folder], include_bundled=False, examples=examples)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "files": result.files, "errors": len(result.report.errors),
-            "first_errors": [str(d) for d in result.report.errors[:3]]}
+    return {
+        "seconds": seconds,
+        "files": result.files,
+        "errors": len(result.report.errors),
+        "first_errors": [str(d) for d in result.report.errors[:3]],
+    }
 
 
 def _child(mode: str, folder: str) -> dict:
+    call = {
+        "parse": f"b.parse_only({folder!r})",
+        "validate": f"b.validate({folder!r}, True)",
+        "structure": f"b.validate({folder!r}, False)",
+    }[mode]
     code = (
-        "import json, resource, sys; sys.path.insert(0, %r); import load_bench as b; "
-        "r = %s; r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
+        f"import json, resource, sys; sys.path.insert(0, {str(HERE)!r}); import load_bench as b; "
+        f"r = {call}; r['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024; "
         "print(json.dumps(r))"
-    ) % (str(HERE), {"parse": f"b.parse_only({folder!r})",
-                     "validate": f"b.validate({folder!r}, True)",
-                     "structure": f"b.validate({folder!r}, False)"}[mode])
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -67,15 +74,19 @@ def main() -> None:
         parse = _child("parse", tmp)
         structure = _child("structure", tmp)
         full = _child("validate", tmp)
-    for name, r in (("bare PyYAML CSafeLoader parse", parse),
-                    ("load + validate (no examples)", structure),
-                    ("load + full validation (examples re-computed)", full)):
+    for name, r in (
+        ("bare PyYAML CSafeLoader parse", parse),
+        ("load + validate (no examples)", structure),
+        ("load + full validation (examples re-computed)", full),
+    ):
         extra = f", {r['errors']} errors" if "errors" in r else ""
         print(f"{name:<48} {r['seconds']:7.2f} s  peak {r['peak_mb']:7.0f} MB{extra}")
         for e in r.get("first_errors", []):
             print("   ", e)
-    print(f"ratio full validation / bare parse: {full['seconds'] / parse['seconds']:.2f} "
-          f"(target <= 2.0); without examples: {structure['seconds'] / parse['seconds']:.2f}")
+    print(
+        f"ratio full validation / bare parse: {full['seconds'] / parse['seconds']:.2f} "
+        f"(target <= 2.0); without examples: {structure['seconds'] / parse['seconds']:.2f}"
+    )
     print(f"peak memory of full validation: {full['peak_mb']:.0f} MB (target < 1024 MB)")
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 
-def generate(target_rows: int = 10_000_000, months: int = 24, segments: int = 5,
-             seed: int = 1) -> pd.DataFrame:
+def generate(
+    target_rows: int = 10_000_000, months: int = 24, segments: int = 5, seed: int = 1
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     customers = int(target_rows / (months * 0.82))
     start = rng.integers(0, months // 3, customers)
@@ -53,10 +54,12 @@ def generate(target_rows: int = 10_000_000, months: int = 24, segments: int = 5,
     value = np.concatenate([value, half])
     labels = np.array([f"segment_{i}" for i in range(segments)])
     months_index = pd.date_range(first_month, periods=months, freq="MS")
-    frame = pd.DataFrame({
-        "customer": customer.astype(np.int64),
-        "month": months_index.values[month],
-        "segment": pd.Categorical.from_codes(seg, categories=labels),
-        "mrr": value,
-    })
+    frame = pd.DataFrame(
+        {
+            "customer": customer.astype(np.int64),
+            "month": months_index.values[month],
+            "segment": pd.Categorical.from_codes(seg, categories=labels),
+            "mrr": value,
+        }
+    )
     return frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)

@@ -51,6 +51,8 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
         row = series.index[series.isna().to_numpy()][0]
         raise DataError(f"period column {column!r} is empty at row {row!r}")
     dtype = series.dtype
+    if pd.api.types.is_datetime64_dtype(dtype):
+        return _parse_datetimes(series.to_numpy())
     if isinstance(dtype, pd.PeriodDtype):
         base = _freq_code(dtype.freq)
         ordinals = series.array.asi8.astype(np.int64)
@@ -62,12 +64,36 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
         if uniq_periods.freqstr != pd.PeriodIndex([], freq=base).freqstr:
             uniq_periods = uniq_periods.asfreq(base)
         ordinals = uniq_periods.asi8[codes]
+    return _axis(ordinals, base, kind)
+
+
+def _axis(ordinals: np.ndarray, base: str, kind: str) -> TimeAxis:
     first = int(ordinals.min())
     count = int(ordinals.max()) - first + 1
     row_codes = ordinals - first
-    present = np.zeros(count, dtype=bool)
-    present[np.unique(row_codes)] = True
+    present = np.bincount(row_codes, minlength=count) > 0
     return TimeAxis(row_codes, base, first, count, kind, present)
+
+
+def _parse_datetimes(values: np.ndarray) -> TimeAxis:
+    """Month ordinals when every timestamp is a month start (or every one a month end) at
+    midnight, else day ordinals. Calendar maths runs on the few distinct days only."""
+    days = values.astype("datetime64[D]")
+    day_numbers = days.view(np.int64)
+    lo = int(day_numbers.min())
+    offsets = day_numbers - lo
+    used = np.flatnonzero(np.bincount(offsets) > 0)
+    distinct = (used + lo).astype("datetime64[D]")
+    months = distinct.astype("datetime64[M]")
+    midnight = bool((values == days.astype(values.dtype)).all())
+    starts = (months.astype("datetime64[D]") == distinct).all()
+    ends = ((distinct + np.timedelta64(1, "D")).astype("datetime64[M]") != months).all()
+    table = np.zeros(int(used[-1]) + 1, dtype=np.int64)
+    if midnight and (starts or ends):
+        table[used] = months.view(np.int64)  # months since 1970-01 = Period[M] ordinals
+        return _axis(table[offsets], "M", "timestamp")
+    table[used] = distinct.view(np.int64)
+    return _axis(table[offsets], "D", "timestamp")
 
 
 def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.PeriodIndex, str]:
