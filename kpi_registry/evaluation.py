@@ -409,40 +409,44 @@ class _Engine:
     def _aggregate(self, node: Call) -> np.ndarray:
         lay = self.layout
         n = self.n_cells
-        x = np.broadcast_to(np.asarray(self._eval(node.args[0], True), dtype=float), (n,))
-        known = ~np.isnan(x)
-        if len(node.args) > 1:
-            mask = np.broadcast_to(np.asarray(self._eval(node.args[1], True), dtype=bool), (n,))
-            mask = mask & known
-        else:
-            mask = known
         shape = (lay.n_groups, lay.n_periods)
-        func = node.func
-        if func in ("sum", "count", "mean"):
-            total = count = None
-            if func != "sum":
-                count = self._reduce(mask, shape)
-            if func != "count":
-                total = self._reduce(np.where(mask, x, 0.0), shape)
-            out = total if func == "sum" else count if func == "count" else _divide(total, count)
-        else:
-            key = self.cell_key()
-            series = pd.Series(x[mask]).groupby(key[mask])
-            agg = {
-                "min": series.min,
-                "max": series.max,
-                "median": series.median,
-                "count_distinct": series.nunique,
-            }[func]()
-            fill = 0.0 if func == "count_distinct" else np.nan
-            out = np.full(shape[0] * shape[1], fill)
-            out[agg.index.to_numpy()] = agg.to_numpy()
-            out = out.reshape(shape)
+        depth = min(max(gap_depth(a) for a in node.args), lay.n_periods)
+        x = np.broadcast_to(np.asarray(self._eval(node.args[0], True), dtype=float), (n,))
+        where = None
+        if len(node.args) > 1:
+            where = np.broadcast_to(np.asarray(self._eval(node.args[1], True), dtype=bool), (n,))
+        out = None
+        if node.func == "sum":
+            # Fast path: missing values are rare outside the leading gap, whose periods are
+            # blanked below anyway; fall back to excluding them only if one shows up.
+            out = self._reduce(x if where is None else np.where(where, x, 0.0), shape)
+            if np.isnan(out[:, depth:]).any():
+                out = None
+        if out is None:
+            out = self._aggregate_exact(node.func, x, where, shape)
         out = np.array(out, dtype=float)
-        depth = max(gap_depth(a) for a in node.args)
         if depth:
-            out[:, : min(depth, out.shape[1])] = np.nan
+            out[:, :depth] = np.nan
         return out
+
+    def _aggregate_exact(self, func: str, x: np.ndarray, where, shape) -> np.ndarray:
+        """Aggregate the cells where x is known and the filter holds."""
+        mask = ~np.isnan(x) if where is None else where & ~np.isnan(x)
+        if func in ("sum", "count", "mean"):
+            count = self._reduce(mask, shape) if func != "sum" else None
+            total = self._reduce(np.where(mask, x, 0.0), shape) if func != "count" else None
+            return total if func == "sum" else count if func == "count" else _divide(total, count)
+        key = self.cell_key()
+        series = pd.Series(x[mask]).groupby(key[mask])
+        agg = {
+            "min": series.min,
+            "max": series.max,
+            "median": series.median,
+            "count_distinct": series.nunique,
+        }[func]()
+        out = np.full(shape[0] * shape[1], 0.0 if func == "count_distinct" else np.nan)
+        out[agg.index.to_numpy()] = agg.to_numpy()
+        return out.reshape(shape)
 
     def _reduce(self, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Sum cell values into (group x period)."""

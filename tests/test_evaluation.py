@@ -385,3 +385,41 @@ def test_subscription_errors_name_the_column():
     subs = pd.DataFrame({"c": ["a"], "s": ["not a date"], "e": [None], "amt": [1]})
     with pytest.raises(DataError, match="column 's' has a value that is not a date"):
         subscriptions_to_months(subs, entity="c", start="s", end="e", amount="amt")
+
+
+def test_every_aggregate_with_filters_and_groups(library):
+    import kpi_registry
+
+    score = {"name": "score", "description": "s", "unit": "score"}
+    for kpi_id, expression in {
+        "n": "count(score)",
+        "promoters": "count(score, score >= 9)",
+        "avg": "mean(score, score > 0)",
+        "mid": "median(score)",
+        "lo": "min(score)",
+        "hi": "max(score, score < 10)",
+        "kinds": "count_distinct(score)",
+        "nps": "(count(score, score >= 9) - count(score, score <= 6)) / count(score) * 100",
+    }.items():
+        library.add(kpi_id, expression, datapoints=[score], unit="score")
+    reg = kpi_registry.load(library.root, include_bundled=False)
+    data = pd.DataFrame(
+        {
+            "wave": ["2024-01"] * 6 + ["2024-02"] * 3,
+            "team": ["x", "x", "x", "y", "y", "y", "x", "x", "y"],
+            "score": [10, 9, 3, 7, None, 10, 6, 6, 0],
+        }
+    )
+    ids = ["n", "promoters", "avg", "mid", "lo", "hi", "kinds", "nps"]
+    out = reg.evaluate_many(ids, data, period="wave", by="team")
+    got = {(r.wave, r.team): [getattr(r, i) for i in ids] for r in out.itertuples()}
+    nan = float("nan")
+    want = {
+        ("2024-01", "x"): [3, 2, 22 / 3, 9, 3, 9, 3, 100 / 3],
+        ("2024-01", "y"): [2, 1, 8.5, 8.5, 7, 7, 2, 50.0],
+        ("2024-02", "x"): [2, 0, 6, 6, 6, 6, 1, -100.0],
+        ("2024-02", "y"): [1, 0, nan, 0, 0, 0, 1, -100.0],
+    }
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], equal_nan=True, err_msg=str(key))
