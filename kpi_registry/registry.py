@@ -97,6 +97,12 @@ def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) 
         if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
             report.add(path, line, col, f"categories.{cat_id}", "needs a name and a description")
             continue
+        same = cat_id in taxonomy and (
+            (taxonomy[cat_id].name, taxonomy[cat_id].description)
+            == (body["name"], body["description"])
+        )
+        if same:
+            continue  # repeating a category word for word is harmless
         if cat_id in taxonomy:
             report.add(
                 path,

@@ -1,0 +1,98 @@
+"""The public API: load(), Registry as a collection, and the relation graph."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import kpi_registry
+from kpi_registry import KPI, Registry, UnknownKPIError
+
+
+@pytest.fixture(scope="module")
+def reg() -> Registry:
+    return kpi_registry.load()
+
+
+def test_collection_protocol(reg):
+    assert isinstance(reg, Registry) and len(reg) >= 60
+    assert "expansion_revenue" in reg and "no_such_kpi" not in reg
+    kpi = reg["expansion_revenue"]
+    assert isinstance(kpi, KPI) and kpi.name == "Expansion Revenue"
+    ids = [k.id for k in reg]
+    assert ids == sorted(ids)
+
+
+def test_unknown_id_suggests_near_names(reg):
+    with pytest.raises(UnknownKPIError) as info:
+        reg["net_revenue_retension"]
+    assert "did you mean 'net_revenue_retention'" in str(info.value)
+    assert isinstance(info.value, KeyError)
+
+
+def test_filters(reg):
+    saas = reg.filter(industry="saas")
+    assert saas and all("saas" in k.industries for k in saas)
+    some_tag = next(t for k in reg for t in k.tags)
+    assert all(some_tag in k.tags for k in reg.filter(tag=some_tag))
+    assert reg.filter(category="no_such_category") == []
+
+
+def test_formula_graph_both_ways(reg):
+    assert reg.dependencies("net_revenue_retention") == [
+        "churned_revenue",
+        "contraction_revenue",
+        "expansion_revenue",
+        "starting_revenue",
+    ]
+    assert "net_revenue_retention" in reg.used_in("expansion_revenue")
+    assert reg.dependencies("expansion_revenue") == []
+
+
+def test_relation_graph_reverse_links(reg):
+    # expansion_revenue names product_qualified_leads as leading; the reverse is computed.
+    leads = [r["kpi"] for r in reg.leading("expansion_revenue")]
+    assert "product_qualified_leads" in leads
+    assert "expansion_revenue" in [r["kpi"] for r in reg.lagging("product_qualified_leads")]
+    assert "expansion_revenue" in [r["kpi"] for r in reg.influences("product_qualified_leads")]
+    assert "product_qualified_leads" in reg.neighbours("expansion_revenue")
+
+
+def test_load_adds_user_folders_and_env_path(library, monkeypatch):
+    library.add("my_metric", "expansion_revenue * 2", datapoints=None)
+    reg = kpi_registry.load(library.root)
+    assert "my_metric" in reg and "expansion_revenue" in reg
+    assert reg["my_metric"].origin == str(library.root)
+    monkeypatch.setenv("KPI_REGISTRY_PATH", os.pathsep.join([str(library.root), "/nonexistent"]))
+    with pytest.raises(kpi_registry.DefinitionError, match="no such file or folder"):
+        kpi_registry.load()
+    monkeypatch.setenv("KPI_REGISTRY_PATH", str(library.root))
+    assert "my_metric" in kpi_registry.load()
+
+
+def test_user_folder_may_add_categories(library):
+    import yaml
+
+    (library.root / "_taxonomy.yaml").write_text(
+        yaml.safe_dump(
+            {"categories": {"logistics": {"name": "Logistics", "description": "Moving things."}}}
+        )
+    )
+    library.add("on_time_delivery", category="logistics")
+    reg = kpi_registry.load(library.root)
+    assert "logistics" in reg.taxonomy and "revenue_retention" in reg.taxonomy
+    assert reg.filter(category="logistics")[0].id == "on_time_delivery"
+
+
+def test_conflicting_category_names_both_files(library):
+    import yaml
+
+    (library.root / "_taxonomy.yaml").write_text(
+        yaml.safe_dump({"categories": {"sales": {"name": "Selling", "description": "Different."}}})
+    )
+    with pytest.raises(kpi_registry.DefinitionError) as info:
+        kpi_registry.load(library.root)
+    message = str(info.value)
+    assert "category 'sales' is already defined in" in message
+    assert "definitions/_taxonomy.yaml" in message and str(library.root) in message
