@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from .errors import DefinitionError, KPIError
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -410,6 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as e:  # a bug of ours, not bad input: say so, keep the trace on request
+        if os.environ.get("KPI_DEBUG"):
+            raise
+        print(
+            f"internal error: {type(e).__name__}: {e}\n(this is a bug in kpi-registry; "
+            "run again with KPI_DEBUG=1 to see the traceback and please report it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -262,12 +262,12 @@ def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
 
 
 # -- against a reference written the slow, obvious way ----------------------------------------
-def reference(data: pd.DataFrame) -> pd.DataFrame:
+def reference(data: pd.DataFrame, freq: str = "M") -> pd.DataFrame:
     """The formula issue's definitions, computed customer by customer in plain Python."""
-    months = pd.period_range(data["month"].min(), data["month"].max(), freq="M")
+    months = pd.period_range(data["month"].min(), data["month"].max(), freq=freq)
     r = {}
     for row in data.itertuples():
-        key = (row.customer, pd.Period(row.month, "M"))
+        key = (row.customer, pd.Period(row.month, freq))
         r[key] = r.get(key, 0.0) + row.mrr
     customers = sorted(data["customer"].unique())
     out = []
@@ -355,6 +355,29 @@ def test_engine_matches_the_reference_on_messy_data(family, seed):
         got[["month", *ids]], want[["month", *ids]], check_dtype=False, rtol=1e-9
     )
     assert any("no rows at all" in w for w in got.attrs["warnings"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quarters_match_the_reference_on_quarter_end_snapshots(family, seed):
+    """At quarter grain the engine must equal the reference run on quarter-end rows only."""
+    data = messy(seed)
+    last_month = max(pd.Period(m, "M") for m in data["month"])
+    quarter_end = {
+        m: min(pd.Period(m, "M").asfreq("Q").asfreq("M", "end"), last_month)
+        for m in data["month"].unique()
+    }
+    snapshot = data[[pd.Period(m, "M") == quarter_end[m] for m in data["month"]]]
+    snapshot = snapshot.assign(
+        month=[str(pd.Period(m, "M").asfreq("Q")) for m in snapshot["month"]]
+    )
+    ids = [*MOVEMENTS, "net_revenue_retention", "quick_ratio"]
+    got = family.evaluate_many(
+        ids, data, period="month", entity="customer", grain="quarter", columns={"revenue": "mrr"}
+    )
+    want = reference(snapshot, freq="Q")
+    pd.testing.assert_frame_equal(
+        got[["month", *ids]], want[["month", *ids]], check_dtype=False, rtol=1e-9
+    )
 
 
 def test_subscriptions_become_customer_months(family):
