@@ -215,6 +215,7 @@ class Registry:
 
     def __post_init__(self) -> None:
         self._body_words: dict[str, set[str]] | None = None
+        self._reverse: dict[tuple[str, str], list[dict[str, str]]] | None = None
 
     # -- collection -------------------------------------------------------------------
     def __getitem__(self, kpi_id: str) -> KPI:
@@ -308,6 +309,29 @@ class Registry:
         return score - len(name_words) * 0.1  # shorter names first on ties
 
     # -- graph ------------------------------------------------------------------------
+    # Reverse links are computed from one index built on first use, so asking for every
+    # KPI's neighbours stays linear in the size of the library.
+    def _index(self) -> dict[tuple[str, str], list[dict[str, str]]]:
+        if self._reverse is None:
+            index: dict[tuple[str, str], list[dict[str, str]]] = {}
+            for k in self:
+                for kind in RELATION_KINDS:
+                    for r in k.relations(kind):
+                        index.setdefault((kind, r["kpi"]), []).append(
+                            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+                        )
+                for dep in self.dependencies(k.id):
+                    index.setdefault(("formula", dep), []).append({"kpi": k.id})
+            self._reverse = index
+        return self._reverse
+
+    def _both_ways(self, kpi_id: str, own_kind: str, mirror_kind: str) -> list[dict[str, str]]:
+        """A KPI's own links of one kind plus the links other KPIs declare the other way."""
+        own = self[kpi_id].relations(own_kind)
+        named = {r["kpi"] for r in own}
+        reverse = [r for r in self._index().get((mirror_kind, kpi_id), []) if r["kpi"] not in named]
+        return [*own, *reverse]
+
     def dependencies(self, kpi_id: str) -> list[str]:
         """KPIs this KPI's formula references directly."""
         node = self[kpi_id].expression
@@ -318,63 +342,33 @@ class Registry:
     def used_in(self, kpi_id: str) -> list[str]:
         """KPIs whose formula references this one (computed in reverse)."""
         self[kpi_id]
-        return [k.id for k in self if kpi_id in self.dependencies(k.id)]
+        return [r["kpi"] for r in self._index().get(("formula", kpi_id), [])]
 
     def leading(self, kpi_id: str) -> list[dict[str, str]]:
         """What leads this KPI: its own 'leading' list plus KPIs that name it as lagging."""
-        own = self[kpi_id].relations("leading")
-        named = {r["kpi"] for r in own}
-        reverse = [
-            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
-            for k in self
-            for r in k.relations("lagging")
-            if r["kpi"] == kpi_id and k.id not in named
-        ]
-        return [*own, *reverse]
+        return self._both_ways(kpi_id, "leading", "lagging")
 
     def lagging(self, kpi_id: str) -> list[dict[str, str]]:
         """What this KPI leads: its own 'lagging' list plus KPIs that name it as leading."""
-        own = self[kpi_id].relations("lagging")
-        named = {r["kpi"] for r in own}
-        reverse = [
-            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
-            for k in self
-            for r in k.relations("leading")
-            if r["kpi"] == kpi_id and k.id not in named
-        ]
-        return [*own, *reverse]
+        return self._both_ways(kpi_id, "lagging", "leading")
+
+    def related(self, kpi_id: str) -> list[dict[str, str]]:
+        """Related KPIs in either direction."""
+        return self._both_ways(kpi_id, "related", "related")
 
     def influences(self, kpi_id: str) -> list[dict[str, str]]:
         """KPIs that name this one as a leading indicator: what it influences."""
         self[kpi_id]
         return [
-            {"kpi": k.id, "why": r["why"]}
-            for k in self
-            for r in k.relations("leading")
-            if r["kpi"] == kpi_id
+            {"kpi": r["kpi"], "why": r["why"]} for r in self._index().get(("leading", kpi_id), [])
         ]
-
-    def related(self, kpi_id: str) -> list[dict[str, str]]:
-        """Related KPIs in either direction."""
-        own = self[kpi_id].relations("related")
-        named = {r["kpi"] for r in own}
-        reverse = [
-            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
-            for k in self
-            for r in k.relations("related")
-            if r["kpi"] == kpi_id and k.id not in named
-        ]
-        return [*own, *reverse]
 
     def neighbours(self, kpi_id: str) -> set[str]:
         """Every KPI linked to this one by a relation or a formula, either way."""
-        out: set[str] = set(self.dependencies(kpi_id)) | set(self.used_in(kpi_id))
+        out = set(self.dependencies(kpi_id)) | set(self.used_in(kpi_id))
         for kind in RELATION_KINDS:
             out |= {r["kpi"] for r in self[kpi_id].relations(kind)}
-        for k in self:
-            for kind in RELATION_KINDS:
-                if any(r["kpi"] == kpi_id for r in k.relations(kind)):
-                    out.add(k.id)
+            out |= {r["kpi"] for r in self._index().get((kind, kpi_id), [])}
         out.discard(kpi_id)
         return out
 
