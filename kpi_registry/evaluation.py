@@ -557,35 +557,30 @@ def _divide(a: Any, b: Any) -> Any:
     return out if shape else float(out)
 
 
+def _not_equal(a: Any, b: Any) -> Any:
+    return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)  # missing compares false
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": _divide,
+    "^": lambda a, b: np.power(np.asarray(a, dtype=float), b),
+    "=": np.equal,
+    "!=": _not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "and": np.logical_and,
+    "or": np.logical_or,
+}
+
+
 def _binary(op: str, a: Any, b: Any) -> Any:
-    with np.errstate(all="ignore"):
-        if op == "+":
-            return np.add(a, b)
-        if op == "-":
-            return np.subtract(a, b)
-        if op == "*":
-            return np.multiply(a, b)
-        if op == "/":
-            return _divide(a, b)
-        if op == "^":
-            return np.power(np.asarray(a, dtype=float), b)
-        if op == "=":
-            return np.equal(a, b)
-        if op == "!=":
-            return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)
-        if op == "<":
-            return np.less(a, b)
-        if op == "<=":
-            return np.less_equal(a, b)
-        if op == ">":
-            return np.greater(a, b)
-        if op == ">=":
-            return np.greater_equal(a, b)
-        if op == "and":
-            return np.logical_and(a, b)
-        if op == "or":
-            return np.logical_or(a, b)
-    raise KPIError(f"unknown operator {op!r}")  # pragma: no cover
+    with np.errstate(all="ignore"):  # overflow and 0/0 become missing values below
+        return _BINARY[op](a, b)
 
 
 def _coalesce(*xs: Any) -> Any:
