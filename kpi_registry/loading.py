@@ -59,9 +59,7 @@ class _Problem(Exception):
 
 _MAP, _SEQ, _STR = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str")
 _Scalar, _MapNode, _SeqNode = yaml.ScalarNode, yaml.MappingNode, yaml.SequenceNode
-_SCALAR_TAGS = frozenset(
-    f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float")
-)
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))
 
 
 class _PositionLoader(_BaseLoader):
@@ -120,9 +118,20 @@ class _PositionLoader(_BaseLoader):
                 result[key] = build(value_node)
             mark = key_node.start_mark
             key_pos[key] = (mark.line + 1, mark.column + 1)
-            mark = value_node.start_mark
-            value_pos[key] = (mark.line + 1, mark.column + 1)
+            value_pos[key] = _content_pos(value_node, key_node)
         return result
+
+
+def _content_pos(node: yaml.Node, key_node: yaml.Node) -> tuple[int, int]:
+    """Where a value's text begins: after an opening quote, or on the line after a block
+    indicator (| or >), so errors inside a formula can point at the right column."""
+    mark = node.start_mark
+    style = getattr(node, "style", None)
+    if style in ("|", ">"):
+        return (mark.line + 2, key_node.start_mark.column + 3)
+    if style in ('"', "'"):
+        return (mark.line + 1, mark.column + 2)
+    return (mark.line + 1, mark.column + 1)
 
 
 def _tag_message(tag: str) -> str:

@@ -146,10 +146,14 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
 
 
 def _formula_position(kpi: KPI, error: FormulaError) -> tuple[int, int]:
+    """The file position of a formula error: the offending token when the formula is on one
+    line, else the first line of its text."""
     line, col = value_position(kpi.data, ("formula", "expression"))
-    key_line, _ = position_of(kpi.data, ("formula", "expression"))
-    if error.position is not None and line == key_line:
-        return line, col + error.position  # plain one-line value: point at the token
+    text = kpi.formula_text
+    if error.position is not None and "\n" not in text.strip() and text == text.lstrip():
+        key_line, _ = position_of(kpi.data, ("formula", "expression"))
+        if line == key_line:
+            return line, col + error.position
     return line, col
 
 

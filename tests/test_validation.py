@@ -210,3 +210,18 @@ def test_load_raises_with_every_diagnostic(library):
     with pytest.raises(DefinitionError) as info:
         kpi_registry.load(library.root, include_bundled=False)
     assert len(info.value.diagnostics) == 2
+
+
+def test_formula_error_in_a_block_or_quoted_scalar_points_at_its_text(library):
+    path = library.write(
+        "a.yaml",
+        "id: a\nname: A\nsummary: s\ncategory: finance\nunit: count\ndirection: on_target\n"
+        "status: draft\ndefinition: d\nformula:\n  expression: >-\n    sum(revnue)\n"
+        "datapoints:\n  - {name: revenue, description: r, unit: currency}\n",
+    )
+    msg = only(library.root)
+    assert msg.startswith(f"{path}:11:5: formula.expression: unknown name 'revnue'")
+    path.write_text(
+        path.read_text().replace("expression: >-\n    sum(revnue)", 'expression: "sum(revnue)"')
+    )
+    assert only(library.root).startswith(f"{path}:10:20: formula.expression")
