@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/kpi fmt --check definitions
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 
 from . import schema, validation
-from .errors import DefinitionError, Diagnostic, KPIError, Report, UnknownKPIError
+from .errors import (
+    DefinitionError,
+    Diagnostic,
+    KPIError,
+    Report,
+    UnknownKPIError,
+    did_you_mean,
+)
 from .evaluation import Request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
@@ -165,6 +172,16 @@ def collect(
                         "set 'overrides: true' in yours to replace the other on purpose",
                     )
                     continue
+            elif doc.data.get("overrides") is True:
+                line, col = position_of(doc.data, ("overrides",))
+                report.add(
+                    path,
+                    line,
+                    col,
+                    "overrides",
+                    f"overrides: true, but no KPI {kpi_id!r} was loaded before this file to "
+                    f"override{did_you_mean(kpi_id, kpis)}",
+                )
             kpis[kpi_id] = kpi
     for kpi in kpis.values():
         validation.check_taxonomy(kpi, taxonomy, report)

@@ -188,7 +188,10 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
             continue
         kpi.expression = node
         graph[kpi.id] = result.kpis
-        unused = set(declared) - result.datapoints - _datapoints_below(result.kpis, kpis)
+        below, replaced = _datapoints_below(result.kpis, kpis)
+        if replaced:
+            continue  # an override below may use other inputs; this file is not at fault
+        unused = set(declared) - result.datapoints - below
         for name in sorted(unused):
             i = next(i for i, d in enumerate(kpi.data["datapoints"]) if d.get("name") == name)
             line, col = position_of(kpi.data, ("datapoints", i, "name"))
@@ -203,8 +206,10 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
     return graph
 
 
-def _datapoints_below(ids: set[str], kpis: Mapping[str, KPI]) -> set[str]:
+def _datapoints_below(ids: set[str], kpis: Mapping[str, KPI]) -> tuple[set[str], bool]:
+    """Datapoints of every KPI these depend on, and whether any of them is an override."""
     out: set[str] = set()
+    replaced = False
     stack, seen = list(ids), set()
     while stack:
         kpi_id = stack.pop()
@@ -212,8 +217,9 @@ def _datapoints_below(ids: set[str], kpis: Mapping[str, KPI]) -> set[str]:
             continue
         seen.add(kpi_id)
         out |= set(kpis[kpi_id].datapoints)
+        replaced = replaced or bool(kpis[kpi_id].overridden)
         stack.extend(_names_in(kpis[kpi_id], kpis))
-    return out
+    return out, replaced
 
 
 def _names_in(kpi: KPI, kpis: Mapping[str, KPI]) -> set[str]:

@@ -96,3 +96,25 @@ def test_conflicting_category_names_both_files(library):
     message = str(info.value)
     assert "category 'sales' is already defined in" in message
     assert "definitions/_taxonomy.yaml" in message and str(library.root) in message
+
+
+def test_override_of_nothing_is_an_error(library):
+    library.add("expansion_revenu", overrides=True)
+    with pytest.raises(kpi_registry.DefinitionError) as info:
+        kpi_registry.load(library.root)
+    assert "overrides: true, but no KPI 'expansion_revenu' was loaded before this file" in str(
+        info.value
+    )
+    assert "did you mean 'expansion_revenue'" in str(info.value)
+
+
+def test_overriding_a_building_block_does_not_break_bundled_kpis(library):
+    """NRR declares `revenue` and reaches it through expansion_revenue; an override of
+    expansion_revenue reading other inputs must not make NRR's file invalid."""
+    bookings = {"name": "expansion_bookings", "description": "b", "unit": "currency"}
+    library.add(
+        "expansion_revenue", "sum(expansion_bookings)", datapoints=[bookings], overrides=True
+    )
+    reg = kpi_registry.load(library.root)
+    assert reg["expansion_revenue"].overridden
+    assert "net_revenue_retention" in reg
