@@ -1,0 +1,601 @@
+"""dbt MetricFlow metrics from KPI formulas (``kpi export --format metricflow``).
+
+A formula maps when MetricFlow can compute exactly what the engine computes:
+
+* an aggregate over one entity's own row in the period becomes a *measure* on a semantic model
+  (``sum(x)``; ``sum(x, x > 0)`` as a measure over ``CASE WHEN x > 0 THEN x ELSE 0 END``);
+* a formula that is one aggregate becomes a *simple* metric; ``A / B`` of two metrics a
+  *ratio* metric; any other arithmetic over aggregates and KPIs a *derived* metric;
+* ``previous(K)`` of a KPI or aggregate becomes an input with ``offset_window: 1 <grain>``.
+
+It does not map when the engine looks at rows MetricFlow cannot see: ``previous()`` or
+``ever_before()`` inside an aggregate (each entity compared with its own history), an
+aggregate whose value changes when an entity has no row at all (the engine fills ``missing:
+zero`` datapoints in), or an aggregate other than ``sum`` over ``flow`` datapoints (the engine
+totals each entity's rows over a coarse period first). Those KPIs are listed with the reason.
+
+Tables: datapoints are assumed to live in one table per entity, named after the entity column
+of the KPI's worked examples (``customer`` -> ``customer_inputs``): one row per entity and
+period, a ``period`` date column, one column per datapoint. Datapoints whose examples have no
+entity go to ``period_inputs``. The YAML says so in its header and in each model's description.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary
+from ..formula.render import format_number
+from ..model import KPI, Datapoint
+from ..registry import Registry
+
+GRAINS = ("day", "week", "month", "quarter", "year")
+#: MetricFlow's own name rule: lower snake case, no double underscore, at least 2 characters.
+MF_NAME = re.compile(r"^[a-z](?:(?!__)[a-z0-9_])*[a-z0-9]$")
+_RESERVED = {*GRAINS, "hour", "minute", "second", "millisecond", "microsecond", "nanosecond"}
+_RESERVED |= {"metric_time", "mf_internal_uuid"}
+_MF_AGG = {
+    "sum": "sum",
+    "count": "sum",  # a sum of 1/0 flags, so a filter fits in the expression
+    "count_distinct": "count_distinct",
+    "mean": "average",
+    "median": "median",
+    "min": "min",
+    "max": "max",
+}
+_CMP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+class NotMappable(Exception):
+    """This formula has no exact MetricFlow equivalent; the message says why."""
+
+
+def valid_name(name: str) -> bool:
+    return bool(MF_NAME.match(name)) and name not in _RESERVED
+
+
+# -- SQL for expressions ------------------------------------------------------------------
+_LITERAL = re.compile(r"-?[0-9.]+(e[-+]?[0-9]+)?")
+
+
+def _greatest_least(args: list[str], pick: str) -> str:
+    """GREATEST/LEAST that skip missing values, as the engine does (Snowflake's do not)."""
+    out = args[0]
+    for arg in args[1:]:
+        nulls = [f"WHEN {a} IS NULL THEN {b} " for a, b in ((out, arg), (arg, out))]
+        nulls = [w for w, a in zip(nulls, (out, arg)) if not _LITERAL.fullmatch(a)]
+        out = f"CASE {''.join(nulls)}WHEN {out} {pick} {arg} THEN {out} ELSE {arg} END"
+    return out
+
+
+def expression_sql(node: Node, name_sql) -> str:
+    """Portable SQL for a formula expression; ``name_sql`` spells each name.
+
+    Matches the engine's rules: division by zero gives NULL, a comparison with a missing value
+    is false (also under ``not``), greatest/least/coalesce skip missing values."""
+
+    def go(n: Node) -> str:
+        if isinstance(n, Number):
+            return format_number(n.value)
+        if isinstance(n, Name):
+            return name_sql(n.name)
+        if isinstance(n, Unary):
+            inner = go(n.operand)
+            return f"NOT COALESCE({inner}, FALSE)" if n.op == "not" else f"-({inner})"
+        if isinstance(n, Binary):
+            a, b = go(n.left), go(n.right)
+            if n.op == "/":
+                if isinstance(n.right, Number) and n.right.value != 0:
+                    return f"({a} * 1.0 / {b})"
+                return f"({a} * 1.0 / NULLIF({b}, 0))"
+            if n.op == "^":
+                return f"POWER({a}, {b})"
+            if n.op in _CMP:
+                return f"({a} {_CMP[n.op]} {b})"
+            if n.op in ("and", "or"):
+                return f"({a} {n.op.upper()} {b})"
+            return f"({a} {n.op} {b})"
+        if isinstance(n, Call):
+            args = [go(a) for a in n.args]
+            if n.func == "if":
+                return f"CASE WHEN {args[0]} THEN {args[1]} ELSE {args[2]} END"
+            if n.func in ("abs", "coalesce"):
+                return f"{n.func.upper()}({', '.join(args)})"
+            if n.func == "greatest":
+                return _greatest_least(args, ">=")
+            if n.func == "least":
+                return _greatest_least(args, "<=")
+        raise NotMappable(f"{getattr(n, 'func', type(n).__name__)}() has no SQL form here")
+
+    return go(node)
+
+
+# -- the engine's value of a row expression for an entity without a row ------------------
+def _at_absent(node: Node, specs: dict[str, Datapoint]) -> float | bool:
+    """What the engine computes for an entity with no row in the period: missing: zero
+    datapoints read 0, others are missing (NaN). Comparisons with NaN are false."""
+    nan = math.nan
+
+    def go(n: Node):
+        if isinstance(n, Number):
+            return n.value
+        if isinstance(n, Name):
+            return 0.0 if specs[n.name].missing == "zero" else nan
+        if isinstance(n, Unary):
+            v = go(n.operand)
+            return (not v) if n.op == "not" else -v
+        if isinstance(n, Binary):
+            a, b = go(n.left), go(n.right)
+            if n.op == "and":
+                return bool(a) and bool(b)
+            if n.op == "or":
+                return bool(a) or bool(b)
+            if n.op in _CMP:
+                if isinstance(a, float) and math.isnan(a) or isinstance(b, float) and math.isnan(b):
+                    return False
+                return {
+                    "=": a == b,
+                    "!=": a != b,
+                    "<": a < b,
+                    "<=": a <= b,
+                    ">": a > b,
+                    ">=": a >= b,
+                }[n.op]
+            if n.op == "/":
+                return nan if b == 0 or math.isnan(b) else a / b
+            if n.op == "^":
+                try:
+                    return float(a**b)
+                except (OverflowError, ZeroDivisionError, TypeError):
+                    return nan
+            return {"+": a + b, "-": a - b, "*": a * b}[n.op]
+        if isinstance(n, Call):
+            vals = [go(a) for a in n.args]
+            known = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
+            if n.func == "if":
+                return vals[1] if vals[0] else vals[2]
+            if n.func == "abs":
+                return abs(vals[0])
+            if n.func == "coalesce":
+                return known[0] if known else nan
+            if n.func == "greatest":
+                return max(known) if known else nan
+            if n.func == "least":
+                return min(known) if known else nan
+        raise NotMappable(f"{getattr(n, 'func', '?')}() cannot be checked")
+
+    return go(node)
+
+
+def _linear(node: Node) -> bool:
+    """Datapoints combined with + and - and scaled by constants: sums commute with it.
+    (An added constant does not: it would be counted once per row instead of once per entity.)"""
+    if isinstance(node, Name):
+        return True
+    if isinstance(node, Unary) and node.op == "-":
+        return _linear(node.operand)
+    if isinstance(node, Binary) and node.op in ("+", "-"):
+        return _linear(node.left) and _linear(node.right)
+    if isinstance(node, Binary) and node.op in ("*", "/"):
+        constant = not any(isinstance(n, Name) for n in node.right.walk())
+        if node.op == "*" and not any(isinstance(n, Name) for n in node.left.walk()):
+            return _linear(node.right)
+        return constant and _linear(node.left)
+    return False
+
+
+def _is_nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+# -- the translation ----------------------------------------------------------------------
+@dataclass
+class Table:
+    """One semantic model: a table with one row per entity (if any) and period."""
+
+    name: str
+    entity: str | None
+    measures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    columns: set[str] = field(default_factory=set)
+
+
+@dataclass
+class MetricflowExport:
+    grain: str
+    tables: list[Table]
+    metrics: list[dict[str, Any]]
+    skipped: dict[str, str]  # KPI id -> why it does not map
+    exported: list[str]  # KPI ids exported as metrics
+
+    def semantic_models(self) -> list[dict[str, Any]]:
+        out = []
+        for t in self.tables:
+            if not t.measures:
+                continue
+            cols = ", ".join(sorted(t.columns))
+            who = f"{t.entity} and period" if t.entity else "period"
+            model: dict[str, Any] = {
+                "name": t.name,
+                "description": (
+                    f"Assumed table: one row per {who}, with a `period` date column "
+                    f"(the start of the {self.grain}) and the datapoint columns {cols}. Rows "
+                    "of one entity and period are already combined as each datapoint's `rows` "
+                    "rule says. Written by kpi export; point `model` at your own table."
+                ),
+                "model": f"ref('{t.name}')",
+                "defaults": {"agg_time_dimension": "period"},
+                "primary_entity": f"{t.entity}_period" if t.entity else "kpi_period",
+            }
+            if t.entity:
+                model["entities"] = [{"name": t.entity, "type": "foreign", "expr": t.entity}]
+            model["dimensions"] = [
+                {"name": "period", "type": "time", "type_params": {"time_granularity": self.grain}}
+            ]
+            model["measures"] = list(t.measures.values())
+            out.append(model)
+        return out
+
+    def document(self) -> dict[str, Any]:
+        """The dbt YAML document: ``semantic_models`` and ``metrics``."""
+        return {"version": 2, "semantic_models": self.semantic_models(), "metrics": self.metrics}
+
+    def header(self) -> str:
+        from .. import __version__
+
+        lines = [
+            f"Generated by `kpi export --format metricflow` (kpi-registry {__version__}).",
+            f"{len(self.exported)} KPIs exported as dbt MetricFlow metrics; "
+            f"{len(self.skipped)} do not map (listed at the end).",
+            "Assumed tables (dbt models), one row per entity and period:",
+        ]
+        for t in self.tables:
+            if t.measures:
+                key = f"{t.entity}, period" if t.entity else "period"
+                lines.append(f"  {t.name}: {key}, {', '.join(sorted(t.columns))}")
+        lines += [
+            f"`period` holds the start date of each {self.grain}. previous() is an offset of 1 "
+            f"{self.grain}: query these metrics at {self.grain} grain.",
+            "Offsets need a MetricFlow time spine model in your dbt project.",
+        ]
+        return "\n".join(lines)
+
+    def footer(self) -> str:
+        if not self.skipped:
+            return ""
+        lines = ["Not exported (no exact MetricFlow equivalent):"]
+        lines += [f"  {kpi_id}: {why}" for kpi_id, why in sorted(self.skipped.items())]
+        return "\n".join(lines)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        class Dumper(yaml.SafeDumper):  # indent list items under their key, as dbt docs do
+            def increase_indent(self, flow: bool = False, indentless: bool = False):
+                return super().increase_indent(flow, False)
+
+        body = yaml.dump(
+            self.document(), Dumper=Dumper, sort_keys=False, width=4096, allow_unicode=True
+        )
+        header = "".join(f"# {line}\n" if line else "#\n" for line in self.header().split("\n"))
+        footer = "".join(f"# {line}\n" for line in self.footer().split("\n") if line)
+        return header + body + (footer and "\n" + footer)
+
+
+class _Translator:
+    def __init__(self, registry: Registry, grain: str):
+        self.reg = registry
+        self.grain = grain
+        self.entity_of = _entities(registry)
+        self.tables: dict[str | None, Table] = {}
+        self.metrics: dict[str, dict[str, Any]] = {}  # committed, by name
+        self.labels: set[str] = set()
+        self.done: dict[str, str | NotMappable] = {}  # KPI id -> metric name or reason
+
+    # -- KPIs -------------------------------------------------------------------------
+    def kpi(self, kpi_id: str) -> str:
+        """The metric for a KPI (translating it first), or NotMappable."""
+        if kpi_id not in self.done:
+            try:
+                self.done[kpi_id] = self._translate(self.reg[kpi_id])
+            except NotMappable as e:
+                self.done[kpi_id] = e
+        result = self.done[kpi_id]
+        if isinstance(result, NotMappable):
+            raise result
+        return result
+
+    def _translate(self, kpi: KPI) -> str:
+        if not valid_name(kpi.id):
+            raise NotMappable(
+                "the id is not a valid MetricFlow name (no double underscores, not a time "
+                "grain, at least 2 characters)"
+            )
+        node = kpi.expression
+        if node is None:
+            raise NotMappable("the formula did not load")
+        pending = _Pending()
+        specs = kpi.datapoints
+        metric: dict[str, Any] = {"name": kpi.id, "label": self._label(kpi.name, kpi.id)}
+        if kpi.summary:
+            metric["description"] = " ".join(kpi.summary.split())
+        if isinstance(node, Call) and node.func in AGGREGATES:
+            measure = self._measure(node, specs, pending, kpi.id)
+            metric.update(type="simple", type_params={"measure": measure})
+        elif (
+            isinstance(node, Binary)
+            and node.op == "/"
+            and all(self._is_input(side) for side in (node.left, node.right))
+        ):
+            num = self._input_metric(node.left, specs, pending, kpi.id)
+            den = self._input_metric(node.right, specs, pending, kpi.id)
+            metric.update(
+                type="ratio", type_params={"numerator": {"name": num}, "denominator": {"name": den}}
+            )
+        else:
+            inputs: dict[tuple[str, int], str] = {}
+            expr = self._period_sql(node, specs, pending, kpi.id, inputs)
+            if not inputs:
+                raise NotMappable("the formula is a constant; there is nothing to measure")
+            metrics = []
+            for (name, offset), alias in inputs.items():
+                item: dict[str, Any] = {"name": name}
+                if alias != name:
+                    item["alias"] = alias
+                if offset:
+                    item["offset_window"] = f"{offset} {self.grain}"
+                metrics.append(item)
+            metric.update(type="derived", type_params={"expr": expr, "metrics": metrics})
+        pending.commit(self)
+        self.metrics[kpi.id] = metric
+        self.labels.add(metric["label"])
+        return kpi.id
+
+    def _label(self, text: str, fallback: str) -> str:
+        return text if text not in self.labels else f"{text} ({fallback})"
+
+    # -- period level -----------------------------------------------------------------
+    def _is_input(self, node: Node) -> bool:
+        return (isinstance(node, Call) and node.func in AGGREGATES) or (
+            isinstance(node, Name) and node.name in self.reg
+        )
+
+    def _input_metric(self, node: Node, specs, pending: _Pending, owner: str) -> str:
+        if isinstance(node, Name):
+            return self._dependency(node.name)
+        measure = self._measure(node, specs, pending, owner)
+        return pending.helper_metric(self, measure)
+
+    def _dependency(self, kpi_id: str) -> str:
+        try:
+            return self.kpi(kpi_id)
+        except NotMappable as e:
+            reason = str(e) if not str(e).startswith("uses ") else f"see {kpi_id}"
+            raise NotMappable(f"uses {kpi_id}, which does not map ({reason})") from None
+
+    def _period_sql(self, node: Node, specs, pending, owner: str, inputs, offset: int = 0) -> str:
+        """SQL over the derived metric's inputs; each (metric, offset) becomes one input."""
+
+        def alias(metric: str) -> str:
+            if (metric, offset) not in inputs:
+                name = metric
+                if offset:
+                    name = f"{metric}_prev" + (str(offset) if offset > 1 else "")
+                    while name in inputs.values() or name in self.reg or name in self.metrics:
+                        name += "_offset"  # never shadow another input or metric
+                inputs[(metric, offset)] = name
+            return inputs[(metric, offset)]
+
+        def leaf(n: Node) -> str:
+            if isinstance(n, Call) and n.func == "previous":
+                return self._period_sql(n.args[0], specs, pending, owner, inputs, offset + 1)
+            if isinstance(n, Call):
+                return alias(self._input_metric(n, specs, pending, owner))
+            return alias(self._dependency(n.name))
+
+        return _rebuild(node, leaf)
+
+    # -- aggregates -> measures -------------------------------------------------------
+    def _measure(self, call: Call, specs: dict[str, Datapoint], pending, owner: str) -> str:
+        func = call.func
+        for n in call.walk():
+            if isinstance(n, Call) and n.func in ("previous", "ever_before"):
+                what = (
+                    "compares each entity with its own previous period"
+                    if n.func == "previous"
+                    else "looks back over each entity's history"
+                )
+                raise NotMappable(
+                    f"{func}() over {n.func}(): the engine {what}, row by row; a MetricFlow "
+                    "measure only sees the rows of the period it aggregates"
+                )
+        names = sorted({n.name for n in call.walk() if isinstance(n, Name)})
+        times = {specs[n].time for n in names}
+        if len(times) > 1:
+            raise NotMappable(
+                f"{func}() mixes stock and flow datapoints ({', '.join(names)}): no single "
+                "measure aggregates both correctly over coarser periods"
+            )
+        if times == {"flow"} and not (
+            func == "sum" and len(call.args) == 1 and _linear(call.args[0])
+        ):
+            # Over a coarser period the engine first totals each entity's flow rows, then
+            # applies the expression, filter and aggregate; a measure works row by row. Only
+            # a plain sum of a linear expression gives the same number either way.
+            what = "a filter" if len(call.args) > 1 else "an expression that is not a plain sum"
+            if func != "sum":
+                what = f"{func}()"
+            raise NotMappable(
+                f"{what} over flow datapoints ({', '.join(names)}): for a coarser period the "
+                "engine totals each entity's rows first and applies it to the totals; a "
+                "MetricFlow measure applies it row by row, so the two differ above the base grain"
+            )
+        tables = {self.entity_of.get(n) for n in names}
+        if len(tables) > 1:
+            raise NotMappable(
+                f"{func}() reads datapoints that live in different tables "
+                f"({', '.join(sorted(str(t) for t in tables))})"
+            )
+        value = call.args[0]
+        condition = call.args[1] if len(call.args) > 1 else None
+        self._check_absent_rows(call, value, condition, specs)
+
+        def column(name: str) -> str:
+            return f"COALESCE({name}, 0)" if specs[name].missing == "zero" else name
+
+        value_sql = expression_sql(value, column)
+        cond_sql = expression_sql(condition, column) if condition is not None else None
+        if func == "sum":
+            if isinstance(value, Name) and cond_sql is None:
+                expr = value.name
+            elif cond_sql is None:
+                expr = value_sql
+            else:
+                expr = f"CASE WHEN {cond_sql} THEN {value_sql} ELSE 0 END"
+        elif func == "count":
+            test = f"{value_sql} IS NOT NULL" + (f" AND {cond_sql}" if cond_sql else "")
+            expr = f"CASE WHEN {test} THEN 1 ELSE 0 END"
+        else:
+            expr = value_sql if cond_sql is None else f"CASE WHEN {cond_sql} THEN {value_sql} END"
+        measure: dict[str, Any] = {"agg": _MF_AGG[func], "expr": expr}
+        if times == {"stock"}:
+            # A stock (MRR, seats) counts at the period's last date, as in the engine.
+            measure["non_additive_dimension"] = {"name": "period", "window_choice": "max"}
+        entity = tables.pop()
+        return pending.measure(self, entity, names, measure, owner, call)
+
+    def _check_absent_rows(self, call: Call, value, condition, specs) -> None:
+        """The engine gives every known entity a cell in every period; a measure only sees
+        rows that exist. They agree when an absent entity adds nothing to the aggregate."""
+        if condition is not None and not _at_absent(condition, specs):
+            return
+        v = _at_absent(value, specs)
+        if _is_nan(v) or (call.func == "sum" and v == 0):
+            return
+        zero = sorted(n for n, d in specs.items() if d.missing == "zero")
+        raise NotMappable(
+            f"{call.func}() counts entities that have no row in a period (missing: zero makes "
+            f"{', '.join(zero)} read 0 there); a MetricFlow measure cannot see rows that are "
+            "not in the table"
+        )
+
+    def run(self) -> MetricflowExport:
+        for kpi in self.reg:
+            try:
+                self.kpi(kpi.id)
+            except NotMappable:
+                pass
+        skipped = {k: str(v) for k, v in self.done.items() if isinstance(v, NotMappable)}
+        exported = sorted(k for k, v in self.done.items() if not isinstance(v, NotMappable))
+        tables = sorted(self.tables.values(), key=lambda t: t.name)
+        metrics = [self.metrics[name] for name in sorted(self.metrics)]
+        return MetricflowExport(self.grain, tables, metrics, skipped, exported)
+
+
+@dataclass
+class _Pending:
+    """Measures and helper metrics one KPI needs; added only if the whole KPI maps."""
+
+    measures: list[tuple[str | None, str, dict[str, Any], set[str]]] = field(default_factory=list)
+    helpers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def measure(self, tr: _Translator, entity, names, spec, owner, call) -> str:
+        table = tr.tables.get(entity)
+        for existing in [
+            *(table.measures.values() if table else []),
+            *(m[2] for m in self.measures),
+        ]:
+            if {k: v for k, v in existing.items() if k != "name"} == spec:
+                return existing["name"]
+        if len(call.args) == 1 and isinstance(call.args[0], Name):
+            dp = call.args[0].name  # sum(revenue) -> revenue, mean(score) -> average_score
+            base = dp if call.func == "sum" else f"{_MF_AGG[call.func]}_{dp}"
+        else:
+            base = f"{owner}_m1"
+        name, n = base, 1
+        taken = {m["name"] for t in tr.tables.values() for m in t.measures.values()}
+        taken |= {m[1] for m in self.measures} | set(tr.reg.ids) | set(tr.metrics)
+        while name in taken or not valid_name(name):
+            n += 1
+            name = f"{owner}_m{n}"
+        self.measures.append((entity, name, {"name": name, **spec}, set(names)))
+        return name
+
+    def helper_metric(self, tr: _Translator, measure: str) -> str:
+        if measure not in tr.metrics and measure not in self.helpers:
+            self.helpers[measure] = {
+                "name": measure,
+                "label": f"{measure} (input)",
+                "type": "simple",
+                "type_params": {"measure": measure},
+            }
+        return measure
+
+    def commit(self, tr: _Translator) -> None:
+        for entity, name, spec, names in self.measures:
+            table = tr.tables.get(entity)
+            if table is None:
+                table = tr.tables[entity] = Table(
+                    f"{entity}_inputs" if entity else "period_inputs", entity
+                )
+            table.measures[name] = spec
+            table.columns |= names
+        for name, metric in self.helpers.items():
+            tr.metrics.setdefault(name, metric)
+            tr.labels.add(metric["label"])
+
+
+def _rebuild(node: Node, leaf) -> str:
+    """SQL for period-level arithmetic whose leaves (aggregates, KPIs, previous) ``leaf``
+    spells; the operators follow expression_sql."""
+    if isinstance(node, Call) and (node.func in AGGREGATES or node.func == "previous"):
+        return leaf(node)
+    if isinstance(node, Name):
+        return leaf(node)
+    placeholders: dict[str, str] = {}
+
+    def stand_in(n: Node) -> Node:
+        if isinstance(n, Call) and (n.func in AGGREGATES or n.func == "previous"):
+            key = f"__leaf{len(placeholders)}"
+            placeholders[key] = leaf(n)
+            return Name(n.pos, key)
+        if isinstance(n, Name):
+            key = f"__leaf{len(placeholders)}"
+            placeholders[key] = leaf(n)
+            return Name(n.pos, key)
+        if isinstance(n, Unary):
+            return Unary(n.pos, n.op, stand_in(n.operand))
+        if isinstance(n, Binary):
+            return Binary(n.pos, n.op, stand_in(n.left), stand_in(n.right))
+        if isinstance(n, Call):
+            return Call(n.pos, n.func, tuple(stand_in(a) for a in n.args))
+        return n
+
+    return expression_sql(stand_in(node), placeholders.__getitem__)
+
+
+def _entities(registry: Registry) -> dict[str, str]:
+    """Datapoint -> entity column, from the first worked example (by KPI id) that names one."""
+    out: dict[str, str] = {}
+    for kpi in registry:
+        for example in kpi.examples:
+            entity = ((example.get("parameters") or {}) if isinstance(example, dict) else {}).get(
+                "entity"
+            )
+            if not isinstance(entity, str):
+                continue
+            name = re.sub(r"[^a-z0-9]+", "_", entity.lower()).strip("_")
+            if not valid_name(name) or name == "period":
+                name = "entity"
+            for dp in kpi.datapoints:
+                out.setdefault(dp, name)
+    return out
+
+
+def metricflow(registry: Registry, *, grain: str = "month") -> MetricflowExport:
+    """Translate every KPI that maps; the result lists the others with the reason."""
+    if grain not in GRAINS:
+        raise ValueError(f"grain must be one of {', '.join(GRAINS)}")
+    return _Translator(registry, grain).run()
