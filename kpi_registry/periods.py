@@ -38,9 +38,9 @@ class TimeAxis:
     kind: str  # "text", "period" or "timestamp": how labels are returned
     present: np.ndarray  # bool per period: does any row fall in it
 
-    def labels(self, freq: str | None = None) -> pd.PeriodIndex:
+    def labels(self) -> pd.PeriodIndex:
         ords = np.arange(self.first, self.first + self.count)
-        return pd.PeriodIndex.from_ordinals(ords, freq=self.base).asfreq(freq or self.base)
+        return pd.PeriodIndex.from_ordinals(ords, freq=self.base)
 
 
 def parse(series: pd.Series, column: str) -> TimeAxis:
@@ -60,10 +60,8 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
     else:
         codes, uniques = pd.factorize(series, sort=False)
         kind = "timestamp" if pd.api.types.is_datetime64_any_dtype(dtype) else "text"
-        uniq_periods, base = _parse_uniques(pd.Index(uniques), column, kind)
-        if uniq_periods.freqstr != pd.PeriodIndex([], freq=base).freqstr:
-            uniq_periods = uniq_periods.asfreq(base)
-        ordinals = uniq_periods.asi8[codes]
+        uniq_ordinals, base = _parse_uniques(pd.Index(uniques), column, kind)
+        ordinals = uniq_ordinals[codes]
     return _axis(ordinals, base, kind)
 
 
@@ -96,7 +94,8 @@ def _parse_datetimes(values: np.ndarray) -> TimeAxis:
     return _axis(table[offsets], "D", "timestamp")
 
 
-def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.PeriodIndex, str]:
+def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarray, str]:
+    """Ordinals (at the inferred base frequency) of the distinct values of a period column."""
     if kind == "timestamp":
         stamps = pd.DatetimeIndex(uniques)
         if stamps.tz is not None:
@@ -105,14 +104,14 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.Period
         month_end = stamps.is_month_end.all()
         midnight = (stamps.normalize() == stamps).all()
         base = "M" if midnight and (month_start or month_end) else "D"
-        return stamps.to_period(base), base
+        return stamps.to_period(base).asi8, base
     values = [v if isinstance(v, str) else str(v) for v in uniques]
     if all(_MONTH_TEXT.match(v) for v in values):  # the common case, without pandas parsing
         months = [(int(v[:4]) - 1970) * 12 + int(v[5:7]) - 1 for v in values]
         bad = [v for v in values if not 1 <= int(v[5:7]) <= 12]
         if bad:
             raise DataError(f"period column {column!r} has an unparsable period {bad[0]!r}")
-        return pd.PeriodIndex.from_ordinals(months, freq="M"), "M"
+        return np.array(months, dtype=np.int64), "M"
     parsed: list[pd.Period] = []
     for v in values:
         try:
@@ -131,7 +130,7 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[pd.Period
             f"period column {column!r} mixes period lengths ({', '.join(sorted(codes))})"
         )
     base = codes.pop()
-    return pd.PeriodIndex([p.asfreq(base) for p in parsed], freq=base), base
+    return np.array([p.asfreq(base).ordinal for p in parsed], dtype=np.int64), base
 
 
 def grain_code(grain: str | None, base: str) -> str:
