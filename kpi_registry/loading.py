@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 import yaml
@@ -24,27 +25,58 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 MAX_EXPANDED_NODES = 200_000
 
 
-class Mapping(dict):
-    """A dict that knows the (line, column) of each key and of each value, 1-based."""
+def _pack(line: int, column: int) -> int:
+    return (min(line, 0xFFFFFF) << 24) | min(column, 0xFFFFFF)
 
-    __slots__ = ("key_pos", "value_pos", "pos")
+
+def _unpack(packed: int) -> tuple[int, int]:
+    return (packed >> 24, packed & 0xFFFFFF)
+
+
+class Mapping(dict):
+    """A dict that knows the (line, column) of each key and of each value, 1-based.
+
+    Positions are packed into one int per key (keys interned): a 20,000-file library keeps
+    millions of them in memory at once.
+    """
+
+    __slots__ = ("_marks", "pos")
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.key_pos: dict[str, tuple[int, int]] = {}
-        self.value_pos: dict[str, tuple[int, int]] = {}
+        self._marks: dict[str, int] = {}  # key -> key position << 48 | value position
         self.pos: tuple[int, int] = (0, 0)
+
+    @property
+    def key_pos(self) -> dict[str, tuple[int, int]]:
+        return {k: _unpack(m >> 48) for k, m in self._marks.items()}
+
+    @property
+    def value_pos(self) -> dict[str, tuple[int, int]]:
+        return {k: _unpack(m & 0xFFFFFFFFFFFF) for k, m in self._marks.items()}
+
+    def key_position(self, key: str) -> tuple[int, int] | None:
+        mark = self._marks.get(key)
+        return None if mark is None else _unpack(mark >> 48)
+
+    def value_position(self, key: str) -> tuple[int, int] | None:
+        mark = self._marks.get(key)
+        return None if mark is None else _unpack(mark & 0xFFFFFFFFFFFF)
 
 
 class Sequence(list):
     """A list that knows the (line, column) of each item, 1-based."""
 
-    __slots__ = ("item_pos", "pos")
+    __slots__ = ("_marks", "pos")
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        self.item_pos: list[tuple[int, int]] = []
+        self._marks: list[int] = []
         self.pos: tuple[int, int] = (0, 0)
+
+    @property
+    def item_pos(self) -> list[tuple[int, int]]:
+        return [_unpack(m) for m in self._marks]
 
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
@@ -95,30 +127,33 @@ class _PositionLoader(_BaseLoader):
             result = Sequence(
                 [c.value if c.__class__ is _Scalar and c.tag == _STR else build(c) for c in items]
             )
-            result.item_pos = [(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
+            result._marks = [_pack(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
             result.pos = _pos(node)
             return result
         self.flatten_mapping(node)  # resolves YAML merge keys (<<) safely
         result = Mapping()
         result.pos = _pos(node)
-        key_pos, value_pos = result.key_pos, result.value_pos
+        marks = result._marks
         for key_node, value_node in node.value:
             key = build(key_node)
             if key.__class__ is not str:
                 key = str(key)  # keys such as 2024 or true are read as their text
             if key in result:
+                first = _unpack(marks[key] >> 48)[0]
                 raise _Problem(
                     *_pos(key_node),
-                    f"duplicate key {key!r} (first defined at line {key_pos[key][0]})",
+                    f"duplicate key {key!r} (first defined at line {first})",
                     field=key,
                 )
+            key = intern(key)
             if value_node.__class__ is _Scalar and value_node.tag == _STR:
                 result[key] = value_node.value
             else:
                 result[key] = build(value_node)
             mark = key_node.start_mark
-            key_pos[key] = (mark.line + 1, mark.column + 1)
-            value_pos[key] = _content_pos(value_node, key_node)
+            marks[key] = (_pack(mark.line + 1, mark.column + 1) << 48) | _pack(
+                *_content_pos(value_node, key_node)
+            )
         return result
 
 
@@ -260,10 +295,10 @@ def position_of(data: Any, field_path: tuple) -> tuple[int, int]:
     node = data
     for part in field_path:
         if isinstance(node, Mapping) and part in node:
-            best = node.key_pos.get(part, best)
+            best = node.key_position(part) or best
             node = node[part]
         elif isinstance(node, Sequence) and isinstance(part, int) and 0 <= part < len(node):
-            best = node.item_pos[part]
+            best = _unpack(node._marks[part]) if part < len(node._marks) else best
             node = node[part]
         else:
             break
@@ -279,8 +314,8 @@ def value_position(data: Any, field_path: tuple) -> tuple[int, int]:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             return position_of(data, field_path)
-    if isinstance(node, Mapping) and last in node.value_pos:
-        return node.value_pos[last]
+    if isinstance(node, Mapping) and last in node:
+        return node.value_position(last) or position_of(data, field_path)
     return position_of(data, field_path)
 
 
