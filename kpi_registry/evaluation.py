@@ -184,6 +184,8 @@ class _Engine:
     def _carry_groups(self, gcodes, present, n_ent, n_base) -> np.ndarray:
         """Group of each entity-period: its row's group, else the last known one (a churned
         customer stays in its last segment), else its first one."""
+        if n_ent == 0 or n_base == 0:
+            return np.zeros(0, dtype=np.int64)
         grid = np.full(n_ent * n_base, -1, dtype=np.int64)
         grid[self.row_cell] = gcodes  # if one entity-period's rows disagree, the last wins
         grid = grid.reshape(n_ent, n_base)

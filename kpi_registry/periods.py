@@ -6,6 +6,7 @@ works on small integers and only the unique values are ever parsed.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,13 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
         row = series.index[series.isna().to_numpy()][0]
         raise DataError(f"period column {column!r} is empty at row {row!r}")
     dtype = series.dtype
+    if dtype == object and isinstance(series.iloc[0], datetime.date):
+        # datetime.date objects (what Parquet DATE columns read as) are dates, not text
+        try:
+            series = pd.Series(pd.to_datetime(series), index=series.index)
+        except (ValueError, TypeError):
+            pass  # mixed content: the text path below names the offending value
+        dtype = series.dtype
     if pd.api.types.is_datetime64_dtype(dtype):
         return _parse_datetimes(series.to_numpy())
     if isinstance(dtype, pd.PeriodDtype):

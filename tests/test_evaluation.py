@@ -446,3 +446,19 @@ def test_every_aggregate_with_filters_and_groups(library):
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_allclose(got[key], want[key], equal_nan=True, err_msg=str(key))
+
+
+def test_empty_data_with_entity_and_groups(family):
+    empty = rows().assign(seg=[])
+    out = ev(family, "churned_revenue", empty, by="seg")
+    assert out.empty and list(out.columns) == ["month", "seg", "churned_revenue"]
+
+
+def test_date_objects_are_dates_not_text(family):
+    import datetime
+
+    data = rows(("a", "2024-01", 100), ("b", "2024-01", 50), ("a", "2024-02", 120))
+    data["month"] = [datetime.date(2024, int(m[5:]), 1) for m in data["month"]]
+    out = ev(family, "churned_revenue", data)
+    assert out["churned_revenue"].tolist()[1] == 50.0
+    assert len(out) == 2  # monthly, not one row per day
