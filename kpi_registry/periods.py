@@ -52,7 +52,7 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
         row = series.index[series.isna().to_numpy()][0]
         raise DataError(f"period column {column!r} is empty at row {row!r}")
     dtype = series.dtype
-    if dtype == object and isinstance(series.iloc[0], datetime.date):
+    if dtype.kind == "O" and isinstance(series.iloc[0], datetime.date):
         # datetime.date objects (what Parquet DATE columns read as) are dates, not text
         try:
             series = pd.Series(pd.to_datetime(series), index=series.index)
