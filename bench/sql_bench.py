@@ -1,0 +1,427 @@
+"""Benchmark: the generated SQL for the revenue family against a hand-written DuckDB query.
+
+    python bench/sql_bench.py                      # 10M customer-month rows (default)
+    python bench/sql_bench.py --rows 100000000 --repeat 1  # the 100M-row peak-memory run
+    python bench/sql_bench.py --rows 1000000 --pandas   # also run the pandas engine
+
+Generates billing-like data (customers that churn without a zero row, come back after gaps,
+change segment) into a Parquet file under bench/out/, then runs, each in a fresh process so
+that peak memory is measured per run:
+
+* ``handwritten``: a DuckDB query written by hand for these eleven numbers: a dense customer x
+  month grid from the cross product with missing months as 0 (not a LAG over raw rows, which
+  misses churn where no zero row exists), LAG and a running "ever paid" along it;
+* ``lead``: a second hand-written query, specialised to these numbers, that never builds the
+  grid (a LEAD over each customer's rows finds where it churns); faster, but not general;
+* ``generated``: ``Registry.evaluate_many(..., engine="duckdb")`` on the Parquet path, which
+  compiles the definitions to SQL and lets DuckDB read the file directly;
+* ``pandas`` (optional): the pandas engine on the same file.
+
+Numbers are compared (1e-9 relative) and time and peak-memory ratios printed. Each run is
+repeated (best of ``--repeat``) and CPU time is shown beside wall time, because on a shared
+machine wall time varies far more than the CPU the query needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+MONTHS = 24
+SEGMENTS = ["enterprise", "mid_market", "smb", "startup", "public_sector"]
+REVENUE_FAMILY = [
+    "starting_revenue",
+    "expansion_revenue",
+    "contraction_revenue",
+    "churned_revenue",
+    "new_revenue",
+    "reactivation_revenue",
+    "net_revenue_retention",
+    "gross_revenue_retention",
+    "expansion_revenue_rate",
+    "expansion_revenue_growth_rate",
+    "quick_ratio",
+]
+ACTIVE_SHARE = 0.78  # measured share of customer-months with a row; sizes the customer count
+
+
+# -- data -----------------------------------------------------------------------------------
+def generate(rows: int, path: Path, seed: int = 42) -> None:
+    """About ``rows`` customer-month rows, written in chunks so memory stays small."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    customers = int(rows / (MONTHS * ACTIVE_SHARE))
+    chunk = 250_000
+    rng = np.random.default_rng(seed)
+    months = np.array(
+        [np.datetime64(f"{2023 + m // 12}-{m % 12 + 1:02d}-01") for m in range(MONTHS)]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    writer = None
+    written = 0
+    for first in range(0, customers, chunk):
+        n = min(chunk, customers - first)
+        ids = np.arange(first, first + n)
+        # a mature base: most customers are there from the start, the rest join month by month
+        start = np.where(rng.random(n) < 0.8, 0, rng.integers(1, MONTHS, n))
+        mrr = rng.choice(
+            [29.0, 49.0, 99.0, 199.0, 499.0, 1999.0], n, p=[0.3, 0.25, 0.2, 0.15, 0.07, 0.03]
+        )
+        segment = rng.integers(0, len(SEGMENTS), n)
+        active = np.zeros(n, bool)
+        ever = np.zeros(n, bool)
+        parts = []
+        for m in range(MONTHS):
+            joining = start == m
+            active |= joining
+            ever |= joining
+            churn = active & ~joining & (rng.random(n) < 0.02)
+            back = ~active & ever & ~churn & (rng.random(n) < 0.06)
+            active = (active & ~churn) | back
+            mrr = np.where(back, rng.choice([29.0, 99.0, 199.0], n), mrr)
+            move = rng.random(n)
+            mrr = np.where(active & (move < 0.05), np.round(mrr * 1.5, 2), mrr)  # expansion
+            mrr = np.where(active & (move > 0.97), np.round(mrr * 0.6, 2), mrr)  # contraction
+            segment = np.where(rng.random(n) < 0.005, rng.integers(0, len(SEGMENTS), n), segment)
+            zero_row = churn & (rng.random(n) < 0.3)  # most churn leaves no row at all
+            keep = active | zero_row
+            parts.append(
+                (ids[keep], np.full(keep.sum(), m), segment[keep], np.where(active, mrr, 0.0)[keep])
+            )
+        cust = np.concatenate([p[0] for p in parts])
+        month = np.concatenate([p[1] for p in parts])
+        seg = np.concatenate([p[2] for p in parts])
+        value = np.concatenate([p[3] for p in parts])
+        order = np.lexsort((month, cust))
+        table = pa.table(
+            {
+                "customer_id": pa.array(cust[order], pa.int64()),
+                "month": pa.array(months[month[order]].astype("datetime64[D]"), pa.date32()),
+                "segment": pa.DictionaryArray.from_arrays(
+                    pa.array(seg[order], pa.int32()), pa.array(SEGMENTS)
+                ).cast(pa.string()),
+                "mrr": pa.array(value[order], pa.float64()),
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=1_000_000)
+        written += table.num_rows
+    writer.close()
+    tmp.replace(path)
+    print(f"wrote {written:,} rows for {customers:,} customers to {path}", flush=True)
+
+
+# -- the hand-written query -------------------------------------------------------------------
+def handwritten_sql(path: str, by_segment: bool) -> str:
+    seg_cols = "segment, " if by_segment else ""
+    seg_group = "segment, " if by_segment else ""
+    seg_part = "PARTITION BY segment " if by_segment else ""
+    seg_order = ", segment" if by_segment else ""
+    carried = (
+        """,
+        COALESCE(
+          LAST_VALUE(row_segment IGNORE NULLS) OVER (
+            PARTITION BY customer_id ORDER BY month ROWS UNBOUNDED PRECEDING),
+          FIRST_VALUE(row_segment IGNORE NULLS) OVER (
+            PARTITION BY customer_id ORDER BY month
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+        ) AS segment"""
+        if by_segment
+        else ""
+    )
+    return f"""
+    WITH cells AS (
+      SELECT customer_id, month, SUM(mrr) AS mrr, MAX(segment) AS segment
+      FROM read_parquet('{path}') GROUP BY customer_id, month
+    ),
+    months AS (SELECT DISTINCT month FROM range(
+      (SELECT MIN(month) FROM cells), (SELECT MAX(month) FROM cells) + INTERVAL 1 MONTH,
+      INTERVAL 1 MONTH) t(month)),
+    customers AS (SELECT DISTINCT customer_id FROM cells),
+    grid AS (
+      SELECT c.customer_id, m.month, COALESCE(x.mrr, 0) AS mrr, x.segment AS row_segment
+      FROM customers c CROSS JOIN months m
+      LEFT JOIN cells x ON x.customer_id = c.customer_id AND x.month = m.month
+    ),
+    moves AS (
+      SELECT month, mrr,
+        LAG(mrr) OVER w AS prev,
+        COALESCE(BOOL_OR(mrr > 0) OVER (PARTITION BY customer_id ORDER BY month
+          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), FALSE) AS paid_before{carried}
+      FROM grid WINDOW w AS (PARTITION BY customer_id ORDER BY month)
+    ),
+    sums AS (  -- movements need a previous month: undefined (NULL) in the first one
+      SELECT month, {seg_cols}
+        SUM(prev) AS starting,
+        CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
+          CASE WHEN prev > 0 AND mrr > prev THEN mrr - prev ELSE 0 END) END AS expansion,
+        CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
+          CASE WHEN prev > 0 AND mrr > 0 AND mrr < prev THEN prev - mrr ELSE 0 END) END
+          AS contraction,
+        CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
+          CASE WHEN prev > 0 AND mrr = 0 THEN prev ELSE 0 END) END AS churned,
+        CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
+          CASE WHEN prev = 0 AND mrr > 0 AND NOT paid_before THEN mrr ELSE 0 END) END AS new,
+        CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
+          CASE WHEN prev = 0 AND mrr > 0 AND paid_before THEN mrr ELSE 0 END) END
+          AS reactivation
+      FROM moves GROUP BY {seg_group} month
+    )
+    SELECT strftime(month, '%Y-%m') AS month, {seg_cols}
+      starting AS starting_revenue, expansion AS expansion_revenue,
+      contraction AS contraction_revenue, churned AS churned_revenue,
+      new AS new_revenue, reactivation AS reactivation_revenue,
+      (starting + expansion - contraction - churned) / NULLIF(starting, 0) * 100
+        AS net_revenue_retention,
+      (starting - contraction - churned) / NULLIF(starting, 0) * 100 AS gross_revenue_retention,
+      expansion / NULLIF(starting, 0) * 100 AS expansion_revenue_rate,
+      (expansion - LAG(expansion) OVER ({seg_part}ORDER BY month))
+        / NULLIF(LAG(expansion) OVER ({seg_part}ORDER BY month), 0) * 100
+        AS expansion_revenue_growth_rate,
+      (new + expansion + reactivation) / NULLIF(contraction + churned, 0) AS quick_ratio
+    FROM sums ORDER BY month{seg_order}
+    """
+
+
+def lead_sql(path: str, by_segment: bool) -> str:
+    """A second hand-written reference, specialised to these eleven numbers: no grid at all.
+
+    A LEAD over each customer's own rows finds the month after its last row, where it churns;
+    every other month without a row moves nothing in these six sums, so it is left out. This is
+    the kind of query the issue timed; it does not generalise to other formulas."""
+    seg = "segment, " if by_segment else ""
+    seg_part = "PARTITION BY segment " if by_segment else ""
+    seg_order = ", segment" if by_segment else ""
+    return f"""
+    WITH cells AS (
+      SELECT customer_id, month, SUM(mrr) AS mrr, MAX(segment) AS segment
+      FROM read_parquet('{path}') GROUP BY customer_id, month
+    ),
+    bounds AS (SELECT MIN(month) AS first_month, MAX(month) AS last_month FROM cells),
+    w AS (
+      SELECT customer_id, month, mrr, segment,
+        LAG(month) OVER w AS prev_month, LAG(mrr) OVER w AS prev_row_mrr,
+        LEAD(month) OVER w AS next_month,
+        COALESCE(BOOL_OR(mrr > 0) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
+          FALSE) AS paid_before
+      FROM cells WINDOW w AS (PARTITION BY customer_id ORDER BY month)
+    ),
+    moves AS (
+      SELECT month, {seg} mrr, paid_before,
+        CASE WHEN month = first_month THEN NULL
+             WHEN prev_month = month - INTERVAL 1 MONTH THEN prev_row_mrr ELSE 0 END AS prev
+      FROM w, bounds
+      UNION ALL  -- the month after a customer's last row before a gap: churn
+      SELECT month + INTERVAL 1 MONTH, {seg} 0, TRUE, mrr FROM w, bounds
+      WHERE (next_month IS NULL OR next_month > month + INTERVAL 1 MONTH)
+        AND month < last_month
+    ),
+    sums AS (
+      SELECT month, {seg}
+        SUM(prev) AS starting,
+        SUM(CASE WHEN prev > 0 AND mrr > prev THEN mrr - prev ELSE 0 END) AS expansion,
+        SUM(CASE WHEN prev > 0 AND mrr > 0 AND mrr < prev THEN prev - mrr ELSE 0 END)
+          AS contraction,
+        SUM(CASE WHEN prev > 0 AND mrr = 0 THEN prev ELSE 0 END) AS churned,
+        SUM(CASE WHEN prev = 0 AND mrr > 0 AND NOT paid_before THEN mrr ELSE 0 END) AS new,
+        SUM(CASE WHEN prev = 0 AND mrr > 0 AND paid_before THEN mrr ELSE 0 END) AS reactivation,
+        BOOL_OR(prev IS NOT NULL) AS has_prev
+      FROM moves GROUP BY {seg} month
+    ),
+    defined AS (  -- movements need a previous month: undefined (NULL) in the first one
+      SELECT month, {seg} starting,
+        CASE WHEN has_prev THEN expansion END AS expansion,
+        CASE WHEN has_prev THEN contraction END AS contraction,
+        CASE WHEN has_prev THEN churned END AS churned,
+        CASE WHEN has_prev THEN new END AS new,
+        CASE WHEN has_prev THEN reactivation END AS reactivation
+      FROM sums
+    )
+    SELECT strftime(month, '%Y-%m') AS month, {seg}
+      starting AS starting_revenue, expansion AS expansion_revenue,
+      contraction AS contraction_revenue, churned AS churned_revenue,
+      new AS new_revenue, reactivation AS reactivation_revenue,
+      (starting + expansion - contraction - churned) / NULLIF(starting, 0) * 100
+        AS net_revenue_retention,
+      (starting - contraction - churned) / NULLIF(starting, 0) * 100 AS gross_revenue_retention,
+      expansion / NULLIF(starting, 0) * 100 AS expansion_revenue_rate,
+      (expansion - LAG(expansion) OVER ({seg_part}ORDER BY month))
+        / NULLIF(LAG(expansion) OVER ({seg_part}ORDER BY month), 0) * 100
+        AS expansion_revenue_growth_rate,
+      (new + expansion + reactivation) / NULLIF(contraction + churned, 0) AS quick_ratio
+    FROM defined ORDER BY month{seg_order}
+    """
+
+
+# -- one measured run (in its own process) ----------------------------------------------------
+def worker(engine: str, path: str, by_segment: bool, result: str, threads: int | None) -> None:
+    import duckdb
+
+    import kpi_registry
+
+    by = "segment" if by_segment else None
+    reg = kpi_registry.load()
+    t0, c0 = time.perf_counter(), time.process_time()
+    if engine in ("handwritten", "lead"):
+        con = duckdb.connect()
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        query = handwritten_sql if engine == "handwritten" else lead_sql
+        frame = con.execute(query(path, by_segment)).fetch_df()
+    elif engine == "generated":
+        frame = reg.evaluate_many(
+            REVENUE_FAMILY,
+            path,
+            period="month",
+            entity="customer_id",
+            by=by,
+            columns={"revenue": "mrr"},
+            engine="duckdb",
+        )
+    else:
+        import pandas as pd
+
+        data = pd.read_parquet(path)
+        # pandas gives DATE columns as datetime.date objects, which the engine reads as text
+        data["month"] = pd.to_datetime(data["month"])
+        frame = reg.evaluate_many(
+            REVENUE_FAMILY,
+            data,
+            period="month",
+            entity="customer_id",
+            by=by,
+            columns={"revenue": "mrr"},
+        )
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frame = frame.copy()
+    frame["month"] = [str(v)[:7] for v in frame["month"]]
+    frame.to_parquet(result)
+    print(json.dumps({"seconds": seconds, "cpu": cpu}))
+
+
+def measure(engine: str, path: Path, by_segment: bool, threads: int | None) -> dict:
+    result = OUT / f"result-{engine}-{'segment' if by_segment else 'month'}.parquet"
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        engine,
+        "--data",
+        str(path),
+        "--result",
+        str(result),
+    ]
+    if by_segment:
+        cmd.append("--by-segment")
+    if threads:
+        cmd += ["--threads", str(threads)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read()
+    proc.stdout.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{engine} run failed")
+    data = json.loads(out.strip().splitlines()[-1])
+    data["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    data["result"] = result
+    return data
+
+
+def compare(a: Path, b: Path, label: str) -> None:
+    import pandas as pd
+
+    x, y = pd.read_parquet(a), pd.read_parquet(b)
+    keys = ["month", "segment"] if "segment" in x else ["month"]
+    assert list(x[keys].astype(str).itertuples(index=False)) == list(
+        y[keys].astype(str).itertuples(index=False)
+    ), f"{label}: different rows"
+    worst = 0.0
+    for col in REVENUE_FAMILY:
+        u, v = x[col].to_numpy(float), y[col].to_numpy(float)
+        assert (np.isnan(u) == np.isnan(v)).all(), f"{label}: {col} missing in different places"
+        ok = ~np.isnan(u)
+        scale = np.maximum(np.abs(u[ok]), 1e-300)
+        worst = max(worst, float((np.abs(u[ok] - v[ok]) / scale).max(initial=0)))
+        assert np.allclose(u[ok], v[ok], rtol=1e-9, atol=0), f"{label}: {col} differs"
+    print(f"  numbers match ({label}): {len(x)} rows, worst relative difference {worst:.1e}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--rows", type=int, default=10_000_000, help="customer-month rows to generate")
+    p.add_argument("--pandas", action="store_true", help="also time the pandas engine")
+    p.add_argument("--threads", type=int, help="DuckDB threads for the hand-written query")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="runs per engine; the best time is reported"
+    )
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--by-segment", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.worker, args.data, args.by_segment, args.result, args.threads)
+        return
+    path = OUT / f"revenue_{args.rows}.parquet"
+    if not path.exists():
+        t0 = time.perf_counter()
+        generate(args.rows, path)
+        print(f"generated in {time.perf_counter() - t0:.1f} s")
+    big = args.rows > 20_000_000
+    engines = ["generated"] if big else ["handwritten", "lead", "generated"]
+    if args.pandas:
+        engines.append("pandas")
+    for by_segment in (False, True):
+        label = "month x segment" if by_segment else "month"
+        print(f"\n{label}:")
+        runs: dict[str, dict] = {}
+        for _ in range(args.repeat):  # interleaved, best time of N: the machine may be shared
+            for e in engines:
+                r = measure(e, path, by_segment, args.threads)
+                best = runs.setdefault(e, r)
+                best["seconds"] = min(best["seconds"], r["seconds"])
+                best["cpu"] = min(best["cpu"], r["cpu"])
+                best["peak_mb"] = max(best["peak_mb"], r["peak_mb"])
+        for e, r in runs.items():
+            print(
+                f"  {e:<12} {r['seconds']:7.2f} s wall {r['cpu']:7.2f} s CPU   "
+                f"peak {r['peak_mb']:6.0f} MB"
+            )
+        if "handwritten" in runs:
+            h, g = runs["handwritten"], runs["generated"]
+            compare(h["result"], g["result"], "handwritten vs generated")
+            print(
+                f"  generated / handwritten: time {g['seconds'] / h['seconds']:.2f}x "
+                f"(CPU {g['cpu'] / h['cpu']:.2f}x), peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
+            )
+        if "lead" in runs:
+            h, g = runs["lead"], runs["generated"]
+            compare(h["result"], g["result"], "LEAD over rows vs generated")
+            print(
+                f"  generated / LEAD over rows: time {g['seconds'] / h['seconds']:.2f}x "
+                f"(CPU {g['cpu'] / h['cpu']:.2f}x), peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
+            )
+        if "pandas" in runs:
+            compare(runs["pandas"]["result"], runs["generated"]["result"], "pandas vs generated")
+        if big:
+            ok = runs["generated"]["peak_mb"] < 4096
+            print(f"  peak memory under 4 GB: {'yes' if ok else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

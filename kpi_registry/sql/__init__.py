@@ -1,0 +1,46 @@
+"""Run KPI formulas where the data lives: compile them to SQL, or run them in embedded DuckDB.
+
+The SQL is built as a sqlglot syntax tree (never by pasting strings) and computes exactly the
+frame the pandas engine returns: the same dense entity x period grid (a customer missing from
+an export is 0 or NULL there, as its datapoint declares), the same carried-forward groups, the
+same "no previous period" gaps and the same two-valued logic for conditions.
+
+Public entry points (sqlglot and duckdb are imported only when one is used)::
+
+    compile_many(kpis, ids, table, request, dialect="duckdb")  # -> SQL text
+    evaluate_duckdb(kpis, ids, data, request)                  # -> pandas DataFrame
+
+``Registry.to_sql``, ``Registry.to_sql_many`` and ``Registry.evaluate(..., engine="duckdb")``
+call these; ``kpi sql`` is the command line twin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cli import add_commands
+from .spec import DIALECTS, PERIOD_TYPES, UNSUPPORTED, PeriodFormat, SQLCompileError
+
+__all__ = [
+    "DIALECTS",
+    "PERIOD_TYPES",
+    "UNSUPPORTED",
+    "PeriodFormat",
+    "SQLCompileError",
+    "add_commands",
+    "compile_many",
+    "evaluate_duckdb",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that `kpi --help` does not pay for importing sqlglot and duckdb.
+    if name == "compile_many":
+        from .compiler import compile_many
+
+        return compile_many
+    if name == "evaluate_duckdb":
+        from .duckdb_engine import evaluate_duckdb
+
+        return evaluate_duckdb
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,85 @@
+"""``kpi sql``: print the SQL for one or more KPIs in a chosen dialect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .spec import DIALECTS, PERIOD_TYPES, UNSUPPORTED
+
+
+def add_commands(sub: Any) -> None:
+    functions = sorted({f for f, _ in UNSUPPORTED})
+    gaps = "; ".join(
+        f"{f}() not in {', '.join(d for g, d in UNSUPPORTED if g == f)}" for f in functions
+    )
+    types = "\n".join(f"  {name:<9} {text}" for name, (_, text) in PERIOD_TYPES.items())
+    p = sub.add_parser(
+        "sql",
+        help="print the SQL that computes KPIs in a warehouse",
+        description="Print one SQL statement that computes the KPIs per period (and group) "
+        "with the same numbers as 'kpi eval'. Every function compiles to every dialect "
+        f"except: {gaps}.",
+        epilog=f"period types (--period-type):\n{types}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
+    p.add_argument("--table", required=True, metavar="T", help="table to read, e.g. analytics.mrr")
+    p.add_argument("--period", required=True, metavar="COL", help="period column")
+    p.add_argument("--entity", metavar="COL", help="entity column (customer, account, ...)")
+    p.add_argument("--by", action="append", metavar="COL", help="group by this column (repeatable)")
+    p.add_argument(
+        "--grain",
+        choices=["day", "week", "month", "quarter", "year"],
+        help="coarsen periods to this grain",
+    )
+    p.add_argument(
+        "--column",
+        action="append",
+        metavar="DATAPOINT=COL",
+        help="read a datapoint (or a KPI given as data) from this column (repeatable)",
+    )
+    p.add_argument("--dialect", choices=DIALECTS, default="duckdb", help="SQL dialect")
+    p.add_argument(
+        "--period-type",
+        choices=list(PERIOD_TYPES),
+        default="month",
+        help="how the period column is written (default: month, text such as 2024-01)",
+    )
+    p.add_argument(
+        "--order",
+        metavar="COL",
+        help="column that orders rows (e.g. a load timestamp): needed for datapoints that keep "
+        "the last row of an entity-period; with --by it also picks the group when one entity's "
+        "rows in a period disagree (else the largest value is taken)",
+    )
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own definitions to add to the bundled library (repeatable)",
+    )
+    p.set_defaults(func=cmd_sql)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from ..cli import _mapping, _registry
+    from ..registry import _request
+    from .compiler import compile_many
+
+    reg = _registry(args)
+    for kpi_id in args.ids:
+        reg[kpi_id]
+    request = _request(args.period, args.entity, args.by, args.grain, _mapping(args.column))
+    sql = compile_many(
+        reg.kpis,
+        args.ids,
+        args.table,
+        request,
+        dialect=args.dialect,
+        period_type=args.period_type,
+        order=args.order,
+    )
+    sys.stdout.write(sql + ";\n")
+    return 0

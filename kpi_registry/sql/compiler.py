@@ -1,0 +1,894 @@
+"""Compile bound KPI formulas into one SQL statement that returns the pandas engine's frame.
+
+The statement is a chain of CTEs, each doing one thing a reader can check:
+
+* ``source``: the input rows, with the period turned into an integer (months since 1970-01, ...);
+* with an entity, ``cells``: one row per entity and period, datapoints combined per their
+  ``rows`` rule (without one, each row is a cell);
+* ``bounds``, ``base_periods``, ``calendar``, ``periods``: every period from the data's first to
+  its last, gaps included, with the coarser grain's label and the base period a stock is read at;
+* ``period_cells`` (at a coarser grain), ``entities`` and ``grid``: the dense entity x period
+  grid where an entity with no row is 0 or NULL as its datapoint declares. ``previous()`` is
+  then a LAG along the grid, never along raw rows (which would miss churn where no zero row
+  was exported);
+* ``rows_N``: one layer per depth of window functions (previous, ever_before, carried groups);
+* ``aggregates`` and ``period_values``: aggregates per group and period, on every (group,
+  period) pair so that ``previous()`` of a KPI sees empty periods as the pandas engine does;
+* ``kpis_N``: KPI columns, layered like the rows;
+* the final SELECT keeps the (period, group) pairs that have cells, in order.
+
+Conditions use two-valued logic: SQL's NULL counts as false, and ``not`` of a condition that can
+be NULL is written ``NOT COALESCE(c, FALSE)`` so that it matches numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from .. import periods as pandas_periods
+from ..errors import DataError, KPIError, UnknownKPIError
+from ..evaluation import Request
+from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth
+from ..model import KPI, Datapoint
+from . import sqlbuild as b
+from .spec import (
+    UNSUPPORTED,
+    PeriodFormat,
+    SQLCompileError,
+    check_dialect,
+    period_format,
+    unsupported,
+)
+
+NUMBER, CONDITION = "number", "condition"
+_COMPARE = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+_ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
+
+# Internal column names; user names that collide with them are renamed inside the query.
+ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
+CELLS, PRESENT, RUN, ORDER, STOCK_BASE = "_cells", "_present", "_run", "_row_order", "_stock_base"
+CARRIED = "_carried_groups"
+_INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
+
+
+def compile_many(
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    table: str | exp.Expression,
+    request: Request,
+    dialect: str = "duckdb",
+    *,
+    period_type: str | PeriodFormat | None = None,
+    order: str | exp.Expression | None = None,
+    columns: Collection[str] | None = None,
+) -> str:
+    """One SQL statement computing ``evaluate_many(kpis, ids, <table>, request)``.
+
+    ``period_type`` says how the period column is written (see ``PERIOD_TYPES``; default
+    ``month``: text such as 2024-01). ``order`` names a column that orders rows, needed only to
+    tell which row is "last" within an entity-period. ``columns``, the table's column names when
+    known, lets KPI ids present as columns be used as given and missing columns be reported.
+    """
+    tree = compile_tree(
+        kpis, ids, table, request, dialect, period_type=period_type, order=order, columns=columns
+    )
+    return tree.sql(dialect=check_dialect(dialect), pretty=True)
+
+
+def compile_tree(
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    table: str | exp.Expression,
+    request: Request,
+    dialect: str = "duckdb",
+    *,
+    period_type: str | PeriodFormat | None = None,
+    order: str | exp.Expression | None = None,
+    columns: Collection[str] | None = None,
+) -> exp.Select:
+    """Like ``compile_many`` but returns the sqlglot tree."""
+    dialect = check_dialect(dialect)
+    for kpi_id in ids:
+        if kpi_id not in kpis:
+            raise UnknownKPIError(kpi_id, kpis)
+    if isinstance(table, str):
+        if not table.strip():
+            raise DataError("give the table to read, e.g. --table analytics.mrr")
+        source: exp.Expression = exp.to_table(table)
+    else:
+        source = table
+    if isinstance(order, str):
+        order = b.col(order)
+    fmt = period_format(period_type) if request.period is not None else None
+    compiler = _Compiler(kpis, request, dialect, fmt, order, columns)
+    for kpi_id in ids:
+        compiler.kpi(kpi_id)
+    return compiler.statement(source, list(ids))
+
+
+@dataclass
+class _Value:
+    """A compiled (sub)formula: its SQL, the layer it is available from, and what it is."""
+
+    sql: exp.Expression
+    level: int  # 0: a column of the base relation or a constant; N: computed in layer N
+    kind: str = NUMBER
+    nullable: bool = True
+    const: bool = False
+    double: bool = True  # False only for integer literals (PostgreSQL divides integers)
+    number: float | None = None  # the value of a literal number
+
+
+class _Names:
+    """Hands out column names that are unique within the query."""
+
+    def __init__(self, taken: Collection[str]):
+        self.taken = set(taken)
+
+    def claim(self, wanted: str) -> str:
+        name, n = wanted, 1
+        while name in self.taken:
+            n += 1
+            name = f"{wanted}_{n}"
+        self.taken.add(name)
+        return name
+
+
+class _Layers:
+    """Columns computed by window functions, stacked so none nests inside another."""
+
+    def __init__(self, partition: Callable[[], list[str]], dialect: str):
+        self.partition = partition
+        self.dialect = dialect
+        self.columns: list[list[tuple[str, exp.Expression]]] = []
+
+    def add(self, level: int, name: str, expression: exp.Expression) -> None:
+        while len(self.columns) < level:
+            self.columns.append([])
+        self.columns[level - 1].append((name, expression))
+
+    def over(self, function: exp.Expression, frame: str | None = None) -> exp.Window:
+        parts = [b.col(c) for c in self.partition()]
+        order = [b.ascending(b.col(PERIOD), self.dialect)]
+        return b.window(function, parts, order, frame)
+
+
+@dataclass
+class _Aggregate:
+    name: str
+    sql: exp.Expression
+    fill: float | None  # value where a (group, period) has no qualifying cell
+    depth: int  # leading periods that are undefined (one per previous())
+
+
+class _Compiler:
+    def __init__(
+        self,
+        kpis: Mapping[str, KPI],
+        req: Request,
+        dialect: str,
+        fmt: PeriodFormat | None,
+        order: exp.Expression | None,
+        columns: Collection[str] | None,
+    ):
+        self.kpis = kpis
+        self.req = req
+        self.dialect = dialect
+        self.fmt = fmt
+        self.order = order
+        self.known = list(dict.fromkeys(columns)) if columns is not None else None
+        self.grid = req.entity is not None
+        self._check_request()
+        reserved = set(_INTERNAL)
+        self.names = _Names(reserved)
+        # group columns keep their names unless they collide with an internal one
+        self.groups = [(c, self.names.claim(c)) for c in req.by]
+        self.datapoints: dict[str, tuple[Datapoint, str, str]] = {}  # name -> spec, data col, sql
+        self.specs: dict[str, Datapoint] = {}
+        # kpi id -> data column, sql column, column of the largest value (duckdb's check)
+        self.supplied: dict[str, tuple[str, str, str]] = {}
+        self.aggregates: list[_Aggregate] = []
+        self.agg_cache: dict[Node, _Value] = {}
+        self.row_cache: dict[Node, _Value] = {}
+        self.period_cache: dict[Node, _Value] = {}
+        self.kpi_values: dict[str, _Value] = {}
+        self.in_progress: list[str] = []
+        self.rows = _Layers(lambda: [ENTITY], dialect)
+        self.periods = _Layers(lambda: [g for _, g in self.groups], dialect)
+        self.carry_groups = self.grid and bool(self.groups)
+        if self.carry_groups:
+            self._plan_group_carry()
+
+    # -- request ----------------------------------------------------------------------------
+    def _check_request(self) -> None:
+        req = self.req
+        if req.period is None and req.grain is not None:
+            raise DataError("grain needs a period column")
+        self.base = self.fmt.base if self.fmt else "M"
+        self.grain = pandas_periods.grain_code(req.grain, self.base)
+        self.coarse = self.grain != self.base
+        if self.known is None:
+            return
+        known = self.known
+        shown = _shown(known)
+        for role, name in (("period", req.period), ("entity", req.entity)):
+            if name is not None and name not in known:
+                raise DataError(f"{role} column {name!r} not found; the data has {shown}")
+        for name in req.by:
+            if name not in known:
+                raise DataError(f"by column {name!r} not found; the data has {shown}")
+        for dp, name in req.columns.items():
+            if name not in known:
+                raise DataError(
+                    f"column {name!r} (given for {dp!r}) not found; the data has {shown}"
+                )
+
+    def _data_column(self, name: str) -> str | None:
+        """The data column a datapoint or KPI id reads from, if the data has one."""
+        column = self.req.columns.get(name, name)
+        if self.known is None:
+            return column if name in self.req.columns else None
+        return column if column in self.known else None
+
+    # -- KPIs -------------------------------------------------------------------------------
+    def kpi(self, kpi_id: str) -> _Value:
+        if kpi_id in self.kpi_values:
+            return self.kpi_values[kpi_id]
+        if kpi_id in self.in_progress:
+            cycle = " -> ".join([*self.in_progress[self.in_progress.index(kpi_id) :], kpi_id])
+            raise KPIError(f"formula dependency cycle: {cycle}")
+        if kpi_id not in self.kpis:
+            raise UnknownKPIError(kpi_id, self.kpis)
+        supplied = self._data_column(kpi_id)
+        if supplied is not None:
+            value = self._supplied(kpi_id, supplied)
+        else:
+            kpi = self.kpis[kpi_id]
+            if kpi.expression is None:
+                raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            for name, spec in kpi.datapoints.items():
+                self.specs.setdefault(name, spec)
+            self.in_progress.append(kpi_id)
+            try:
+                value = self._kpi_column(kpi_id, kpi.expression)
+            finally:
+                self.in_progress.pop()
+        self.kpi_values[kpi_id] = value
+        return value
+
+    def _kpi_column(self, kpi_id: str, node: Node) -> _Value:
+        if isinstance(node, Call) and node.func in AGGREGATES and node not in self.agg_cache:
+            return self._aggregate(node, hint=kpi_id)  # name the aggregate after its KPI
+        value = self.period(node)
+        if value.const or isinstance(value.sql, exp.Column):
+            return value
+        name = self.names.claim(kpi_id)
+        level = value.level + 1
+        self.periods.add(level, name, value.sql)
+        return _Value(b.col(name), level, NUMBER, value.nullable)
+
+    def _supplied(self, kpi_id: str, column: str) -> _Value:
+        """A KPI given as a column of the data: one value per period and group.
+
+        DuckDB also checks that the value is unique there, and raises the pandas engine's
+        error otherwise; other dialects take the smallest value."""
+        sql_name = self.names.claim(kpi_id)
+        high = self.names.claim(f"{kpi_id}_max") if self.dialect == "duckdb" else sql_name
+        self.supplied[kpi_id] = (column, sql_name, high)
+        low = exp.Min(this=b.col(sql_name))
+        value: exp.Expression = low
+        if high != sql_name:
+            top = exp.Max(this=b.col(high))
+            head = f"column {column!r} supplies KPI {kpi_id!r} but has different values within "
+            tail = "; give one value per period" + (" and group" if self.groups else "")
+
+            def escape(text: str) -> str:  # FORMAT() reads {} as a placeholder
+                return text.replace("{", "{{").replace("}", "}}")
+
+            template = escape(head) + "one period and group ({} and {})" + escape(tail)
+            fail = exp.Anonymous(
+                this="ERROR", expressions=[exp.func("FORMAT", b.string(template), low.copy(), top)]
+            )
+            value = b.case((b.binary(exp.NEQ, low.copy(), top.copy()), fail), default=low.copy())
+        agg = _Aggregate(self.names.claim(f"{kpi_id}_given"), value, None, 0)
+        self.aggregates.append(agg)
+        return _Value(b.col(agg.name), 0)
+
+    # -- datapoints -------------------------------------------------------------------------
+    def datapoint(self, name: str) -> _Value:
+        if name not in self.datapoints:
+            spec = self.specs.get(name, Datapoint(name))
+            column = self._data_column(name)
+            if column is None and self.known is not None:
+                mapped = self.req.columns.get(name)
+                shown = _shown(self.known)
+                raise DataError(
+                    f"the data has no column for datapoint {name!r}"
+                    + (f" (mapped to {mapped!r})" if mapped else "")
+                    + f"; columns are {shown}. Map it with columns={{{name!r}: 'your_column'}}"
+                )
+            column = column or self.req.columns.get(name, name)
+            if self.grid and spec.rows == "last" and self.order is None:
+                raise SQLCompileError(
+                    f"datapoint {name!r} keeps the last row of each entity-period (rows: last), "
+                    "but SQL tables have no row order: pass order='COLUMN' (kpi sql --order "
+                    "COLUMN) naming a column that orders the rows, such as a load timestamp"
+                )
+            self.datapoints[name] = (spec, column, self.names.claim(name))
+        spec, _, sql_name = self.datapoints[name]
+        nullable = not (self.grid and spec.missing == "zero")
+        return _Value(b.col(sql_name), 0, NUMBER, nullable)
+
+    # -- formula nodes ----------------------------------------------------------------------
+    def row(self, node: Node) -> _Value:
+        """A row-level (per cell) expression: datapoints, arithmetic, previous, ever_before."""
+        if node not in self.row_cache:
+            self.row_cache[node] = self._row(node)
+        return self.row_cache[node]
+
+    def period(self, node: Node) -> _Value:
+        """A period-level expression: aggregates, KPIs and what combines them."""
+        if node not in self.period_cache:
+            self.period_cache[node] = self._period(node)
+        return self.period_cache[node]
+
+    def _row(self, node: Node) -> _Value:
+        if isinstance(node, Name):
+            return self.datapoint(node.name)
+        if isinstance(node, Call) and node.func == "previous":
+            return self._previous(self.row(node.args[0]), self.rows, node.args[0], row=True)
+        if isinstance(node, Call) and node.func == "ever_before":
+            return self._ever_before(self.row(node.args[0]))
+        return self._scalar(node, self.row)
+
+    def _period(self, node: Node) -> _Value:
+        if isinstance(node, Name):
+            return self.kpi(node.name)
+        if isinstance(node, Call) and node.func in AGGREGATES:
+            return self._aggregate(node)
+        if isinstance(node, Call) and node.func == "previous":
+            return self._previous(self.period(node.args[0]), self.periods, node.args[0], row=False)
+        return self._scalar(node, self.period)
+
+    def _require_grid(self, func: str) -> None:
+        if not self.grid:
+            raise DataError(
+                f"{func}() on datapoints compares an entity with itself over time: "
+                "pass entity='your_entity_column'"
+            )
+
+    def _previous(self, value: _Value, layers: _Layers, arg: Node, row: bool) -> _Value:
+        if value.const:
+            return value  # a constant is the same in every period
+        if row:
+            self._require_grid("previous")
+        if value.kind == CONDITION:
+            lag = exp.Lag(this=value.sql, offset=exp.Literal.number(1), default=exp.false())
+        else:
+            lag = exp.Lag(this=value.sql)
+        name = self.names.claim(f"previous_{_hint(arg)}")
+        level = value.level + 1
+        layers.add(level, name, layers.over(lag))
+        nullable = True if value.kind == NUMBER else value.nullable
+        return _Value(b.col(name), level, value.kind, nullable, double=value.double)
+
+    def _ever_before(self, cond: _Value) -> _Value:
+        self._require_grid("ever_before")
+        flag = b.case((cond.sql, exp.Literal.number(1)), default=exp.Literal.number(0))
+        seen = self.rows.over(exp.Max(this=flag), frame="before")
+        name = self.names.claim("ever_before")
+        level = cond.level + 1
+        self.rows.add(
+            level, name, b.eq(b.coalesce(seen, exp.Literal.number(0)), exp.Literal.number(1))
+        )
+        return _Value(b.col(name), level, CONDITION, nullable=False)
+
+    def _scalar(self, node: Node, recurse: Callable[[Node], _Value]) -> _Value:
+        if isinstance(node, Number):
+            whole = node.value == int(node.value)
+            return _Value(b.num(node.value), 0, NUMBER, False, True, not whole, node.value)
+        if isinstance(node, Unary):
+            v = recurse(node.operand)
+            if node.op == "not":
+                return _Value(b.not_(_cond(v)), v.level, CONDITION, False, v.const)
+            return _Value(b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double)
+        if isinstance(node, Binary):
+            return self._binary(node.op, recurse(node.left), recurse(node.right))
+        if isinstance(node, Call):
+            args = [recurse(a) for a in node.args]
+            level = max(a.level for a in args)
+            const = all(a.const for a in args)
+            if node.func == "if":
+                cond, then, other = args
+                sql = b.case((cond.sql, then.sql), default=other.sql)
+                return _Value(sql, level, NUMBER, then.nullable or other.nullable, const)
+            if node.func == "abs":
+                (x,) = args
+                return _Value(exp.Abs(this=x.sql), level, NUMBER, x.nullable, const, x.double)
+            nullable = all(a.nullable for a in args)
+            if node.func in ("greatest", "least"):
+                sql = b.extreme(
+                    node.func, [a.sql for a in args], [a.nullable for a in args], self.dialect
+                )
+                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+            if node.func == "coalesce":
+                sql = b.coalesce(*[a.sql for a in args])
+                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+        raise KPIError(f"cannot compile {node!r} to SQL")  # pragma: no cover
+
+    def _binary(self, op: str, left: _Value, right: _Value) -> _Value:
+        level = max(left.level, right.level)
+        const = left.const and right.const
+        nullable = left.nullable or right.nullable
+        if op in _ARITH:
+            sql = b.binary(_ARITH[op], left.sql, right.sql)
+            return _Value(sql, level, NUMBER, nullable, const, left.double or right.double)
+        if op == "/":
+            numerator = left.sql if (left.double or right.double) else b.double(left.sql)
+            divisor = right.sql
+            if right.number is None or right.number == 0:  # x / 0 is missing, as in pandas
+                divisor = exp.Nullif(this=divisor, expression=b.num(0))
+            sql = b.binary(exp.Div, numerator, divisor)
+            return _Value(sql, level, NUMBER, True, const)
+        if op == "^":
+            return _Value(self._power(left, right), level, NUMBER, True, const)
+        if op in _COMPARE:
+            return _Value(
+                b.binary(_COMPARE[op], left.sql, right.sql), level, CONDITION, nullable, const
+            )
+        cls = exp.And if op == "and" else exp.Or
+        return _Value(b.binary(cls, left.sql, right.sql), level, CONDITION, nullable, const)
+
+    def _power(self, base: _Value, exponent: _Value) -> exp.Expression:
+        """POWER as numpy computes it: a negative base with a fractional exponent is missing,
+        zero to a negative power is infinite (PostgreSQL would raise an error for both)."""
+        power = exp.Pow(this=base.sql, expression=exponent.sql)
+        whens = []
+        e = exponent.sql
+        value = exponent.number
+        known = value is not None
+        if not known or value != int(value):
+            frac = b.binary(exp.NEQ, e, exp.Floor(this=e))
+            whens.append((b.and_(b.binary(exp.LT, base.sql, b.num(0)), frac), exp.Null()))
+        if not known or value < 0:
+            zero = b.and_(b.eq(base.sql, b.num(0)), b.binary(exp.LT, e, b.num(0)))
+            whens.append((zero, b.infinity()))
+        return b.case(*whens, default=power) if whens else power
+
+    # -- aggregates ---------------------------------------------------------------------------
+    def _aggregate(self, node: Call, hint: str | None = None) -> _Value:
+        if node in self.agg_cache:
+            return self.agg_cache[node]
+        func = node.func
+        if (func, self.dialect) in UNSUPPORTED:
+            raise unsupported(func, self.dialect, self.in_progress[-1] if self.in_progress else "?")
+        x = self.row(node.args[0])
+        value = x.sql
+        if len(node.args) > 1:
+            value = b.case((self.row(node.args[1]).sql, value))
+        fill: float | None = None
+        if func == "sum":
+            sql, fill = exp.Sum(this=value), 0.0
+        elif func == "count":
+            sql, fill = b.double(exp.Count(this=value)), 0.0
+        elif func == "count_distinct":
+            sql, fill = b.double(exp.Count(this=exp.Distinct(expressions=[value]))), 0.0
+        elif func == "mean":
+            sql = exp.Avg(this=value)
+        elif func == "median":
+            sql = b.median(value, self.dialect)
+        elif func == "min":
+            sql = exp.Min(this=value)
+        else:
+            sql = exp.Max(this=value)
+        depth = max(gap_depth(a) for a in node.args)
+        if hint is None:  # named after the KPI whose formula it is part of
+            hint = f"{self.in_progress[-1]}_{func}" if self.in_progress else func
+        name = self.names.claim(hint)
+        self.aggregates.append(_Aggregate(name, sql, fill, depth))
+        result = _Value(b.col(name), 0, NUMBER, nullable=fill is None or depth > 0)
+        self.agg_cache[node] = result
+        return result
+
+    # -- groups -----------------------------------------------------------------------------
+    def _plan_group_carry(self) -> None:
+        """An entity-period's group is its row's group, else the entity's last known group
+        (a churned customer stays in its last segment), else its first one (``entities``
+        holds each entity's first group)."""
+        if self.dialect == "duckdb":
+            self._carry_with_ignore_nulls()
+            return
+        # Portable form (PostgreSQL has no IGNORE NULLS): number the runs that start at each
+        # period with rows; every period of a run takes the group of the run's first period.
+        present = b.case((b.col(PRESENT), exp.Literal.number(1)))
+        run = self.rows.over(exp.Count(this=present), frame="running")
+        self.rows.add(1, RUN, run)
+        for _user, name in self.groups:
+            carried = b.window(exp.Max(this=b.col(_row_group(name))), [b.col(ENTITY), b.col(RUN)])
+            before = b.eq(b.col(RUN), exp.Literal.number(0))
+            self.rows.add(2, name, b.case((before, b.col(_first_group(name))), default=carried))
+
+    def _carry_with_ignore_nulls(self) -> None:
+        """DuckDB: the last (else first) known group in the same window pass as previous().
+        The groups travel as a struct, so that a NULL group still counts as a known one."""
+
+        def struct(column: Callable[[str], str]) -> exp.Struct:
+            return exp.Struct(
+                expressions=[
+                    exp.PropertyEQ(this=b.ident(name), expression=b.col(column(name)))
+                    for _, name in self.groups
+                ]
+            )
+
+        known = b.case((b.col(PRESENT), struct(_row_group)))
+        # at a coarser grain a period's first group is kept apart from its last one
+        earliest = b.case((b.col(PRESENT), struct(_first_group if self.coarse else _row_group)))
+        last = self.rows.over(exp.IgnoreNulls(this=exp.LastValue(this=known)), frame="running")
+        first = self.rows.over(exp.IgnoreNulls(this=exp.FirstValue(this=earliest)), frame="all")
+        self.rows.add(1, CARRIED, b.coalesce(last, first))
+        for _, name in self.groups:
+            self.rows.add(2, name, exp.Dot(this=b.col(CARRIED), expression=b.ident(name)))
+
+    # -- assembling the statement -------------------------------------------------------------
+    def statement(self, table: exp.Expression, ids: list[str]) -> exp.Select:
+        ctes: list[tuple[str, exp.Expression]] = []
+        add = ctes.append
+        add(("source", self._source(table)))
+        if self.grid:
+            # the entity cells come first so that the periods' bounds read the (smaller) cells
+            # and the source is read once, not materialised for several readers
+            add(("cells", self._entity_cells()))
+        add(("bounds", self._bounds("cells" if self.grid else "source")))
+        add(("base_periods", self._base_periods()))
+        if self.coarse:
+            add(("calendar", self._calendar()))
+        add(("periods", self._periods()))
+        if self.grid:
+            cells = "cells"
+            if self.coarse:
+                add(("period_cells", self._coarse_cells()))
+                cells = "period_cells"
+            add(("entities", self._entities()))
+            add(("grid", self._grid(cells)))
+            relation = "grid"
+        else:
+            add(("cells", self._row_cells()))
+            relation = "cells"
+        for i, layer in enumerate(self.rows.columns, start=1):
+            name = f"rows_{i}"
+            add((name, _extend(relation, layer)))
+            relation = name
+        add(("aggregates", self._aggregates(relation)))
+        if self.groups:
+            add(("group_keys", self._distinct_groups()))
+        add(("period_values", self._period_values()))
+        relation = "period_values"
+        for i, layer in enumerate(self.periods.columns, start=1):
+            name = f"kpis_{i}"
+            add((name, _extend(relation, layer)))
+            relation = name
+        final = self._final(relation, ids)
+        for name, body in ctes:
+            final = final.with_(name, as_=body)
+        return _rename_clashing_ctes(final, {name for name, _ in ctes}, table)
+
+    def _source(self, table: exp.Expression) -> exp.Select:
+        req = self.req
+        items: list[exp.Expression] = []
+        if self.grid:
+            items.append(b.alias(b.col(req.entity), ENTITY))
+        joins = []
+        if req.period is None:
+            base = exp.Literal.number(0)
+        elif self.fmt.kind == "mapping":
+            base = b.col("ordinal", "period_map")
+            values = exp.Values(
+                expressions=[
+                    exp.Tuple(expressions=[b.string(raw), b.num(o)]) for raw, o in self.fmt.mapping
+                ],
+                alias=exp.TableAlias(
+                    this=b.ident("period_map"), columns=[b.ident("raw"), b.ident("ordinal")]
+                ),
+            )
+            on = b.eq(b.cast(b.col(req.period), "VARCHAR"), b.col("raw", "period_map"))
+            joins.append((values, on))
+        else:
+            base = b.base_ordinal(b.col(req.period), self.fmt)
+        items.append(b.alias(base, BASE))
+        for user, name in self.groups:
+            items.append(b.col(user) if user == name else b.alias(b.col(user), name))
+        for _spec, column, name in self.datapoints.values():
+            items.append(b.alias(b.numeric_input(b.col(column), self.dialect), name))
+        for column, name, high in self.supplied.values():
+            items.append(b.alias(b.numeric_input(b.col(column), self.dialect), name))
+            if high != name:
+                items.append(b.alias(b.col(name), high))
+        if self.order is not None and self.grid:
+            items.append(b.alias(self.order, ORDER))
+        select = exp.select(*items).from_(table)
+        for values, on in joins:
+            select = select.join(values, on=on, join_type="LEFT")
+        return select
+
+    def _bounds(self, relation: str) -> exp.Select:
+        return exp.select(
+            b.alias(exp.Min(this=b.col(BASE)), "_first"),
+            b.alias(exp.Max(this=b.col(BASE)), "_last"),
+        ).from_(relation)
+
+    def _base_periods(self) -> exp.Select:
+        table, value = b.number_series(b.col("_first"), b.col("_last"), BASE, self.dialect)
+        select = exp.select(b.alias(value, BASE) if not _is_col(value, BASE) else value).from_(
+            "bounds"
+        )
+        if table is not None:
+            select = select.join(table, join_type="CROSS" if self.dialect != "snowflake" else None)
+        return select
+
+    def _calendar(self) -> exp.Select:
+        coarse = b.coarse_ordinal(b.col(BASE), self.base, self.grain)
+        return exp.select(BASE, b.alias(coarse, PERIOD)).from_("base_periods")
+
+    def _periods(self) -> exp.Select:
+        label_needed = self.req.period is not None
+        if not self.coarse:
+            items = [
+                b.alias(b.col(BASE), PERIOD),
+                b.alias(b.col(BASE), STOCK_BASE),
+                b.alias(_minus_first(b.col(BASE)), INDEX),
+            ]
+            if label_needed:
+                items.append(b.alias(self._label(b.col(BASE)), LABEL))
+            return exp.select(*items).from_("base_periods")
+        items = [
+            b.col(PERIOD),
+            b.alias(exp.Max(this=b.col(BASE)), STOCK_BASE),
+            b.alias(_minus_first(b.col(PERIOD)), INDEX),
+            b.alias(self._label(b.col(PERIOD)), LABEL),
+        ]
+        return exp.select(*items).from_("calendar").group_by(b.col(PERIOD))
+
+    def _label(self, p: exp.Expression) -> exp.Expression:
+        return b.period_label(p, self.grain, self.fmt.labels)
+
+    def _entity_cells(self) -> exp.Select:
+        """One row per entity and base period: each datapoint's rows combined per its rule."""
+        items: list[exp.Expression] = [b.col(ENTITY), b.col(BASE)]
+        for spec, _, name in self.datapoints.values():
+            items.append(b.alias(self._combine(spec.rows, b.col(name)), name))
+        for _user, name in self.groups:
+            # rows of one entity-period that disagree on the group: the last row wins
+            if self.order is not None:
+                value = b.max_by(b.col(name), b.col(ORDER), self.dialect)
+            else:
+                value = exp.Max(this=b.col(name))
+            items.append(b.alias(value, name))
+        items += self._supplied_columns(None)
+        return exp.select(*items).from_("source").group_by(b.col(ENTITY), b.col(BASE))
+
+    def _supplied_columns(self, table: str | None) -> list[exp.Expression]:
+        items: list[exp.Expression] = []
+        for _, name, high in self.supplied.values():
+            items.append(b.alias(exp.Min(this=b.col(name, table)), name))
+            if high != name:
+                items.append(b.alias(exp.Max(this=b.col(high, table)), high))
+        return items
+
+    def _supplied_names(self) -> list[str]:
+        return [n for _, name, high in self.supplied.values() for n in dict.fromkeys([name, high])]
+
+    def _combine(self, how: str, value: exp.Expression) -> exp.Expression:
+        if how == "sum":
+            return exp.Sum(this=value)
+        if how == "mean":
+            return exp.Avg(this=value)
+        if how == "min":
+            return exp.Min(this=value)
+        if how == "max":
+            return exp.Max(this=value)
+        known = b.case(
+            (exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())), b.col(ORDER))
+        )
+        return b.max_by(value, known, self.dialect)  # last
+
+    def _coarse_cells(self) -> exp.Select:
+        """Base-period cells onto the output grain: a stock is read at the coarse period's last
+        base period, a flow is summed (all-missing stays missing)."""
+        items: list[exp.Expression] = [b.col(ENTITY, "c"), b.col(PERIOD, "k")]
+        for spec, _, name in self.datapoints.values():
+            if spec.time == "stock":
+                at_end = b.eq(b.col(BASE, "c"), b.col(STOCK_BASE, "p"))
+                value = exp.Max(this=b.case((at_end, b.col(name, "c"))))
+            else:
+                value = exp.Sum(this=b.col(name, "c"))
+            items.append(b.alias(value, name))
+        for _, name in self.groups:  # the group at the coarse period's end (and start)
+            latest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect)
+            items.append(b.alias(latest, name))
+            if self.dialect == "duckdb":
+                earliest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect, True)
+                items.append(b.alias(earliest, _first_group(name)))
+        items += self._supplied_columns("c")
+        return (
+            exp.select(*items)
+            .from_(exp.to_table("cells").as_("c"))
+            .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "c")))
+            .join(exp.to_table("periods").as_("p"), on=b.eq(b.col(PERIOD, "p"), b.col(PERIOD, "k")))
+            .group_by(b.col(ENTITY, "c"), b.col(PERIOD, "k"))
+        )
+
+    def _entities(self) -> exp.Select:
+        """Every entity seen anywhere; outside DuckDB also with its first group (carried back
+        to the periods before its first row)."""
+        if not self.groups or self.dialect == "duckdb":
+            return exp.select(ENTITY).distinct().from_("cells")
+        items: list[exp.Expression] = [b.col(ENTITY)]
+        for _, name in self.groups:
+            first = b.max_by(b.col(name), b.col(BASE), self.dialect, smallest=True)
+            items.append(b.alias(first, _first_group(name)))
+        return exp.select(*items).from_("cells").group_by(b.col(ENTITY))
+
+    def _grid(self, cells: str) -> exp.Select:
+        """Every entity in every period; an entity without rows there is 0 or NULL."""
+        cell_period = PERIOD if self.coarse else BASE
+        items: list[exp.Expression] = [b.col(ENTITY, "e"), b.col(PERIOD, "p")]
+        for spec, _, name in self.datapoints.values():
+            value = b.col(name, "c")
+            if spec.missing == "zero":
+                value = b.coalesce(value, b.num(0))
+            items.append(b.alias(value, name))
+        for _, name in self.groups:
+            items.append(b.alias(b.col(name, "c"), _row_group(name)))
+            if self.dialect != "duckdb":
+                items.append(b.col(_first_group(name), "e"))
+            elif self.coarse:
+                items.append(b.col(_first_group(name), "c"))
+        if self.groups:
+            present = exp.Not(this=exp.Is(this=b.col(ENTITY, "c"), expression=exp.Null()))
+            items.append(b.alias(present, PRESENT))
+        items += [b.alias(b.col(n, "c"), n) for n in self._supplied_names()]
+        on = b.and_(
+            b.eq(b.col(ENTITY, "c"), b.col(ENTITY, "e")),
+            b.eq(b.col(cell_period, "c"), b.col(PERIOD, "p")),
+        )
+        return (
+            exp.select(*items)
+            .from_(exp.to_table("entities").as_("e"))
+            .join(exp.to_table("periods").as_("p"), join_type="CROSS")
+            .join(exp.to_table(cells).as_("c"), on=on, join_type="LEFT")
+        )
+
+    def _row_cells(self) -> exp.Select:
+        """Without an entity each row is a cell; at a coarser grain a stock counts only in the
+        coarse period's last base period."""
+        if not self.coarse:
+            items = [b.alias(b.col(BASE), PERIOD), *[b.col(n) for _, n in self.groups]]
+            items += [b.col(n) for _, _, n in self.datapoints.values()]
+            items += [b.col(n) for n in self._supplied_names()]
+            return exp.select(*items).from_("source")
+        items = [b.col(PERIOD, "k"), *[b.col(n, "s") for _, n in self.groups]]
+        for spec, _, name in self.datapoints.values():
+            value: exp.Expression = b.col(name, "s")
+            if spec.time == "stock":
+                value = b.case((b.eq(b.col(BASE, "s"), b.col(STOCK_BASE, "p")), value))
+            items.append(b.alias(value, name))
+        items += [b.col(n, "s") for n in self._supplied_names()]
+        return (
+            exp.select(*items)
+            .from_(exp.to_table("source").as_("s"))
+            .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "s")))
+            .join(exp.to_table("periods").as_("p"), on=b.eq(b.col(PERIOD, "p"), b.col(PERIOD, "k")))
+        )
+
+    def _aggregates(self, relation: str) -> exp.Select:
+        keys = [b.col(n) for _, n in self.groups] + [b.col(PERIOD)]
+        items = [*keys, b.alias(exp.Count(this=exp.Star()), CELLS)]
+        items += [b.alias(a.sql, a.name) for a in self.aggregates]
+        return exp.select(*items).from_(relation).group_by(*keys)
+
+    def _distinct_groups(self) -> exp.Select:
+        # groups without any cell would give no output row: the aggregates' groups suffice
+        return exp.select(*[b.col(n) for _, n in self.groups]).distinct().from_("aggregates")
+
+    def _period_values(self) -> exp.Select:
+        """Aggregates on every (group, period) pair; empty pairs get 0 for sum and count."""
+        items: list[exp.Expression] = [b.col(n, "g") for _, n in self.groups]
+        items += [b.col(PERIOD, "p"), b.col(INDEX, "p")]
+        if self.req.period is not None:
+            items.append(b.col(LABEL, "p"))
+        items.append(b.alias(b.coalesce(b.col(CELLS, "a"), b.num(0)), CELLS))
+        for agg in self.aggregates:
+            value: exp.Expression = b.col(agg.name, "a")
+            if agg.fill is not None:
+                value = b.coalesce(value, b.num(agg.fill))
+            if agg.depth:
+                defined = b.binary(exp.GTE, b.col(INDEX, "p"), b.num(agg.depth))
+                value = b.case((defined, value))
+            items.append(b.alias(value, agg.name))
+        on = b.eq(b.col(PERIOD, "a"), b.col(PERIOD, "p"))
+        select = exp.select(*items).from_(exp.to_table("periods").as_("p"))
+        if self.groups:
+            select = select.join(exp.to_table("group_keys").as_("g"), join_type="CROSS")
+            same = [
+                exp.NullSafeEQ(this=b.col(n, "a"), expression=b.col(n, "g")) for _, n in self.groups
+            ]
+            on = b.and_(on, *same)
+        return select.join(exp.to_table("aggregates").as_("a"), on=on, join_type="LEFT")
+
+    def _final(self, relation: str, ids: list[str]) -> exp.Select:
+        items: list[exp.Expression] = []
+        if self.req.period is not None:
+            items.append(b.alias(b.col(LABEL), self.req.period))
+        for user, name in self.groups:
+            items.append(b.col(name) if user == name else b.alias(b.col(name), user))
+        for kpi_id in ids:
+            value = self.kpi_values[kpi_id].sql
+            # the pandas engine reports a non-finite KPI value as missing
+            guarded = b.case((b.finite(value, self.dialect), value))
+            items.append(b.alias(guarded, kpi_id))
+        order = [b.ascending(b.col(PERIOD), self.dialect)]
+        order += [exp.Ordered(this=b.col(n), nulls_first=False) for _, n in self.groups]
+        return (
+            exp.select(*items)
+            .from_(relation)
+            .where(b.binary(exp.GT, b.col(CELLS), b.num(0)))
+            .order_by(*order)
+        )
+
+
+def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expression) -> exp.Select:
+    """If the input table shares a name with one of our CTEs, prefix the CTEs (a CTE would
+    otherwise hide the table in some engines)."""
+    wanted = table.name.lower() if isinstance(table, exp.Table) else ""
+    if wanted not in names:
+        return tree
+    source = next(c for c in tree.find_all(exp.CTE) if c.alias == "source")
+    user_table = source.this.args["from_"].this
+    for node in list(tree.find_all(exp.Table)):
+        if node is not user_table and node.name in names and not node.db:
+            node.set("this", b.ident(f"kpi_{node.name}"))
+    for cte in tree.find_all(exp.CTE):
+        cte.set("alias", exp.TableAlias(this=b.ident(f"kpi_{cte.alias}")))
+    return tree
+
+
+def _shown(columns: list[str]) -> str:
+    """The data's columns as the pandas engine lists them in its messages."""
+    return ", ".join(repr(c) for c in columns[:30]) + (" ..." if len(columns) > 30 else "")
+
+
+def _cond(v: _Value) -> exp.Expression:
+    """A condition as true/false: where SQL would say NULL, numpy says false."""
+    return b.coalesce(v.sql, exp.false()) if v.nullable else v.sql
+
+
+def _row_group(name: str) -> str:
+    return f"_row_{name}"
+
+
+def _first_group(name: str) -> str:
+    return f"_first_{name}"
+
+
+def _minus_first(p: exp.Expression) -> exp.Expression:
+    return b.binary(exp.Sub, p, b.window(exp.Min(this=p.copy()), []))
+
+
+def _is_col(e: exp.Expression, name: str) -> bool:
+    return isinstance(e, exp.Column) and e.name == name
+
+
+def _extend(relation: str, columns: list[tuple[str, exp.Expression]]) -> exp.Select:
+    return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation)
+
+
+def _hint(node: Node) -> str:
+    """A short readable name for the column holding previous(node)."""
+    if isinstance(node, Name):
+        return node.name
+    if isinstance(node, Call) and node.func == "previous":
+        return "previous_" + _hint(node.args[0])
+    return "value"

@@ -1,0 +1,350 @@
+"""The DuckDB engine: run the compiled SQL in embedded DuckDB and return the pandas frame.
+
+Data may be a pandas DataFrame, a Parquet or CSV path (or glob), a DuckDB relation, or a
+``(connection, "table")`` pair. Files are read by DuckDB directly, never through pandas, so a
+Parquet file far larger than memory works: DuckDB keeps to ``DEFAULT_MEMORY_LIMIT`` (3 GB; set
+``KPI_DUCKDB_MEMORY_LIMIT`` to change it) and spills beyond it. The period column's format is
+inferred exactly as the pandas engine infers it, from the distinct values only.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlglot import exp
+
+from .. import periods as pandas_periods
+from ..errors import DataError, KPIError
+from ..evaluation import Request
+from ..model import KPI
+from . import sqlbuild as b
+from .compiler import compile_tree
+from .spec import PeriodFormat, infer_period_format
+
+#: DuckDB's working memory; beyond it, it spills to a temporary folder. DuckDB's own default
+#: (80% of RAM) would let a 100M-row file take most of a machine; override with the variable.
+MEMORY_ENV = "KPI_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "3GB"
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*[KMGT]i?B$", re.IGNORECASE)
+_INPUT = "kpi_input"
+_CSV_MISSING = (
+    *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
+    *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
+)
+_ROW = "_kpi_row"
+
+
+def evaluate_duckdb(
+    kpis: Mapping[str, KPI], ids: Sequence[str], data: Any, request: Request
+) -> pd.DataFrame:
+    """Evaluate KPIs in embedded DuckDB; same frame as the pandas engine's."""
+    import duckdb
+
+    if isinstance(data, Mapping):
+        raise DataError(
+            "a mapping of single numbers is evaluated by the pandas engine only; "
+            "use engine='pandas', or give rows (a DataFrame, a Parquet/CSV file or a table)"
+        )
+    try:
+        with _Input.open(data, request) as source:
+            return _run(kpis, list(ids), source, request)
+    except duckdb.ConversionException as e:
+        raise DataError(
+            f"a column could not be read as numbers or periods: {_first_line(e)}"
+        ) from None
+    except duckdb.InvalidInputException as e:
+        message = _first_line(e)
+        if "supplies KPI" in message:  # the uniqueness check written into the SQL
+            raise DataError(message.split("Error: ", 1)[-1]) from None
+        raise DataError(f"cannot read the data: {message}") from None
+    except duckdb.IOException as e:
+        raise DataError(f"cannot read the data: {_first_line(e)}") from None
+    except duckdb.Error as e:
+        raise KPIError(f"DuckDB could not run the query: {_first_line(e)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]
+
+
+@dataclass
+class _Input:
+    """Where the rows are, as DuckDB sees them."""
+
+    con: Any
+    table: exp.Expression
+    columns: list[str]
+    order: exp.Expression | None = None
+    relation: Any = None  # a DuckDB relation queried through relation.query()
+    period_kind: str | None = None  # "period" when a pandas Period column was given
+    freq: str | None = None  # that column's frequency
+    cleanup: list[Any] = field(default_factory=list)  # set when we opened the connection
+
+    @classmethod
+    def open(cls, data: Any, req: Request) -> _Input:
+        import duckdb
+
+        if isinstance(data, pd.DataFrame):
+            return cls._frame(data, req)
+        if isinstance(data, (str, os.PathLike)):
+            return cls._file(str(data), req)
+        if isinstance(data, duckdb.DuckDBPyRelation):
+            return cls(None, exp.to_table(_INPUT), list(data.columns), relation=data)
+        if (
+            isinstance(data, tuple)
+            and len(data) == 2
+            and isinstance(data[0], duckdb.DuckDBPyConnection)
+            and isinstance(data[1], str)
+        ):
+            return cls._table(*data)
+        raise DataError(
+            "the duckdb engine reads a pandas DataFrame, a Parquet or CSV path (or glob), a "
+            f"DuckDB relation or a (connection, 'table') pair, not {type(data).__name__}"
+        )
+
+    @classmethod
+    def _connect(cls) -> tuple[Any, list[Any]]:
+        import duckdb
+
+        limit = os.environ.get(MEMORY_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
+        if not _MEMORY.match(limit):
+            raise DataError(f"{MEMORY_ENV}={limit!r}: give a size such as 3GB or 500MB")
+        con = duckdb.connect()
+        spill = tempfile.mkdtemp(prefix="kpi-duckdb-")  # beyond the memory limit DuckDB spills
+        con.execute("SET temp_directory = " + b.string(spill).sql("duckdb"))
+        con.execute("SET memory_limit = " + b.string(limit).sql("duckdb"))
+        return con, [con.close, lambda: shutil.rmtree(spill, ignore_errors=True)]
+
+    @classmethod
+    def _frame(cls, frame: pd.DataFrame, req: Request) -> _Input:
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise DataError("the DataFrame has duplicate column names")
+        con, cleanup = cls._connect()
+        view = frame.copy(deep=False)
+        view.columns = names
+        period_kind = freq = None
+        if req.period is not None and req.period in view.columns:
+            series = view[req.period]
+            if isinstance(series.dtype, pd.DatetimeTZDtype):
+                # the pandas engine reads local wall time; DuckDB would convert to UTC
+                view[req.period] = series.dt.tz_localize(None)
+            elif isinstance(series.dtype, pd.PeriodDtype):
+                # DuckDB has no Period type: hand it the period numbers pandas uses
+                view[req.period] = series.array.asi8
+                freq = pandas_periods._freq_code(series.dtype.freq)
+                period_kind = "period"
+        order = None
+        if req.entity is not None:
+            view[_ROW] = np.arange(len(view), dtype=np.int64)
+            order = b.col(_ROW)
+        con.register(_INPUT, view)
+        return cls(con, exp.to_table(_INPUT), names, order, None, period_kind, freq, cleanup)
+
+    @classmethod
+    def _file(cls, path: str, req: Request) -> _Input:
+        is_glob = any(ch in path for ch in "*?[")
+        matches = sorted(globlib.glob(path)) if is_glob else [path]
+        if not is_glob and not Path(path).is_file():
+            raise DataError(f"data file {path!r} not found")
+        if not matches:
+            raise DataError(f"no file matches {path!r}")
+        suffixes = {_suffix(m) for m in matches}
+        kind = suffixes.pop() if len(suffixes) == 1 else ""
+        if kind not in ("parquet", "csv"):
+            raise DataError(f"data file {path!r}: use .parquet or .csv files (or a glob of them)")
+        con, cleanup = cls._connect()
+        try:
+            return cls._read_file(con, cleanup, path, kind, len(matches), req)
+        except BaseException:
+            for step in cleanup:
+                step()
+            raise
+
+    @classmethod
+    def _read_file(
+        cls, con: Any, cleanup: list, path: str, kind: str, files: int, req: Request
+    ) -> _Input:
+        order = None
+        if kind == "parquet":
+            args: list[exp.Expression] = [b.string(path)]
+            if req.entity is not None:
+                args.append(exp.EQ(this=exp.var("file_row_number"), expression=exp.true()))
+                order = b.col("file_row_number")
+                if files > 1:
+                    args.append(exp.EQ(this=exp.var("filename"), expression=exp.true()))
+                    order = exp.Tuple(expressions=[b.col("filename"), b.col("file_row_number")])
+            table: exp.Expression = exp.Table(
+                this=exp.Anonymous(this="read_parquet", expressions=args)
+            )
+        else:
+            args = [b.string(path)]
+            if req.period is not None:
+                # read periods as text, as pandas.read_csv does, not as dates
+                types = exp.Struct(
+                    expressions=[
+                        exp.PropertyEQ(this=b.string(req.period), expression=b.string("VARCHAR"))
+                    ]
+                )
+                args.append(exp.EQ(this=exp.var("types"), expression=types))
+            # the texts pandas.read_csv reads as missing
+            missing = exp.Array(expressions=[b.string(t) for t in _CSV_MISSING])
+            args.append(exp.EQ(this=exp.var("nullstr"), expression=missing))
+            table = exp.Table(this=exp.Anonymous(this="read_csv", expressions=args))
+            if req.entity is not None:
+                # CSV has no row numbers: load it once, keeping the file's order in rowid
+                create = exp.Create(
+                    this=exp.to_table(_INPUT),
+                    kind="TABLE",
+                    expression=exp.select(exp.Star()).from_(table),
+                    properties=exp.Properties(expressions=[exp.TemporaryProperty()]),
+                )
+                con.execute(create.sql("duckdb"))
+                table = exp.to_table(_INPUT)
+                order = b.col("rowid")
+        probe = exp.select(exp.Star()).from_(table.copy()).limit(0)
+        added = (
+            {"file_row_number", "filename"} if kind == "parquet" and order is not None else set()
+        )
+        columns = [c for c in con.execute(probe.sql("duckdb")).fetch_df().columns if c not in added]
+        return cls(con, table, columns, order, cleanup=cleanup)
+
+    @classmethod
+    def _table(cls, con: Any, name: str) -> _Input:
+        table = exp.to_table(name)
+        probe = exp.select(exp.Star()).from_(table.copy()).limit(0)
+        columns = list(con.execute(probe.sql("duckdb")).fetch_df().columns)
+        kind = con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?",
+            [table.name],
+        ).fetchall()
+        order = b.col("rowid") if kind and kind[0][0] == "BASE TABLE" else None
+        return cls(con, table, columns, order)
+
+    # -- running ----------------------------------------------------------------------------
+    def query(self, select: exp.Expression) -> pd.DataFrame:
+        sql = select.sql("duckdb")
+        if self.relation is not None:
+            return self.relation.query(_INPUT, sql).df()
+        return self.con.execute(sql).fetch_df()
+
+    def __enter__(self) -> _Input:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for step in self.cleanup:
+            step()
+
+
+def _suffix(path: str) -> str:
+    name = path.lower()
+    for ext in (".parquet", ".csv", ".csv.gz", ".tsv", ".txt"):
+        if name.endswith(ext):
+            return "csv" if ext != ".parquet" else "parquet"
+    return Path(name).suffix.lstrip(".")
+
+
+def _run(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request) -> pd.DataFrame:
+    axis, fmt = _infer_periods(source, req)
+    if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
+        source.con.execute("SET preserve_insertion_order = false")
+    tree = compile_tree(
+        kpis,
+        ids,
+        source.table.copy(),
+        req,
+        "duckdb",
+        period_type=fmt,
+        order=source.order,
+        columns=source.columns,
+    )
+    result = source.query(tree)
+    return _shape(result, ids, req, axis, fmt, source)
+
+
+def _infer_periods(source: _Input, req: Request):
+    """The period format, found the way the pandas engine finds it (from distinct values)."""
+    checks = exp.select()
+    if req.period is not None:
+        checks = checks.select(b.alias(b.col(req.period), "p"))
+    if req.entity is not None and req.entity in source.columns:
+        missing = exp.Sum(
+            this=b.case(
+                (exp.Is(this=b.col(req.entity), expression=exp.Null()), b.num(1)), default=b.num(0)
+            )
+        )
+        checks = checks.select(b.alias(missing, "missing_entity"))
+    if not checks.expressions:
+        return None, None
+    if req.period is not None and req.period not in source.columns:
+        return None, None  # the compiler reports the missing column
+    checks = checks.from_(source.table.copy())
+    if req.period is not None:
+        checks = checks.group_by(b.col(req.period))
+    found = source.query(checks)
+    if "missing_entity" in found and found["missing_entity"].fillna(0).sum() > 0:
+        raise DataError(f"entity column {req.entity!r} is empty in some rows")
+    if req.period is None:
+        return None, None
+    values = found["p"]
+    if values.isna().any():
+        raise DataError(f"period column {req.period!r} is empty in some rows")
+    if source.period_kind == "period":
+        freq = source.freq
+        ordinals = values.to_numpy(dtype=np.int64)
+        series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=freq))
+        axis = pandas_periods.parse(series, req.period)
+        return axis, PeriodFormat("ordinal", axis.base, "text")
+    return infer_period_format(values, req.period)
+
+
+def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -> pd.DataFrame:
+    """The frame exactly as the pandas engine builds it (column kinds, attrs)."""
+    out: dict[str, Any] = {}
+    if req.period is not None:
+        grain = pandas_periods.grain_code(req.grain, axis.base) if axis is not None else "M"
+        labels = result[req.period]
+        if fmt is not None and fmt.labels == "timestamp":
+            index = pd.DatetimeIndex(labels).to_period(grain)
+        else:
+            index = pd.PeriodIndex([_parse_label(v, grain) for v in labels], freq=grain)
+        kind = source.period_kind or (axis.kind if axis is not None else "text")
+        out[req.period] = pandas_periods.present_labels(index, kind)
+    for col in req.by:
+        out[col] = result[col].to_numpy()
+    undefined = {}
+    for kpi_id in ids:
+        values = result[kpi_id].to_numpy(dtype=float, na_value=np.nan)
+        out[kpi_id] = values
+        undefined[kpi_id] = int(np.isnan(values).sum())
+    frame = pd.DataFrame(out)
+    frame.attrs["undefined"] = undefined
+    frame.attrs["warnings"] = _warnings(axis)
+    return frame
+
+
+def _parse_label(label: str, grain: str) -> pd.Period:
+    if grain == "W":
+        label = label.split("/")[0]
+    return pd.Period(label, freq=grain)
+
+
+def _warnings(axis) -> list[str]:
+    if axis is None or not axis.count or axis.present.all():
+        return []
+    labels = axis.labels()[~axis.present]
+    shown = ", ".join(str(p) for p in labels[:5])
+    return [
+        f"no rows at all in period(s) {shown}: every entity counts as missing there; "
+        "check the export if that is a gap rather than real churn"
+    ]

@@ -1,0 +1,124 @@
+"""What the SQL compiler supports: dialects, the functions some dialects lack, and how a period
+column can be written. Plain data only, so the CLI and the docs can read it without sqlglot."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import KPIError
+
+#: Dialects the compiler writes, by their sqlglot names.
+DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery", "spark", "trino")
+
+#: (function, dialect) -> why it does not compile there. Everything else compiles everywhere.
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    ("median", "bigquery"): (
+        "BigQuery has no exact median aggregate (PERCENTILE_CONT is a window function only and "
+        "APPROX_QUANTILES is approximate)"
+    ),
+    ("median", "trino"): ("Trino has no exact median aggregate (approx_percentile is approximate)"),
+}
+
+
+class SQLCompileError(KPIError):
+    """A formula or request that cannot be expressed in the chosen SQL dialect."""
+
+
+def check_dialect(dialect: str) -> str:
+    name = (dialect or "").lower()
+    if name not in DIALECTS:
+        raise SQLCompileError(f"unknown SQL dialect {dialect!r}; use one of {', '.join(DIALECTS)}")
+    return name
+
+
+def unsupported(func: str, dialect: str, kpi_id: str) -> SQLCompileError:
+    ok = [d for d in DIALECTS if (func, d) not in UNSUPPORTED]
+    return SQLCompileError(
+        f"KPI {kpi_id!r}: {func}() does not compile to {dialect}: {UNSUPPORTED[(func, dialect)]}. "
+        f"It compiles to {', '.join(ok)}; or evaluate with the pandas engine"
+    )
+
+
+@dataclass(frozen=True)
+class PeriodFormat:
+    """How the period column is written, which tells the SQL how to read it.
+
+    ``kind``: ``text`` (e.g. '2024-01'), ``date`` (DATE or TIMESTAMP), ``ordinal`` (integer
+    period numbers as pandas counts them: months since 1970-01 and so on) or ``mapping``
+    (arbitrary text, translated through an inline table of the values seen).
+    ``base``: the frequency of one period: D, W, M, Q or Y.
+    ``labels``: how output periods are written: ``text`` like the input, or ``timestamp``
+    (the period's first day), matching what the pandas engine returns.
+    """
+
+    kind: str
+    base: str
+    labels: str
+    mapping: tuple[tuple[str, int], ...] = ()
+
+
+#: Names accepted by ``period_type=`` and ``kpi sql --period-type``.
+PERIOD_TYPES: dict[str, tuple[PeriodFormat, str]] = {
+    "month": (
+        PeriodFormat("text", "M", "text"),
+        "text such as 2024-01 (dates are read as their month); labels like 2024-01",
+    ),
+    "quarter": (PeriodFormat("text", "Q", "text"), "text such as 2024Q1; labels like 2024Q1"),
+    "year": (PeriodFormat("text", "Y", "text"), "text or integers such as 2024"),
+    "day": (
+        PeriodFormat("text", "D", "text"),
+        "text such as 2024-01-31 (dates are read as their day); labels like 2024-01-31",
+    ),
+    "date": (
+        PeriodFormat("date", "M", "timestamp"),
+        "DATE or TIMESTAMP on the first (or last) day of each month; labels are month starts",
+    ),
+    "date-day": (
+        PeriodFormat("date", "D", "timestamp"),
+        "DATE or TIMESTAMP, one period per day; labels are the days as timestamps",
+    ),
+}
+DEFAULT_PERIOD_TYPE = "month"
+
+
+def period_format(name: str | PeriodFormat | None) -> PeriodFormat:
+    if isinstance(name, PeriodFormat):
+        return name
+    key = DEFAULT_PERIOD_TYPE if name is None else str(name)
+    if key not in PERIOD_TYPES:
+        raise SQLCompileError(f"unknown period type {name!r}; use one of {', '.join(PERIOD_TYPES)}")
+    return PERIOD_TYPES[key][0]
+
+
+_CANONICAL = {
+    "M": re.compile(r"^\d{4}-\d{2}$"),
+    "Q": re.compile(r"^\d{4}Q[1-4]$"),
+    "Y": re.compile(r"^\d{4}$"),
+    "D": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+}
+
+
+def infer_period_format(values: Any, column: str) -> tuple[Any, PeriodFormat]:
+    """(time axis, format) of a period column, inferred from its distinct values exactly as the
+    pandas engine infers it. Text the SQL cannot parse itself (such as 2024-Q1 or 2024/01) is
+    translated through a table of the values seen."""
+    import pandas as pd
+
+    from .. import periods
+
+    values = pd.Series(values).reset_index(drop=True)
+    if values.dtype == object and len(values) and not isinstance(values.iloc[0], str):
+        if all(hasattr(v, "year") for v in values):  # datetime.date from a DATE column
+            values = pd.to_datetime(pd.Series(values))
+    axis = periods.parse(values, column)
+    if axis.kind == "timestamp":
+        return axis, PeriodFormat("date", axis.base, "timestamp")
+    texts = [v if isinstance(v, str) else str(v) for v in values]
+    pattern = _CANONICAL.get(axis.base)
+    if pattern is not None and all(pattern.match(t) for t in texts):
+        return axis, PeriodFormat("text", axis.base, "text")
+    ordinals = axis.codes + axis.first
+    mapping = tuple((t, int(o)) for t, o in zip(texts, ordinals))
+    return axis, PeriodFormat("mapping", axis.base, "text", mapping)

@@ -1,0 +1,413 @@
+"""Small builders for sqlglot syntax trees, and the few constructs that differ by dialect.
+
+sqlglot does not add parentheses when a tree is built by hand, so the arithmetic builders here
+add exactly those the precedence needs. Every other module builds SQL through these helpers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+
+from .spec import PeriodFormat
+
+# Words that must be quoted when used as a column or table name in at least one dialect.
+_RESERVED = frozenset(
+    """all alter and any array as asc between both by case cast check collate column constraint
+    create cross cube current current_date current_time current_timestamp current_user default
+    delete desc distinct drop else end except exists extract false fetch filter for foreign from
+    full grant group grouping having if ilike in inner insert intersect interval into is join
+    lateral leading left like limit natural not null nulls of offset on only or order outer over
+    partition primary qualify range recursive references right rollup row rows select session_user
+    set some table tablesample then to trailing true union unique unnest update user using values
+    when where window with""".split()
+)
+_SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def ident(name: str) -> exp.Identifier:
+    """An identifier, quoted only when it has to be (mixed case, spaces, reserved words)."""
+    return exp.Identifier(this=name, quoted=not _SAFE.match(name) or name in _RESERVED)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+def alias(expression: exp.Expression, name: str) -> exp.Alias:
+    return exp.Alias(this=expression, alias=ident(name))
+
+
+def num(value: float) -> exp.Expression:
+    if value < 0:
+        return exp.Neg(this=num(-value))
+    text = str(int(value)) if value == int(value) and abs(value) < 1e15 else repr(float(value))
+    return exp.Literal.number(text)
+
+
+def string(text: str) -> exp.Literal:
+    return exp.Literal.string(text)
+
+
+def cast(expression: exp.Expression, to: str) -> exp.Cast:
+    return exp.Cast(this=expression, to=exp.DataType.build(to))
+
+
+def double(expression: exp.Expression) -> exp.Cast:
+    return cast(expression, "DOUBLE")
+
+
+def func(name: str, *args: exp.Expression) -> exp.Expression:
+    """A function call; sqlglot turns known names into typed nodes it can translate."""
+    return exp.func(name, *args)
+
+
+# -- operators with just enough parentheses ---------------------------------------------------
+_PRECEDENCE: dict[type, int] = {
+    exp.Or: 1,
+    exp.And: 2,
+    exp.Not: 3,
+    exp.EQ: 4,
+    exp.NEQ: 4,
+    exp.GT: 4,
+    exp.GTE: 4,
+    exp.LT: 4,
+    exp.LTE: 4,
+    exp.Is: 4,
+    exp.NullSafeEQ: 4,
+    exp.Add: 5,
+    exp.Sub: 5,
+    exp.DPipe: 5,
+    exp.Mul: 6,
+    exp.Div: 6,
+    exp.Neg: 7,
+}
+
+
+def _prec(e: exp.Expression) -> int:
+    return _PRECEDENCE.get(type(e), 9)
+
+
+def binary(cls: type[exp.Binary], left: exp.Expression, right: exp.Expression) -> exp.Expression:
+    p = _PRECEDENCE[cls]
+    if _prec(left) < p:
+        left = exp.Paren(this=left)
+    if _prec(right) <= p and not (cls in (exp.And, exp.Or) and type(right) is cls):
+        right = exp.Paren(this=right)
+    return cls(this=left, expression=right)
+
+
+def neg(e: exp.Expression) -> exp.Expression:
+    return exp.Neg(this=exp.Paren(this=e) if _prec(e) < 9 else e)
+
+
+def not_(e: exp.Expression) -> exp.Expression:
+    return exp.Not(this=exp.Paren(this=e) if _prec(e) < 4 else e)
+
+
+def and_(*parts: exp.Expression) -> exp.Expression:
+    out = parts[0]
+    for part in parts[1:]:
+        out = binary(exp.And, out, part)
+    return out
+
+
+def case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None):
+    node = exp.Case()
+    for cond, value in whens:
+        node = node.when(cond, value)
+    if default is not None:
+        node = node.else_(default)
+    return node
+
+
+def coalesce(*args: exp.Expression) -> exp.Expression:
+    return exp.Coalesce(this=args[0], expressions=list(args[1:]))
+
+
+def eq(left: exp.Expression, right: exp.Expression) -> exp.Expression:
+    return binary(exp.EQ, left, right)
+
+
+# -- windows -----------------------------------------------------------------------------------
+def ascending(e: exp.Expression, dialect: str) -> exp.Ordered:
+    """Ascending order on a column that is never NULL, written without a NULLS clause."""
+    nulls_first = Dialect.get_or_raise(dialect).NULL_ORDERING == "nulls_are_small"
+    return exp.Ordered(this=e, nulls_first=nulls_first)
+
+
+def window(
+    function: exp.Expression,
+    partition: Sequence[exp.Expression],
+    order: Sequence[exp.Ordered] = (),
+    frame: str | None = None,
+) -> exp.Window:
+    """``frame``: None, "running" (up to this row), "before" (up to the previous row) or
+    "all" (the whole partition)."""
+    spec = None
+    if frame == "all":
+        spec = exp.WindowSpec(
+            kind="ROWS",
+            start="UNBOUNDED",
+            start_side="PRECEDING",
+            end="UNBOUNDED",
+            end_side="FOLLOWING",
+        )
+    elif frame == "running":
+        spec = exp.WindowSpec(
+            kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"
+        )
+    elif frame == "before":
+        spec = exp.WindowSpec(
+            kind="ROWS",
+            start="UNBOUNDED",
+            start_side="PRECEDING",
+            end=exp.Literal.number(1),
+            end_side="PRECEDING",
+        )
+    return exp.Window(
+        this=function,
+        partition_by=list(partition) or None,
+        order=exp.Order(expressions=list(order)) if order else None,
+        spec=spec,
+        over="OVER",
+    )
+
+
+# -- constructs that differ by dialect ----------------------------------------------------------
+def number_series(first: exp.Expression, last: exp.Expression, name: str, dialect: str):
+    """(FROM-clause items, value expression) for one row per integer from first to last."""
+    out = ident(name)
+    if dialect in ("duckdb", "postgres"):
+        table = exp.Table(
+            this=exp.GenerateSeries(start=first, end=last),
+            alias=exp.TableAlias(this=ident("s"), columns=[out]),
+        )
+        return table, col(name, "s")
+    if dialect == "trino":
+        table = exp.Unnest(
+            expressions=[exp.func("SEQUENCE", first, last)],
+            alias=exp.TableAlias(this=ident("s"), columns=[out]),
+        )
+        return table, col(name, "s")
+    if dialect == "bigquery":
+        table = exp.Unnest(
+            expressions=[exp.func("GENERATE_ARRAY", first, last)],
+            alias=exp.TableAlias(columns=[out]),
+        )
+        return table, col(name)
+    if dialect == "snowflake":
+        flatten = exp.Lateral(
+            this=exp.Explode(
+                this=exp.Kwarg(
+                    this=exp.var("INPUT"),
+                    expression=exp.func(
+                        "ARRAY_GENERATE_RANGE", first, binary(exp.Add, last, num(1))
+                    ),
+                )
+            ),
+            alias=exp.TableAlias(this=ident("s")),
+        )
+        return flatten, cast(exp.column("value", "s"), "INT")
+    if dialect == "spark":
+        return None, exp.Explode(this=exp.func("SEQUENCE", first, last))
+    raise ValueError(dialect)  # pragma: no cover - checked by spec.check_dialect
+
+
+def max_by(
+    value: exp.Expression, key: exp.Expression, dialect: str, smallest: bool = False
+) -> exp.Expression:
+    """The value on the row with the largest (or smallest) key; rows whose key is NULL are
+    ignored."""
+    if dialect == "postgres":
+        ordered = exp.Order(
+            this=value, expressions=[exp.Ordered(this=key, desc=not smallest, nulls_first=False)]
+        )
+        agg = exp.Filter(
+            this=exp.ArrayAgg(this=ordered),
+            expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))),
+        )
+        # sqlglot counts from 0 here and writes [1] for PostgreSQL
+        return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(0)])
+    if dialect == "duckdb":
+        cls = exp.ArgMin if smallest else exp.ArgMax
+        return cls(this=value, expression=key)
+    return exp.Anonymous(this="MIN_BY" if smallest else "MAX_BY", expressions=[value, key])
+
+
+def median(value: exp.Expression, dialect: str) -> exp.Expression:
+    if dialect == "postgres":
+        return exp.WithinGroup(
+            this=exp.PercentileCont(this=exp.Literal.number("0.5")),
+            expression=exp.Order(expressions=[exp.Ordered(this=value, nulls_first=False)]),
+        )
+    if dialect == "spark":
+        return exp.Anonymous(this="PERCENTILE", expressions=[value, exp.Literal.number("0.5")])
+    return exp.Median(this=value)  # duckdb, snowflake; the others are refused in spec.py
+
+
+def extreme(
+    kind: str, args: list[exp.Expression], nullable: list[bool], dialect: str
+) -> exp.Expression:
+    """greatest()/least() that ignore missing arguments, as numpy's fmax/fmin do.
+
+    DuckDB, PostgreSQL and Spark skip NULLs already and Snowflake has LEAST_IGNORE_NULLS;
+    in BigQuery and Trino a NULL argument makes the result NULL, so there each nullable
+    argument falls back to the others."""
+    cls = exp.Greatest if kind == "greatest" else exp.Least
+    if dialect in ("bigquery", "trino") and any(nullable):
+        args = [
+            coalesce(a, *[b for j, b in enumerate(args) if j != i]) if nullable[i] else a
+            for i, a in enumerate(args)
+        ]
+    ignore = dialect not in ("bigquery", "trino")
+    return cls(this=args[0], expressions=args[1:], ignore_nulls=ignore)
+
+
+def finite(value: exp.Expression, dialect: str) -> exp.Expression:
+    """A condition true for finite numbers (false for NULL, NaN and +-infinity)."""
+    if dialect == "duckdb":
+        return exp.func("ISFINITE", value)
+    infinity = cast(string("Infinity"), "DOUBLE")
+    return binary(exp.LT, exp.Abs(this=value), infinity)
+
+
+def infinity() -> exp.Expression:
+    return cast(string("Infinity"), "DOUBLE")
+
+
+def numeric_input(column: exp.Expression, dialect: str) -> exp.Expression:
+    """A data column as a double; in DuckDB and PostgreSQL a stored NaN also becomes NULL,
+    since the pandas engine treats NaN as a missing value."""
+    value = double(column)
+    if dialect in ("duckdb", "postgres"):
+        return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
+    return value
+
+
+# -- periods -------------------------------------------------------------------------------------
+# Periods are integers counted the way pandas counts them (months since 1970-01, days since
+# 1970-01-01, ...), so the grid, previous() and the coarser grains are plain integer arithmetic.
+_EPOCH_YEAR = 1970
+
+
+def _epoch() -> exp.Expression:
+    return cast(string("1970-01-01"), "DATE")
+
+
+def _int(e: exp.Expression) -> exp.Expression:
+    return cast(e, "INT")
+
+
+def _floor_div(e: exp.Expression, by: int) -> exp.Expression:
+    # a decimal divisor: PostgreSQL and Trino would truncate an integer division
+    return _int(exp.Floor(this=binary(exp.Div, e, exp.Literal.number(f"{by}.0"))))
+
+
+def _year_month(date: exp.Expression) -> tuple[exp.Expression, exp.Expression]:
+    year = exp.Extract(this=exp.var("YEAR"), expression=date)
+    month = exp.Extract(this=exp.var("MONTH"), expression=date)
+    return year, month
+
+
+def _month_of_date(date: exp.Expression) -> exp.Expression:
+    year, month = _year_month(date)
+    years = binary(exp.Sub, year, num(_EPOCH_YEAR))
+    total = binary(exp.Add, binary(exp.Mul, years, num(12)), month)
+    return _int(binary(exp.Sub, total, num(1)))
+
+
+def _day_of_date(date: exp.Expression) -> exp.Expression:
+    return exp.DateDiff(this=cast(date, "DATE"), expression=_epoch(), unit=exp.var("DAY"))
+
+
+def _text_part(value: exp.Expression, start: int, length: int) -> exp.Expression:
+    text = cast(value, "VARCHAR")
+    return _int(exp.Substring(this=text, start=num(start), length=num(length)))
+
+
+def base_ordinal(value: exp.Expression, fmt: PeriodFormat) -> exp.Expression:
+    """The integer base period of a row's period value."""
+    if fmt.kind == "ordinal":
+        return value
+    if fmt.kind == "date":
+        return _month_of_date(value) if fmt.base == "M" else _day_of_date(value)
+    year = binary(exp.Sub, _text_part(value, 1, 4), num(_EPOCH_YEAR))
+    if fmt.base == "Y":
+        return year
+    if fmt.base == "Q":
+        quarter = _text_part(value, 6, 1)
+        return binary(exp.Sub, binary(exp.Add, binary(exp.Mul, year, num(4)), quarter), num(1))
+    if fmt.base == "M":
+        month = _text_part(value, 6, 2)
+        return binary(exp.Sub, binary(exp.Add, binary(exp.Mul, year, num(12)), month), num(1))
+    day = cast(exp.Substring(this=cast(value, "VARCHAR"), start=num(1), length=num(10)), "DATE")
+    return _day_of_date(day)
+
+
+def _add_days(days: exp.Expression) -> exp.Expression:
+    return exp.DateAdd(this=_epoch(), expression=days, unit=exp.var("DAY"))
+
+
+def _add_months(months: exp.Expression) -> exp.Expression:
+    return exp.DateAdd(this=_epoch(), expression=months, unit=exp.var("MONTH"))
+
+
+def coarse_ordinal(bp: exp.Expression, base: str, grain: str) -> exp.Expression:
+    """Map a base period number onto the coarser grain, as pandas' asfreq does (a week
+    belongs to the month of its last day)."""
+    if base == grain:
+        return bp
+    if base in ("M", "Q"):
+        per_year = 12 if base == "M" else 4
+        if grain == "Q":
+            return _floor_div(bp, 3)
+        return _floor_div(bp, per_year)
+    if base == "D" and grain == "W":
+        return binary(exp.Add, _floor_div(binary(exp.Add, bp, num(3)), 7), num(1))
+    # day or week to month, quarter or year: go through the calendar date
+    last_day = bp if base == "D" else binary(exp.Sub, binary(exp.Mul, bp, num(7)), num(4))
+    date = _add_days(last_day)
+    if grain == "Y":
+        year, _ = _year_month(date)
+        return _int(binary(exp.Sub, year, num(_EPOCH_YEAR)))
+    month = _month_of_date(date)
+    return month if grain == "M" else _floor_div(month, 3)
+
+
+def period_start(p: exp.Expression, freq: str) -> exp.Expression:
+    """The first day of period number ``p`` as a DATE."""
+    if freq == "D":
+        start = _add_days(p)
+    elif freq == "W":
+        start = _add_days(binary(exp.Sub, binary(exp.Mul, p, num(7)), num(10)))
+    else:
+        months = p if freq == "M" else binary(exp.Mul, p, num(3 if freq == "Q" else 12))
+        start = _add_months(months)
+    return cast(start, "DATE")
+
+
+def period_label(p: exp.Expression, freq: str, labels: str) -> exp.Expression:
+    """The label pandas gives period ``p``: text such as 2024-01, 2024Q1, 2024, 2024-01-31 or
+    2024-01-01/2024-01-07, or the period's first day as a TIMESTAMP."""
+    start = period_start(p, freq)
+    if labels == "timestamp":
+        return cast(start, "TIMESTAMP")
+    text = cast(start, "VARCHAR")
+    if freq == "D":
+        return text
+    if freq == "M":
+        return exp.Substring(this=text, start=num(1), length=num(7))
+    year = exp.Substring(this=text, start=num(1), length=num(4))
+    if freq == "Y":
+        return year
+    if freq == "Q":
+        quarter = cast(exp.Extract(this=exp.var("QUARTER"), expression=start), "VARCHAR")
+        return binary(exp.DPipe, binary(exp.DPipe, year, string("Q")), quarter)
+    end = cast(
+        cast(_add_days(binary(exp.Sub, binary(exp.Mul, p, num(7)), num(4))), "DATE"), "VARCHAR"
+    )
+    return binary(exp.DPipe, binary(exp.DPipe, text, string("/")), end)

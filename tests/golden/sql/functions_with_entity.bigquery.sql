@@ -1,0 +1,294 @@
+WITH source AS (
+  SELECT
+    account AS _entity,
+    (
+      CAST(SUBSTRING(CAST(quarter AS STRING), 1, 4) AS INT64) - 1970
+    ) * 4 + CAST(SUBSTRING(CAST(quarter AS STRING), 6, 1) AS INT64) - 1 AS _base_period,
+    region,
+    plan,
+    CAST(arr AS FLOAT64) AS revenue,
+    CAST(discount AS FLOAT64) AS discount,
+    CAST(score AS FLOAT64) AS score,
+    CAST(plan_price AS FLOAT64) AS plan_price,
+    CAST(seats_used AS FLOAT64) AS seats_used,
+    loaded_at AS _row_order
+  FROM warehouse.accounts
+), cells AS (
+  SELECT
+    _entity,
+    _base_period,
+    SUM(revenue) AS revenue,
+    AVG(discount) AS discount,
+    MAX_BY(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
+    MAX(plan_price) AS plan_price,
+    MAX(seats_used) AS seats_used,
+    MAX_BY(region, _row_order) AS region,
+    MAX_BY(plan, _row_order) AS plan
+  FROM source
+  GROUP BY
+    _entity,
+    _base_period
+), bounds AS (
+  SELECT
+    MIN(_base_period) AS _first,
+    MAX(_base_period) AS _last
+  FROM cells
+), base_periods AS (
+  SELECT
+    _base_period
+  FROM bounds
+  CROSS JOIN UNNEST(GENERATE_ARRAY(_first, _last)) AS _base_period
+), calendar AS (
+  SELECT
+    _base_period,
+    CAST(FLOOR(_base_period / 4.0) AS INT64) AS _period
+  FROM base_periods
+), periods AS (
+  SELECT
+    _period,
+    MAX(_base_period) AS _stock_base,
+    _period - MIN(_period) OVER () AS _period_index,
+    SUBSTRING(
+      CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), INTERVAL (_period * 12) MONTH) AS DATE) AS STRING),
+      1,
+      4
+    ) AS _label
+  FROM calendar
+  GROUP BY
+    _period
+), period_cells AS (
+  SELECT
+    c._entity,
+    k._period,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.discount END) AS discount,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.score END) AS score,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.plan_price END) AS plan_price,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.seats_used END) AS seats_used,
+    MAX_BY(c.region, c._base_period) AS region,
+    MAX_BY(c.plan, c._base_period) AS plan
+  FROM cells AS c
+  JOIN calendar AS k
+    ON k._base_period = c._base_period
+  JOIN periods AS p
+    ON p._period = k._period
+  GROUP BY
+    c._entity,
+    k._period
+), entities AS (
+  SELECT
+    _entity,
+    MIN_BY(region, _base_period) AS _first_region,
+    MIN_BY(plan, _base_period) AS _first_plan
+  FROM cells
+  GROUP BY
+    _entity
+), grid AS (
+  SELECT
+    e._entity,
+    p._period,
+    COALESCE(c.revenue, 0) AS revenue,
+    c.discount AS discount,
+    c.score AS score,
+    c.plan_price AS plan_price,
+    c.seats_used AS seats_used,
+    c.region AS _row_region,
+    e._first_region,
+    c.plan AS _row_plan,
+    e._first_plan,
+    NOT c._entity IS NULL AS _present
+  FROM entities AS e
+  CROSS JOIN periods AS p
+  LEFT JOIN period_cells AS c
+    ON c._entity = e._entity AND c._period = p._period
+), rows_1 AS (
+  SELECT
+    *,
+    COUNT(CASE WHEN _present THEN 1 END) OVER (
+      PARTITION BY _entity
+      ORDER BY _period
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS _run,
+    LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
+    COALESCE(
+      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+        PARTITION BY _entity
+        ORDER BY _period
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+      ),
+      0
+    ) = 1 AS ever_before
+  FROM grid
+), rows_2 AS (
+  SELECT
+    *,
+    CASE
+      WHEN _run = 0
+      THEN _first_region
+      ELSE MAX(_row_region) OVER (PARTITION BY _entity, _run)
+    END AS region,
+    CASE
+      WHEN _run = 0
+      THEN _first_plan
+      ELSE MAX(_row_plan) OVER (PARTITION BY _entity, _run)
+    END AS plan,
+    LAG(previous_revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_previous_revenue
+  FROM rows_1
+), aggregates AS (
+  SELECT
+    region,
+    plan,
+    _period,
+    COUNT(*) AS _cells,
+    SUM(
+      CASE
+        WHEN revenue > 100
+        THEN ABS(revenue - previous_revenue)
+        ELSE GREATEST(revenue, COALESCE(previous_revenue, revenue)) - LEAST(revenue, 50)
+      END
+    ) AS revenue_swing,
+    CAST(COUNT(CASE WHEN NOT COALESCE(previous_revenue <> revenue, FALSE) THEN revenue END) AS FLOAT64) AS steady_customers,
+    SUM(COALESCE(previous_revenue, 0) + revenue) AS revenue_with_carry,
+    SUM(
+      CASE
+        WHEN previous_previous_revenue > 0 OR revenue >= 500
+        THEN previous_previous_revenue
+      END
+    ) AS two_back_revenue,
+    SUM(
+      CASE
+        WHEN revenue > 0
+        THEN CASE
+          WHEN revenue - 100 < 0 AND 0.5 <> FLOOR(0.5)
+          THEN NULL
+          ELSE POWER(revenue - 100, 0.5)
+        END
+      END
+    ) AS discount_power_sum,
+    SUM(
+      CASE
+        WHEN discount = 0 AND -1 < 0
+        THEN CAST('Infinity' AS FLOAT64)
+        ELSE POWER(discount, -1)
+      END
+    ) AS discount_power_sum_2,
+    SUM(POWER(revenue, 2)) AS discount_power_sum_3,
+    CAST(COUNT(CASE WHEN revenue = 0 AND ever_before THEN revenue END) AS FLOAT64) AS lost_customers,
+    AVG(discount) AS mean_discount_or_zero_mean,
+    MIN(
+      CASE WHEN discount > 0.1 AND NOT COALESCE(discount > 0.5, FALSE) THEN discount END
+    ) AS mean_discount_or_zero_min,
+    SUM(
+      CASE
+        WHEN previous_revenue > 0 AND revenue > previous_revenue
+        THEN revenue - previous_revenue
+      END
+    ) AS expansion_revenue,
+    CAST(COUNT(CASE WHEN score >= 9 THEN score END) AS FLOAT64) AS promoter_score_count,
+    CAST(COUNT(CASE WHEN score <= 6 THEN score END) AS FLOAT64) AS promoter_score_count_2,
+    CAST(COUNT(score) AS FLOAT64) AS promoter_score_count_3,
+    CAST(COUNT(DISTINCT CASE WHEN revenue > 0 THEN plan_price END) AS FLOAT64) AS price_points,
+    AVG(LEAST(COALESCE(seats_used, 20), 20)) AS capped_usage_mean,
+    SUM(
+      GREATEST(
+        COALESCE(discount, 0.1, seats_used / 100),
+        0.1,
+        COALESCE(seats_used / 100, discount, 0.1)
+      )
+    ) AS capped_usage_sum
+  FROM rows_2
+  GROUP BY
+    region,
+    plan,
+    _period
+), group_keys AS (
+  SELECT DISTINCT
+    region,
+    plan
+  FROM aggregates
+), period_values AS (
+  SELECT
+    g.region,
+    g.plan,
+    p._period,
+    p._period_index,
+    p._label,
+    COALESCE(a._cells, 0) AS _cells,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.revenue_swing, 0) END AS revenue_swing,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.steady_customers, 0) END AS steady_customers,
+    COALESCE(a.revenue_with_carry, 0) AS revenue_with_carry,
+    CASE WHEN p._period_index >= 2 THEN COALESCE(a.two_back_revenue, 0) END AS two_back_revenue,
+    COALESCE(a.discount_power_sum, 0) AS discount_power_sum,
+    COALESCE(a.discount_power_sum_2, 0) AS discount_power_sum_2,
+    COALESCE(a.discount_power_sum_3, 0) AS discount_power_sum_3,
+    COALESCE(a.lost_customers, 0) AS lost_customers,
+    a.mean_discount_or_zero_mean AS mean_discount_or_zero_mean,
+    a.mean_discount_or_zero_min AS mean_discount_or_zero_min,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.expansion_revenue, 0) END AS expansion_revenue,
+    COALESCE(a.promoter_score_count, 0) AS promoter_score_count,
+    COALESCE(a.promoter_score_count_2, 0) AS promoter_score_count_2,
+    COALESCE(a.promoter_score_count_3, 0) AS promoter_score_count_3,
+    COALESCE(a.price_points, 0) AS price_points,
+    a.capped_usage_mean AS capped_usage_mean,
+    COALESCE(a.capped_usage_sum, 0) AS capped_usage_sum
+  FROM periods AS p
+  CROSS JOIN group_keys AS g
+  LEFT JOIN aggregates AS a
+    ON a._period = p._period
+    AND a.region IS NOT DISTINCT FROM g.region
+    AND a.plan IS NOT DISTINCT FROM g.plan
+), kpis_1 AS (
+  SELECT
+    *,
+    discount_power_sum + discount_power_sum_2 + discount_power_sum_3 / 1000 AS discount_power,
+    COALESCE(mean_discount_or_zero_mean, 0) - mean_discount_or_zero_min AS mean_discount_or_zero,
+    LAG(expansion_revenue) OVER (PARTITION BY region, plan ORDER BY _period) AS previous_expansion_revenue,
+    (
+      promoter_score_count - promoter_score_count_2
+    ) / NULLIF(promoter_score_count_3, 0) * 100 AS promoter_score,
+    capped_usage_mean + capped_usage_sum AS capped_usage
+  FROM period_values
+), kpis_2 AS (
+  SELECT
+    *,
+    LAG(previous_expansion_revenue) OVER (PARTITION BY region, plan ORDER BY _period) AS previous_previous_expansion_revenue
+  FROM kpis_1
+)
+SELECT
+  _label AS quarter,
+  region,
+  plan,
+  CASE WHEN ABS(revenue_swing) < CAST('Infinity' AS FLOAT64) THEN revenue_swing END AS revenue_swing,
+  CASE
+    WHEN ABS(steady_customers) < CAST('Infinity' AS FLOAT64)
+    THEN steady_customers
+  END AS steady_customers,
+  CASE
+    WHEN ABS(revenue_with_carry) < CAST('Infinity' AS FLOAT64)
+    THEN revenue_with_carry
+  END AS revenue_with_carry,
+  CASE
+    WHEN ABS(two_back_revenue) < CAST('Infinity' AS FLOAT64)
+    THEN two_back_revenue
+  END AS two_back_revenue,
+  CASE WHEN ABS(discount_power) < CAST('Infinity' AS FLOAT64) THEN discount_power END AS discount_power,
+  CASE WHEN ABS(lost_customers) < CAST('Infinity' AS FLOAT64) THEN lost_customers END AS lost_customers,
+  CASE
+    WHEN ABS(mean_discount_or_zero) < CAST('Infinity' AS FLOAT64)
+    THEN mean_discount_or_zero
+  END AS mean_discount_or_zero,
+  CASE
+    WHEN ABS(previous_previous_expansion_revenue) < CAST('Infinity' AS FLOAT64)
+    THEN previous_previous_expansion_revenue
+  END AS expansion_two_back,
+  CASE WHEN ABS(promoter_score) < CAST('Infinity' AS FLOAT64) THEN promoter_score END AS promoter_score,
+  CASE WHEN ABS(price_points) < CAST('Infinity' AS FLOAT64) THEN price_points END AS price_points,
+  CASE WHEN ABS(capped_usage) < CAST('Infinity' AS FLOAT64) THEN capped_usage END AS capped_usage,
+  CASE WHEN ABS(100) < CAST('Infinity' AS FLOAT64) THEN 100 END AS hundred
+FROM kpis_2
+WHERE
+  _cells > 0
+ORDER BY
+  _period,
+  region NULLS LAST,
+  plan NULLS LAST

@@ -1,0 +1,168 @@
+WITH source AS (
+  SELECT
+    account AS _entity,
+    CAST((
+      EXTRACT(YEAR FROM billing_month) - 1970
+    ) * 12 + EXTRACT(MONTH FROM billing_month) - 1 AS INTEGER) AS _base_period,
+    CAST(mrr_usd AS DOUBLE) AS revenue
+  FROM billing.customer_months
+), cells AS (
+  SELECT
+    _entity,
+    _base_period,
+    SUM(revenue) AS revenue
+  FROM source
+  GROUP BY
+    _entity,
+    _base_period
+), bounds AS (
+  SELECT
+    MIN(_base_period) AS _first,
+    MAX(_base_period) AS _last
+  FROM cells
+), base_periods AS (
+  SELECT
+    s._base_period
+  FROM bounds
+  CROSS JOIN UNNEST(SEQUENCE(_first, _last)) AS s(_base_period)
+), periods AS (
+  SELECT
+    _base_period AS _period,
+    _base_period AS _stock_base,
+    _base_period - MIN(_base_period) OVER () AS _period_index,
+    CAST(CAST(DATE_ADD('MONTH', CAST(_base_period AS BIGINT), CAST('1970-01-01' AS DATE)) AS DATE) AS TIMESTAMP) AS _label
+  FROM base_periods
+), entities AS (
+  SELECT DISTINCT
+    _entity
+  FROM cells
+), grid AS (
+  SELECT
+    e._entity,
+    p._period,
+    COALESCE(c.revenue, 0) AS revenue
+  FROM entities AS e
+  CROSS JOIN periods AS p
+  LEFT JOIN cells AS c
+    ON c._entity = e._entity AND c._base_period = p._period
+), rows_1 AS (
+  SELECT
+    *,
+    LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
+    COALESCE(
+      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+        PARTITION BY _entity
+        ORDER BY _period
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+      ),
+      0
+    ) = 1 AS ever_before
+  FROM grid
+), aggregates AS (
+  SELECT
+    _period,
+    COUNT(*) AS _cells,
+    SUM(previous_revenue) AS starting_revenue,
+    SUM(
+      CASE
+        WHEN previous_revenue > 0 AND revenue > previous_revenue
+        THEN revenue - previous_revenue
+      END
+    ) AS expansion_revenue,
+    SUM(
+      CASE
+        WHEN previous_revenue > 0 AND revenue > 0 AND revenue < previous_revenue
+        THEN previous_revenue - revenue
+      END
+    ) AS contraction_revenue,
+    SUM(CASE WHEN previous_revenue > 0 AND revenue = 0 THEN previous_revenue END) AS churned_revenue,
+    SUM(
+      CASE WHEN previous_revenue = 0 AND revenue > 0 AND NOT ever_before THEN revenue END
+    ) AS new_revenue,
+    SUM(CASE WHEN previous_revenue = 0 AND revenue > 0 AND ever_before THEN revenue END) AS reactivation_revenue
+  FROM rows_1
+  GROUP BY
+    _period
+), period_values AS (
+  SELECT
+    p._period,
+    p._period_index,
+    p._label,
+    COALESCE(a._cells, 0) AS _cells,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.starting_revenue, 0) END AS starting_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.expansion_revenue, 0) END AS expansion_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.contraction_revenue, 0) END AS contraction_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.churned_revenue, 0) END AS churned_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.new_revenue, 0) END AS new_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.reactivation_revenue, 0) END AS reactivation_revenue
+  FROM periods AS p
+  LEFT JOIN aggregates AS a
+    ON a._period = p._period
+), kpis_1 AS (
+  SELECT
+    *,
+    CAST((
+      starting_revenue + expansion_revenue - contraction_revenue - churned_revenue
+    ) AS DOUBLE) / NULLIF(starting_revenue, 0) * 100 AS net_revenue_retention,
+    CAST((
+      starting_revenue - contraction_revenue - churned_revenue
+    ) AS DOUBLE) / NULLIF(starting_revenue, 0) * 100 AS gross_revenue_retention,
+    CAST(expansion_revenue AS DOUBLE) / NULLIF(starting_revenue, 0) * 100 AS expansion_revenue_rate,
+    LAG(expansion_revenue) OVER (ORDER BY _period) AS previous_expansion_revenue,
+    CAST((
+      new_revenue + expansion_revenue + reactivation_revenue
+    ) AS DOUBLE) / NULLIF(contraction_revenue + churned_revenue, 0) AS quick_ratio
+  FROM period_values
+), kpis_2 AS (
+  SELECT
+    *,
+    CAST((
+      expansion_revenue - previous_expansion_revenue
+    ) AS DOUBLE) / NULLIF(previous_expansion_revenue, 0) * 100 AS expansion_revenue_growth_rate
+  FROM kpis_1
+)
+SELECT
+  _label AS billing_month,
+  CASE
+    WHEN ABS(starting_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN starting_revenue
+  END AS starting_revenue,
+  CASE
+    WHEN ABS(expansion_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue
+  END AS expansion_revenue,
+  CASE
+    WHEN ABS(contraction_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN contraction_revenue
+  END AS contraction_revenue,
+  CASE
+    WHEN ABS(churned_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN churned_revenue
+  END AS churned_revenue,
+  CASE WHEN ABS(new_revenue) < CAST('Infinity' AS DOUBLE) THEN new_revenue END AS new_revenue,
+  CASE
+    WHEN ABS(reactivation_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN reactivation_revenue
+  END AS reactivation_revenue,
+  CASE
+    WHEN ABS(net_revenue_retention) < CAST('Infinity' AS DOUBLE)
+    THEN net_revenue_retention
+  END AS net_revenue_retention,
+  CASE
+    WHEN ABS(gross_revenue_retention) < CAST('Infinity' AS DOUBLE)
+    THEN gross_revenue_retention
+  END AS gross_revenue_retention,
+  CASE
+    WHEN ABS(expansion_revenue_rate) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue_rate
+  END AS expansion_revenue_rate,
+  CASE
+    WHEN ABS(expansion_revenue_growth_rate) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue_growth_rate
+  END AS expansion_revenue_growth_rate,
+  CASE WHEN ABS(quick_ratio) < CAST('Infinity' AS DOUBLE) THEN quick_ratio END AS quick_ratio
+FROM kpis_2
+WHERE
+  _cells > 0
+ORDER BY
+  _period

@@ -1,0 +1,120 @@
+WITH source AS (
+  SELECT
+    DATEDIFF(DAY, CAST('1970-01-01' AS DATE), CAST(event_date AS DATE)) AS _base_period,
+    plan,
+    CAST(seats_used AS DOUBLE) AS seats_used,
+    CAST(seats_bought AS DOUBLE) AS seats_bought,
+    CAST(order_value AS DOUBLE) AS order_value,
+    CAST(score AS DOUBLE) AS score
+  FROM events
+), bounds AS (
+  SELECT
+    MIN(_base_period) AS _first,
+    MAX(_base_period) AS _last
+  FROM source
+), base_periods AS (
+  SELECT
+    EXPLODE(SEQUENCE(_first, _last)) AS _base_period
+  FROM bounds
+), calendar AS (
+  SELECT
+    _base_period,
+    CAST(FLOOR((
+      _base_period + 3
+    ) / 7.0) AS INT) + 1 AS _period
+  FROM base_periods
+), periods AS (
+  SELECT
+    _period,
+    MAX(_base_period) AS _stock_base,
+    _period - MIN(_period) OVER () AS _period_index,
+    CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), _period * 7 - 10) AS DATE) AS TIMESTAMP) AS _label
+  FROM calendar
+  GROUP BY
+    _period
+), cells AS (
+  SELECT
+    k._period,
+    s.plan,
+    CASE WHEN s._base_period = p._stock_base THEN s.seats_used END AS seats_used,
+    CASE WHEN s._base_period = p._stock_base THEN s.seats_bought END AS seats_bought,
+    s.order_value AS order_value,
+    CASE WHEN s._base_period = p._stock_base THEN s.score END AS score
+  FROM source AS s
+  JOIN calendar AS k
+    ON k._base_period = s._base_period
+  JOIN periods AS p
+    ON p._period = k._period
+), aggregates AS (
+  SELECT
+    plan,
+    _period,
+    COUNT(*) AS _cells,
+    SUM(seats_used) AS seat_utilization_sum,
+    SUM(seats_bought) AS seat_utilization_sum_2,
+    AVG(order_value) AS mean_order_value,
+    MAX(score) AS score_spread_max,
+    MIN(score) AS score_spread_min
+  FROM cells
+  GROUP BY
+    plan,
+    _period
+), group_keys AS (
+  SELECT DISTINCT
+    plan
+  FROM aggregates
+), period_values AS (
+  SELECT
+    g.plan,
+    p._period,
+    p._period_index,
+    p._label,
+    COALESCE(a._cells, 0) AS _cells,
+    COALESCE(a.seat_utilization_sum, 0) AS seat_utilization_sum,
+    COALESCE(a.seat_utilization_sum_2, 0) AS seat_utilization_sum_2,
+    a.mean_order_value AS mean_order_value,
+    a.score_spread_max AS score_spread_max,
+    a.score_spread_min AS score_spread_min
+  FROM periods AS p
+  CROSS JOIN group_keys AS g
+  LEFT JOIN aggregates AS a
+    ON a._period = p._period AND a.plan IS NOT DISTINCT FROM g.plan
+), kpis_1 AS (
+  SELECT
+    *,
+    seat_utilization_sum / NULLIF(seat_utilization_sum_2, 0) * 100 AS seat_utilization,
+    score_spread_max - score_spread_min AS score_spread
+  FROM period_values
+), kpis_2 AS (
+  SELECT
+    *,
+    LAG(seat_utilization) OVER (PARTITION BY plan ORDER BY _period) AS previous_seat_utilization
+  FROM kpis_1
+), kpis_3 AS (
+  SELECT
+    *,
+    seat_utilization - previous_seat_utilization AS seat_utilization_change
+  FROM kpis_2
+)
+SELECT
+  _label AS event_date,
+  plan,
+  CASE
+    WHEN ABS(seat_utilization) < CAST('Infinity' AS DOUBLE)
+    THEN seat_utilization
+  END AS seat_utilization,
+  CASE
+    WHEN ABS(seat_utilization_change) < CAST('Infinity' AS DOUBLE)
+    THEN seat_utilization_change
+  END AS seat_utilization_change,
+  CASE
+    WHEN ABS(mean_order_value) < CAST('Infinity' AS DOUBLE)
+    THEN mean_order_value
+  END AS mean_order_value,
+  CASE WHEN ABS(score_spread) < CAST('Infinity' AS DOUBLE) THEN score_spread END AS score_spread
+FROM kpis_3
+WHERE
+  _cells > 0
+ORDER BY
+  _period,
+  plan NULLS LAST

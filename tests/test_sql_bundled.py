@@ -1,0 +1,78 @@
+"""Every bundled KPI that compiles gives the pandas engine's numbers in DuckDB: on its worked
+examples and on a larger generated table with churn, gaps, duplicates and an empty month."""
+
+from __future__ import annotations
+
+import pytest
+from sql_helpers import assert_same, datapoint_frame
+
+import kpi_registry
+from kpi_registry.errors import DefinitionError, KPIError
+from kpi_registry.evaluation import Request, evaluate_many
+from kpi_registry.sql import evaluate_duckdb
+from kpi_registry.validation import example_data, example_request
+
+try:
+    BUNDLED = kpi_registry.load()
+    LOAD_ERROR = None
+except DefinitionError as e:  # reported by test_bundled_library_loads
+    BUNDLED, LOAD_ERROR = None, e
+
+
+def _examples():
+    if BUNDLED is None:
+        return []
+    return [
+        pytest.param(kpi.id, i, id=f"{kpi.id}[{i}]")
+        for kpi in BUNDLED
+        for i, example in enumerate(kpi.examples)
+        if not isinstance(example.get("data"), dict)  # single numbers are pandas-only
+    ]
+
+
+def _ids():
+    return [] if BUNDLED is None else BUNDLED.ids
+
+
+def test_bundled_library_loads():
+    assert LOAD_ERROR is None, f"the bundled library does not load:\n{LOAD_ERROR}"
+    assert len(_examples()) >= 20
+
+
+@pytest.mark.parametrize(("kpi_id", "index"), _examples())
+def test_worked_example(kpi_id, index):
+    kpi = BUNDLED[kpi_id]
+    example = kpi.examples[index]
+    ids = [kpi_id, *[s for s in example.get("show", []) if s != kpi_id]]
+    data, request = example_data(example), example_request(example)
+    want = evaluate_many(BUNDLED.kpis, ids, data, request)
+    assert_same(want, evaluate_duckdb(BUNDLED.kpis, ids, data, request))
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return datapoint_frame(BUNDLED.kpis)
+
+
+SHAPES = {
+    "by_segment": Request("month", "customer", ["segment"], None, {}),
+    "quarter": Request("month", "customer", [], "quarter", {}),
+    "rows_by_plan": Request("month", None, ["plan"], None, {}),
+}
+
+
+@pytest.mark.parametrize("kpi_id", _ids())
+def test_generated_table(kpi_id, generated):
+    for name, request in SHAPES.items():
+        results = []
+        for engine in (evaluate_many, evaluate_duckdb):
+            try:
+                results.append(engine(BUNDLED.kpis, [kpi_id], generated, request))
+            except KPIError as e:
+                results.append(e)
+        want, got = results
+        if isinstance(want, Exception):  # e.g. previous() without an entity
+            assert type(got) is type(want) and str(got) == str(want), name
+        else:
+            assert not isinstance(got, Exception), f"{name}: {got}"
+            assert_same(want, got)

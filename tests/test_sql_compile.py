@@ -1,0 +1,227 @@
+"""Compiling formulas to SQL: golden files per dialect, dialect limits and clear errors.
+
+Regenerate the golden files after an intended change with
+``KPI_UPDATE_GOLDEN=1 pytest tests/test_sql_compile.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import sqlglot
+from sql_helpers import FIXTURES, GOLDEN, REVENUE_FAMILY
+
+import kpi_registry
+from kpi_registry.errors import DataError, KPIError
+from kpi_registry.evaluation import Request
+from kpi_registry.sql import DIALECTS, UNSUPPORTED, SQLCompileError, compile_many
+
+UPDATE = os.environ.get("KPI_UPDATE_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return kpi_registry.load(FIXTURES, include_bundled=False)
+
+
+# Each case: ids, table, request, options. Together they use every function, operator,
+# datapoint rule (rows, time, missing), grain mapping and period format.
+CASES = {
+    "revenue_family_by_segment_quarter": (
+        REVENUE_FAMILY,
+        "analytics.mrr",
+        Request("month", "customer_id", ["segment"], "quarter", {"revenue": "mrr"}),
+        {"period_type": "month"},
+    ),
+    "revenue_family_monthly_dates": (
+        REVENUE_FAMILY,
+        "billing.customer_months",
+        Request("billing_month", "account", [], None, {"revenue": "mrr_usd"}),
+        {"period_type": "date"},
+    ),
+    "functions_with_entity": (
+        [
+            "revenue_swing",
+            "steady_customers",
+            "revenue_with_carry",
+            "two_back_revenue",
+            "discount_power",
+            "lost_customers",
+            "mean_discount_or_zero",
+            "expansion_two_back",
+            "promoter_score",
+            "price_points",
+            "capped_usage",
+            "hundred",
+        ],
+        "warehouse.accounts",
+        Request("quarter", "account", ["region", "plan"], "year", {"revenue": "arr"}),
+        {"period_type": "quarter", "order": "loaded_at"},
+    ),
+    "rows_without_entity_weekly": (
+        ["seat_utilization", "seat_utilization_change", "mean_order_value", "score_spread"],
+        "events",
+        Request("event_date", None, ["plan"], "week", {}),
+        {"period_type": "date-day"},
+    ),
+}
+
+
+def _golden(case: str, dialect: str):
+    return GOLDEN / f"{case}.{dialect}.sql"
+
+
+VERSION_FILE = GOLDEN / "sqlglot.version"
+
+
+def _normal(sql: str, dialect: str) -> str:
+    """The SQL as this sqlglot version writes it after reading it back."""
+    return sqlglot.parse_one(sql, read=dialect).sql(dialect=dialect, pretty=True)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_sql(reg, case, dialect):
+    ids, table, request, options = CASES[case]
+    sql = compile_many(reg.kpis, ids, table, request, dialect=dialect, **options) + "\n"
+    # the output is valid SQL for its dialect (sqlglot reads it back)
+    assert sqlglot.parse_one(sql, read=dialect) is not None
+    path = _golden(case, dialect)
+    if UPDATE or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(sql)
+        VERSION_FILE.write_text(sqlglot.__version__ + "\n")
+        if not UPDATE:
+            pytest.fail(f"wrote missing golden file {path.name}; review it and run again")
+    golden = path.read_text()
+    hint = f"SQL for {case} in {dialect} changed; if intended, regenerate with KPI_UPDATE_GOLDEN=1"
+    if VERSION_FILE.read_text().strip() == sqlglot.__version__:
+        assert sql == golden, hint
+    else:  # another sqlglot may lay the text out differently: compare what it means
+        assert _normal(sql, dialect) == _normal(golden, dialect), hint
+
+
+def test_golden_sql_reads_like_the_definitions(reg):
+    """Spot checks a reader would make: the grid, not a LAG over raw rows; NULL-safe division."""
+    sql = _golden("revenue_family_by_segment_quarter", "duckdb").read_text()
+    assert "CROSS JOIN periods AS p" in sql  # every customer in every period
+    assert "LEFT JOIN period_cells AS c" in sql
+    assert "COALESCE(c.revenue, 0) AS revenue" in sql  # missing: zero
+    assert "LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)" in sql
+    assert "/ NULLIF(starting_revenue, 0)" in sql  # division by zero is NULL
+    assert "AS net_revenue_retention" in sql and "AS quick_ratio" in sql
+
+
+def test_median_does_not_compile_where_no_exact_median_exists(reg):
+    request = Request("month", None, [], None, {})
+    for dialect in DIALECTS:
+        if ("median", dialect) in UNSUPPORTED:
+            with pytest.raises(SQLCompileError) as err:
+                compile_many(reg.kpis, ["median_ticket_hours"], "t", request, dialect=dialect)
+            message = str(err.value)
+            assert "median() does not compile to " + dialect in message
+            assert "median_ticket_hours" in message and "pandas engine" in message
+        else:
+            sql = compile_many(reg.kpis, ["median_ticket_hours"], "t", request, dialect=dialect)
+            assert "ticket_hours" in sql
+    assert {d for f, d in UNSUPPORTED} == {"bigquery", "trino"}
+
+
+def test_last_row_needs_an_order_column_with_an_entity(reg):
+    request = Request("month", "respondent", [], None, {})
+    with pytest.raises(SQLCompileError, match="rows: last.*order="):
+        compile_many(reg.kpis, ["promoter_score"], "surveys", request)
+    # without an entity each row is its own cell: nothing to choose between
+    assert "score" in compile_many(reg.kpis, ["promoter_score"], "surveys", Request("month"))
+    with_order = compile_many(reg.kpis, ["promoter_score"], "surveys", request, order="loaded_at")
+    assert "ARG_MAX(score" in with_order
+
+
+def test_unknown_dialect_period_type_and_kpi(reg):
+    request = Request("month", "customer", [], None, {})
+    with pytest.raises(SQLCompileError, match="unknown SQL dialect 'oracle'"):
+        compile_many(reg.kpis, ["total_revenue"], "t", request, dialect="oracle")
+    with pytest.raises(SQLCompileError, match="unknown period type 'fortnight'"):
+        compile_many(reg.kpis, ["total_revenue"], "t", request, period_type="fortnight")
+    with pytest.raises(KPIError, match="unknown KPI id 'total_revenu'"):
+        compile_many(reg.kpis, ["total_revenu"], "t", request)
+    monthly = Request("month", "customer", [], "month", {})
+    with pytest.raises(DataError, match="grain 'month' is finer"):
+        compile_many(reg.kpis, ["total_revenue"], "t", monthly, period_type="quarter")
+    with pytest.raises(DataError, match="grain needs a period column"):
+        compile_many(reg.kpis, ["total_revenue"], "t", Request(None, None, [], "year", {}))
+
+
+def test_time_functions_need_an_entity(reg):
+    with pytest.raises(DataError, match="previous\\(\\) on datapoints .* pass entity="):
+        compile_many(reg.kpis, ["churned_revenue"], "t", Request("month"))
+    with pytest.raises(DataError, match="ever_before\\(\\)"):
+        compile_many(reg.kpis, ["lost_customers"], "t", Request("month"))
+
+
+def test_names_are_quoted_not_pasted(reg):
+    """Odd column and table names become quoted identifiers; nothing can break out."""
+    request = Request('month "x"', "customer id", ["Segment"], None, {"revenue": "MRR ($)"})
+    sql = compile_many(reg.kpis, ["total_revenue"], "mrr; DROP TABLE users", request)
+    assert '"mrr; DROP TABLE users"' in sql
+    assert '"month ""x"""' in sql and '"customer id" AS _entity' in sql
+    assert '"MRR ($)"' in sql and '"Segment"' in sql
+    assert sqlglot.parse(sql, read="duckdb") and len(sqlglot.parse(sql, read="duckdb")) == 1
+
+
+def test_registry_to_sql_is_compile_many(reg):
+    one = reg.to_sql(
+        "net_revenue_retention", "mrr", period="month", entity="customer", columns={"revenue": "x"}
+    )
+    many = reg.to_sql_many(
+        ["net_revenue_retention"],
+        "mrr",
+        period="month",
+        entity="customer",
+        columns={"revenue": "x"},
+    )
+    assert one == many
+    assert reg.to_sql("hundred", "t", period="m", dialect="trino").count("SELECT") >= 3
+
+
+def test_kpi_sql_command(capsys):
+    from kpi_registry.cli import main
+
+    code = main(
+        [
+            "sql",
+            "expansion_revenue",
+            "--table",
+            "analytics.mrr",
+            "--period",
+            "month",
+            "--entity",
+            "customer_id",
+            "--by",
+            "segment",
+            "--column",
+            "revenue=mrr",
+            "--dialect",
+            "snowflake",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out.rstrip().endswith(";")
+    assert "LATERAL FLATTEN" in out.out  # Snowflake's way to list the periods
+    assert "FROM analytics.mrr" in out.out
+    sqlglot.parse_one(out.out.rstrip().rstrip(";"), read="snowflake")
+
+
+def test_kpi_sql_command_reports_errors_without_traceback(capsys):
+    from kpi_registry.cli import main
+
+    args = ["sql", "sql_test_median_hours", "--table", "deals", "--period", "month"]
+    args += ["--path", str(FIXTURES.parent / "sql_cli")]
+    code = main([*args, "--dialect", "bigquery"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: KPI 'sql_test_median_hours': median() does not compile to bigq")
+    assert "Traceback" not in err
+    assert main([*args, "--dialect", "duckdb"]) == 0
