@@ -24,11 +24,13 @@ format: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q
 
+# The docs site: build (strict) into site/build, then serve it on http://localhost:8000 and
+# rebuild whenever a definition, template or site file changes.
 site-build: $(STAMP)
 	$(BIN)/kpi site build
 
 site: site-build
-	$(BIN)/kpi site serve
+	$(BIN)/kpi site serve --no-build
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

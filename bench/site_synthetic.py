@@ -33,9 +33,7 @@ N_DATAPOINTS = 200
 
 
 def _sentences(rng: random.Random, n: int) -> str:
-    return " ".join(
-        SENTENCE.format(**{k: rng.choice(WORDS) for k in "abcdef"}) for _ in range(n)
-    )
+    return " ".join(SENTENCE.format(**{k: rng.choice(WORDS) for k in "abcdef"}) for _ in range(n))
 
 
 def _datapoint(i: int) -> dict:
@@ -76,9 +74,7 @@ def _row_example(rng: random.Random, kpi_id: str, a: dict, b: dict, template: in
 
 def definition(i: int, n: int, rng: random.Random) -> dict:
     kpi_id = f"syn_{i:05d}"
-    name = " ".join(
-        [rng.choice(ADJECTIVES), rng.choice(WORDS), rng.choice(WORDS), f"{i}"]
-    ).title()
+    name = " ".join([rng.choice(ADJECTIVES), rng.choice(WORDS), rng.choice(WORDS), f"{i}"]).title()
     category = f"cat_{i % N_CATEGORIES:02d}"
     others = [j for j in rng.sample(range(n), 6) if j != i][:5]
     doc: dict = {
@@ -114,13 +110,13 @@ def definition(i: int, n: int, rng: random.Random) -> dict:
             "effects": [{"kpi": f"syn_{others[0]:05d}", "effect": _sentences(rng, 1)}],
         },
         "relations": {
-            "leading": [
-                {"kpi": f"syn_{j:05d}", "why": _sentences(rng, 1)} for j in others[1:3]
-            ],
+            "leading": [{"kpi": f"syn_{j:05d}", "why": _sentences(rng, 1)} for j in others[1:3]],
             "lagging": [{"kpi": f"syn_{others[3]:05d}", "why": _sentences(rng, 1)}],
             "related": [{"kpi": f"syn_{others[4]:05d}", "why": _sentences(rng, 1)}],
         },
-        "strategies": [{"name": "Strategy " + rng.choice(WORDS), "description": _sentences(rng, 1)}],
+        "strategies": [
+            {"name": "Strategy " + rng.choice(WORDS), "description": _sentences(rng, 1)}
+        ],
         "faq": [{"q": f"How is {name} read?", "a": _sentences(rng, 2)}],
         "benchmarks": [
             {

@@ -1,0 +1,166 @@
+"""Small SVG charts drawn at build time: no chart library, no script, nothing to download.
+
+Text in a chart (labels, titles) is XML-escaped here; colours for text and axes follow the
+page's text colour (``currentColor``) so the charts read in light and dark themes.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from .numbers import format_value, short_number
+
+PALETTE = ("#2f6fdf", "#e8710a", "#1e8e3e", "#c5221f", "#9334e6", "#12858a")
+WIDTH = 640
+
+
+def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """Round tick values spanning [lo, hi]."""
+    if hi == lo:
+        hi = lo + (abs(lo) or 1)
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    ticks = [round(math.floor(lo / step) * step, 10)]
+    while ticks[-1] < hi:
+        ticks.append(round(ticks[-1] + step, 10))
+    return ticks
+
+
+def _cut(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _frame(title: str, height: int, body: list[str]) -> str:
+    t = escape(title)
+    return (
+        f'<svg class="kpi-chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{t}"><title>{t}</title>' + "".join(body) + "</svg>"
+    )
+
+
+def _axis(ticks: list[float], y, left: int, right: int) -> list[str]:
+    out = []
+    for t in ticks:
+        yy = y(t)
+        out.append(
+            f'<line x1="{left}" x2="{right}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="currentColor" '
+            f'stroke-opacity="{0.45 if t == 0 else 0.15}"/>'
+            f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{short_number(t)}</text>'
+        )
+    return out
+
+
+def line_chart(
+    x: list[str], series: list[tuple[str, list[float | None]]], *, unit: str = "", title: str = ""
+) -> str:
+    """One line per series over the x categories; gaps where a value is missing."""
+    values = [v for _, vs in series for v in vs if v is not None]
+    if not values:
+        return _empty(title)
+    legend = len(series) > 1
+    top, bottom, left, right = 28, 36 + (20 if legend else 0), 56, WIDTH - 16
+    height = 260 + (20 if legend else 0)
+    ticks = _ticks(min(0.0, *values), max(0.0, *values))
+    lo, hi = ticks[0], ticks[-1]
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * (height - top - bottom)
+
+    step = (right - left) / max(1, len(x))
+
+    def xpos(i: int) -> float:
+        return left + step * (i + 0.5)
+
+    body = _axis(ticks, y, left, right)
+    for i, label in enumerate(x):
+        body.append(
+            f'<text x="{xpos(i):.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+            f"{escape(_cut(label, 14))}</text>"
+        )
+    label_points = len(x) * len(series) <= 16
+    for s, (name, vs) in enumerate(series[: len(PALETTE)]):
+        colour = PALETTE[s]
+        segments: list[list[str]] = [[]]
+        for i, v in enumerate(vs):
+            if v is None:
+                segments.append([])
+            else:
+                segments[-1].append(f"{xpos(i):.1f},{y(v):.1f}")
+        for seg in segments:
+            if len(seg) > 1:
+                body.append(
+                    f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" '
+                    'stroke-width="2.5"/>'
+                )
+        for i, v in enumerate(vs):
+            if v is None:
+                continue
+            text = escape(f"{name}, {x[i]}: {format_value(v, unit)}")
+            body.append(
+                f'<circle cx="{xpos(i):.1f}" cy="{y(v):.1f}" r="4" fill="{colour}">'
+                f"<title>{text}</title></circle>"
+            )
+            if label_points:
+                body.append(
+                    f'<text x="{xpos(i):.1f}" y="{y(v) - 9:.1f}" text-anchor="middle">'
+                    f"{escape(format_value(v, unit))}</text>"
+                )
+        if legend:
+            lx = left + s * 150
+            body.append(
+                f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{colour}"/>'
+                f'<text x="{lx + 16}" y="{height - 6}">{escape(_cut(name, 20))}</text>'
+            )
+    for i, v in enumerate(series[0][1] if series else []):
+        if v is None and not legend:
+            body.append(
+                f'<text x="{xpos(i):.1f}" y="{y(0) - 9:.1f}" text-anchor="middle" '
+                'fill-opacity="0.6">no value</text>'
+            )
+    return _frame(title, height, body)
+
+
+def bar_chart(
+    labels: list[str], values: list[float | None], *, unit: str = "", title: str = ""
+) -> str:
+    """A bar per label, from zero; a missing value leaves its slot empty."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return _empty(title)
+    height, top, bottom, left, right = 260, 28, 36, 56, WIDTH - 16
+    ticks = _ticks(min(0.0, *known), max(0.0, *known))
+    lo, hi = ticks[0], ticks[-1]
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * (height - top - bottom)
+
+    step = (right - left) / max(1, len(labels))
+    width = min(64.0, step * 0.6)
+    body = _axis(ticks, y, left, right)
+    for i, (label, v) in enumerate(zip(labels, values)):
+        cx = left + step * (i + 0.5)
+        body.append(
+            f'<text x="{cx:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
+            f"{escape(_cut(label, max(6, int(step / 7))))}<title>{escape(label)}</title></text>"
+        )
+        if v is None:
+            continue
+        y0, y1 = sorted((y(0), y(v)))
+        text = escape(format_value(v, unit))
+        body.append(
+            f'<rect x="{cx - width / 2:.1f}" y="{y0:.1f}" width="{width:.1f}" '
+            f'height="{max(1.0, y1 - y0):.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: '
+            f'{text}</title></rect><text x="{cx:.1f}" y="{y0 - 6:.1f}" '
+            f'text-anchor="middle">{text}</text>'
+        )
+    return _frame(title, height, body)
+
+
+def _empty(title: str) -> str:
+    return _frame(
+        title,
+        60,
+        ['<text x="16" y="36">No value to draw: every period of the example is missing.</text>'],
+    )

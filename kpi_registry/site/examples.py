@@ -1,0 +1,186 @@
+"""Worked examples, computed while the site is built: input, steps, result and a chart.
+
+The numbers on a KPI page come from the engine, not from the definition's ``expected`` block;
+the build checks that the two agree, so a page can never show a result the engine disagrees
+with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..errors import DataError, DefinitionError, Diagnostic, KPIError
+from ..loading import position_of
+from ..model import KPI
+from ..validation import compare_expected, example_request, run_example
+from .charts import bar_chart, line_chart
+from .numbers import format_input, format_value
+
+#: Longer inputs are cut on the page (the full data stays in the definition file).
+MAX_INPUT_ROWS = 60
+
+
+class ExampleFailed(DefinitionError):
+    """A worked example cannot be shown; its diagnostic names the file, line and example."""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    links: dict[str, str] = field(default_factory=dict)  # column -> KPI id (header links)
+    numeric: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class ExampleView:
+    title: str
+    description: str
+    scalar: bool
+    inputs: Table
+    hidden_rows: int
+    steps: list[str]  # KPI ids computed on the way, in the order the example lists them
+    step_table: Table | None
+    result: Table
+    chart: str  # SVG markup, built from numbers only
+
+
+def example_views(kpis: Mapping[str, KPI], kpi: KPI) -> list[ExampleView]:
+    return [_view(kpis, kpi, i, ex) for i, ex in enumerate(kpi.examples)]
+
+
+def _fail(kpi: KPI, i: int, path: tuple, message: str) -> ExampleFailed:
+    line, col = position_of(kpi.data, ("examples", i, *path))
+    title = kpi.examples[i].get("title", "")
+    field_name = f"examples[{i}]" + ("." + ".".join(map(str, path)) if path else "")
+    return ExampleFailed([Diagnostic(str(kpi.path), line, col, field_name, f"({title}) {message}")])
+
+
+def _view(kpis: Mapping[str, KPI], kpi: KPI, i: int, example: Mapping[str, Any]) -> ExampleView:
+    try:
+        result = run_example(kpis, kpi, example)
+    except (DataError, KPIError) as e:
+        raise _fail(kpi, i, (), f"cannot evaluate the worked example: {e}") from None
+    decimals = int(example.get("decimals", 2))
+    problems = compare_expected(kpi.id, result, example.get("expected"), example, decimals)
+    if problems:
+        message, where = problems[0]
+        raise _fail(kpi, i, ("expected", *where), message)
+    show = [s for s in example.get("show", []) if s != kpi.id]
+    if isinstance(result, dict):
+        return _scalar_view(kpis, kpi, example, result, show)
+    return _frame_view(kpis, kpi, example, result, show)
+
+
+def _unit(kpis: Mapping[str, KPI], kpi_id: str) -> str:
+    return kpis[kpi_id].unit if kpi_id in kpis else ""
+
+
+def _scalar_view(kpis, kpi, example, result: dict[str, float], show: list[str]) -> ExampleView:
+    data = dict(example.get("data") or {})
+    inputs = Table(
+        ["Input", "Value"],
+        [[name, format_input(value)] for name, value in data.items()],
+        numeric=[False, True],
+    )
+    # Inputs that are KPIs link to their pages (the template resolves the ids).
+    inputs.links = {name: name for name in data if name in kpis}
+    steps = [s for s in show if s not in data]
+    step_table = None
+    if steps:
+        step_table = Table(
+            ["Step", "Value"],
+            [[s, format_value(result[s], _unit(kpis, s))] for s in steps],
+            links={s: s for s in steps},
+            numeric=[False, True],
+        )
+    value = result[kpi.id]
+    chart_items = [(name, v) for name, v in data.items() if isinstance(v, (int, float))]
+    chart = bar_chart(
+        [kpis[n].name if n in kpis else n for n, _ in chart_items],
+        [float(v) for _, v in chart_items],
+        title=f"Inputs; result {format_value(value, kpi.unit)}",
+    )
+    return ExampleView(
+        title=example.get("title", ""),
+        description=example.get("description", ""),
+        scalar=True,
+        inputs=inputs,
+        hidden_rows=0,
+        steps=steps,
+        step_table=step_table,
+        result=Table([kpi.id], [[format_value(value, kpi.unit)]], {kpi.id: kpi.id}, [True]),
+        chart=chart,
+    )
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, pd.Period):
+        return str(v)
+    return format_input(v)
+
+
+def _frame_view(kpis, kpi, example, frame: pd.DataFrame, show: list[str]) -> ExampleView:
+    rows = [dict(r) for r in example.get("data") or []]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    shown = rows[:MAX_INPUT_ROWS]
+    inputs = Table(
+        columns,
+        [[format_input(r.get(c)) for c in columns] for r in shown],
+        numeric=[all(isinstance(r.get(c), (int, float)) for r in rows if c in r) for c in columns],
+    )
+    req = example_request(example)
+    keys = [k for k in [req.period, *req.by] if k and k in frame.columns]
+    records = frame.to_dict("records")
+
+    def table(ids: list[str]) -> Table:
+        return Table(
+            keys + ids,
+            [
+                [_text(r[k]) for k in keys] + [format_value(r[i], _unit(kpis, i)) for i in ids]
+                for r in records
+            ],
+            links={i: i for i in ids},
+            numeric=[False] * len(keys) + [True] * len(ids),
+        )
+
+    steps = [s for s in show if s in frame.columns]
+    return ExampleView(
+        title=example.get("title", ""),
+        description=example.get("description", ""),
+        scalar=False,
+        inputs=inputs,
+        hidden_rows=len(rows) - len(shown),
+        steps=steps,
+        step_table=table(steps) if steps else None,
+        result=table([kpi.id]),
+        chart=_chart(kpi, frame, req.period if req.period in keys else None, req.by),
+    )
+
+
+def _chart(kpi: KPI, frame: pd.DataFrame, period: str | None, by: list[str]) -> str:
+    """A line per group over the periods; bars when there is no time axis to draw along."""
+
+    def value(v: Any) -> float | None:
+        return None if v is None or pd.isna(v) else float(v)
+
+    by = [b for b in by if b in frame.columns]
+    label = kpi.name
+    if period and frame[period].nunique() > 1:
+        x = [str(p) for p in dict.fromkeys(frame[period].map(_text))]
+        series = []
+        groups = frame.groupby(by, sort=False) if by else [((), frame)]
+        for key, group in groups:
+            points = dict(zip(group[period].map(_text), group[kpi.id]))
+            name = " / ".join(map(str, key if isinstance(key, tuple) else (key,))) or label
+            series.append((name, [value(points.get(p)) for p in x]))
+        return line_chart(x, series, unit=kpi.unit, title=label)
+    keys = [k for k in [period, *by] if k]
+    labels = [" / ".join(_text(r[k]) for k in keys) or label for r in frame.to_dict("records")]
+    return bar_chart(labels, [value(v) for v in frame[kpi.id]], unit=kpi.unit, title=label)

@@ -1,0 +1,536 @@
+"""The docs folder: every page of the site rendered from Jinja2 templates into Markdown.
+
+The output is a plain MkDocs docs folder, generated before the build (no MkDocs plugin), so
+any builder that reads ``mkdocs.yml`` can turn it into HTML. Page paths:
+
+* ``index.md`` home; ``categories/`` one page per category (in the navigation);
+* ``kpi/<id>.md`` one page per KPI; ``industry/``, ``tag/``, ``group/`` one page each;
+* ``browse/`` the A-Z index and the indexes of industries, tags and relation groups;
+* ``reference/`` the formula language and the definition format; ``guides/`` copied verbatim;
+* ``list/`` the parts of listings too long for one page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from markupsafe import Markup
+
+from ..errors import DefinitionError, Diagnostic
+from ..formula import FUNCTIONS, OPERATORS, parse
+from ..formula.mathml import to_mathml
+from ..model import ATTRIBUTE_TITLES, KPI
+from ..registry import Registry, bundled_dir
+from . import listing
+from .calculator import calculator_for, runtime_script
+from .examples import example_views
+from .graph import Component, RelationIndex
+from .links import Links
+from .markup import environment, md_inline
+from .numbers import UNIT_LABELS
+from .recent import last_changed
+from .relation_map import Neighbour, relation_map
+
+RECENT = 10
+SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
+#: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
+ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
+#: On a KPI page, at most this many relations declared by other KPIs per list (with their
+#: reasons), and this many KPIs under "used in the formula of"; the rest are counted.
+MAX_REVERSE = 6
+MAX_USED_IN = 20
+#: Sections of a KPI page that go into the search index; the rest is marked
+#: data-search-exclude, which keeps the index small (see the issue's scale figures).
+SEARCHED_SECTIONS = ("definition",)
+
+
+@dataclass
+class Listing:
+    """A list of KPIs shown on a page, or split over part pages under list/."""
+
+    slug: str
+    title: str
+    parts: list[listing.Part[str]]
+
+    @property
+    def split(self) -> bool:
+        return len(self.parts) > 1
+
+    def part_path(self, part: listing.Part[str]) -> str:
+        return f"list/{self.slug}/{part.slug}.md"
+
+
+@dataclass
+class Summary:
+    pages: int = 0
+    kpis: int = 0
+    calculators: int = 0
+    examples: int = 0
+    written: list[str] = field(default_factory=list)
+
+
+class PageLinks:
+    """Link helpers bound to the page being written (templates call these)."""
+
+    def __init__(self, site: SiteGenerator, source: str):
+        self.site, self.source = site, source
+
+    def md(self, target: str) -> str:
+        return self.site.links.md(self.source, target)
+
+    def url(self, target: str) -> str:
+        return self.site.links.url(self.source, target)
+
+    def kpi(self, kpi_id: str) -> Markup:
+        """A Markdown link to a KPI page, its name as the text."""
+        name = self.site.registry[kpi_id].name
+        return Markup(f"[{md_inline(name)}]({self.md(kpi_path(kpi_id))})")
+
+    def kpi_url(self, kpi_id: str) -> str:
+        return self.url(kpi_path(kpi_id))
+
+
+def kpi_path(kpi_id: str) -> str:
+    return f"kpi/{kpi_id}.md"
+
+
+def search_boost(name: str) -> float:
+    """How much a KPI page counts in search: more than other pages, and a little more the
+    shorter its name.
+
+    The theme's search ignores field length, so "Expansion Revenue" and "Expansion Revenue Rate"
+    score the same for the query "expansion revenue". Five percent less per word puts the exact
+    name first, while a name with one more word still wins when all its words are typed (each
+    matched title word counts far more than five percent).
+    """
+    words = re.findall(r"[A-Za-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name))
+    return round(5 * 0.95 ** max(1, len(words)), 4)
+
+
+def title_case(ident: str) -> str:
+    text = ident.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+class SiteGenerator:
+    def __init__(
+        self,
+        registry: Registry,
+        docs_dir: Path,
+        *,
+        templates: Path | None = None,
+        site_dir: Path | None = None,
+        guides: Path | None = None,
+    ):
+        self.registry = registry
+        self.docs = docs_dir
+        self.env = environment(templates or bundled_dir("templates") / "site")
+        self.site_dir = site_dir or bundled_dir("site")
+        self.guides_dir = guides if guides is not None else bundled_dir("docs") / "guides"
+        self.index = RelationIndex.build(registry)
+        self.links = Links()
+        self.summary = Summary()
+        self._plan()
+
+    # -- planning: every page path is known before any page is written ---------------------
+    def _plan(self) -> None:
+        reg, add = self.registry, self.links.add
+        add("index.md")
+        add("categories/index.md")
+        for kpi in reg:
+            add(kpi_path(kpi.id))
+        self.members: dict[str, list[str]] = defaultdict(list)  # category -> primary KPIs
+        self.secondary: dict[str, list[str]] = defaultdict(list)
+        self.industries: dict[str, list[str]] = defaultdict(list)
+        self.tags: dict[str, list[str]] = defaultdict(list)
+        for kpi in reg:
+            if kpi.category:
+                self.members[kpi.category].append(kpi.id)
+            for cat in kpi.categories[1:]:
+                self.secondary[cat].append(kpi.id)
+            for ind in kpi.industries:
+                self.industries[ind].append(kpi.id)
+            for tag in kpi.tags:
+                self.tags[tag].append(kpi.id)
+        self.categories = sorted(reg.taxonomy, key=lambda c: (reg.taxonomy[c].name.casefold(), c))
+        bad = [c for c in self.categories if not SAFE_ID.fullmatch(c)]
+        if bad:  # a category id names a page, so it must be a safe file name
+            raise DefinitionError(
+                Diagnostic(
+                    reg.taxonomy[c].path,
+                    0,
+                    0,
+                    f"categories.{c}",
+                    "a category id must be lower-case letters, digits and _ (it names a page)",
+                )
+                for c in bad
+            )
+        self.listings: list[Listing] = []
+        self.category_lists: dict[str, tuple[Listing, Listing]] = {}
+        for cat in self.categories:
+            add(f"categories/{cat}.md")
+            self.category_lists[cat] = (
+                self._listing(f"category-{cat}", reg.taxonomy[cat].name, self.members[cat]),
+                self._listing(
+                    f"category-{cat}-also", f"{reg.taxonomy[cat].name} (also)", self.secondary[cat]
+                ),
+            )
+        self.industry_lists = {
+            ind: self._listing(f"industry-{ind}", title_case(ind), ids, page=f"industry/{ind}.md")
+            for ind, ids in sorted(self.industries.items())
+        }
+        self.tag_lists = {
+            tag: self._listing(f"tag-{tag}", title_case(tag), ids, page=f"tag/{tag}.md")
+            for tag, ids in sorted(self.tags.items())
+        }
+        self.az = self._listing("a-z", "A\u2013Z index", [k.id for k in reg])
+        self.components: list[Component] = self.index.components()
+        self.component_lists = {
+            c.hub: self._listing(
+                f"group-{c.hub}", self._group_title(c), c.members, page=f"group/{c.hub}.md"
+            )
+            for c in self.components
+        }
+        for path in (
+            "browse/a-z.md",
+            "browse/industries.md",
+            "browse/tags.md",
+            "browse/groups.md",
+            "reference/formula-language.md",
+            "reference/definition-format.md",
+        ):
+            add(path)
+        self.guides = sorted(self.guides_dir.glob("*.md")) if self.guides_dir.is_dir() else []
+        for guide in self.guides:
+            add(f"guides/{guide.name}")
+        self.links.add_file("schema/kpi.schema.json")
+        self.catalog = _catalog(reg)
+        if self.catalog is not None:
+            self.links.add_file("catalog.json")
+
+    def _listing(self, slug: str, title: str, ids: list[str], page: str | None = None) -> Listing:
+        if page:
+            self.links.add(page)
+        parts = listing.split(ids, key=lambda i: self.registry[i].name)
+        result = Listing(slug, title, parts)
+        if result.split:
+            for part in parts:
+                self.links.add(result.part_path(part))
+        self.listings.append(result)
+        return result
+
+    def _group_title(self, c: Component) -> str:
+        others = len(c.members) - 1
+        return f"{self.registry[c.hub].name} and {others} related KPI{'s' * (others != 1)}"
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, path: str, template: str, **context: Any) -> None:
+        assert path in self.links.pages, path
+        text = self.env.get_template(template).render(
+            L=PageLinks(self, path), reg=self.registry, site=self, **context
+        )
+        target = self.docs / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, "utf-8")
+        self.summary.pages += 1
+
+    def generate(self, progress: Callable[[int], None] | None = None) -> Summary:
+        """Write the whole docs folder. ``progress`` is called after each KPI page."""
+        self.nav_pages()
+        self.kpi_pages(self.registry.ids, progress)
+        self.listing_pages()
+        return self.summary
+
+    def kpi_pages(self, ids: list[str], progress: Callable[[int], None] | None = None) -> Summary:
+        """Write the pages of these KPIs; every broken worked example is reported at once."""
+        self.docs.mkdir(parents=True, exist_ok=True)
+        failed: list[Diagnostic] = []
+        for n, kpi_id in enumerate(ids, 1):
+            try:
+                self.kpi_page(self.registry[kpi_id])
+            except DefinitionError as e:
+                failed.extend(e.diagnostics)
+            if progress:
+                progress(n)
+        if failed:
+            raise DefinitionError(failed)
+        self.summary.kpis += len(ids)
+        return self.summary
+
+    def nav_pages(self) -> None:
+        """The pages in the navigation (which every page shows), and the static files."""
+        self.docs.mkdir(parents=True, exist_ok=True)
+        self._copy_static()
+        self._home()
+        self.write("categories/index.md", "categories.md.j2")
+        self._browse_indexes()
+        self._reference()
+
+    def listing_pages(self) -> None:
+        """Category, industry, tag and group pages, and the parts of long listings."""
+        for cat in self.categories:
+            primary, also = self.category_lists[cat]
+            self.write(
+                f"categories/{cat}.md",
+                "category.md.j2",
+                category=self.registry.taxonomy[cat],
+                primary=primary,
+                also=also,
+            )
+        self._browse_pages()
+        for listing_ in self.listings:
+            if listing_.split:
+                for part in listing_.parts:
+                    self.write(
+                        listing_.part_path(part), "list_part.md.j2", listing=listing_, part=part
+                    )
+
+    def release(self) -> None:
+        """Drop the definitions and everything built from them, and free their memory."""
+        import gc
+
+        self.registry = self.index = None  # type: ignore[assignment]
+        self.listings, self.category_lists, self.components = [], {}, []
+        self.industry_lists, self.tag_lists, self.component_lists = {}, {}, {}
+        self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
+        self.__dict__.pop("_group_of", None)
+        gc.unfreeze()
+        gc.collect()
+
+    def write_stubs(self) -> None:
+        """An empty file for every page, so a partial build already sees the whole site."""
+        for path in self.links.pages:
+            target = self.docs / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+
+    def _copy_static(self) -> None:
+        assets = self.site_dir / "assets"
+        if assets.is_dir():
+            # calculator.js is not copied as is: it goes into kpi.js after the runtime below.
+            shutil.copytree(
+                assets,
+                self.docs / "assets",
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("calculator.js"),
+            )
+        driver = (self.site_dir / "assets" / "calculator.js").read_text("utf-8")
+        (self.docs / "assets").mkdir(parents=True, exist_ok=True)
+        (self.docs / "assets" / "kpi.js").write_text(runtime_script() + driver, "utf-8")
+        schema_dir = self.docs / "schema"
+        schema_dir.mkdir(exist_ok=True)
+        source = Path(__file__).resolve().parent.parent / "schema" / "kpi.schema.json"
+        shutil.copyfile(source, schema_dir / "kpi.schema.json")
+        if self.catalog is not None:
+            (self.docs / "catalog.json").write_text(
+                json.dumps(self.catalog, separators=(",", ":"), ensure_ascii=False), "utf-8"
+            )
+        for guide in self.guides:
+            target = self.docs / "guides" / guide.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(guide, target)  # verbatim
+            self.summary.pages += 1
+
+    # -- KPI pages -----------------------------------------------------------------------
+    def label(self, name: str) -> str:
+        """How a formula names things: KPIs by their name, datapoints as written."""
+        return self.registry[name].name if name in self.registry else name
+
+    def formula_mathml(self, kpi: KPI, display: str = "block") -> Markup:
+        if kpi.expression is None:
+            return Markup("")
+        return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
+
+    def kpi_page(self, kpi: KPI) -> None:
+        reg, idx = self.registry, self.index
+        examples = example_views(reg.kpis, kpi)
+        calc = calculator_for(reg, kpi)
+        self.summary.examples += len(examples)
+        self.summary.calculators += calc is not None
+        # Registry.lagging is this KPI's own lagging list plus every KPI that names it as
+        # leading; the page shows the two halves apart: "Lagging indicators" (its own list)
+        # and "Influences" (the others), so no KPI is listed twice.
+        lagging = kpi.relations("lagging")
+        named = {r["kpi"] for r in lagging}
+        relations = {
+            "leading": idx.leading(kpi.id),
+            "lagging": lagging,
+            "influences": [r for r in idx.influences(kpi.id) if r["kpi"] not in named],
+            "related": idx.related(kpi.id),
+        }
+        deps, used_in = idx.dependencies[kpi.id], idx.used_in[kpi.id]
+        # What other KPIs declare about this one grows with the library: show the first few
+        # (its own declarations are always shown) so a page keeps its size at any scale.
+        more = {}
+        for kind, items in relations.items():
+            own = [r for r in items if kind != "influences" and "declared_in" not in r]
+            reverse = [r for r in items if r not in own]
+            more[kind] = max(0, len(reverse) - MAX_REVERSE)
+            relations[kind] = own + reverse[:MAX_REVERSE]
+        more["used_in"] = max(0, len(used_in) - MAX_USED_IN)
+        used_in = used_in[:MAX_USED_IN]
+        source = kpi_path(kpi.id)
+        neighbours = [
+            *(("leading", r["kpi"]) for r in relations["leading"]),
+            *(("uses", d) for d in deps),
+            *(("lagging", r["kpi"]) for r in relations["lagging"]),
+            *(("lagging", r["kpi"]) for r in relations["influences"]),
+            *(("used_in", u) for u in used_in),
+            *(("related", r["kpi"]) for r in relations["related"]),
+        ]
+        picture = relation_map(
+            kpi.name,
+            [
+                Neighbour(k, reg[k].name, self.links.url(source, kpi_path(k)), kind)
+                for kind, k in neighbours
+            ],
+        )
+        self.write(
+            source,
+            "kpi.md.j2",
+            kpi=kpi,
+            d=kpi.data,
+            examples=examples,
+            calc=calc,
+            relations=relations,
+            deps=deps,
+            used_in=used_in,
+            more=more,
+            relation_map=Markup(picture),
+            formula=self.formula_mathml(kpi),
+            step_formulas={
+                s: self.formula_mathml(reg[s], "inline") for ex in examples for s in ex.steps
+            },
+            titles=ATTRIBUTE_TITLES,
+            boost=search_boost(kpi.name),
+            abbreviations=[a for a in kpi.aliases if ABBREVIATION.fullmatch(a)],
+            units=UNIT_LABELS,
+            searched=SEARCHED_SECTIONS,
+            source_file=self.source_file(kpi),
+            group=self.group_of(kpi.id),
+        )
+
+    def source_file(self, kpi: KPI) -> str:
+        """Where the definition lives, as a reader of the repository would write it."""
+        if kpi.origin == "bundled":
+            try:
+                return "definitions/" + kpi.path.relative_to(bundled_dir("definitions")).as_posix()
+            except ValueError:
+                pass
+        return kpi.path.as_posix()
+
+    def group_of(self, kpi_id: str) -> Component | None:
+        if not hasattr(self, "_group_of"):
+            self._group_of = {m: c for c in self.components for m in c.members}
+        return self._group_of.get(kpi_id)
+
+    # -- the other pages -------------------------------------------------------------------
+    def _home(self) -> None:
+        reg = self.registry
+        changed = last_changed(k.path for k in reg.kpis.values())
+        recent = sorted(reg.kpis.values(), key=lambda k: (changed[k.path], k.id), reverse=True)
+        self.write(
+            "index.md",
+            "home.md.j2",
+            recent=[(k, changed[k.path].strftime("%Y-%m-%d")) for k in recent[:RECENT]],
+        )
+
+    def _browse_indexes(self) -> None:
+        self.write("browse/a-z.md", "a_z.md.j2", listing=self.az)
+        self.write(
+            "browse/industries.md",
+            "index_of.md.j2",
+            title="Industries",
+            intro="KPIs by the industries that use them.",
+            entries=[
+                (title_case(i), f"industry/{i}.md", len(ids)) for i, ids in self.industries.items()
+            ],
+        )
+        self.write(
+            "browse/tags.md",
+            "index_of.md.j2",
+            title="Tags",
+            intro="KPIs by tag. Tags are free labels set in the definitions.",
+            entries=[(t, f"tag/{t}.md", len(ids)) for t, ids in self.tags.items()],
+        )
+        self.write("browse/groups.md", "groups.md.j2", components=self.components)
+
+    def _browse_pages(self) -> None:
+        for ind, lst in self.industry_lists.items():
+            self.write(f"industry/{ind}.md", "listing.md.j2", listing=lst, intro="")
+        for tag, lst in self.tag_lists.items():
+            self.write(f"tag/{tag}.md", "listing.md.j2", listing=lst, intro="")
+        for c in self.components:
+            self.write(
+                f"group/{c.hub}.md",
+                "group.md.j2",
+                component=c,
+                listing=self.component_lists[c.hub],
+                edges=self._edges(c) if len(c.members) <= 60 else [],
+            )
+
+    def _edges(self, c: Component) -> list[tuple[str, str, str, str]]:
+        """(from, kind, to, why) for every declared relation and formula use in a group."""
+        out = []
+        for m in c.members:
+            kpi = self.registry[m]
+            for kind in ("leading", "lagging", "related"):
+                for r in kpi.relations(kind):
+                    out.append((m, kind, r["kpi"], r["why"]))
+            for dep in self.index.dependencies[m]:
+                out.append((m, "uses", dep, ""))
+        return out
+
+    def _reference(self) -> None:
+        groups = defaultdict(list)
+        for f in FUNCTIONS.values():
+            groups[f.kind].append((f, Markup(to_mathml(parse(f.example), display="inline"))))
+        self.write(
+            "reference/formula-language.md",
+            "formula_language.md.j2",
+            groups=groups,
+            operators=OPERATORS,
+        )
+        from ..schema import kpi_schema
+
+        schema = kpi_schema()
+        required = set(schema.get("required", []))
+        self.write(
+            "reference/definition-format.md",
+            "definition_format.md.j2",
+            properties=[
+                (name, _type_of(spec), name in required, spec.get("description", ""))
+                for name, spec in schema["properties"].items()
+            ],
+        )
+
+
+def _type_of(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return "one of: " + ", ".join(str(v) for v in spec["enum"] if v is not None)
+    t = spec.get("type", "")
+    if isinstance(t, list):
+        return " or ".join(t)
+    if t == "array":
+        item = spec.get("items", {})
+        return f"list of {item.get('type', 'mapping') if isinstance(item, dict) else 'values'}"
+    if not t and "oneOf" in spec:
+        return "one of several forms"
+    return t or "mapping"
+
+
+def _catalog(registry: Registry) -> Any:
+    """The machine-readable catalog from kpi_registry.export, when that module exists."""
+    try:
+        from .. import export
+    except ImportError:
+        return None
+    build = getattr(export, "catalog_json", None)
+    return build(registry) if build else None

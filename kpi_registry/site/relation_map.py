@@ -1,0 +1,127 @@
+"""A small SVG picture of a KPI and its neighbours, drawn at build time.
+
+What drives the KPI (its leading indicators and formula inputs) stands on the left with arrows
+into it, what it drives (lagging indicators, KPIs it influences or feeds) on the right, related
+KPIs below. Each box links to that KPI's page. The map is capped, so a page stays the same size
+however large the library grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+
+WIDTH = 640
+BOX_W, BOX_H, ROW = 180, 30, 40
+PER_SIDE, PER_BOTTOM = 7, 3
+
+KINDS = {
+    # kind: (side, legend); colours and dashes come from the rm-<kind> classes in kpi.css
+    "leading": ("left", "leading indicator"),
+    "uses": ("left", "formula input"),
+    "lagging": ("right", "lagging indicator / influences"),
+    "used_in": ("right", "used in the formula of"),
+    "related": ("bottom", "related"),
+}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    kpi_id: str
+    name: str
+    url: str
+    kind: str
+
+
+def _cut(text: str, n: int = 24) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def _box(x: float, y: float, n: Neighbour) -> str:
+    short = _cut(n.name)
+    title = f"<title>{escape(n.name)}</title>" if short != n.name else ""
+    return (
+        f'<a href="{escape(n.url)}" class="rm-{n.kind}">{title}'
+        f'<rect x="{x:.0f}" y="{y:.0f}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
+        f'<text x="{x + BOX_W / 2:.0f}" y="{y + 19:.0f}">{escape(short)}</text></a>'
+    )
+
+
+def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
+    """SVG markup, or "" when the KPI has no neighbours."""
+    seen: set[str] = set()
+    sides: dict[str, list[Neighbour]] = {"left": [], "right": [], "bottom": []}
+    for n in neighbours:  # the first kind listed for a KPI wins
+        if n.kpi_id in seen:
+            continue
+        seen.add(n.kpi_id)
+        sides[KINDS[n.kind][0]].append(n)
+    if not seen:
+        return ""
+    limits = {"left": PER_SIDE, "right": PER_SIDE, "bottom": PER_BOTTOM}
+    more = {s: max(0, len(items) - limits[s]) for s, items in sides.items()}
+    sides = {s: items[: limits[s]] for s, items in sides.items()}
+    rows = max(len(sides["left"]), len(sides["right"]), 1) + (1 if any(more.values()) else 0)
+    mid_h = rows * ROW
+    height = 20 + mid_h + (ROW + 20 + (16 if more["bottom"] else 0) if sides["bottom"] else 0) + 34
+    cx, cy = WIDTH / 2, 20 + mid_h / 2
+    used = {n.kind for items in sides.values() for n in items}
+    body = [
+        "<defs>"
+        + "".join(
+            f'<marker id="rm-{kind}" class="rm-{kind}" viewBox="0 0 10 10" refX="10" refY="5" '
+            'markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker>'
+            for kind in KINDS
+            if kind in used and KINDS[kind][0] != "bottom"
+        )
+        + "</defs>"
+    ]
+    boxes = []
+    centre_w = 200
+    for side, items in sides.items():
+        for i, n in enumerate(items):
+            if side == "bottom":
+                x = WIDTH / 2 + (i - (len(items) - 1) / 2) * (BOX_W + 16) - BOX_W / 2
+                y = 20 + mid_h + 20
+                line = (x + BOX_W / 2, y, cx, cy + BOX_H / 2)
+                marker = ""
+            else:
+                top = cy - len(items) * ROW / 2
+                y = top + i * ROW + (ROW - BOX_H) / 2
+                if side == "left":
+                    x = 8
+                    line = (x + BOX_W, y + BOX_H / 2, cx - centre_w / 2, cy)
+                else:
+                    x = WIDTH - 8 - BOX_W
+                    line = (cx + centre_w / 2, cy, x, y + BOX_H / 2)
+                marker = f' marker-end="url(#rm-{n.kind})"'
+            body.append(
+                f'<line class="rm-{n.kind}" x1="{line[0]:.0f}" y1="{line[1]:.0f}" '
+                f'x2="{line[2]:.0f}" y2="{line[3]:.0f}"{marker}/>'
+            )
+            boxes.append(_box(x, y, n))
+    for side, count in more.items():
+        if count:
+            x = {"left": 8 + BOX_W / 2, "right": WIDTH - 8 - BOX_W / 2, "bottom": WIDTH / 2}[side]
+            y = 20 + mid_h - 8 if side != "bottom" else 20 + mid_h + 20 + BOX_H + 14
+            boxes.append(f'<text x="{x:.0f}" y="{y:.0f}">+ {count} more (listed below)</text>')
+    body.extend(boxes)
+    body.append(
+        f'<g class="rm-centre"><rect x="{cx - centre_w / 2:.0f}" y="{cy - 22:.0f}" '
+        f'width="{centre_w}" height="44" rx="8"/><text x="{cx:.0f}" y="{cy + 5:.0f}">'
+        f"{escape(_cut(center_name, 26))}</text></g>"
+    )
+    lx = 8
+    for kind, (_, label) in KINDS.items():
+        if kind in used:
+            body.append(
+                f'<g class="rm-legend rm-{kind}"><line x1="{lx}" x2="{lx + 22}" '
+                f'y1="{height - 12}" y2="{height - 12}"/><text x="{lx + 27}" y="{height - 8}">'
+                f"{escape(label)}</text></g>"
+            )
+            lx += 34 + 6 * len(label)
+    title = escape(f"Relation map of {center_name}")
+    return (
+        f'<svg class="kpi-relation-map" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'aria-label="{title}"><title>{title}</title>' + "".join(body) + "</svg>"
+    )

@@ -1,0 +1,220 @@
+"""The built site in a real browser (Debian's Chromium, driven by Playwright).
+
+Serves the bundled library's site on 127.0.0.1 and uses it as a newcomer would: search, read a
+KPI page, use a calculator, follow relation links. Any console error, or any request that leaves
+127.0.0.1, fails the test. Screenshots go to tests/artifacts/.
+
+Runs wherever /usr/bin/chromium exists and always under CI (CI=true), where a missing browser is
+a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from site_helpers import ROOT, bundled_site, xss_site
+
+import kpi_registry
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(
+        f"{CHROMIUM} is not installed (apt-get install chromium); CI installs it and runs this",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root))
+    )
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class Watch:
+    """Console errors, uncaught exceptions, dialogs and requests that leave the site."""
+
+    def __init__(self, page: Page, base: str):
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self._request(r.url, base))
+
+        def dialog(d):
+            self.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", dialog)
+
+    def _request(self, url: str, base: str) -> None:
+        if not url.startswith((base + "/", "data:", "blob:", "about:")):
+            self.outside.append(url)
+
+    def check(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.outside == [], self.outside
+        assert self.dialogs == [], self.dialogs
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    site, _ = bundled_site()
+    server, base = _serve(site)
+    yield base
+    server.shutdown()
+
+
+def _search(page: Page, text: str) -> None:
+    page.keyboard.press("Escape")
+    page.locator("label.md-search__icon, .md-search__input").first.click()
+    box = page.locator("input.md-search__input")
+    box.fill(text)
+    box.press("End")  # the theme searches on key events, which fill() does not send
+    expect(page.locator(".md-search-result__item").first).to_be_visible(timeout=10_000)
+
+
+def _first_hit(page: Page, text: str) -> str:
+    """The path of the first search result (without the highlight query)."""
+    _search(page, text)
+    first = page.locator(".md-search-result__item > a.md-search-result__link").first
+    # Results update asynchronously: wait until the highlight query in the first link is this
+    # query's (stop words such as "to" are dropped from it, so only longer words must be there).
+    words = set(re.findall(r"\w+", text.lower()))
+    deadline = time.monotonic() + 10
+    while True:
+        href = first.get_attribute("href") or ""
+        shown = set(parse_qs(urlsplit(href).query).get("h", [""])[0].split())
+        if shown <= words and {w for w in words if len(w) >= 4} <= shown:
+            return urlsplit(href).path
+        assert time.monotonic() < deadline, (text, href)
+        time.sleep(0.05)
+
+
+def test_newcomer_finds_understands_and_uses_a_kpi(browser, served):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page, served)
+
+    page.goto(served + "/")
+    expect(page.locator("h1")).to_have_text("KPI Registry")
+    expect(page.locator("#categories + table")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "site-home.png"), full_page=True)
+
+    # Search "upsell" and follow the result to Expansion Revenue.
+    _search(page, "upsell")
+    page.locator('.md-search-result__link[href*="kpi/expansion_revenue/"]').first.click()
+    expect(page.locator("h1")).to_have_text("Expansion Revenue")
+    assert urlsplit(page.url).path == "/kpi/expansion_revenue/"
+
+    # The formula (MathML), the example's tables and its chart are visible.
+    expect(page.locator(".kpi-formula math").first).to_be_visible()
+    expect(page.locator(".kpi-example table").first).to_be_visible()
+    expect(page.locator(".kpi-result td").first).to_be_visible()
+    expect(page.locator("svg.kpi-chart").first).to_be_visible()
+    assert page.locator(".kpi-formula math").first.bounding_box()["height"] > 10
+    result = page.locator(".kpi-result").first.inner_text()
+    assert re.search(r"2024-03\s+140\.00", result), result
+    page.screenshot(path=str(ARTIFACTS / "site-kpi-expansion_revenue.png"), full_page=True)
+
+    # Follow a leading-indicator link.
+    leading = page.locator("#leading-indicators ~ ul.kpi-list").first.locator("a").first
+    name = leading.inner_text()
+    leading.click()
+    expect(page.locator("h1")).to_contain_text(name)
+    assert urlsplit(page.url).path.startswith("/kpi/")
+    assert urlsplit(page.url).path != "/kpi/expansion_revenue/"
+
+    # Use a calculator: Net Revenue Retention takes the KPIs it is built from.
+    page.goto(served + "/kpi/net_revenue_retention/")
+    form = page.locator("form.kpi-calculator")
+    out = form.locator("output.kpi-calc-result")
+    values = {
+        "starting_revenue": "200000",
+        "expansion_revenue": "30000",
+        "contraction_revenue": "8000",
+        "churned_revenue": "12000",
+    }
+    for key, value in values.items():
+        form.locator(f'input[data-name="{key}"]').fill(value)
+    expect(out).to_have_text("105.00%")
+    form.locator('input[data-name="expansion_revenue"]').fill("50000")
+    expect(out).to_have_text("115.00%")
+    form.locator('input[data-name="starting_revenue"]').fill("0")
+    expect(out).to_have_text("\u2014")  # division by zero: no value, as in the engine
+    watch.check()
+    page.close()
+
+
+def test_search_finds_exact_names_first_and_aliases(browser, served):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page, served)
+    page.goto(served + "/")
+    wrong = {}
+    for kpi in kpi_registry.load():
+        href = _first_hit(page, kpi.name)
+        if href != f"/kpi/{kpi.id}/":
+            wrong[kpi.name] = href
+    assert wrong == {}
+    assert _first_hit(page, "NDR") == "/kpi/net_revenue_retention/"
+    assert _first_hit(page, "LTV") == "/kpi/customer_lifetime_value/"
+    assert _first_hit(page, "net dollar retention") == "/kpi/net_revenue_retention/"
+    watch.check()
+    page.close()
+
+
+def test_injected_markup_in_a_definition_does_not_run(browser):
+    site, _ = xss_site()
+    server, base = _serve(site)
+    try:
+        page = browser.new_page()
+        watch = Watch(page, base)
+        page.goto(base + "/kpi/evil_kpi/")
+        expect(page.locator("h1")).to_contain_text("<script>")  # shown as text
+        page.goto(base + "/categories/evil/")
+        page.goto(base + "/")
+        watch.check()  # no alert() dialog, no error, no outside request
+        page.close()
+    finally:
+        server.shutdown()
