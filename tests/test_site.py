@@ -258,6 +258,8 @@ def test_shards_split_pages_evenly_by_last_character():
     chars = shard_chars(ids, 2)
     sizes = [sum(1 for i in ids if i[-1] in c) for c in chars]
     assert sorted(sizes) == [500, 500] and set("".join(chars)) == set("0123456789")
+    first, second = shard_chars(ids, 2, head_start=200)  # the first shard has other work
+    assert sum(i[-1] in first for i in ids) == 400 and sum(i[-1] in second for i in ids) == 600
 
 
 def test_progress_is_silent_unless_enabled():
@@ -577,6 +579,11 @@ def test_strict_build_fails_on_a_broken_link(tmp_path, lib):
 
 def test_two_process_build_gives_the_same_site():
     single, _ = fixture_site()
+    lib = kpi_registry.load(LIB, include_bundled=False)
+    ids = lib.ids
+    head_start = len(ids) // 2  # what the build gives the first shard for a library this small
+    first, second = shard_chars(ids, 2, head_start)
+    assert first and second  # both processes get KPI pages, so the split is really exercised
     double, report = build([LIB], jobs=2)
     assert report.kpis == 6 and report.calculators == 1
     files = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())  # noqa: E731

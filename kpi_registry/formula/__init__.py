@@ -2,6 +2,7 @@
 
 from .analysis import Analysis, analyse, gap_depth, uses_aggregates, uses_time
 from .functions import AGGREGATES, FUNCTIONS, OPERATORS, Function
+from .mathml import to_mathml
 from .nodes import Binary, Call, Name, Node, Number, Unary
 from .parser import parse
 from .render import JS_RUNTIME, NotScalar, to_js, to_latex, to_text
@@ -25,6 +26,7 @@ __all__ = [
     "parse",
     "to_js",
     "to_latex",
+    "to_mathml",
     "to_text",
     "uses_aggregates",
     "uses_time",

@@ -178,17 +178,18 @@ def _count(report: BuildReport, generator) -> None:
     report.pages = len(generator.links.pages)
 
 
-def shard_chars(ids: Sequence[str], n: int) -> list[str]:
+def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
     """Split KPI pages into n shards by the last character of their id, as evenly as it goes.
 
     A shard is then one short ``exclude_docs`` pattern (``/kpi/*[ab1].md``), whatever the size
-    of the library.
+    of the library. ``head_start`` counts work the first shard has besides its KPI pages (it
+    also writes and builds the listing pages), in KPI pages' worth.
     """
     counts: dict[str, int] = {}
     for i in ids:
         counts[i[-1]] = counts.get(i[-1], 0) + 1
     shards = [""] * n
-    load_ = [0] * n
+    load_ = [head_start] + [0] * (n - 1)
     for char, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         k = load_.index(min(load_))
         shards[k] += char
@@ -212,7 +213,10 @@ def _sharded(generator, layout, docs, html, strict, progress, jobs, report) -> l
 
     start = time.perf_counter()
     ids = generator.registry.ids
-    chars = [c for c in shard_chars(ids, jobs) if c]
+    # A listing page (up to 400 links) costs about two KPI pages to write and to build.
+    head_start = min(2 * (len(generator.links.pages) - len(ids)), len(ids) // jobs)
+    chars = shard_chars(ids, jobs, head_start)
+    chars = [c for c in chars if c]
     shards = [[i for i in ids if i[-1] in c] for c in chars]
     generator.write_stubs()
     generator.nav_pages()  # every shard builds these, so they must be final first

@@ -3,7 +3,7 @@
 The output is a plain MkDocs docs folder, generated before the build (no MkDocs plugin), so
 any builder that reads ``mkdocs.yml`` can turn it into HTML. Page paths:
 
-* ``index.md`` home; ``categories/`` one page per category (in the navigation);
+* ``index.md`` home; ``categories/`` an index (in the navigation) and a page per category;
 * ``kpi/<id>.md`` one page per KPI; ``industry/``, ``tag/``, ``group/`` one page each;
 * ``browse/`` the A-Z index and the indexes of industries, tags and relation groups;
 * ``reference/`` the formula language and the definition format; ``guides/`` copied verbatim;
@@ -17,7 +17,7 @@ import re
 import shutil
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,6 @@ class Summary:
     kpis: int = 0
     calculators: int = 0
     examples: int = 0
-    written: list[str] = field(default_factory=list)
 
 
 class PageLinks:
