@@ -18,7 +18,8 @@ from .registry import Registry, collect, load
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
 
-def _registry(args: argparse.Namespace) -> Registry:
+def registry_from_args(args: argparse.Namespace) -> Registry:
+    """The bundled library plus the folders given with --path (shared by feature commands)."""
     return load(*getattr(args, "path", []) or [])
 
 
@@ -51,7 +52,7 @@ def _table(kpis: Sequence[KPI]) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    reg = _registry(args)
+    reg = registry_from_args(args)
     _check_filter(reg, args)
     _table(reg.filter(category=args.category, industry=args.industry, tag=args.tag))
     return EXIT_OK
@@ -67,7 +68,7 @@ def _check_filter(reg: Registry, args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    reg = _registry(args)
+    reg = registry_from_args(args)
     hits = reg.search(
         " ".join(args.text),
         category=args.category,
@@ -102,7 +103,7 @@ def _bullets(items: list[Any]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    reg = _registry(args)
+    reg = registry_from_args(args)
     kpi = reg[args.id]
     d = kpi.data
     title = f"{kpi.name} ({kpi.id})"
@@ -204,7 +205,8 @@ def _read_data(path: str):
     raise KPIError(f"data file {path!r}: use .csv or .parquet")
 
 
-def _mapping(pairs: list[str]) -> dict[str, str]:
+def parse_columns(pairs: list[str]) -> dict[str, str]:
+    """--column datapoint=column pairs as a mapping."""
     out = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -215,7 +217,7 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    reg = _registry(args)
+    reg = registry_from_args(args)
     for kpi_id in args.ids:
         reg[kpi_id]
     # DuckDB reads CSV/Parquet files (and globs) itself, without going through pandas.
@@ -227,7 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         entity=args.entity,
         by=args.by or None,
         grain=args.grain,
-        columns=_mapping(args.column),
+        columns=parse_columns(args.column),
         engine=args.engine,
     )
     _print_frame(result, args.format)
@@ -259,7 +261,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------------
-def _add_path(p: argparse.ArgumentParser) -> None:
+def add_path_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--path",
         action="append",
@@ -267,6 +269,29 @@ def _add_path(p: argparse.ArgumentParser) -> None:
         help="a folder of your own definitions to add to the bundled library "
         "(repeatable; KPI_REGISTRY_PATH works too)",
     )
+
+
+def add_request_arguments(
+    p: argparse.ArgumentParser,
+    *,
+    period_required: bool,
+    column_help: str = "read a datapoint from a differently named column (repeatable)",
+) -> None:
+    """The arguments of Registry.evaluate, shared by `kpi eval` and `kpi sql`."""
+    p.add_argument(
+        "--period",
+        required=period_required,
+        metavar="COL",
+        help="period column (dates, 2024-01, 2024Q1, ...)",
+    )
+    p.add_argument("--entity", metavar="COL", help="entity column (customer, account, ...)")
+    p.add_argument("--by", action="append", metavar="COL", help="group by this column (repeatable)")
+    p.add_argument(
+        "--grain",
+        choices=["day", "week", "month", "quarter", "year"],
+        help="coarsen periods to this grain",
+    )
+    p.add_argument("--column", action="append", metavar="DATAPOINT=COL", help=column_help)
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -300,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
-    _add_path(p)
+    add_path_argument(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
@@ -311,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="+", help="words to look for, e.g. NRR or 'net dollar retention'")
     p.add_argument("--limit", type=int, default=20, help="at most this many results")
     _add_filters(p)
-    _add_path(p)
+    add_path_argument(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -320,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show one KPI, readable in a terminal.",
     )
     p.add_argument("id", help="KPI id, e.g. expansion_revenue")
-    _add_path(p)
+    add_path_argument(p)
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser(
@@ -330,20 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
     p.add_argument("--data", required=True, metavar="FILE", help=".csv or .parquet file")
-    p.add_argument("--period", metavar="COL", help="period column (dates, 2024-01, ...)")
-    p.add_argument("--entity", metavar="COL", help="entity column (customer, account, ...)")
-    p.add_argument("--by", action="append", metavar="COL", help="group by this column (repeatable)")
-    p.add_argument(
-        "--grain",
-        choices=["day", "week", "month", "quarter", "year"],
-        help="coarsen periods to this grain",
-    )
-    p.add_argument(
-        "--column",
-        action="append",
-        metavar="DATAPOINT=COL",
-        help="read a datapoint from a differently named column (repeatable)",
-    )
+    add_request_arguments(p, period_required=False)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument(
         "--engine",
@@ -351,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="pandas",
         help="pandas (default) or embedded DuckDB, which reads the file directly",
     )
-    _add_path(p)
+    add_path_argument(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(

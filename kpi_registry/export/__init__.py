@@ -45,14 +45,14 @@ def _write(text: str, out: str | None) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..cli import _registry
+    from ..cli import registry_from_args
 
     if args.schema:
         if args.format != "json":
             raise KPIError("--schema describes the json format; use it with --format json")
         _write(json.dumps(catalog_schema(), indent=2) + "\n", args.out)
         return 0
-    registry = _registry(args)
+    registry = registry_from_args(args)
     if args.format == "json":
         _write(catalog_text(registry), args.out)
         if args.out:
@@ -72,7 +72,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    from ..cli import _add_path
+    from ..cli import add_path_argument
 
     p = sub.add_parser(
         "export",
@@ -95,5 +95,5 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="json: print the JSON Schema of the catalog document instead",
     )
-    _add_path(p)
+    add_path_argument(p)
     p.set_defaults(func=cmd_export)

@@ -10,6 +10,8 @@ from .spec import DIALECTS, PERIOD_TYPES, UNSUPPORTED
 
 
 def add_commands(sub: Any) -> None:
+    from ..cli import add_path_argument, add_request_arguments
+
     functions = sorted({f for f, _ in UNSUPPORTED})
     gaps = "; ".join(
         f"{f}() not in {', '.join(d for g, d in UNSUPPORTED if g == f)}" for f in functions
@@ -26,19 +28,10 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
     p.add_argument("--table", required=True, metavar="T", help="table to read, e.g. analytics.mrr")
-    p.add_argument("--period", required=True, metavar="COL", help="period column")
-    p.add_argument("--entity", metavar="COL", help="entity column (customer, account, ...)")
-    p.add_argument("--by", action="append", metavar="COL", help="group by this column (repeatable)")
-    p.add_argument(
-        "--grain",
-        choices=["day", "week", "month", "quarter", "year"],
-        help="coarsen periods to this grain",
-    )
-    p.add_argument(
-        "--column",
-        action="append",
-        metavar="DATAPOINT=COL",
-        help="read a datapoint (or a KPI given as data) from this column (repeatable)",
+    add_request_arguments(
+        p,
+        period_required=True,
+        column_help="read a datapoint (or a KPI given as data) from this column (repeatable)",
     )
     p.add_argument("--dialect", choices=DIALECTS, default="duckdb", help="SQL dialect")
     p.add_argument(
@@ -54,24 +47,19 @@ def add_commands(sub: Any) -> None:
         "the last row of an entity-period; with --by it also picks the group when one entity's "
         "rows in a period disagree (else the largest value is taken)",
     )
-    p.add_argument(
-        "--path",
-        action="append",
-        metavar="DIR",
-        help="a folder of your own definitions to add to the bundled library (repeatable)",
-    )
+    add_path_argument(p)
     p.set_defaults(func=cmd_sql)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from ..cli import _mapping, _registry
+    from ..cli import parse_columns, registry_from_args
     from ..registry import _request
     from .compiler import compile_many
 
-    reg = _registry(args)
+    reg = registry_from_args(args)
     for kpi_id in args.ids:
         reg[kpi_id]
-    request = _request(args.period, args.entity, args.by, args.grain, _mapping(args.column))
+    request = _request(args.period, args.entity, args.by, args.grain, parse_columns(args.column))
     sql = compile_many(
         reg.kpis,
         args.ids,
