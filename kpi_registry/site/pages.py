@@ -338,6 +338,13 @@ class SiteGenerator:
             self.summary.pages += 1
 
     # -- KPI pages -----------------------------------------------------------------------
+    def guide_title(self, guide: Path) -> str:
+        """A guide's own first heading, else its file name in words."""
+        for line in guide.read_text("utf-8").splitlines():
+            if line.startswith("# "):
+                return line[2:].strip()
+        return guide.stem.replace("-", " ").capitalize()
+
     def label(self, name: str) -> str:
         """How a formula names things: KPIs by their name, datapoints as written."""
         return self.registry[name].name if name in self.registry else name
