@@ -31,7 +31,7 @@ from ..registry import Registry, bundled_dir
 from . import listing
 from .calculator import calculator_for, runtime_script
 from .examples import example_views
-from .graph import Component, RelationIndex
+from .graph import Component, components
 from .links import Links
 from .markup import environment, md_inline
 from .numbers import UNIT_LABELS
@@ -133,7 +133,6 @@ class SiteGenerator:
         self.env = environment(templates or bundled_dir("templates") / "site")
         self.site_dir = site_dir or bundled_dir("site")
         self.guides_dir = guides if guides is not None else bundled_dir("docs") / "guides"
-        self.index = RelationIndex.build(registry)
         self.links = Links()
         self.summary = Summary()
         self._plan()
@@ -190,7 +189,7 @@ class SiteGenerator:
             for tag, ids in sorted(self.tags.items())
         }
         self.az = self._listing("a-z", "A\u2013Z index", [k.id for k in reg])
-        self.components: list[Component] = self.index.components()
+        self.components: list[Component] = components(reg)
         self.component_lists = {
             c.hub: self._listing(
                 f"group-{c.hub}", self._group_title(c), c.members, page=f"group/{c.hub}.md"
@@ -295,7 +294,7 @@ class SiteGenerator:
         """Drop the definitions and everything built from them, and free their memory."""
         import gc
 
-        self.registry = self.index = None  # type: ignore[assignment]
+        self.registry = None  # type: ignore[assignment]
         self.listings, self.category_lists, self.components = [], {}, []
         self.industry_lists, self.tag_lists, self.component_lists = {}, {}, {}
         self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
@@ -355,7 +354,7 @@ class SiteGenerator:
         return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
 
     def kpi_page(self, kpi: KPI) -> None:
-        reg, idx = self.registry, self.index
+        reg = self.registry
         examples = example_views(reg.kpis, kpi)
         calc = calculator_for(reg, kpi)
         self.summary.examples += len(examples)
@@ -366,12 +365,12 @@ class SiteGenerator:
         lagging = kpi.relations("lagging")
         named = {r["kpi"] for r in lagging}
         relations = {
-            "leading": idx.leading(kpi.id),
+            "leading": reg.leading(kpi.id),
             "lagging": lagging,
-            "influences": [r for r in idx.influences(kpi.id) if r["kpi"] not in named],
-            "related": idx.related(kpi.id),
+            "influences": [r for r in reg.influences(kpi.id) if r["kpi"] not in named],
+            "related": reg.related(kpi.id),
         }
-        deps, used_in = idx.dependencies[kpi.id], idx.used_in[kpi.id]
+        deps, used_in = reg.dependencies(kpi.id), reg.used_in(kpi.id)
         # What other KPIs declare about this one grows with the library: show the first few
         # (its own declarations are always shown) so a page keeps its size at any scale.
         more = {}
@@ -490,7 +489,7 @@ class SiteGenerator:
             for kind in ("leading", "lagging", "related"):
                 for r in kpi.relations(kind):
                     out.append((m, kind, r["kpi"], r["why"]))
-            for dep in self.index.dependencies[m]:
+            for dep in self.registry.dependencies(m):
                 out.append((m, "uses", dep, ""))
         return out
 
