@@ -56,7 +56,7 @@ def evaluate_many(
     frame = _scalar_frame(data, request) if scalar else data
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame or a mapping, not {type(data).__name__}")
-    engine = _Engine(kpis, frame, request, scalar)
+    engine = _Engine(kpis, frame, request)
     values = {kpi_id: engine.kpi(kpi_id) for kpi_id in ids}
     if scalar:
         return {k: _scalar(v) for k, v in values.items()}
@@ -95,11 +95,10 @@ class _Layout:
 
 
 class _Engine:
-    def __init__(self, kpis: Mapping[str, KPI], frame: pd.DataFrame, req: Request, scalar: bool):
+    def __init__(self, kpis: Mapping[str, KPI], frame: pd.DataFrame, req: Request):
         self.kpis = kpis
         self.frame = frame
         self.req = req
-        self.scalar = scalar
         self.cache: dict[Node, Any] = {}
         self.kpi_values: dict[str, np.ndarray] = {}
         self.in_progress: list[str] = []

@@ -1,6 +1,6 @@
 """The formula language: parse once, then evaluate, render or analyse the same AST."""
 
-from .analysis import Analysis, analyse, gap_depth, uses_aggregates, uses_time
+from .analysis import Analysis, analyse, gap_depth
 from .functions import AGGREGATES, FUNCTIONS, OPERATORS, Function
 from .mathml import to_mathml
 from .nodes import Binary, Call, Name, Node, Number, Unary
@@ -28,6 +28,4 @@ __all__ = [
     "to_latex",
     "to_mathml",
     "to_text",
-    "uses_aggregates",
-    "uses_time",
 ]

@@ -7,11 +7,11 @@ turn the first into the second; nothing turns it back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import FormulaError
-from .functions import AGGREGATES, FUNCTIONS
+from .functions import FUNCTIONS
 from .nodes import COMPARISON, LOGICAL, Binary, Call, Name, Node, Number, Unary
 
 CONST, ROW, PERIOD = "constant", "row", "period"
@@ -135,27 +135,18 @@ def _join(a: str, b: str, at: Node, fail) -> str:
     )
 
 
-def gap_depth(node: Node, kpi_depth: Mapping[str, int] | None = None) -> int:
+def gap_depth(node: Node) -> int:
     """How many leading periods a row-level expression is undefined for (one per previous()).
 
     Aggregates use it to report a missing value, not 0, where their input needs a period
-    before the data starts. coalesce() closes the gap.
+    before the data starts. coalesce() closes the gap. (KPI references cannot appear inside an
+    aggregate, so only datapoints matter here.)
     """
     if isinstance(node, Call):
         if node.func == "previous":
-            return gap_depth(node.args[0], kpi_depth) + 1
+            return gap_depth(node.args[0]) + 1
         if node.func == "ever_before":
             return 0
         if node.func == "coalesce":
-            return min(gap_depth(a, kpi_depth) for a in node.args)
-    if isinstance(node, Name) and kpi_depth:
-        return kpi_depth.get(node.name, 0)
-    return max((gap_depth(c, kpi_depth) for c in node.children()), default=0)
-
-
-def uses_time(node: Node) -> bool:
-    return any(isinstance(n, Call) and FUNCTIONS[n.func].kind == "time" for n in node.walk())
-
-
-def uses_aggregates(node: Node) -> bool:
-    return any(isinstance(n, Call) and n.func in AGGREGATES for n in node.walk())
+            return min(gap_depth(a) for a in node.args)
+    return max((gap_depth(c) for c in node.children()), default=0)
