@@ -15,7 +15,7 @@ array. Every node's result is cached by its structure, so sub-expressions shared
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,25 +49,74 @@ def evaluate_many(
     request: Request,
 ) -> pd.DataFrame | dict[str, float]:
     """Evaluate several KPIs on one data set; shared work is done once."""
+    result = compute(kpis, ids, data, request)
+    return result.to_frame() if isinstance(result, Table) else result
+
+
+def compute(
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    data: pd.DataFrame | Rows | Mapping[str, Any],
+    request: Request,
+) -> Table | dict[str, float]:
+    """``evaluate_many`` without building a DataFrame at either end.
+
+    Checking the worked examples of a large library evaluates thousands of six-row tables,
+    where pandas' fixed costs (building frames, factorizing, inferring string dtypes) were
+    most of the time; those callers pass :class:`Rows` and read a :class:`Table`.
+    """
     for kpi_id in ids:
         if kpi_id not in kpis:
             raise UnknownKPIError(kpi_id, kpis)
     scalar = isinstance(data, Mapping)
-    frame = _scalar_frame(data, request) if scalar else data
-    if not isinstance(frame, pd.DataFrame):
+    source = _scalar_rows(data, request) if scalar else data
+    if not isinstance(source, pd.DataFrame | Rows):
         raise DataError(f"data must be a pandas DataFrame or a mapping, not {type(data).__name__}")
-    engine = _Engine(kpis, frame, request)
+    engine = _Engine(kpis, _Source(source), request)
     values = {kpi_id: engine.kpi(kpi_id) for kpi_id in ids}
     if scalar:
         return {k: _scalar(v) for k, v in values.items()}
-    return engine.result_frame(values)
+    return engine.result_table(values)
+
+
+class Rows:
+    """Row data given column by column as plain lists, e.g. a worked example's ``data:``.
+
+    Read without pandas where the values allow it (text months, string or integer ids, plain
+    numbers); anything else goes through the same pandas code as a DataFrame would.
+    """
+
+    def __init__(self, columns: Mapping[str, list]):
+        self.columns = dict(columns)
+        lengths = {len(v) for v in self.columns.values()}
+        if len(lengths) > 1:
+            raise DataError("every column of the data must have the same number of rows")
+        self.n_rows = lengths.pop() if lengths else 0
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.columns)
+
+
+@dataclass
+class Table:
+    """An evaluation result before it becomes a DataFrame: the columns, in order."""
+
+    columns: dict[str, Any]  # name -> numpy array or pandas Index, one value per row
+    undefined: dict[str, int]  # KPI id -> number of missing (NaN) results
+    warnings: list[str]
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.columns)
+        frame.attrs["undefined"] = self.undefined
+        frame.attrs["warnings"] = self.warnings
+        return frame
 
 
 def _scalar(v: np.ndarray) -> float:
     return float(v.reshape(-1)[0]) if v.size else float("nan")
 
 
-def _scalar_frame(data: Mapping[str, Any], request: Request) -> pd.DataFrame:
+def _scalar_rows(data: Mapping[str, Any], request: Request) -> Rows:
     if request.period or request.entity or request.by:
         raise DataError("period, entity and by need a DataFrame, not a mapping of scalars")
     row = {}
@@ -77,7 +126,42 @@ def _scalar_frame(data: Mapping[str, Any], request: Request) -> pd.DataFrame:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise DataError(f"input {key!r} must be a number, got {value!r}")
         row[key] = [float(value)]
-    return pd.DataFrame(row)
+    return Rows(row)
+
+
+class _Source:
+    """The columns the engine reads: a DataFrame's, or plain lists (:class:`Rows`)."""
+
+    def __init__(self, data: pd.DataFrame | Rows):
+        if isinstance(data, pd.DataFrame):
+            self.frame: pd.DataFrame | None = data
+            self.lists: dict[str, list] | None = None
+            self.columns: Collection[Any] = data.columns
+            self.n_rows = len(data)
+        else:
+            self.frame, self.lists = None, data.columns
+            self.columns, self.n_rows = data.columns, data.n_rows
+
+    def series(self, col: str) -> pd.Series:
+        if self.frame is not None:
+            return self.frame[col]
+        return pd.Series(self.lists[col])  # the dtype pandas would infer in a DataFrame
+
+    def sub_frame(self, cols: list[str]) -> pd.DataFrame:
+        if self.frame is not None:
+            return self.frame[cols]
+        return pd.DataFrame({c: self.lists[c] for c in cols})
+
+    def plain(self, col: str) -> list | None:
+        """The column as a Python list, when the data came as lists."""
+        return None if self.lists is None else self.lists[col]
+
+    def index(self) -> pd.Index:
+        return self.frame.index if self.frame is not None else pd.RangeIndex(self.n_rows)
+
+    def names(self) -> str:
+        names = [str(c) for c in self.columns]
+        return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -95,9 +179,9 @@ class _Layout:
 
 
 class _Engine:
-    def __init__(self, kpis: Mapping[str, KPI], frame: pd.DataFrame, req: Request):
+    def __init__(self, kpis: Mapping[str, KPI], source: _Source, req: Request):
         self.kpis = kpis
-        self.frame = frame
+        self.source = source
         self.req = req
         self.cache: dict[Node, Any] = {}
         self.kpi_values: dict[str, np.ndarray] = {}
@@ -110,28 +194,31 @@ class _Engine:
     def _column(self, name: str) -> str | None:
         """The data column a datapoint or KPI id reads from, if the data has one."""
         col = self.req.columns.get(name, name)
-        return col if col in self.frame.columns else None
+        return col if col in self.source.columns else None
 
     def _check_columns(self) -> None:
         for role, col in (("period", self.req.period), ("entity", self.req.entity)):
-            if col is not None and col not in self.frame.columns:
+            if col is not None and col not in self.source.columns:
                 raise DataError(
-                    f"{role} column {col!r} not found; the data has {_cols(self.frame)}"
+                    f"{role} column {col!r} not found; the data has {self.source.names()}"
                 )
         for col in self.req.by:
-            if col not in self.frame.columns:
-                raise DataError(f"by column {col!r} not found; the data has {_cols(self.frame)}")
+            if col not in self.source.columns:
+                raise DataError(f"by column {col!r} not found; the data has {self.source.names()}")
         for dp, col in self.req.columns.items():
-            if col not in self.frame.columns:
+            if col not in self.source.columns:
                 raise DataError(
-                    f"column {col!r} (given for {dp!r}) not found; the data has {_cols(self.frame)}"
+                    f"column {col!r} (given for {dp!r}) not found; "
+                    f"the data has {self.source.names()}"
                 )
 
     def _build_layout(self) -> None:
-        frame, req = self.frame, self.req
-        n_rows = len(frame)
+        source, req = self.source, self.req
+        n_rows = source.n_rows
         if req.period is not None:
-            self.axis = periods.parse(frame[req.period], req.period)
+            texts = source.plain(req.period)
+            axis = periods.parse_month_texts(texts) if texts is not None else None
+            self.axis = axis or periods.parse(source.series(req.period), req.period)
             grain = periods.grain_code(req.grain, self.axis.base)
             coarser = grain != self.axis.base and self.axis.count
             self.coarse = periods.coarsen(self.axis, grain) if coarser else None
@@ -147,22 +234,16 @@ class _Engine:
         self.row_base = self.axis.codes  # base period per row
 
         if req.by:
-            keys = frame[req.by]
-            if len(req.by) == 1:
-                gcodes, guniq = pd.factorize(keys.iloc[:, 0], sort=True, use_na_sentinel=False)
-                self.group_labels = pd.DataFrame({req.by[0]: guniq})
-            else:
-                mi = pd.MultiIndex.from_frame(keys)
-                gcodes, guniq = pd.factorize(mi, sort=True)
-                self.group_labels = pd.DataFrame(list(guniq), columns=req.by)
-            gcodes = gcodes.astype(np.int64)
-            n_groups = len(self.group_labels)
+            gcodes, self.group_labels = self._groups()
+            n_groups = len(next(iter(self.group_labels.values())))
         else:
             gcodes, n_groups = None, 1
             self.group_labels = None
 
         if req.entity is not None:
-            ecodes, n_ent = _entity_codes(frame[req.entity], req.entity)
+            ids = source.plain(req.entity)
+            fast = _plain_codes(ids) if ids is not None else None
+            ecodes, n_ent = fast or _entity_codes(source.series(req.entity), req.entity)
             self.row_cell = ecodes.astype(np.int64) * n_base + self.row_base
             self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
             self.unique_cells = bool(self.row_count.max(initial=0) <= 1)
@@ -179,6 +260,33 @@ class _Engine:
         self._cell_period = None
         self._cell_key = None
         layout.keep = self._count_cells() > 0
+
+    def _groups(self) -> tuple[np.ndarray, dict[str, Any]]:
+        """Group code per row (sorted like pandas' factorize(sort=True)) and the labels."""
+        by = self.req.by
+        keys = self.source.plain(by[0]) if len(by) == 1 else None
+        if keys is not None and keys and all(k.__class__ is str for k in keys):
+            labels = sorted(set(keys))
+            code = {k: i for i, k in enumerate(labels)}
+            gcodes = np.fromiter((code[k] for k in keys), np.int64, len(keys))
+            return gcodes, {by[0]: np.array(labels, dtype=object)}
+        frame = self.source.sub_frame(by)
+        if len(by) == 1:
+            gcodes, guniq = pd.factorize(frame.iloc[:, 0], sort=True, use_na_sentinel=False)
+            labels = {by[0]: np.asarray(guniq)}
+        else:
+            gcodes, guniq = pd.factorize(pd.MultiIndex.from_frame(frame), sort=True)
+            as_frame = pd.DataFrame(list(guniq), columns=by)
+            labels = {c: as_frame[c].to_numpy() for c in by}
+        return gcodes.astype(np.int64), labels
+
+    def _numbers(self, col: str) -> np.ndarray:
+        plain = self.source.plain(col)
+        if plain is not None:
+            fast = _plain_numbers(plain)
+            if fast is not None:
+                return fast
+        return _numeric(self.source.series(col), col, self.source.index())
 
     def _carry_groups(self, gcodes, present, n_ent, n_base) -> np.ndarray:
         """Group of each entity-period: its row's group, else the last known one (a churned
@@ -200,7 +308,7 @@ class _Engine:
     @property
     def n_cells(self) -> int:
         lay = self.layout
-        return lay.n_entities * lay.n_periods if lay.grid else len(self.frame)
+        return lay.n_entities * lay.n_periods if lay.grid else self.source.n_rows
 
     def cell_period(self) -> np.ndarray:
         if self._cell_period is None:
@@ -236,10 +344,10 @@ class _Engine:
             raise DataError(
                 f"the data has no column for datapoint {name!r}"
                 + (f" (mapped to {self.req.columns[name]!r})" if name in self.req.columns else "")
-                + f"; columns are {_cols(self.frame)}. "
+                + f"; columns are {self.source.names()}. "
                 f"Map it with columns={{{name!r}: 'your_column'}}"
             )
-        values = _numeric(self.frame[col], col, self.frame.index)
+        values = self._numbers(col)
         lay = self.layout
         if not lay.grid:
             if self.coarse is not None and spec.time == "stock":
@@ -311,7 +419,7 @@ class _Engine:
 
     def _supplied_kpi(self, kpi_id: str, col: str) -> np.ndarray:
         """A KPI given as a column of an already aggregated frame: one value per period-group."""
-        values = _numeric(self.frame[col], col, self.frame.index)
+        values = self._numbers(col)
         lay = self.layout
         base = self.row_base
         period = self.coarse.to_coarse[base] if self.coarse is not None else base
@@ -458,7 +566,7 @@ class _Engine:
         return flat.reshape(shape)
 
     # -- output ---------------------------------------------------------------------------
-    def result_frame(self, values: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    def result_table(self, values: Mapping[str, np.ndarray]) -> Table:
         lay = self.layout
         req = self.req
         keep = lay.keep.reshape(-1)
@@ -468,21 +576,26 @@ class _Engine:
         g_idx, p_idx = g_idx[order], p_idx[order]
         out: dict[str, Any] = {}
         if req.period is not None:
-            labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
-            kind = self.axis.kind
-            out[req.period] = periods.present_labels(labels, kind)[p_idx]
+            out[req.period] = self._period_labels()[p_idx]
         if self.group_labels is not None:
-            for col in self.group_labels.columns:
-                out[col] = self.group_labels[col].to_numpy()[g_idx]
+            for col, labels in self.group_labels.items():
+                out[col] = labels[g_idx]
         undefined = {}
         for kpi_id, v in values.items():
             flat = v.reshape(-1)[keep][order]
             out[kpi_id] = flat
             undefined[kpi_id] = int(np.isnan(flat).sum())
-        frame = pd.DataFrame(out)
-        frame.attrs["undefined"] = undefined
-        frame.attrs["warnings"] = self.warnings()
-        return frame
+        return Table(out, undefined, self.warnings())
+
+    def _period_labels(self) -> Any:
+        """One label per output period, in the kind the data gave (text, Period, Timestamp)."""
+        axis = self.axis
+        if self.coarse is None and axis.kind == "text" and axis.base == "M":
+            texts = periods.month_texts(axis.first, axis.count)
+            if texts is not None:
+                return texts
+        labels = self.coarse.labels if self.coarse is not None else axis.labels()
+        return periods.present_labels(labels, axis.kind)
 
     def warnings(self) -> list[str]:
         notes = []
@@ -518,9 +631,27 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
     return codes.astype(np.int64), len(uniques)
 
 
-def _cols(frame: pd.DataFrame) -> str:
-    names = [str(c) for c in frame.columns]
-    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
+def _plain_codes(values: list) -> tuple[np.ndarray, int] | None:
+    """Entity codes for a list of ids that are all text or all integers, else None (the
+    pandas path then handles it, including the error for an empty id)."""
+    kinds = {v.__class__ for v in values}
+    if not values or not (kinds == {str} or kinds == {int}):
+        return None
+    if kinds == {int}:  # numbered like the pandas path: in order of the ids
+        code = {v: i for i, v in enumerate(sorted(set(values)))}
+    else:  # in order of first appearance, as pandas' factorize
+        code = {}
+        for v in values:
+            code.setdefault(v, len(code))
+    return np.fromiter((code[v] for v in values), np.int64, len(values)), len(code)
+
+
+def _plain_numbers(values: list) -> np.ndarray | None:
+    """A list of ints, floats and None as floats (None -> NaN), else None."""
+    for v in values:
+        if v.__class__ not in (int, float) and v is not None:
+            return None
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
 
 
 def _numeric(series: pd.Series, col: str, index: pd.Index) -> np.ndarray:

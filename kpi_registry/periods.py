@@ -73,6 +73,30 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
     return _axis(ordinals, base, kind)
 
 
+def parse_month_texts(values: list) -> TimeAxis | None:
+    """The axis of a list of month texts such as 2024-01, without pandas; None when the
+    values are anything else (``parse`` then handles them, errors included)."""
+    months: dict[str, int] = {}
+    for v in values:
+        if v not in months:
+            if v.__class__ is not str or not _MONTH_TEXT.match(v) or not 1 <= int(v[5:7]) <= 12:
+                return None
+            months[v] = (int(v[:4]) - 1970) * 12 + int(v[5:7]) - 1
+    if not months:
+        return None
+    ordinals = np.fromiter((months[v] for v in values), np.int64, len(values))
+    return _axis(ordinals, "M", "text")
+
+
+def month_texts(first: int, count: int) -> pd.Index | None:
+    """Labels 2024-01 ... for ``count`` month ordinals from ``first`` (what str() of a
+    monthly Period gives), or None outside years 1000-9999."""
+    if not (1000 <= 1970 + first // 12 and 1970 + (first + count) // 12 <= 9999):
+        return None
+    texts = [f"{1970 + o // 12}-{o % 12 + 1:02d}" for o in range(first, first + count)]
+    return pd.Index(texts, dtype=object)  # as present_labels gives them
+
+
 def _axis(ordinals: np.ndarray, base: str, kind: str) -> TimeAxis:
     first = int(ordinals.min())
     count = int(ordinals.max()) - first + 1

@@ -6,6 +6,7 @@ semantics) and refuses to hand back a registry that has errors.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -126,6 +127,19 @@ def collect(
     paths: Iterable[str | Path] = (), *, include_bundled: bool = True, examples: bool = True
 ) -> LoadResult:
     """Parse and check every definition; never raises for bad definitions, reports them."""
+    # Loading allocates millions of small objects that all stay alive; the cyclic garbage
+    # collector would re-scan them over and over (a quarter of the time at 20,000 files)
+    # while finding nothing: parsed definitions hold no reference cycles.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _collect(paths, include_bundled, examples)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
     report = Report()
     kpis: dict[str, KPI] = {}
     taxonomy: dict[str, Category] = {}
@@ -143,9 +157,10 @@ def collect(
             report.extend(e.diagnostics)
             continue
         for path in files:
-            if path.resolve() in loaded:
+            resolved = path.resolve()
+            if resolved in loaded:
                 continue  # a file given again (e.g. a bundled file named on the command line)
-            loaded.add(path.resolve())
+            loaded.add(resolved)
             n_files += 1
             try:
                 doc: Document = read_file(path)
