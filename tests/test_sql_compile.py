@@ -34,6 +34,13 @@ CASES = {
         Request("month", "customer_id", ["segment"], "quarter", {"revenue": "mrr"}),
         {"period_type": "month"},
     ),
+    # the same with the whole entity x period grid (the default is sparse for these formulas)
+    "revenue_family_by_segment_quarter_dense": (
+        REVENUE_FAMILY,
+        "analytics.mrr",
+        Request("month", "customer_id", ["segment"], "quarter", {"revenue": "mrr"}),
+        {"period_type": "month", "layout": "dense"},
+    ),
     "revenue_family_monthly_dates": (
         REVENUE_FAMILY,
         "billing.customer_months",
@@ -103,8 +110,9 @@ def test_golden_sql(reg, case, dialect):
 
 
 def test_golden_sql_reads_like_the_definitions(reg):
-    """Spot checks a reader would make: the grid, not a LAG over raw rows; NULL-safe division."""
-    sql = _golden("revenue_family_by_segment_quarter", "duckdb").read_text()
+    """Spot checks a reader would make: the grid, not a LAG over raw rows; NULL-safe division.
+    (tests/test_sql_sparse.py checks the sparse layout's SQL.)"""
+    sql = _golden("revenue_family_by_segment_quarter_dense", "duckdb").read_text()
     assert "CROSS JOIN periods AS p" in sql  # every customer in every period
     assert "LEFT JOIN period_cells AS c" in sql
     assert "COALESCE(c.revenue, 0) AS revenue" in sql  # missing: zero

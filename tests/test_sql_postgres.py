@@ -12,6 +12,7 @@ import uuid
 import pandas as pd
 import pytest
 from sql_helpers import (
+    DENSE_FIXTURES,
     FIXTURES,
     POSTGRES_DSN,
     REVENUE_FAMILY,
@@ -19,6 +20,7 @@ from sql_helpers import (
     assert_same,
     datapoint_frame,
     messy_frame,
+    messy_variants,
     pg_evaluate,
 )
 
@@ -82,6 +84,19 @@ def test_fixture_kpis_match_pandas(pg, reg, shape, kind):
     ids = [k for k in reg.ids if request.entity or k not in TIME_KPIS]
     want = evaluate_many(reg.kpis, ids, frame, request)
     assert_same(want, pg_evaluate(pg, reg.kpis, ids, frame, request), strict=False)
+
+
+@pytest.mark.parametrize("variant", sorted(messy_variants()))
+def test_sparse_and_dense_layouts_match_pandas(pg, reg, variant):
+    """Skipping the grid's empty cells gives the same numbers in PostgreSQL too."""
+    frame = messy_variants()[variant]
+    ids = [k for k in reg.ids if k not in DENSE_FIXTURES]
+    for shape in ("grid", "grid_by_segment", "grid_by_two_quarter", "grid_by_plan_year"):
+        request = SHAPES[shape]
+        want = evaluate_many(reg.kpis, ids, frame, request)
+        for layout in ("sparse", "dense"):
+            got = pg_evaluate(pg, reg.kpis, ids, frame, request, layout=layout)
+            assert_same(want, got, strict=False, atol=1e-12)
 
 
 def test_daily_dates_to_weeks_and_months(pg, reg):

@@ -23,9 +23,11 @@ be NULL is written ``NOT COALESCE(c, FALSE)`` so that it matches numpy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlglot import exp
 
 from .. import periods as pandas_periods
@@ -34,6 +36,7 @@ from ..evaluation import Request
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
+from .sparse import DENSE, LAYOUTS, SPARSE, Aggregated, Layout, choose_layout, fill_value
 from .spec import (
     UNSUPPORTED,
     PeriodFormat,
@@ -51,7 +54,10 @@ _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
 ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
 CELLS, PRESENT, RUN, ORDER, STOCK_BASE = "_cells", "_present", "_run", "_row_order", "_stock_base"
 CARRIED = "_carried_groups"
+FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD = "_first_period", "_last_period", "_next_period"
+FIRST_ROW, MOVED = "_first_row", "_moved"
 _INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
+_INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED}
 
 
 def compile_many(
@@ -64,6 +70,7 @@ def compile_many(
     period_type: str | PeriodFormat | None = None,
     order: str | exp.Expression | None = None,
     columns: Collection[str] | None = None,
+    layout: str = "auto",
 ) -> str:
     """One SQL statement computing ``evaluate_many(kpis, ids, <table>, request)``.
 
@@ -71,9 +78,21 @@ def compile_many(
     ``month``: text such as 2024-01). ``order`` names a column that orders rows, needed only to
     tell which row is "last" within an entity-period. ``columns``, the table's column names when
     known, lets KPI ids present as columns be used as given and missing columns be reported.
+    ``layout`` (with an entity): ``"dense"`` builds the whole entity x period grid,
+    ``"sparse"`` only the cells with rows and the period after each (exact only for some
+    formulas: an error otherwise), ``"auto"`` sparse where :func:`.sparse.choose_layout`
+    proves it exact. The SQL says which it chose, and why, in a comment.
     """
     tree = compile_tree(
-        kpis, ids, table, request, dialect, period_type=period_type, order=order, columns=columns
+        kpis,
+        ids,
+        table,
+        request,
+        dialect,
+        period_type=period_type,
+        order=order,
+        columns=columns,
+        layout=layout,
     )
     return tree.sql(dialect=check_dialect(dialect), pretty=True)
 
@@ -88,9 +107,12 @@ def compile_tree(
     period_type: str | PeriodFormat | None = None,
     order: str | exp.Expression | None = None,
     columns: Collection[str] | None = None,
+    layout: str = "auto",
 ) -> exp.Select:
     """Like ``compile_many`` but returns the sqlglot tree."""
     dialect = check_dialect(dialect)
+    if layout not in LAYOUTS:
+        raise SQLCompileError(f"unknown layout {layout!r}; use one of {', '.join(LAYOUTS)}")
     for kpi_id in ids:
         if kpi_id not in kpis:
             raise UnknownKPIError(kpi_id, kpis)
@@ -106,7 +128,7 @@ def compile_tree(
     compiler = _Compiler(kpis, request, dialect, fmt, order, columns)
     for kpi_id in ids:
         compiler.kpi(kpi_id)
-    return compiler.statement(source, list(ids))
+    return compiler.statement(source, list(ids), layout)
 
 
 @dataclass
@@ -162,6 +184,8 @@ class _Aggregate:
     sql: exp.Expression
     fill: float | None  # value where a (group, period) has no qualifying cell
     depth: int  # leading periods that are undefined (one per previous())
+    node: Call | None = None  # the formula's aggregate; None for a KPI supplied as a column
+    kpi: str = ""
 
 
 class _Compiler:
@@ -198,9 +222,13 @@ class _Compiler:
         self.in_progress: list[str] = []
         self.rows = _Layers(lambda: [ENTITY], dialect)
         self.periods = _Layers(lambda: [g for _, g in self.groups], dialect)
+        # row-level window columns by name: previous(arg) and ever_before(cond), with the
+        # argument's node and compiled value (the sparse layout rewrites them)
+        self.row_previous: dict[str, tuple[Node, _Value]] = {}
+        self.row_ever_before: dict[str, tuple[Node, _Value]] = {}
         self.carry_groups = self.grid and bool(self.groups)
-        if self.carry_groups:
-            self._plan_group_carry()
+        self.layout = Layout(DENSE, "")
+        self.fills: dict[str, float] = {}  # datapoint -> value in a cell without rows
 
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
@@ -341,7 +369,7 @@ class _Compiler:
         if isinstance(node, Call) and node.func == "previous":
             return self._previous(self.row(node.args[0]), self.rows, node.args[0], row=True)
         if isinstance(node, Call) and node.func == "ever_before":
-            return self._ever_before(self.row(node.args[0]))
+            return self._ever_before(node.args[0], self.row(node.args[0]))
         return self._scalar(node, self.row)
 
     def _period(self, node: Node) -> _Value:
@@ -372,14 +400,17 @@ class _Compiler:
         name = self.names.claim(f"previous_{_hint(arg)}")
         level = value.level + 1
         layers.add(level, name, layers.over(lag))
+        if row:
+            self.row_previous[name] = (arg, value)
         nullable = True if value.kind == NUMBER else value.nullable
         return _Value(b.col(name), level, value.kind, nullable, double=value.double)
 
-    def _ever_before(self, cond: _Value) -> _Value:
+    def _ever_before(self, node: Node, cond: _Value) -> _Value:
         self._require_grid("ever_before")
         flag = b.case((cond.sql, exp.Literal.number(1)), default=exp.Literal.number(0))
         seen = self.rows.over(exp.Max(this=flag), frame="before")
         name = self.names.claim("ever_before")
+        self.row_ever_before[name] = (node, cond)
         level = cond.level + 1
         self.rows.add(
             level, name, b.eq(b.coalesce(seen, exp.Literal.number(0)), exp.Literal.number(1))
@@ -488,7 +519,8 @@ class _Compiler:
         if hint is None:  # named after the KPI whose formula it is part of
             hint = f"{self.in_progress[-1]}_{func}" if self.in_progress else func
         name = self.names.claim(hint)
-        self.aggregates.append(_Aggregate(name, sql, fill, depth))
+        kpi = self.in_progress[-1] if self.in_progress else "?"
+        self.aggregates.append(_Aggregate(name, sql, fill, depth, node, kpi))
         result = _Value(b.col(name), 0, NUMBER, nullable=fill is None or depth > 0)
         self.agg_cache[node] = result
         return result
@@ -533,9 +565,23 @@ class _Compiler:
             self.rows.add(2, name, exp.Dot(this=b.col(CARRIED), expression=b.ident(name)))
 
     # -- assembling the statement -------------------------------------------------------------
-    def statement(self, table: exp.Expression, ids: list[str]) -> exp.Select:
+    def statement(self, table: exp.Expression, ids: list[str], layout: str = "auto") -> exp.Select:
         ctes: list[tuple[str, exp.Expression]] = []
         add = ctes.append
+        if self.grid:
+            self.layout = self._choose_layout(layout)
+        elif layout == SPARSE:
+            raise SQLCompileError(
+                "layout='sparse' skips empty cells of the entity x period grid: it needs an entity"
+            )
+        sparse = self.grid and self.layout.kind == SPARSE
+        if self.carry_groups and not sparse:
+            # the carried groups come first in their layers
+            planned, self.rows.columns = self.rows.columns, []
+            self._plan_group_carry()
+            for level, layer in enumerate(planned, start=1):
+                for name, expression in layer:
+                    self.rows.add(level, name, expression)
         add(("source", self._source(table)))
         if self.grid:
             # the entity cells come first so that the periods' bounds read the (smaller) cells
@@ -546,25 +592,32 @@ class _Compiler:
         if self.coarse:
             add(("calendar", self._calendar()))
         add(("periods", self._periods()))
-        if self.grid:
-            cells = "cells"
-            if self.coarse:
-                add(("period_cells", self._coarse_cells()))
-                cells = "period_cells"
+        layers = self.rows.columns
+        cells = "cells"
+        if self.grid and self.coarse:
+            add(("period_cells", self._coarse_cells()))
+            cells = "period_cells"
+        if sparse:
+            relation = self._sparse_rows(cells, add)
+            layers = layers[1:]  # the first layer is computed on the rows themselves
+        elif self.grid:
             add(("entities", self._entities()))
-            add(("grid", self._grid(cells)))
+            grid = self._grid(cells)
+            grid.add_comments([f" dense: every entity in every period; {self.layout.reason} "])
+            add(("grid", grid))
             relation = "grid"
         else:
             add(("cells", self._row_cells()))
             relation = "cells"
-        for i, layer in enumerate(self.rows.columns, start=1):
+        first = len(self.rows.columns) - len(layers) + 1
+        for i, layer in enumerate(layers, start=first):
             name = f"rows_{i}"
             add((name, _extend(relation, layer)))
             relation = name
-        add(("aggregates", self._aggregates(relation)))
+        add(("aggregates", self._aggregates(relation, count=not sparse)))
         if self.groups:
-            add(("group_keys", self._distinct_groups()))
-        add(("period_values", self._period_values()))
+            add(("group_keys", self._distinct_groups("group_moves" if sparse else "aggregates")))
+        add(("period_values", self._period_values(sparse)))
         relation = "period_values"
         for i, layer in enumerate(self.periods.columns, start=1):
             name = f"kpis_{i}"
@@ -574,6 +627,192 @@ class _Compiler:
         for name, body in ctes:
             final = final.with_(name, as_=body)
         return _rename_clashing_ctes(final, {name for name, _ in ctes}, table)
+
+    # -- the sparse layout ----------------------------------------------------------------------
+    def _choose_layout(self, wanted: str) -> Layout:
+        """The grid's layout: see :func:`.sparse.choose_layout` for when sparse is exact."""
+        if wanted == DENSE:
+            return Layout(DENSE, "asked for (layout='dense')")
+        fills = {
+            name: 0.0 if spec.missing == "zero" else math.nan
+            for name, (spec, _, _) in self.datapoints.items()
+        }
+        self.fills = fills
+        chosen = choose_layout(
+            [Aggregated(a.kpi, a.node) for a in self.aggregates if a.node is not None],
+            [arg for arg, _ in self.row_previous.values()],
+            [cond for cond, _ in self.row_ever_before.values()],
+            fills,
+        )
+        if wanted == SPARSE and chosen.kind != SPARSE:
+            raise SQLCompileError(
+                f"layout='sparse' would not give the dense grid's numbers: {chosen.reason}"
+            )
+        return chosen
+
+    def _sparse_rows(self, cells: str, add: Callable[[tuple[str, exp.Expression]], None]) -> str:
+        """The CTEs of the sparse layout; returns the relation the aggregates read.
+
+        ``present_cells`` holds the entity-periods with rows (missing values as declared),
+        ``present_rows`` adds the first layer of window columns computed on them:
+        ``previous()`` is the row before only where that row is the period before, else the
+        value a period without rows has. ``rows_1`` adds the period after each row when the
+        entity has none there (where churn shows up), with the row's group carried forward.
+        Groups: ``group_changes``/``group_moves`` count where entities enter and change
+        groups, so that the (group, period) pairs of the dense grid are all kept."""
+        add(("span", self._span()))
+        add(("present_cells", self._present_cells(cells)))
+        present = self._present_rows()
+        present.add_comments([f" sparse: rows and the period after each; {self.layout.reason} "])
+        add(("present_rows", present))
+        relation = "present_rows"
+        if self.row_previous:
+            add(("rows_1", self._with_next_periods()))
+            relation = "rows_1"
+        if self.groups:
+            add(("group_changes", self._group_changes()))
+            add(("group_moves", self._group_moves()))
+        return relation
+
+    def _span(self) -> exp.Select:
+        return exp.select(
+            b.alias(exp.Min(this=b.col(PERIOD)), FIRST_PERIOD),
+            b.alias(exp.Max(this=b.col(PERIOD)), LAST_PERIOD),
+        ).from_("periods")
+
+    def _present_cells(self, cells: str) -> exp.Select:
+        period = b.col(PERIOD, "c") if self.coarse else b.alias(b.col(BASE, "c"), PERIOD)
+        items: list[exp.Expression] = [b.col(ENTITY, "c"), period]
+        for spec, _, name in self.datapoints.values():
+            value = b.col(name, "c")
+            if spec.missing == "zero":
+                value = b.coalesce(value, b.num(0))
+            items.append(b.alias(value, name))
+        for _, name in self.groups:
+            items.append(b.col(name, "c"))
+            if self.coarse:
+                items.append(b.col(_first_group(name), "c"))
+        items += [b.col(n, "c") for n in self._supplied_names()]
+        items += [b.col(FIRST_PERIOD, "s"), b.col(LAST_PERIOD, "s")]
+        return (
+            exp.select(*items)
+            .from_(exp.to_table(cells).as_("c"))
+            .join(exp.to_table("span").as_("s"), join_type="CROSS")
+        )
+
+    def _present_rows(self) -> exp.Select:
+        columns: list[tuple[str, exp.Expression]] = []
+        for name, expression in self.rows.columns[0] if self.rows.columns else []:
+            if name in self.row_previous:
+                expression = self._sparse_previous(*self.row_previous[name])
+            columns.append((name, expression))
+        if self.row_previous:
+            columns.append((NEXT_PERIOD, self.rows.over(exp.Lead(this=b.col(PERIOD)))))
+        if self.groups:
+            first_row = exp.Is(
+                this=self.rows.over(exp.Lag(this=b.col(PERIOD))), expression=exp.Null()
+            )
+            columns.append((FIRST_ROW, first_row))
+            for _, name in self.groups:
+                before = b.case(
+                    (first_row.copy(), b.col(self._entry_group(name))),
+                    default=self.rows.over(exp.Lag(this=b.col(name))),
+                )
+                columns.append((_before_group(name), before))
+        return _extend("present_cells", columns)
+
+    def _entry_group(self, name: str) -> str:
+        """An entity's group before its first row: at a coarser grain the group at its first
+        base period, else its first row's."""
+        return _first_group(name) if self.coarse else name
+
+    def _sparse_previous(self, arg: Node, value: _Value) -> exp.Expression:
+        adjacent = b.eq(
+            self.rows.over(exp.Lag(this=b.col(PERIOD))),
+            b.binary(exp.Sub, b.col(PERIOD), b.num(1)),
+        )
+        whens = [(adjacent, self.rows.over(exp.Lag(this=value.sql.copy())))]
+        # the first period has no period before: NULL (FALSE for a condition, as the grid's
+        # LAG(cond, 1, FALSE)); after a period without rows, the value such a period has
+        at_start = exp.false() if value.kind == CONDITION else exp.Null()
+        after_gap = _literal(fill_value(arg, self.fills))
+        if after_gap != at_start:
+            whens.append((b.eq(b.col(PERIOD), b.col(FIRST_PERIOD)), at_start))
+        return b.case(*whens, default=None if isinstance(after_gap, exp.Null) else after_gap)
+
+    def _with_next_periods(self) -> exp.Union:
+        """The rows, and the period after each row where the entity has none."""
+        names = [ENTITY, PERIOD, *[n for _, _, n in self.datapoints.values()]]
+        names += [n for _, n in self.groups] + self._supplied_names()
+        layer = [n for n, _ in self.rows.columns[0]]
+        rows = exp.select(*[b.col(n) for n in [*names, *layer]]).from_("present_rows")
+        items: list[exp.Expression] = [
+            b.col(ENTITY, "r"),
+            b.alias(b.binary(exp.Add, b.col(PERIOD, "r"), b.num(1)), PERIOD),
+        ]
+        for spec, _, name in self.datapoints.values():
+            fill = b.num(0) if spec.missing == "zero" else exp.Null()
+            items.append(b.alias(fill, name))
+        items += [b.col(n, "r") for _, n in self.groups]  # a churned entity keeps its group
+        items += [b.alias(exp.Null(), n) for n in self._supplied_names()]
+        for name in layer:
+            if name in self.row_previous:  # the period before is the row
+                value = _qualified(self.row_previous[name][1].sql, "r")
+            else:  # ever_before: the row's own condition counts too
+                cond = self.row_ever_before[name][1]
+                value = b.binary(exp.Or, b.col(name, "r"), _qualified(_cond(cond), "r"))
+            items.append(b.alias(value, name))
+        after = b.binary(exp.Add, b.col(PERIOD, "r"), b.num(1))
+        gap = exp.Or(
+            this=exp.Is(this=b.col(NEXT_PERIOD, "r"), expression=exp.Null()),
+            expression=b.binary(exp.GT, b.col(NEXT_PERIOD, "r"), after),
+        )
+        where = b.and_(
+            exp.Paren(this=gap), b.binary(exp.LT, b.col(PERIOD, "r"), b.col(LAST_PERIOD, "r"))
+        )
+        following = exp.select(*items).from_(exp.to_table("present_rows").as_("r")).where(where)
+        return exp.union(rows, following, distinct=False)
+
+    def _group_changes(self) -> exp.Union:
+        """+1 where an entity enters a group, -1 where it leaves one. Every entity is in the
+        dense grid from the first period, in its first group, and stays in the last group it
+        had a row in."""
+        groups = [n for _, n in self.groups]
+        entry = (
+            exp.select(
+                *[b.alias(b.col(self._entry_group(n)), n) for n in groups],
+                b.alias(b.col(FIRST_PERIOD), PERIOD),
+                b.alias(b.num(1), MOVED),
+            )
+            .from_("present_rows")
+            .where(b.col(FIRST_ROW))
+        )
+        changed = [
+            exp.NullSafeNEQ(this=b.col(_before_group(n)), expression=b.col(n)) for n in groups
+        ]
+        moved = changed[0]
+        for c in changed[1:]:
+            moved = b.binary(exp.Or, moved, c)
+        leave = (
+            exp.select(
+                *[b.alias(b.col(_before_group(n)), n) for n in groups],
+                b.col(PERIOD),
+                b.alias(b.num(-1), MOVED),
+            )
+            .from_("present_rows")
+            .where(moved)
+        )
+        join = (
+            exp.select(*[b.col(n) for n in groups], b.col(PERIOD), b.alias(b.num(1), MOVED))
+            .from_("present_rows")
+            .where(moved.copy())
+        )
+        return exp.union(exp.union(entry, leave, distinct=False), join, distinct=False)
+
+    def _group_moves(self) -> exp.Select:
+        keys = [b.col(n) for _, n in self.groups] + [b.col(PERIOD)]
+        total = b.alias(exp.Sum(this=b.col(MOVED)), MOVED)
+        return exp.select(*keys, total).from_("group_changes").group_by(*[k.copy() for k in keys])
 
     def _source(self, table: exp.Expression) -> exp.Select:
         req = self.req
@@ -708,7 +947,9 @@ class _Compiler:
         for _, name in self.groups:  # the group at the coarse period's end (and start)
             latest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect)
             items.append(b.alias(latest, name))
-            if self.dialect == "duckdb":
+            # DuckDB carries the first group back to the periods before an entity's first
+            # row from here, and so does the sparse layout in every dialect
+            if self.dialect == "duckdb" or self.layout.kind == SPARSE:
                 earliest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect, True)
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
@@ -783,23 +1024,42 @@ class _Compiler:
             .join(exp.to_table("periods").as_("p"), on=b.eq(b.col(PERIOD, "p"), b.col(PERIOD, "k")))
         )
 
-    def _aggregates(self, relation: str) -> exp.Select:
+    def _aggregates(self, relation: str, count: bool = True) -> exp.Select:
         keys = [b.col(n) for _, n in self.groups] + [b.col(PERIOD)]
-        items = [*keys, b.alias(exp.Count(this=exp.Star()), CELLS)]
+        items = [*keys]
+        if count:  # the dense grid's cells per group and period (sparse: see period_values)
+            items.append(b.alias(exp.Count(this=exp.Star()), CELLS))
         items += [b.alias(a.sql, a.name) for a in self.aggregates]
         return exp.select(*items).from_(relation).group_by(*keys)
 
-    def _distinct_groups(self) -> exp.Select:
+    def _distinct_groups(self, relation: str) -> exp.Select:
         # groups without any cell would give no output row: the aggregates' groups suffice
-        return exp.select(*[b.col(n) for _, n in self.groups]).distinct().from_("aggregates")
+        # (sparse: the groups entities move into, which include those of empty cells)
+        return exp.select(*[b.col(n) for _, n in self.groups]).distinct().from_(relation)
 
-    def _period_values(self) -> exp.Select:
-        """Aggregates on every (group, period) pair; empty pairs get 0 for sum and count."""
+    def _period_values(self, sparse: bool = False) -> exp.Select:
+        """Aggregates on every (group, period) pair; empty pairs get 0 for sum and count.
+
+        ``_cells`` counts the pair's cells in the dense grid. The sparse layout has no grid to
+        count: without groups every entity is in every period; with groups the entities in a
+        group are the running sum of those that moved into it less those that moved out."""
         items: list[exp.Expression] = [b.col(n, "g") for _, n in self.groups]
         items += [b.col(PERIOD, "p"), b.col(INDEX, "p")]
         if self.req.period is not None:
             items.append(b.col(LABEL, "p"))
-        items.append(b.alias(b.coalesce(b.col(CELLS, "a"), b.num(0)), CELLS))
+        if not sparse:
+            cells: exp.Expression = b.coalesce(b.col(CELLS, "a"), b.num(0))
+        elif self.groups:
+            moved = exp.Sum(this=b.coalesce(b.col(MOVED, "m"), b.num(0)))
+            cells = b.window(
+                moved,
+                [b.col(n, "g") for _, n in self.groups],
+                [b.ascending(b.col(PERIOD, "p"), self.dialect)],
+                "running",
+            )
+        else:
+            cells = b.num(1)
+        items.append(b.alias(cells, CELLS))
         for agg in self.aggregates:
             value: exp.Expression = b.col(agg.name, "a")
             if agg.fill is not None:
@@ -816,7 +1076,15 @@ class _Compiler:
                 exp.NullSafeEQ(this=b.col(n, "a"), expression=b.col(n, "g")) for _, n in self.groups
             ]
             on = b.and_(on, *same)
-        return select.join(exp.to_table("aggregates").as_("a"), on=on, join_type="LEFT")
+        select = select.join(exp.to_table("aggregates").as_("a"), on=on, join_type="LEFT")
+        if sparse and self.groups:
+            on = b.eq(b.col(PERIOD, "m"), b.col(PERIOD, "p"))
+            same = [
+                exp.NullSafeEQ(this=b.col(n, "m"), expression=b.col(n, "g")) for _, n in self.groups
+            ]
+            moves = exp.to_table("group_moves").as_("m")
+            select = select.join(moves, on=b.and_(on, *same), join_type="LEFT")
+        return select
 
     def _final(self, relation: str, ids: list[str]) -> exp.Select:
         items: list[exp.Expression] = []
@@ -871,6 +1139,31 @@ def _row_group(name: str) -> str:
 
 def _first_group(name: str) -> str:
     return f"_first_{name}"
+
+
+def _before_group(name: str) -> str:
+    return f"_before_{name}"
+
+
+def _qualified(e: exp.Expression, table: str) -> exp.Expression:
+    """A copy of ``e`` whose columns are read from ``table``."""
+    e = e.copy()
+    for column in list(e.find_all(exp.Column)):
+        if not column.table:
+            column.set("table", b.ident(table))
+    return e
+
+
+def _literal(value) -> exp.Expression:
+    """A value of the pandas engine's (bool, float, NaN, inf) as SQL."""
+    if np.asarray(value).dtype == bool:
+        return exp.true() if bool(value) else exp.false()
+    number = float(value)
+    if math.isnan(number):
+        return exp.Null()
+    if math.isinf(number):
+        return b.infinity() if number > 0 else b.neg(b.infinity())
+    return b.num(number)
 
 
 def _minus_first(p: exp.Expression) -> exp.Expression:

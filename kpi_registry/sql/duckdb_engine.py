@@ -45,9 +45,17 @@ _ROW = "_kpi_row"
 
 
 def evaluate_duckdb(
-    kpis: Mapping[str, KPI], ids: Sequence[str], data: Any, request: Request
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    data: Any,
+    request: Request,
+    *,
+    layout: str = "auto",
 ) -> pd.DataFrame:
-    """Evaluate KPIs in embedded DuckDB; same frame as the pandas engine's."""
+    """Evaluate KPIs in embedded DuckDB; same frame as the pandas engine's.
+
+    ``layout`` is the compiler's (see ``compile_many``): ``auto`` skips the empty cells of
+    the entity x period grid where that provably changes no number."""
     import duckdb
 
     if isinstance(data, Mapping):
@@ -57,7 +65,7 @@ def evaluate_duckdb(
         )
     try:
         with _Input.open(data, request) as source:
-            return _run(kpis, list(ids), source, request)
+            return _run(kpis, list(ids), source, request, layout)
     except duckdb.ConversionException as e:
         raise DataError(
             f"a column could not be read as numbers or periods: {_first_line(e)}"
@@ -254,7 +262,9 @@ def _suffix(path: str) -> str:
     return Path(name).suffix.lstrip(".")
 
 
-def _run(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request) -> pd.DataFrame:
+def _run(
+    kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str = "auto"
+) -> pd.DataFrame:
     axis, fmt = _infer_periods(source, req)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
@@ -267,6 +277,7 @@ def _run(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request) 
         period_type=fmt,
         order=source.order,
         columns=source.columns,
+        layout=layout,
     )
     result = source.query(tree)
     return _shape(result, ids, req, axis, fmt, source)

@@ -84,6 +84,7 @@ WITH source AS (
   GROUP BY
     _entity
 ), grid AS (
+  /* dense: every entity in every period; previous() of previous() looks back more than one period */
   SELECT
     e._entity,
     p._period,

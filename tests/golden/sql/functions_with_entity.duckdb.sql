@@ -82,6 +82,7 @@ WITH source AS (
     _entity
   FROM cells
 ), grid AS (
+  /* dense: every entity in every period; previous() of previous() looks back more than one period */
   SELECT
     e._entity,
     p._period,

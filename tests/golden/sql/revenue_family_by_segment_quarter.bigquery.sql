@@ -50,7 +50,8 @@ WITH source AS (
     c._entity,
     k._period,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
-    MAX_BY(c.segment, c._base_period) AS segment
+    MAX_BY(c.segment, c._base_period) AS segment,
+    MIN_BY(c.segment, c._base_period) AS _first_segment
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
@@ -59,34 +60,33 @@ WITH source AS (
   GROUP BY
     c._entity,
     k._period
-), entities AS (
+), span AS (
   SELECT
-    _entity,
-    MIN_BY(segment, _base_period) AS _first_segment
-  FROM cells
-  GROUP BY
-    _entity
-), grid AS (
+    MIN(_period) AS _first_period,
+    MAX(_period) AS _last_period
+  FROM periods
+), present_cells AS (
   SELECT
-    e._entity,
-    p._period,
+    c._entity,
+    c._period,
     COALESCE(c.revenue, 0) AS revenue,
-    c.segment AS _row_segment,
-    e._first_segment,
-    NOT c._entity IS NULL AS _present
-  FROM entities AS e
-  CROSS JOIN periods AS p
-  LEFT JOIN period_cells AS c
-    ON c._entity = e._entity AND c._period = p._period
-), rows_1 AS (
+    c.segment,
+    c._first_segment,
+    s._first_period,
+    s._last_period
+  FROM period_cells AS c
+  CROSS JOIN span AS s
+), present_rows AS (
+  /* sparse: rows and the period after each; cells without rows (other than the period after a row) change none of these numbers */
   SELECT
     *,
-    COUNT(CASE WHEN _present THEN 1 END) OVER (
-      PARTITION BY _entity
-      ORDER BY _period
-      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-    ) AS _run,
-    LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
+    CASE
+      WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) = _period - 1
+      THEN LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)
+      WHEN _period = _first_period
+      THEN NULL
+      ELSE 0
+    END AS previous_revenue,
     COALESCE(
       MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
@@ -94,22 +94,75 @@ WITH source AS (
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
       ),
       0
-    ) = 1 AS ever_before
-  FROM grid
-), rows_2 AS (
-  SELECT
-    *,
+    ) = 1 AS ever_before,
+    LEAD(_period) OVER (PARTITION BY _entity ORDER BY _period) AS _next_period,
+    LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) IS NULL AS _first_row,
     CASE
-      WHEN _run = 0
+      WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) IS NULL
       THEN _first_segment
-      ELSE MAX(_row_segment) OVER (PARTITION BY _entity, _run)
-    END AS segment
-  FROM rows_1
+      ELSE LAG(segment) OVER (PARTITION BY _entity ORDER BY _period)
+    END AS _before_segment
+  FROM present_cells
+), rows_1 AS (
+  SELECT
+    _entity,
+    _period,
+    revenue,
+    segment,
+    previous_revenue,
+    ever_before
+  FROM present_rows
+  UNION ALL
+  SELECT
+    r._entity,
+    r._period + 1 AS _period,
+    0 AS revenue,
+    r.segment,
+    r.revenue AS previous_revenue,
+    r.ever_before OR r.revenue > 0 AS ever_before
+  FROM present_rows AS r
+  WHERE
+    (
+      r._next_period IS NULL OR r._next_period > r._period + 1
+    )
+    AND r._period < r._last_period
+), group_changes AS (
+  SELECT
+    _first_segment AS segment,
+    _first_period AS _period,
+    1 AS _moved
+  FROM present_rows
+  WHERE
+    _first_row
+  UNION ALL
+  SELECT
+    _before_segment AS segment,
+    _period,
+    -1 AS _moved
+  FROM present_rows
+  WHERE
+    _before_segment IS DISTINCT FROM segment
+  UNION ALL
+  SELECT
+    segment,
+    _period,
+    1 AS _moved
+  FROM present_rows
+  WHERE
+    _before_segment IS DISTINCT FROM segment
+), group_moves AS (
+  SELECT
+    segment,
+    _period,
+    SUM(_moved) AS _moved
+  FROM group_changes
+  GROUP BY
+    segment,
+    _period
 ), aggregates AS (
   SELECT
     segment,
     _period,
-    COUNT(*) AS _cells,
     SUM(previous_revenue) AS starting_revenue,
     SUM(
       CASE
@@ -128,21 +181,25 @@ WITH source AS (
       CASE WHEN previous_revenue = 0 AND revenue > 0 AND NOT ever_before THEN revenue END
     ) AS new_revenue,
     SUM(CASE WHEN previous_revenue = 0 AND revenue > 0 AND ever_before THEN revenue END) AS reactivation_revenue
-  FROM rows_2
+  FROM rows_1
   GROUP BY
     segment,
     _period
 ), group_keys AS (
   SELECT DISTINCT
     segment
-  FROM aggregates
+  FROM group_moves
 ), period_values AS (
   SELECT
     g.segment,
     p._period,
     p._period_index,
     p._label,
-    COALESCE(a._cells, 0) AS _cells,
+    SUM(COALESCE(m._moved, 0)) OVER (
+      PARTITION BY g.segment
+      ORDER BY p._period
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS _cells,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.starting_revenue, 0) END AS starting_revenue,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.expansion_revenue, 0) END AS expansion_revenue,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.contraction_revenue, 0) END AS contraction_revenue,
@@ -153,6 +210,8 @@ WITH source AS (
   CROSS JOIN group_keys AS g
   LEFT JOIN aggregates AS a
     ON a._period = p._period AND a.segment IS NOT DISTINCT FROM g.segment
+  LEFT JOIN group_moves AS m
+    ON m._period = p._period AND m.segment IS NOT DISTINCT FROM g.segment
 ), kpis_1 AS (
   SELECT
     *,

@@ -31,23 +31,31 @@ WITH source AS (
     _base_period - MIN(_base_period) OVER () AS _period_index,
     CAST(CAST(DATEADD(MONTH, _base_period, CAST('1970-01-01' AS DATE)) AS DATE) AS TIMESTAMP) AS _label
   FROM base_periods
-), entities AS (
-  SELECT DISTINCT
-    _entity
-  FROM cells
-), grid AS (
+), span AS (
   SELECT
-    e._entity,
-    p._period,
-    COALESCE(c.revenue, 0) AS revenue
-  FROM entities AS e
-  CROSS JOIN periods AS p
-  LEFT JOIN cells AS c
-    ON c._entity = e._entity AND c._base_period = p._period
-), rows_1 AS (
+    MIN(_period) AS _first_period,
+    MAX(_period) AS _last_period
+  FROM periods
+), present_cells AS (
+  SELECT
+    c._entity,
+    c._base_period AS _period,
+    COALESCE(c.revenue, 0) AS revenue,
+    s._first_period,
+    s._last_period
+  FROM cells AS c
+  CROSS JOIN span AS s
+), present_rows AS (
+  /* sparse: rows and the period after each; cells without rows (other than the period after a row) change none of these numbers */
   SELECT
     *,
-    LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
+    CASE
+      WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) = _period - 1
+      THEN LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)
+      WHEN _period = _first_period
+      THEN NULL
+      ELSE 0
+    END AS previous_revenue,
     COALESCE(
       MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
@@ -55,12 +63,33 @@ WITH source AS (
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
       ),
       0
-    ) = 1 AS ever_before
-  FROM grid
+    ) = 1 AS ever_before,
+    LEAD(_period) OVER (PARTITION BY _entity ORDER BY _period) AS _next_period
+  FROM present_cells
+), rows_1 AS (
+  SELECT
+    _entity,
+    _period,
+    revenue,
+    previous_revenue,
+    ever_before
+  FROM present_rows
+  UNION ALL
+  SELECT
+    r._entity,
+    r._period + 1 AS _period,
+    0 AS revenue,
+    r.revenue AS previous_revenue,
+    r.ever_before OR r.revenue > 0 AS ever_before
+  FROM present_rows AS r
+  WHERE
+    (
+      r._next_period IS NULL OR r._next_period > r._period + 1
+    )
+    AND r._period < r._last_period
 ), aggregates AS (
   SELECT
     _period,
-    COUNT(*) AS _cells,
     SUM(previous_revenue) AS starting_revenue,
     SUM(
       CASE
@@ -87,7 +116,7 @@ WITH source AS (
     p._period,
     p._period_index,
     p._label,
-    COALESCE(a._cells, 0) AS _cells,
+    1 AS _cells,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.starting_revenue, 0) END AS starting_revenue,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.expansion_revenue, 0) END AS expansion_revenue,
     CASE WHEN p._period_index >= 1 THEN COALESCE(a.contraction_revenue, 0) END AS contraction_revenue,

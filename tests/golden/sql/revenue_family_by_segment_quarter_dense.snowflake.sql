@@ -1,0 +1,225 @@
+WITH source AS (
+  SELECT
+    customer_id AS _entity,
+    (
+      CAST(SUBSTRING(CAST(month AS VARCHAR), 1, 4) AS INT) - 1970
+    ) * 12 + CAST(SUBSTRING(CAST(month AS VARCHAR), 6, 2) AS INT) - 1 AS _base_period,
+    segment,
+    CAST(mrr AS DOUBLE) AS revenue
+  FROM analytics.mrr
+), cells AS (
+  SELECT
+    _entity,
+    _base_period,
+    SUM(revenue) AS revenue,
+    MAX(segment) AS segment
+  FROM source
+  GROUP BY
+    _entity,
+    _base_period
+), bounds AS (
+  SELECT
+    MIN(_base_period) AS _first,
+    MAX(_base_period) AS _last
+  FROM cells
+), base_periods AS (
+  SELECT
+    CAST(s.value AS INT) AS _base_period
+  FROM bounds, LATERAL FLATTEN(INPUT => ARRAY_GENERATE_RANGE(_first, _last + 1)) AS s
+), calendar AS (
+  SELECT
+    _base_period,
+    CAST(FLOOR(_base_period / 3.0) AS INT) AS _period
+  FROM base_periods
+), periods AS (
+  SELECT
+    _period,
+    MAX(_base_period) AS _stock_base,
+    _period - MIN(_period) OVER () AS _period_index,
+    SUBSTRING(
+      CAST(CAST(DATEADD(MONTH, _period * 3, CAST('1970-01-01' AS DATE)) AS DATE) AS VARCHAR),
+      1,
+      4
+    ) || 'Q' || CAST(DATE_PART(QUARTER, CAST(DATEADD(MONTH, _period * 3, CAST('1970-01-01' AS DATE)) AS DATE)) AS VARCHAR) AS _label
+  FROM calendar
+  GROUP BY
+    _period
+), period_cells AS (
+  SELECT
+    c._entity,
+    k._period,
+    MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
+    MAX_BY(c.segment, c._base_period) AS segment
+  FROM cells AS c
+  JOIN calendar AS k
+    ON k._base_period = c._base_period
+  JOIN periods AS p
+    ON p._period = k._period
+  GROUP BY
+    c._entity,
+    k._period
+), entities AS (
+  SELECT
+    _entity,
+    MIN_BY(segment, _base_period) AS _first_segment
+  FROM cells
+  GROUP BY
+    _entity
+), grid AS (
+  /* dense: every entity in every period; asked for (layout='dense') */
+  SELECT
+    e._entity,
+    p._period,
+    COALESCE(c.revenue, 0) AS revenue,
+    c.segment AS _row_segment,
+    e._first_segment,
+    NOT c._entity IS NULL AS _present
+  FROM entities AS e
+  CROSS JOIN periods AS p
+  LEFT JOIN period_cells AS c
+    ON c._entity = e._entity AND c._period = p._period
+), rows_1 AS (
+  SELECT
+    *,
+    COUNT(CASE WHEN _present THEN 1 END) OVER (
+      PARTITION BY _entity
+      ORDER BY _period
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ) AS _run,
+    LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
+    COALESCE(
+      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+        PARTITION BY _entity
+        ORDER BY _period
+        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+      ),
+      0
+    ) = 1 AS ever_before
+  FROM grid
+), rows_2 AS (
+  SELECT
+    *,
+    CASE
+      WHEN _run = 0
+      THEN _first_segment
+      ELSE MAX(_row_segment) OVER (PARTITION BY _entity, _run)
+    END AS segment
+  FROM rows_1
+), aggregates AS (
+  SELECT
+    segment,
+    _period,
+    COUNT(*) AS _cells,
+    SUM(previous_revenue) AS starting_revenue,
+    SUM(
+      CASE
+        WHEN previous_revenue > 0 AND revenue > previous_revenue
+        THEN revenue - previous_revenue
+      END
+    ) AS expansion_revenue,
+    SUM(
+      CASE
+        WHEN previous_revenue > 0 AND revenue > 0 AND revenue < previous_revenue
+        THEN previous_revenue - revenue
+      END
+    ) AS contraction_revenue,
+    SUM(CASE WHEN previous_revenue > 0 AND revenue = 0 THEN previous_revenue END) AS churned_revenue,
+    SUM(
+      CASE WHEN previous_revenue = 0 AND revenue > 0 AND NOT ever_before THEN revenue END
+    ) AS new_revenue,
+    SUM(CASE WHEN previous_revenue = 0 AND revenue > 0 AND ever_before THEN revenue END) AS reactivation_revenue
+  FROM rows_2
+  GROUP BY
+    segment,
+    _period
+), group_keys AS (
+  SELECT DISTINCT
+    segment
+  FROM aggregates
+), period_values AS (
+  SELECT
+    g.segment,
+    p._period,
+    p._period_index,
+    p._label,
+    COALESCE(a._cells, 0) AS _cells,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.starting_revenue, 0) END AS starting_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.expansion_revenue, 0) END AS expansion_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.contraction_revenue, 0) END AS contraction_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.churned_revenue, 0) END AS churned_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.new_revenue, 0) END AS new_revenue,
+    CASE WHEN p._period_index >= 1 THEN COALESCE(a.reactivation_revenue, 0) END AS reactivation_revenue
+  FROM periods AS p
+  CROSS JOIN group_keys AS g
+  LEFT JOIN aggregates AS a
+    ON a._period = p._period AND a.segment IS NOT DISTINCT FROM g.segment
+), kpis_1 AS (
+  SELECT
+    *,
+    (
+      starting_revenue + expansion_revenue - contraction_revenue - churned_revenue
+    ) / NULLIF(starting_revenue, 0) * 100 AS net_revenue_retention,
+    (
+      starting_revenue - contraction_revenue - churned_revenue
+    ) / NULLIF(starting_revenue, 0) * 100 AS gross_revenue_retention,
+    expansion_revenue / NULLIF(starting_revenue, 0) * 100 AS expansion_revenue_rate,
+    LAG(expansion_revenue) OVER (PARTITION BY segment ORDER BY _period) AS previous_expansion_revenue,
+    (
+      new_revenue + expansion_revenue + reactivation_revenue
+    ) / NULLIF(contraction_revenue + churned_revenue, 0) AS quick_ratio
+  FROM period_values
+), kpis_2 AS (
+  SELECT
+    *,
+    (
+      expansion_revenue - previous_expansion_revenue
+    ) / NULLIF(previous_expansion_revenue, 0) * 100 AS expansion_revenue_growth_rate
+  FROM kpis_1
+)
+SELECT
+  _label AS month,
+  segment,
+  CASE
+    WHEN ABS(starting_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN starting_revenue
+  END AS starting_revenue,
+  CASE
+    WHEN ABS(expansion_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue
+  END AS expansion_revenue,
+  CASE
+    WHEN ABS(contraction_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN contraction_revenue
+  END AS contraction_revenue,
+  CASE
+    WHEN ABS(churned_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN churned_revenue
+  END AS churned_revenue,
+  CASE WHEN ABS(new_revenue) < CAST('Infinity' AS DOUBLE) THEN new_revenue END AS new_revenue,
+  CASE
+    WHEN ABS(reactivation_revenue) < CAST('Infinity' AS DOUBLE)
+    THEN reactivation_revenue
+  END AS reactivation_revenue,
+  CASE
+    WHEN ABS(net_revenue_retention) < CAST('Infinity' AS DOUBLE)
+    THEN net_revenue_retention
+  END AS net_revenue_retention,
+  CASE
+    WHEN ABS(gross_revenue_retention) < CAST('Infinity' AS DOUBLE)
+    THEN gross_revenue_retention
+  END AS gross_revenue_retention,
+  CASE
+    WHEN ABS(expansion_revenue_rate) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue_rate
+  END AS expansion_revenue_rate,
+  CASE
+    WHEN ABS(expansion_revenue_growth_rate) < CAST('Infinity' AS DOUBLE)
+    THEN expansion_revenue_growth_rate
+  END AS expansion_revenue_growth_rate,
+  CASE WHEN ABS(quick_ratio) < CAST('Infinity' AS DOUBLE) THEN quick_ratio END AS quick_ratio
+FROM kpis_2
+WHERE
+  _cells > 0
+ORDER BY
+  _period,
+  segment
