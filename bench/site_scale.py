@@ -86,10 +86,12 @@ def measure(src: Path, out: Path, jobs: int) -> dict:
         text=True,
     )
     peak = {"sum": 0.0, "largest": 0.0}
+    samples: list[tuple[float, float]] = []  # (seconds since start, sum of PSS)
 
     def sample() -> None:
         while proc.poll() is None:
             total, largest = _tree_mb(proc.pid)
+            samples.append((time.perf_counter() - start, total))
             peak["sum"] = max(peak["sum"], total)
             peak["largest"] = max(peak["largest"], largest)
             time.sleep(0.2)
@@ -104,6 +106,18 @@ def measure(src: Path, out: Path, jobs: int) -> dict:
         sys.exit(f"build failed:\n{stderr[-4000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
     result.update(wall=wall, tree_peak_mb=peak["sum"], process_peak_mb=peak["largest"])
+    # Peak memory per phase, placing the phases one after the other from the end of the run
+    # (what comes before the first phase is the child starting up).
+    phases = [(k, v) for k, v in result["seconds"].items() if k != "total"]
+    end = wall
+    windows = {}
+    for name, seconds in reversed(phases):
+        windows[name] = (end - seconds, end)
+        end -= seconds
+    result["phase_peak_mb"] = {
+        name: max((m for t, m in samples if lo <= t <= hi), default=0.0)
+        for name, (lo, hi) in windows.items()
+    }
     return result
 
 
@@ -141,6 +155,8 @@ def main() -> None:
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in r["seconds"].items())
     print(f"{r['kpis']} KPIs, {r['pages']} pages, {r['warnings']} warnings")
     print(f"phases: {phases}")
+    peaks = ", ".join(f"{k} {v:.0f} MB" for k, v in reversed(r["phase_peak_mb"].items()))
+    print(f"peak memory (all processes) by phase: {peaks}")
     rows = [
         ("whole pipeline (wall)", f"{r['wall']:.0f} s", f"< {TARGETS['seconds']} s",
          r["wall"] < TARGETS["seconds"]),

@@ -64,11 +64,14 @@ class BuildReport:
 
 
 class _MkdocsLog(logging.Handler):
-    """Counts pages as mkdocs reads and writes them, and keeps its warnings for the report."""
+    """Counts pages as mkdocs reads and writes them, and keeps its warnings for the report.
 
-    def __init__(self, progress: Progress, total: int):
+    ``built``, when given, is a counter shared between processes: the KPI pages written.
+    """
+
+    def __init__(self, progress: Progress, total: int, built=None):
         super().__init__(logging.DEBUG)
-        self.progress, self.total = progress, total
+        self.progress, self.total, self.shared = progress, total, built
         self.read = self.built = 0
         self.warnings: list[str] = []
 
@@ -86,10 +89,74 @@ class _MkdocsLog(logging.Handler):
             if self.built == 1:
                 self.progress.phase("mkdocs: writing", self.total)
             self.progress.update(self.built)
+            if self.shared is not None and msg.startswith("Building page kpi/"):
+                with self.shared.get_lock():
+                    self.shared.value += 1
+
+
+def _speedups():
+    """What this pipeline adds to mkdocs for speed and memory; never named in mkdocs.yml.
+
+    The result is the same site a plain ``mkdocs build`` of the docs folder makes (a test
+    compares the two), only built faster and in less memory:
+
+    * The theme's search plugin re-parses the HTML of every page to index it. On a KPI page
+      every section after the definition is ``data-search-exclude`` (the template marks the
+      spot with SEARCH_END), so the plugin is handed only the part before it: the same search
+      entries from a twentieth of the parsing.
+    * MkDocs keeps every page's Markdown and HTML until its build ends. Neither is read again
+      once the page is converted and written (links and anchors are checked from lists mkdocs
+      keeps apart), so both are dropped as soon as they are done with.
+
+    Without this (a plain ``mkdocs build``, or another builder reading mkdocs.yml) the docs
+    folder builds as it is, the theme indexing each whole page.
+    """
+    from mkdocs.plugins import BasePlugin, event_priority
+
+    class _Head:
+        """A page as the search plugin sees it: its HTML up to SEARCH_END."""
+
+        def __init__(self, page, content: str):
+            self._page, self.content = page, content
+
+        def __getattr__(self, name: str):
+            return getattr(self._page, name)
+
+    class Speedups(BasePlugin):
+        @event_priority(-100)  # after the search plugin has made its index
+        def on_config(self, config):
+            for plugin in config.plugins.values():
+                index = getattr(plugin, "search_index", None)
+                add = getattr(index, "add_entry_from_context", None)
+                if callable(add):
+
+                    def add_entry(page, add=add):
+                        cut = (page.content or "").find(SEARCH_END)
+                        add(_Head(page, page.content[:cut]) if cut >= 0 else page)
+
+                    index.add_entry_from_context = add_entry
+            return config
+
+        @event_priority(-100)
+        def on_page_content(self, html, page, config, files):
+            page.markdown = ""  # not None: mkdocs reads that as "not read yet" (no title)
+            return html
+
+        @event_priority(-100)
+        def on_post_page(self, output, page, config):
+            page.content = ""
+            return output
+
+    return Speedups()
 
 
 #: Libraries at least this large are built by two processes (when the machine has the cores).
 PARALLEL_FROM = 1000
+
+#: At most this many KPI pages per mkdocs process. MkDocs keeps the HTML of every page it
+#: builds until its build ends, so a large library is built in several shards, ``jobs`` of
+#: them at a time, each a fresh process that holds only its own pages.
+SHARD_PAGES = 5000
 
 #: What a shard other than the first leaves out: every page it does not write (it still builds
 #: the pages of the navigation, so that its pages show the same menu).
@@ -105,9 +172,18 @@ _NOT_IN_NAV = [
     "/catalog.json",
 ]
 
+#: Written by kpi.md.j2 after the last section of a KPI page that search indexes.
+SEARCH_END = "<!--kpi-search-end-->"
+
 
 def default_jobs(n_kpis: int) -> int:
     return 2 if n_kpis >= PARALLEL_FROM and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def build_site(
@@ -119,42 +195,32 @@ def build_site(
     progress: Progress | None = None,
     jobs: int | None = None,
 ) -> BuildReport:
-    """Load, check and render the registry, then build the HTML; swap both in on success."""
-    from .pages import SiteGenerator
+    """Load, check and render the registry, then build the HTML; swap both in on success.
 
+    Loading and rendering happen in a forked process (where the platform can fork), so the
+    memory the definitions take is handed back to the system before mkdocs starts, not kept by
+    this process for the rest of the build.
+    """
     layout = layout or default_layout()
     progress = progress or Progress()
     report = BuildReport()
     clock = time.perf_counter()
 
-    progress.phase("loading definitions")
-    registry = load(*paths, include_bundled=include_bundled)
-    report.seconds["load"] = time.perf_counter() - clock
-    n_kpis = len(registry)
-    # The definitions live until the HTML build: keep the garbage collector from walking them
-    # again and again (and from touching every page a forked renderer shares).
-    gc.freeze()
-    jobs = max(1, jobs or default_jobs(n_kpis))
-
     work_docs = Path(tempfile.mkdtemp(prefix=".build-docs-", dir=_ready(layout.docs.parent)))
     work_html = Path(tempfile.mkdtemp(prefix=".build-html-", dir=_ready(layout.out.parent)))
     try:
+        args = (list(paths), include_bundled, layout, work_docs, progress, jobs)
+        done = _in_child(_render, *args) if _can_fork() else _render(*args)
+        for key in ("kpis", "pages", "calculators", "examples"):
+            setattr(report, key, done[key])
+        report.seconds.update(done["seconds"])
         t = time.perf_counter()
-        generator = SiteGenerator(registry, work_docs, site_dir=layout.project)
-        del registry  # the generator holds it, and releases it before the HTML build
-        if jobs == 1:
-            bar = progress.phase("rendering pages", n_kpis)
-            generator.generate(bar.update)
-            _count(report, generator)
-            report.seconds["render"] = time.perf_counter() - t
-            generator.release()  # the HTML build below needs the memory the definitions used
-            t = time.perf_counter()
+        if len(done["shards"]) == 1:
             report.warnings = _mkdocs(layout, work_docs, work_html, strict, progress, report.pages)
         else:
-            report.warnings = _sharded(
-                generator, layout, work_docs, work_html, strict, progress, jobs, report
+            report.warnings = _build_shards(
+                layout, work_docs, work_html, strict, progress, done["jobs"], done["shards"], report
             )
-        del generator
         report.seconds["mkdocs"] = time.perf_counter() - t
         t = time.perf_counter()
         compact_html(work_html)
@@ -163,7 +229,6 @@ def build_site(
         _swap(work_docs, layout.docs)
         _swap(work_html, layout.out)
     except BaseException:
-        gc.unfreeze()
         progress.end()
         shutil.rmtree(work_docs, ignore_errors=True)
         shutil.rmtree(work_html, ignore_errors=True)
@@ -172,10 +237,83 @@ def build_site(
     return report
 
 
-def _count(report: BuildReport, generator) -> None:
+def _in_child(func, *args):
+    """Run func(*args) in a forked process and return its (picklable) result; its errors are
+    raised here as they would have been there (a definition error keeps its diagnostics)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    receive, send = fork.Pipe(duplex=False)
+    proc = fork.Process(target=_child_main, args=(send, func, args))
+    proc.start()
+    send.close()
+    try:
+        message = _receive(receive)
+        proc.join()
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
+    _raise(message)
+    return message[1]
+
+
+def _child_main(send, func, args) -> None:
+    try:
+        send.send(("ok", func(*args)))
+    except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
+        send.send(_failure(e))
+    finally:
+        send.close()
+
+
+def _render(paths, include_bundled, layout, docs, progress, jobs) -> dict:
+    """Load and check the definitions and write the docs folder.
+
+    Returns the counts, the seconds taken, the number of processes to use and the shards of
+    KPI pages for the HTML build (as last characters of their ids, see shard_chars).
+    """
+    from .pages import SiteGenerator
+
+    clock = time.perf_counter()
+    progress.phase("loading definitions")
+    registry = load(*paths, include_bundled=include_bundled)
+    seconds = {"load": time.perf_counter() - clock}
+    n_kpis = len(registry)
+    # The definitions live until the pages are written: keep the garbage collector from
+    # walking them again and again (and from touching every page a forked renderer shares).
+    gc.freeze()
+    jobs = max(1, jobs or default_jobs(n_kpis)) if _can_fork() else 1
+    t = time.perf_counter()
+    generator = SiteGenerator(registry, docs, site_dir=layout.project)
+    del registry  # the generator holds it
+    counts = {}
+    if jobs == 1:
+        bar = progress.phase("rendering pages", n_kpis)
+        generator.generate(bar.update)
+        shards = [""]
+    else:
+        ids = generator.registry.ids
+        n_shards = max(jobs, -(-n_kpis // SHARD_PAGES))
+        # The first shard also builds the listing pages; one (up to 400 links) costs about
+        # two KPI pages.
+        head_start = min(2 * (len(generator.links.pages) - len(ids)), n_kpis // n_shards)
+        shards = [c for c in shard_chars(ids, n_shards, head_start) if c]
+        counts = _render_shares(generator, progress, jobs)
     s = generator.summary
-    report.kpis, report.calculators, report.examples = s.kpis, s.calculators, s.examples
-    report.pages = len(generator.links.pages)
+    for key in ("kpis", "examples", "calculators"):
+        counts[key] = getattr(s, key) + counts.get(key, 0)
+    seconds["render"] = time.perf_counter() - t
+    if not _can_fork():  # rendering ran in this process: free what the build no longer needs
+        generator.release()
+    progress.end()
+    return {
+        **counts,
+        "pages": len(generator.links.pages),
+        "seconds": seconds,
+        "jobs": jobs,
+        "shards": shards,
+    }
 
 
 def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
@@ -197,104 +335,160 @@ def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
     return shards
 
 
-def _sharded(generator, layout, docs, html, strict, progress, jobs, report) -> list[str]:
-    """Render and build in ``jobs`` processes, each with its share of the KPI pages.
+#: KPI pages a rendering process takes at a time.
+RENDER_CHUNK = 250
 
-    Rendering: forked processes share the loaded registry and each writes its KPI pages; the
-    first process also writes every other page. Every page exists (as an empty stub) before any
-    process starts, so nothing depends on timing.
 
-    HTML: once the registry is released, fresh processes (no copy of the registry) each build
-    their KPI pages plus the pages of the navigation, excluding the rest; links to excluded
-    pages resolve as usual (mkdocs logs them at INFO, never as warnings). The first process
-    builds everything else, and the other outputs are merged into it.
+def _render_shares(generator, progress, jobs) -> dict[str, int]:
+    """Write the docs folder in ``jobs`` processes that share out the work as they go.
+
+    The work is a list of tasks: the listing pages, the catalog, and the KPI pages in chunks.
+    Forked processes share the loaded registry and the list; each takes the next task until
+    none is left (a shared counter), so a slow task never leaves a process idle. Every page
+    exists (as an empty stub) before any process starts, so nothing depends on timing. A KPI
+    whose worked example fails does not stop the others: every failure is reported at once.
+    Returns the counts of the forked processes (this one's are in generator.summary).
     """
     import multiprocessing
 
-    start = time.perf_counter()
     ids = generator.registry.ids
-    # A listing page (up to 400 links) costs about two KPI pages to write and to build.
-    head_start = min(2 * (len(generator.links.pages) - len(ids)), len(ids) // jobs)
-    chars = shard_chars(ids, jobs, head_start)
-    chars = [c for c in chars if c]
-    shards = [[i for i in ids if i[-1] in c] for c in chars]
+    tasks: list = ["listing", "catalog"]
+    tasks += [ids[i : i + RENDER_CHUNK] for i in range(0, len(ids), RENDER_CHUNK)]
     generator.write_stubs()
-    generator.nav_pages()  # every shard builds these, so they must be final first
+    generator.nav_pages()
     fork = multiprocessing.get_context("fork")
+    taken = fork.Value("i", 0, lock=True)  # tasks handed out so far
+    done = fork.Value("i", 0, lock=True)  # KPI pages written so far, by every process
     renders = []
-    for own in shards[1:]:
-        receive, send = fork.Pipe(duplex=False)
-        proc = fork.Process(target=_render_worker, args=(send, generator, own))
-        proc.start()
-        send.close()
-        renders.append((proc, receive))
+    counts = {"kpis": 0, "examples": 0, "calculators": 0}
+    failed = []
     try:
-        bar = progress.phase("rendering pages", len(shards[0]))
-        generator.kpi_pages(shards[0], bar.update)
-        generator.listing_pages()
-        _count(report, generator)
+        for _ in range(jobs - 1):
+            receive, send = fork.Pipe(duplex=False)
+            proc = fork.Process(target=_render_worker, args=(send, generator, tasks, taken, done))
+            proc.start()
+            send.close()
+            renders.append((proc, receive))
+        bar = progress.phase("rendering pages", len(ids))
+        failed += _take_tasks(generator, tasks, taken, done, lambda: bar.update(done.value))
         for proc, receive in renders:
             message = _receive(receive)
             proc.join()
+            if message[0] == "definitions":
+                failed += message[1]
+                continue
             _raise(message)
-            for key in ("kpis", "examples", "calculators"):
-                setattr(report, key, getattr(report, key) + message[1][key])
+            for key in counts:
+                counts[key] += message[1][key]
     finally:
         for proc, _ in renders:
             if proc.is_alive():
                 proc.terminate()
             proc.join()
-    report.seconds["render"] = time.perf_counter() - start
-    generator.release()  # the HTML build below needs the memory the definitions used
+    if failed:
+        from ..errors import DefinitionError
+
+        raise DefinitionError(sorted(failed, key=lambda d: (d.path, d.line)))
+    return counts
+
+
+def _take_tasks(generator, tasks, taken, done, tick=None) -> list:
+    """Do tasks from the shared list until none is left; returns the definition failures."""
+    from ..errors import DefinitionError
+
+    failed = []
+    while True:
+        with taken.get_lock():
+            k = taken.value
+            taken.value += 1
+        if k >= len(tasks):
+            return failed
+        task = tasks[k]
+        if task == "listing":
+            generator.listing_pages()
+        elif task == "catalog":
+            generator.write_catalog()
+        else:
+            try:
+                generator.kpi_pages(task)
+            except DefinitionError as e:
+                failed.extend(e.diagnostics)
+            with done.get_lock():
+                done.value += len(task)
+            if tick:
+                tick()
+
+
+def _build_shards(layout, docs, html, strict, progress, jobs, shards, report) -> list[str]:
+    """Build the HTML in shards, ``jobs`` fresh processes (no copy of the registry) at a time.
+
+    A shard builds its KPI pages plus the pages of the navigation, excluding the rest; links
+    to excluded pages resolve as usual (mkdocs logs them at INFO, never as warnings). The first
+    shard builds everything else, and the other outputs are merged into it.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
 
     spawn = multiprocessing.get_context("spawn")
-    builds = []
+    built = spawn.Value("i", 0, lock=True)  # KPI pages written so far, by every process
+    bar = progress.phase("building HTML", report.kpis)
+    outs = [html] + [html.with_name(f"{html.name}-{k}") for k in range(1, len(shards))]
+    pending = list(range(len(shards)))  # the first shard has the most other pages: start it
+    running: dict = {}
+    warnings: list[str] = []
     try:
-        for k in range(1, len(chars)):
-            others = "".join(c for j, c in enumerate(chars) if j != k)
-            out = html.with_name(f"{html.name}-{k}")
-            receive, send = spawn.Pipe(duplex=False)
-            proc = spawn.Process(
-                target=_mkdocs_worker,
-                args=(send, layout, docs, out, strict, [*_NOT_IN_NAV, f"/kpi/*[{others}].md"]),
-            )
-            proc.start()
-            send.close()
-            builds.append((proc, receive, out))
-        others = "".join(chars[1:])
-        exclude = [f"/kpi/*[{others}].md"] if others else []
-        warnings = _mkdocs(layout, docs, html, strict, progress, report.pages, exclude)
-        for proc, receive, out in builds:
-            message = _receive(receive)
-            proc.join()
-            _raise(message)
-            warnings += message[1]
-            _merge(out, html)
+        while pending or running:
+            while pending and len(running) < jobs:
+                k = pending.pop(0)
+                others = "".join(c for j, c in enumerate(shards) if j != k)
+                exclude = ([] if k == 0 else _NOT_IN_NAV) + [f"/kpi/*[{others}].md"]
+                receive, send = spawn.Pipe(duplex=False)
+                proc = spawn.Process(
+                    target=_mkdocs_worker,
+                    args=(send, layout, docs, outs[k], strict, exclude, built),
+                )
+                proc.start()
+                send.close()
+                running[receive] = proc
+            for receive in wait(list(running), timeout=0.2):
+                proc = running.pop(receive)
+                message = _receive(receive)
+                proc.join()
+                _raise(message)
+                warnings += message[1]
+            bar.update(built.value)
+        _merge(outs[1:], html)
     finally:
-        for proc, _, out in builds:
+        for proc in running.values():
             if proc.is_alive():
                 proc.terminate()
             proc.join()
+        for out in outs[1:]:
             shutil.rmtree(out, ignore_errors=True)
     return warnings
 
 
-def _render_worker(send, generator, own) -> None:
-    """In a forked process: write these KPI pages and report the counts (or the errors)."""
+def _render_worker(send, generator, tasks, taken, done) -> None:
+    """In a forked process: do rendering tasks and report the counts (or the errors)."""
     try:
-        generator.kpi_pages(own)
-        s = generator.summary
-        send.send(("ok", {"kpis": s.kpis, "examples": s.examples, "calculators": s.calculators}))
+        failed = _take_tasks(generator, tasks, taken, done)
+        if failed:
+            send.send(("definitions", failed))
+        else:
+            s = generator.summary
+            counts = {"kpis": s.kpis, "examples": s.examples, "calculators": s.calculators}
+            send.send(("ok", counts))
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
         send.send(_failure(e))
     finally:
         send.close()
 
 
-def _mkdocs_worker(send, layout, docs, html, strict, exclude) -> None:
+def _mkdocs_worker(send, layout, docs, html, strict, exclude, built) -> None:
     """In a fresh process: build one shard of the site with mkdocs."""
     try:
-        send.send(("ok", _mkdocs(layout, docs, html, strict, Progress(enabled=False), 0, exclude)))
+        progress = Progress(enabled=False)
+        send.send(("ok", _mkdocs(layout, docs, html, strict, progress, 0, exclude, built)))
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
         send.send(_failure(e))
     finally:
@@ -328,25 +522,31 @@ def _raise(message) -> None:
         raise SiteBuildError(payload)
 
 
-def _merge(part: Path, into: Path) -> None:
-    """Move a shard's KPI pages into the main output; join search indexes and sitemaps."""
+def _merge(parts: list[Path], into: Path) -> None:
+    """Move the shards' KPI pages into the main output; join search indexes and sitemaps."""
     import gzip
     import json
 
-    for page in (part / "kpi").iterdir():
-        target = into / "kpi" / page.name
-        if not target.exists():
-            os.replace(page, target)
+    if not parts:
+        return
     index_path = into / "search" / "search_index.json"
     index = json.loads(index_path.read_text("utf-8"))
-    extra = json.loads((part / "search" / "search_index.json").read_text("utf-8"))
-    index["docs"].extend(d for d in extra["docs"] if d["location"].startswith("kpi/"))
-    index_path.write_text(json.dumps(index, separators=(",", ":")), "utf-8")
     sitemap = into / "sitemap.xml"
-    if sitemap.is_file() and (part / "sitemap.xml").is_file():
-        urls = re.findall(r"<url>.*?</url>", (part / "sitemap.xml").read_text("utf-8"), re.S)
-        extra_urls = "".join(u for u in urls if "/kpi/" in u)
-        text = sitemap.read_text("utf-8").replace("</urlset>", extra_urls + "</urlset>")
+    extra_urls = []
+    for part in parts:
+        for page in (part / "kpi").iterdir():
+            target = into / "kpi" / page.name
+            if not target.exists():
+                os.replace(page, target)
+        extra = json.loads((part / "search" / "search_index.json").read_text("utf-8"))
+        index["docs"].extend(d for d in extra["docs"] if d["location"].startswith("kpi/"))
+        del extra
+        if sitemap.is_file() and (part / "sitemap.xml").is_file():
+            urls = re.findall(r"<url>.*?</url>", (part / "sitemap.xml").read_text("utf-8"), re.S)
+            extra_urls.extend(u for u in urls if "/kpi/" in u)
+    index_path.write_text(json.dumps(index, separators=(",", ":")), "utf-8")
+    if sitemap.is_file():
+        text = sitemap.read_text("utf-8").replace("</urlset>", "".join(extra_urls) + "</urlset>")
         sitemap.write_text(text, "utf-8")
         with gzip.open(into / "sitemap.xml.gz", "wb") as f:
             f.write(text.encode("utf-8"))
@@ -365,12 +565,14 @@ def _mkdocs(
     progress: Progress,
     pages: int,
     exclude: list[str] | None = None,
+    built=None,
+    speedups: bool = True,
 ) -> list[str]:
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import Abort, ConfigurationError, MkDocsException
 
-    handler = _MkdocsLog(progress, pages)
+    handler = _MkdocsLog(progress, pages, built)
     logger = logging.getLogger("mkdocs")
     build_logger = logging.getLogger("mkdocs.commands.build")
     old_level, old_build_level = logger.level, build_logger.level
@@ -382,6 +584,8 @@ def _mkdocs(
         if exclude:
             overrides["exclude_docs"] = "\n".join(exclude)
         config = load_config(str(layout.config), **overrides)
+        if speedups:
+            config.plugins["kpi-registry-build"] = _speedups()
         config.plugins.on_startup(command="build", dirty=False)
         try:
             build(config)

@@ -89,8 +89,7 @@ class PageLinks:
 
     def kpi(self, kpi_id: str) -> Markup:
         """A Markdown link to a KPI page, its name as the text."""
-        name = self.site.registry[kpi_id].name
-        return Markup(f"[{md_inline(name)}]({self.md(kpi_path(kpi_id))})")
+        return Markup(f"[{self.site.md_name(kpi_id)}]({self.md(kpi_path(kpi_id))})")
 
     def kpi_url(self, kpi_id: str) -> str:
         return self.url(kpi_path(kpi_id))
@@ -135,6 +134,8 @@ class SiteGenerator:
         self.guides_dir = guides if guides is not None else bundled_dir("docs") / "guides"
         self.links = Links()
         self.summary = Summary()
+        self._tails: dict[str, Markup] = {}
+        self._names: dict[str, Markup] = {}
         self._plan()
 
     # -- planning: every page path is known before any page is written ---------------------
@@ -209,8 +210,10 @@ class SiteGenerator:
         for guide in self.guides:
             add(f"guides/{guide.name}")
         self.links.add_file("schema/kpi.schema.json")
-        self.catalog = _catalog(reg)
-        if self.catalog is not None:
+        # The catalog is built when it is written (write_catalog): at 20,000 KPIs it takes as
+        # long as a tenth of the KPI pages, work that can run beside them.
+        self.has_catalog = _catalog_builder() is not None
+        if self.has_catalog:
             self.links.add_file("catalog.json")
 
     def _listing(self, slug: str, title: str, ids: list[str], page: str | None = None) -> Listing:
@@ -244,7 +247,41 @@ class SiteGenerator:
         self.nav_pages()
         self.kpi_pages(self.registry.ids, progress)
         self.listing_pages()
+        self.write_catalog()
         return self.summary
+
+    def write_catalog(self) -> None:
+        """catalog.json, the machine-readable catalog (when kpi_registry.export exists)."""
+        build = _catalog_builder()
+        if build is not None:
+            self.docs.mkdir(parents=True, exist_ok=True)
+            (self.docs / "catalog.json").write_text(
+                json.dumps(build(self.registry), separators=(",", ":"), ensure_ascii=False),
+                "utf-8",
+            )
+
+    def md_name(self, kpi_id: str) -> Markup:
+        """A KPI's name as literal Markdown (made once per KPI: listings repeat it)."""
+        name = self._names.get(kpi_id)
+        if name is None:
+            name = self._names[kpi_id] = md_inline(self.registry[kpi_id].name)
+        return name
+
+    def item_tail(self, kpi_id: str) -> Markup:
+        """What follows a KPI's link in a listing: unit, indicator type and summary.
+
+        A KPI is listed on several pages (A-Z, categories, industries, tags, its group), so
+        the Markdown is made once per KPI.
+        """
+        tail = self._tails.get(kpi_id)
+        if tail is None:
+            k = self.registry[kpi_id]
+            tail = Markup(
+                f'<span class="kpi-meta">{md_inline(k.unit)} · {md_inline(k.indicator_type)}'
+                "</span>" + (f" — {md_inline(k.summary)}" if k.summary else "")
+            )
+            self._tails[kpi_id] = tail
+        return tail
 
     def kpi_pages(self, ids: list[str], progress: Callable[[int], None] | None = None) -> Summary:
         """Write the pages of these KPIs; every broken worked example is reported at once."""
@@ -298,6 +335,7 @@ class SiteGenerator:
         self.listings, self.category_lists, self.components = [], {}, []
         self.industry_lists, self.tag_lists, self.component_lists = {}, {}, {}
         self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
+        self._tails, self._names = {}, {}
         self.__dict__.pop("_group_of", None)
         gc.unfreeze()
         gc.collect()
@@ -326,10 +364,6 @@ class SiteGenerator:
         schema_dir.mkdir(exist_ok=True)
         source = Path(__file__).resolve().parent.parent / "schema" / "kpi.schema.json"
         shutil.copyfile(source, schema_dir / "kpi.schema.json")
-        if self.catalog is not None:
-            (self.docs / "catalog.json").write_text(
-                json.dumps(self.catalog, separators=(",", ":"), ensure_ascii=False), "utf-8"
-            )
         for guide in self.guides:
             target = self.docs / "guides" / guide.name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -531,11 +565,10 @@ def _type_of(spec: dict[str, Any]) -> str:
     return t or "mapping"
 
 
-def _catalog(registry: Registry) -> Any:
-    """The machine-readable catalog from kpi_registry.export, when that module exists."""
+def _catalog_builder() -> Callable[[Registry], Any] | None:
+    """kpi_registry.export's catalog_json, when that module exists."""
     try:
         from .. import export
     except ImportError:
         return None
-    build = getattr(export, "catalog_json", None)
-    return build(registry) if build else None
+    return getattr(export, "catalog_json", None)
