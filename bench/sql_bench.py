@@ -17,9 +17,11 @@ side reads the Parquet file itself, so the timings include decoding it. The runs
   misses churn where no zero row exists), LAG and a running "ever paid" along it;
 * ``lead``: a second hand-written query, specialised to these numbers, that never builds the
   grid (a LEAD over each customer's rows finds where it churns); faster, but not general;
-* ``generated``: ``Registry.evaluate_many(..., engine="duckdb")`` on the table (or on the
-  Parquet path, which DuckDB then reads directly), timed as a whole: the period-format check,
-  compiling, the query and building the frame;
+* ``generated``: the SQL compiled from the definitions, exactly as the DuckDB engine runs it
+  on the table (or on the Parquet path, which DuckDB then reads directly); only the query is
+  timed, as for the hand-written ones: the issue's target compares these;
+* ``engine``: ``Registry.evaluate_many(..., engine="duckdb")`` timed as a whole: reading the
+  period format from the data, compiling, the query and building the frame;
 * ``pandas`` (optional): the pandas engine on a frame read from the file (reading untimed).
 
 Numbers are compared (1e-9 relative) and time and peak-memory ratios printed. Each run is
@@ -289,12 +291,20 @@ def worker(
         con = duckdb.connect()
         con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM read_parquet('{path}')")
         data = (con, TABLE)
-    if engine in ("handwritten", "lead") and con is None:
+    if engine in ("handwritten", "lead", "generated") and con is None:
         con = duckdb.connect()
     if con is not None:  # the engine sets the same on the connections it opens itself
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
+    if engine == "generated":  # compiled before the clock starts
+        from kpi_registry.evaluation import Request
+        from kpi_registry.sql import duckdb_sql
+
+        request = Request("month", "customer_id", [by] if by else [], None, {"revenue": "mrr"})
+        sql = duckdb_sql(reg.kpis, REVENUE_FAMILY, data, request)
+        if source == "parquet":  # the engine's settings on the connections it opens
+            con.execute("SET memory_limit = '3GB'")
     if engine == "pandas":
         import pandas as pd
 
@@ -306,6 +316,8 @@ def worker(
         query = handwritten_sql if engine == "handwritten" else lead_sql
         relation = TABLE if source == "table" else f"read_parquet('{path}')"
         frame = con.execute(query(relation, by_segment)).fetch_df()
+    elif engine == "generated":
+        frame = con.execute(sql).fetch_df()
     else:
         frame = reg.evaluate_many(
             REVENUE_FAMILY,
@@ -405,7 +417,7 @@ def main() -> None:
     # the 100M-row run checks that the engine reads a file larger than memory allows
     source = args.source or ("parquet" if big else "table")
     print(f"every query reads {'the Parquet file' if source == 'parquet' else 'a DuckDB table'}")
-    engines = ["generated"] if big else ["handwritten", "lead", "generated"]
+    engines = ["engine"] if big else ["handwritten", "lead", "generated", "engine"]
     if args.pandas:
         engines.append("pandas")
     for by_segment in (False, True):
@@ -424,24 +436,23 @@ def main() -> None:
                 f"  {e:<12} {r['seconds']:7.2f} s wall {r['cpu']:7.2f} s CPU   "
                 f"peak {r['peak_mb']:6.0f} MB"
             )
-        if "handwritten" in runs:
-            h, g = runs["handwritten"], runs["generated"]
-            compare(h["result"], g["result"], "handwritten vs generated")
-            print(
-                f"  generated / handwritten: time {g['seconds'] / h['seconds']:.2f}x "
-                f"(CPU {g['cpu'] / h['cpu']:.2f}x), peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
-            )
-        if "lead" in runs:
-            h, g = runs["lead"], runs["generated"]
-            compare(h["result"], g["result"], "LEAD over rows vs generated")
-            print(
-                f"  generated / LEAD over rows: time {g['seconds'] / h['seconds']:.2f}x "
-                f"(CPU {g['cpu'] / h['cpu']:.2f}x), peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
-            )
+        for reference, run, label in (
+            ("handwritten", "generated", "generated / handwritten"),
+            ("lead", "generated", "generated / LEAD over rows"),
+            ("lead", "engine", "engine / LEAD over rows"),
+        ):
+            if reference in runs and run in runs:
+                h, g = runs[reference], runs[run]
+                compare(h["result"], g["result"], f"{reference} vs {run}")
+                print(
+                    f"  {label}: time {g['seconds'] / h['seconds']:.2f}x "
+                    f"(CPU {g['cpu'] / h['cpu']:.2f}x), "
+                    f"peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
+                )
         if "pandas" in runs:
-            compare(runs["pandas"]["result"], runs["generated"]["result"], "pandas vs generated")
+            compare(runs["pandas"]["result"], runs["engine"]["result"], "pandas vs engine")
         if big:
-            ok = runs["generated"]["peak_mb"] < 4096
+            ok = runs["engine"]["peak_mb"] < 4096
             print(f"  peak memory under 4 GB: {'yes' if ok else 'NO'}")
 
 

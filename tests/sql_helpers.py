@@ -104,16 +104,19 @@ def messy_frame(seed: int = 7, customers: int = 40, months: int = 15) -> pd.Data
 
 def messy_variants() -> dict[str, pd.DataFrame]:
     """``messy_frame`` and harder cases for skipping the grid's empty cells: data starting and
-    ending mid-quarter, three months without rows, a segment that empties, more customers."""
+    ending mid-quarter, three months without rows, a segment that empties, rows without a
+    segment, more customers."""
     data = messy_frame()
     months = pd.PeriodIndex(data["month"], freq="M")
     shifted = data.assign(month=[str(m + 1) for m in months])  # 2023-02 .. 2024-04
     gap = data[~data["month"].isin(["2023-04", "2023-05"])]  # and 2023-08: three empty
     # a segment only a few customers are in, early on: it empties when they move on
     early = data["customer"].isin(["c000", "c001", "c002", "c003"]) & (data["month"] < "2023-05")
+    unknown = data.index % 17 == 3  # some rows without a segment: a group of its own
     return {
         "messy": data,
         "rare_segment": data.assign(segment=data["segment"].where(~early, "trial")),
+        "missing_segment": data.assign(segment=data["segment"].where(~unknown, None)),
         "mid_quarter": shifted,
         "empty_months": gap.reset_index(drop=True),
         "other_seed": messy_frame(seed=21, customers=60, months=17),

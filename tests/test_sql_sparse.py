@@ -107,6 +107,13 @@ FORMULAS = {
         "an ever_before() condition holds in cells without rows"
     ),
     "count(score, ever_before(revenue > 0))": "sparse",
+    # ever_before() of previous(): a second layer of windows, over rows and following periods
+    "sum(revenue, ever_before(previous(revenue) > 0))": "sparse",
+    "count(score, not ever_before(previous(revenue) > 50) and previous(score) > 2)": "sparse",
+    # ever_before() of ever_before(): the inner one may be true in an empty cell
+    "sum(revenue, ever_before(ever_before(revenue > 0)))": (
+        "an ever_before() condition holds in cells without rows"
+    ),
     "count(revenue, ever_before(revenue > 0))": "count() in k counts cells without rows",
 }
 

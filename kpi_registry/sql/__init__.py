@@ -3,12 +3,15 @@
 The SQL is built as a sqlglot syntax tree (never by pasting strings) and computes exactly the
 frame the pandas engine returns: the same dense entity x period grid (a customer missing from
 an export is 0 or NULL there, as its datapoint declares), the same carried-forward groups, the
-same "no previous period" gaps and the same two-valued logic for conditions.
+same "no previous period" gaps and the same two-valued logic for conditions. Where the
+formulas provably ignore the grid's empty cells, it skips them (``sparse.py``) and gets the
+same numbers from the rows and the period after each.
 
 Public entry points (sqlglot and duckdb are imported only when one is used)::
 
     compile_many(kpis, ids, table, request, dialect="duckdb")  # -> SQL text
     evaluate_duckdb(kpis, ids, data, request)                  # -> pandas DataFrame
+    duckdb_sql(kpis, ids, data, request)                       # -> the SQL it runs there
 
 ``Registry.to_sql``, ``Registry.to_sql_many`` and ``Registry.evaluate(..., engine="duckdb")``
 call these; ``kpi sql`` is the command line twin.
@@ -29,6 +32,7 @@ __all__ = [
     "SQLCompileError",
     "add_commands",
     "compile_many",
+    "duckdb_sql",
     "evaluate_duckdb",
 ]
 
@@ -43,4 +47,8 @@ def __getattr__(name: str) -> Any:
         from .duckdb_engine import evaluate_duckdb
 
         return evaluate_duckdb
+    if name == "duckdb_sql":
+        from .duckdb_engine import duckdb_sql
+
+        return duckdb_sql
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

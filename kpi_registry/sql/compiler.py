@@ -11,6 +11,12 @@ The statement is a chain of CTEs, each doing one thing a reader can check:
   grid where an entity with no row is 0 or NULL as its datapoint declares. ``previous()`` is
   then a LAG along the grid, never along raw rows (which would miss churn where no zero row
   was exported);
+* or, where the formulas provably ignore the grid's empty cells (see ``sparse.py``; the SQL
+  says which layout it uses and why in a comment), ``span``, ``present_cells`` and
+  ``present_rows``: the entity-periods with rows, ``previous()`` checked to be the period
+  before; ``rows_1`` adds the period after each row where the entity has none (churn), and
+  ``group_changes``/``group_moves`` count where entities enter and change groups, so that the
+  (group, period) pairs of the dense grid are kept;
 * ``rows_N``: one layer per depth of window functions (previous, ever_before, carried groups);
 * ``aggregates`` and ``period_values``: aggregates per group and period, on every (group,
   period) pair so that ``previous()`` of a KPI sees empty periods as the pandas engine does;
@@ -603,7 +609,9 @@ class _Compiler:
         elif self.grid:
             add(("entities", self._entities()))
             grid = self._grid(cells)
-            grid.add_comments([f" dense: every entity in every period; {self.layout.reason} "])
+            grid.add_comments(
+                [_comment(f"dense: every entity in every period; {self.layout.reason}")]
+            )
             add(("grid", grid))
             relation = "grid"
         else:
@@ -625,7 +633,7 @@ class _Compiler:
             relation = name
         final = self._final(relation, ids)
         for name, body in ctes:
-            final = final.with_(name, as_=body)
+            final = final.with_(name, as_=body, copy=False)
         return _rename_clashing_ctes(final, {name for name, _ in ctes}, table)
 
     # -- the sparse layout ----------------------------------------------------------------------
@@ -663,7 +671,9 @@ class _Compiler:
         add(("span", self._span()))
         add(("present_cells", self._present_cells(cells)))
         present = self._present_rows()
-        present.add_comments([f" sparse: rows and the period after each; {self.layout.reason} "])
+        present.add_comments(
+            [_comment(f"sparse: rows and the period after each; {self.layout.reason}")]
+        )
         add(("present_rows", present))
         relation = "present_rows"
         if self.row_previous:
@@ -1139,6 +1149,10 @@ def _row_group(name: str) -> str:
 
 def _first_group(name: str) -> str:
     return f"_first_{name}"
+
+
+def _comment(text: str) -> str:
+    return " " + text.replace("*/", "* /") + " "
 
 
 def _before_group(name: str) -> str:

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,30 @@ def evaluate_duckdb(
 
     ``layout`` is the compiler's (see ``compile_many``): ``auto`` skips the empty cells of
     the entity x period grid where that provably changes no number."""
+    return _guarded(data, request, lambda source: _run(kpis, list(ids), source, request, layout))
+
+
+def duckdb_sql(
+    kpis: Mapping[str, KPI],
+    ids: Sequence[str],
+    data: Any,
+    request: Request,
+    *,
+    layout: str = "auto",
+) -> str:
+    """The statement ``evaluate_duckdb`` runs on ``data`` (its period format read from the
+    data), for a Parquet/CSV path or a ``(connection, "table")`` pair: to read it, or to time
+    the query on its own."""
+
+    def sql(source: _Input) -> str:
+        tree, _, _ = _compile(kpis, list(ids), source, request, layout)
+        return tree.sql("duckdb", pretty=True)
+
+    return _guarded(data, request, sql)
+
+
+def _guarded(data: Any, request: Request, run: Callable[[_Input], Any]) -> Any:
+    """Open the data and run; DuckDB's errors as the engine's."""
     import duckdb
 
     if isinstance(data, Mapping):
@@ -65,7 +89,7 @@ def evaluate_duckdb(
         )
     try:
         with _Input.open(data, request) as source:
-            return _run(kpis, list(ids), source, request, layout)
+            return run(source)
     except duckdb.ConversionException as e:
         raise DataError(
             f"a column could not be read as numbers or periods: {_first_line(e)}"
@@ -265,9 +289,16 @@ def _suffix(path: str) -> str:
 def _run(
     kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str = "auto"
 ) -> pd.DataFrame:
-    axis, fmt = _infer_periods(source, req)
+    tree, axis, fmt = _compile(kpis, ids, source, req, layout)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
+    result = source.query(tree)
+    return _shape(result, ids, req, axis, fmt, source)
+
+
+def _compile(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str):
+    """The compiled statement for this source, and the period axis and format it read."""
+    axis, fmt = _infer_periods(source, req)
     tree = compile_tree(
         kpis,
         ids,
@@ -279,8 +310,7 @@ def _run(
         columns=source.columns,
         layout=layout,
     )
-    result = source.query(tree)
-    return _shape(result, ids, req, axis, fmt, source)
+    return tree, axis, fmt
 
 
 def _infer_periods(source: _Input, req: Request):

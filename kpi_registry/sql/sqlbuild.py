@@ -221,7 +221,7 @@ def max_by(
     value: exp.Expression, key: exp.Expression, dialect: str, smallest: bool = False
 ) -> exp.Expression:
     """The value on the row with the largest (or smallest) key; rows whose key is NULL are
-    ignored."""
+    ignored, a NULL value is not (a row without a group is in the NULL group, as in pandas)."""
     if dialect == "postgres":
         ordered = exp.Order(
             this=value, expressions=[exp.Ordered(this=key, desc=not smallest, nulls_first=False)]
@@ -232,9 +232,9 @@ def max_by(
         )
         # sqlglot counts from 0 here and writes [1] for PostgreSQL
         return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(0)])
-    if dialect == "duckdb":
-        cls = exp.ArgMin if smallest else exp.ArgMax
-        return cls(this=value, expression=key)
+    if dialect == "duckdb":  # ARG_MAX would skip rows whose value is NULL
+        name = "ARG_MIN_NULL" if smallest else "ARG_MAX_NULL"
+        return exp.Anonymous(this=name, expressions=[value, key])
     return exp.Anonymous(this="MIN_BY" if smallest else "MAX_BY", expressions=[value, key])
 
 

@@ -19,11 +19,11 @@ WITH source AS (
     _base_period,
     SUM(revenue) AS revenue,
     AVG(discount) AS discount,
-    ARG_MAX(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
+    ARG_MAX_NULL(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
     MAX(plan_price) AS plan_price,
     MAX(seats_used) AS seats_used,
-    ARG_MAX(region, _row_order) AS region,
-    ARG_MAX(plan, _row_order) AS plan
+    ARG_MAX_NULL(region, _row_order) AS region,
+    ARG_MAX_NULL(plan, _row_order) AS plan
   FROM source
   GROUP BY
     _entity,
@@ -65,10 +65,10 @@ WITH source AS (
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.score END) AS score,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.plan_price END) AS plan_price,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.seats_used END) AS seats_used,
-    ARG_MAX(c.region, c._base_period) AS region,
-    ARG_MIN(c.region, c._base_period) AS _first_region,
-    ARG_MAX(c.plan, c._base_period) AS plan,
-    ARG_MIN(c.plan, c._base_period) AS _first_plan
+    ARG_MAX_NULL(c.region, c._base_period) AS region,
+    ARG_MIN_NULL(c.region, c._base_period) AS _first_region,
+    ARG_MAX_NULL(c.plan, c._base_period) AS plan,
+    ARG_MIN_NULL(c.plan, c._base_period) AS _first_plan
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period

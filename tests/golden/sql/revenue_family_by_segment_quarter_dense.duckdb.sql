@@ -50,8 +50,8 @@ WITH source AS (
     c._entity,
     k._period,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
-    ARG_MAX(c.segment, c._base_period) AS segment,
-    ARG_MIN(c.segment, c._base_period) AS _first_segment
+    ARG_MAX_NULL(c.segment, c._base_period) AS segment,
+    ARG_MIN_NULL(c.segment, c._base_period) AS _first_segment
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
