@@ -17,7 +17,13 @@ from site_helpers import LIB, build, bundled_site
 
 import kpi_registry
 from kpi_registry.site import build as site_build
-from kpi_registry.site.build import SEARCH_END, _mkdocs, compact_html, default_layout
+from kpi_registry.site.build import (
+    SEARCH_END,
+    _mkdocs,
+    _plan_shards,
+    compact_html,
+    default_layout,
+)
 from kpi_registry.site.pages import SiteGenerator
 from kpi_registry.site.progress import Progress
 
@@ -71,19 +77,25 @@ def lib_docs(tmp_path_factory):
     return docs
 
 
+def test_shards_split_the_kpi_pages_and_leave_the_rest_to_one(monkeypatch):
+    ids = kpi_registry.load().ids
+    assert _plan_shards(ids, 1) == [("all", [], ids)]
+    monkeypatch.setattr(site_build, "SHARD_PAGES", 20)
+    plan = _plan_shards(ids, 2)
+    assert plan[0] == ("rest", ["/kpi/"], [])
+    assert len(plan) >= 4  # 62 KPIs, at most 20 a shard: more shards than processes
+    owned = [i for _, _, own in plan for i in own]
+    assert sorted(owned) == sorted(ids)  # every KPI page in exactly one shard
+    for _, exclude, own in plan[1:]:
+        pattern = exclude[-1]
+        excluded = pattern[len("/kpi/*[") : pattern.index("]")]
+        assert pattern.startswith("/kpi/*[") and all(i[-1] not in excluded for i in own)
+
+
 def test_more_shards_than_processes_give_the_same_site(monkeypatch):
     single, _ = bundled_site()
-    monkeypatch.setattr(site_build, "SHARD_PAGES", 20)  # 62 KPIs: up to four shards, two at a time
-    shards = []
-    real = site_build._build_shards
-
-    def spy(layout, docs, html, strict, progress, jobs, chars, report):
-        shards.append((jobs, list(chars)))
-        return real(layout, docs, html, strict, progress, jobs, chars, report)
-
-    monkeypatch.setattr(site_build, "_build_shards", spy)
+    monkeypatch.setattr(site_build, "SHARD_PAGES", 20)  # 62 KPIs: at least four shards
     sharded, report = build(include_bundled=True, jobs=2)
-    assert shards and shards[0][0] == 2 and len(shards[0][1]) >= 3  # more than processes
     assert report.kpis == 62 and report.warnings == []
     assert _files(single) == _files(sharded)
     for page in sorted(p.relative_to(single) for p in single.rglob("*.html")):
@@ -128,3 +140,36 @@ def test_a_broken_link_in_a_shard_fails_the_build_and_keeps_the_previous_site(
         build([LIB], root=tmp_path / "site", jobs=2)
     assert (site / "kpi" / "win_rate" / "index.html").read_text() == before
     assert not [p for p in (tmp_path / "site").iterdir() if p.name.startswith(".build-")]
+
+
+def test_the_catalog_is_written_as_one_json_dumps_would_write_it(tmp_path):
+    from kpi_registry.export import catalog_json
+
+    reg = kpi_registry.load()
+    SiteGenerator(reg, tmp_path).write_catalog()
+    text = (tmp_path / "catalog.json").read_text("utf-8")
+    assert text == json.dumps(catalog_json(reg), separators=(",", ":"), ensure_ascii=False)
+
+
+def test_kpi_pages_share_one_rendering_of_the_menu(monkeypatch, tmp_path):
+    """The menu cache (overrides/partials/nav.html) is really used, once per depth."""
+    site, _ = bundled_site()
+    docs = site.parent / "docs"
+    envs = []
+    real = site_build._speedups
+
+    def spy():
+        plugin = real()
+        on_env = plugin.on_env
+
+        def keep(env, config, files):
+            envs.append(on_env(env, config=config, files=files))
+            return envs[-1]
+
+        plugin.on_env = keep
+        return plugin
+
+    monkeypatch.setattr(site_build, "_speedups", spy)
+    out = tmp_path / "html"
+    _mkdocs(default_layout(out, docs), docs, out, True, Progress(enabled=False), 0)
+    assert list(envs[0].globals["kpi_nav_cache"]) == ["../.."]  # every KPI page: one menu

@@ -102,11 +102,15 @@ def _speedups():
 
     * The theme's search plugin re-parses the HTML of every page to index it. On a KPI page
       every section after the definition is ``data-search-exclude`` (the template marks the
-      spot with SEARCH_END), so the plugin is handed only the part before it: the same search
-      entries from a twentieth of the parsing.
+      spot with SEARCH_END), so the plugin is handed only the part before it, less the list of
+      facts (FACTS, excluded as a whole): the same search entries from a fiftieth of the
+      parsing.
+    * The navigation menu of pages outside the navigation is the same for all of them at a
+      given depth: overrides/partials/nav.html renders it once when kpi_nav_cache is given.
     * MkDocs keeps every page's Markdown and HTML until its build ends. Neither is read again
       once the page is converted and written (links and anchors are checked from lists mkdocs
       keeps apart), so both are dropped as soon as they are done with.
+    * Each page is compact()ed as it is written, in the process that builds it.
 
     Without this (a plain ``mkdocs build``, or another builder reading mkdocs.yml) the docs
     folder builds as it is, the theme indexing each whole page.
@@ -132,10 +136,21 @@ def _speedups():
 
                     def add_entry(page, add=add):
                         cut = (page.content or "").find(SEARCH_END)
-                        add(_Head(page, page.content[:cut]) if cut >= 0 else page)
+                        if cut < 0:
+                            return add(page)
+                        head = page.content[:cut]
+                        start = head.find(FACTS)
+                        end = head.find("</dl>", start)
+                        if start >= 0 and end >= 0:  # excluded as a whole: nothing to parse
+                            head = head[:start] + head[end + len("</dl>") :]
+                        add(_Head(page, head))
 
                     index.add_entry_from_context = add_entry
             return config
+
+        def on_env(self, env, config, files):
+            env.globals["kpi_nav_cache"] = {}  # see overrides/partials/nav.html
+            return env
 
         @event_priority(-100)
         def on_page_content(self, html, page, config, files):
@@ -145,7 +160,11 @@ def _speedups():
         @event_priority(-100)
         def on_post_page(self, output, page, config):
             page.content = ""
-            return output
+            return compact(output)
+
+        @event_priority(-100)
+        def on_post_template(self, output_content, template_name, config):
+            return compact(output_content) if template_name.endswith(".html") else output_content
 
     return Speedups()
 
@@ -154,12 +173,13 @@ def _speedups():
 PARALLEL_FROM = 1000
 
 #: At most this many KPI pages per mkdocs process. MkDocs keeps the HTML of every page it
-#: builds until its build ends, so a large library is built in several shards, ``jobs`` of
-#: them at a time, each a fresh process that holds only its own pages.
-SHARD_PAGES = 5000
+#: builds until its build ends, so a large library is built in shards, each a fresh process
+#: that holds only its own pages.
+SHARD_PAGES = 2500
 
-#: What a shard other than the first leaves out: every page it does not write (it still builds
-#: the pages of the navigation, so that its pages show the same menu).
+#: What a shard of KPI pages leaves out besides the other KPI pages: every page the "rest"
+#: shard builds but the navigation (every shard builds the pages of the navigation, so that
+#: its pages show the same menu).
 _NOT_IN_NAV = [
     "/categories/*.md",
     "!/categories/index.md",
@@ -174,6 +194,8 @@ _NOT_IN_NAV = [
 
 #: Written by kpi.md.j2 after the last section of a KPI page that search indexes.
 SEARCH_END = "<!--kpi-search-end-->"
+#: How kpi.md.j2 opens a KPI page's list of facts (unit, category, ...), which search skips.
+FACTS = '<dl class="kpi-facts" data-search-exclude>'
 
 
 def default_jobs(n_kpis: int) -> int:
@@ -197,9 +219,9 @@ def build_site(
 ) -> BuildReport:
     """Load, check and render the registry, then build the HTML; swap both in on success.
 
-    Loading and rendering happen in a forked process (where the platform can fork), so the
-    memory the definitions take is handed back to the system before mkdocs starts, not kept by
-    this process for the rest of the build.
+    Where the platform can fork, one forked process loads the definitions and writes the docs
+    folder, shard after shard, while mkdocs builds the shards already written in fresh
+    processes (see _pipeline); no process but that one ever holds the definitions.
     """
     layout = layout or default_layout()
     progress = progress or Progress()
@@ -209,22 +231,11 @@ def build_site(
     work_docs = Path(tempfile.mkdtemp(prefix=".build-docs-", dir=_ready(layout.docs.parent)))
     work_html = Path(tempfile.mkdtemp(prefix=".build-html-", dir=_ready(layout.out.parent)))
     try:
-        args = (list(paths), include_bundled, layout, work_docs, progress, jobs)
-        done = _in_child(_render, *args) if _can_fork() else _render(*args)
-        for key in ("kpis", "pages", "calculators", "examples"):
-            setattr(report, key, done[key])
-        report.seconds.update(done["seconds"])
-        t = time.perf_counter()
-        if len(done["shards"]) == 1:
-            report.warnings = _mkdocs(layout, work_docs, work_html, strict, progress, report.pages)
+        args = (list(paths), include_bundled, layout, work_docs, work_html, strict, progress)
+        if _can_fork():
+            report.warnings = _pipeline(*args, jobs, report)
         else:
-            report.warnings = _build_shards(
-                layout, work_docs, work_html, strict, progress, done["jobs"], done["shards"], report
-            )
-        report.seconds["mkdocs"] = time.perf_counter() - t
-        t = time.perf_counter()
-        compact_html(work_html)
-        report.seconds["compact"] = time.perf_counter() - t
+            report.warnings = _in_process(*args, report)
         progress.end()
         _swap(work_docs, layout.docs)
         _swap(work_html, layout.out)
@@ -237,91 +248,37 @@ def build_site(
     return report
 
 
-def _in_child(func, *args):
-    """Run func(*args) in a forked process and return its (picklable) result; its errors are
-    raised here as they would have been there (a definition error keeps its diagnostics)."""
-    import multiprocessing
-
-    fork = multiprocessing.get_context("fork")
-    receive, send = fork.Pipe(duplex=False)
-    proc = fork.Process(target=_child_main, args=(send, func, args))
-    proc.start()
-    send.close()
-    try:
-        message = _receive(receive)
-        proc.join()
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-        proc.join()
-    _raise(message)
-    return message[1]
-
-
-def _child_main(send, func, args) -> None:
-    try:
-        send.send(("ok", func(*args)))
-    except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
-        send.send(_failure(e))
-    finally:
-        send.close()
-
-
-def _render(paths, include_bundled, layout, docs, progress, jobs) -> dict:
-    """Load and check the definitions and write the docs folder.
-
-    Returns the counts, the seconds taken, the number of processes to use and the shards of
-    KPI pages for the HTML build (as last characters of their ids, see shard_chars).
-    """
+def _in_process(paths, include_bundled, layout, docs, html, strict, progress, report):
+    """Everything in this process, one step after the other (where fork is not available)."""
     from .pages import SiteGenerator
 
-    clock = time.perf_counter()
+    t = time.perf_counter()
     progress.phase("loading definitions")
     registry = load(*paths, include_bundled=include_bundled)
-    seconds = {"load": time.perf_counter() - clock}
-    n_kpis = len(registry)
-    # The definitions live until the pages are written: keep the garbage collector from
-    # walking them again and again (and from touching every page a forked renderer shares).
-    gc.freeze()
-    jobs = max(1, jobs or default_jobs(n_kpis)) if _can_fork() else 1
+    report.seconds["load"] = time.perf_counter() - t
     t = time.perf_counter()
+    gc.freeze()
     generator = SiteGenerator(registry, docs, site_dir=layout.project)
-    del registry  # the generator holds it
-    counts = {}
-    if jobs == 1:
-        bar = progress.phase("rendering pages", n_kpis)
-        generator.generate(bar.update)
-        shards = [""]
-    else:
-        ids = generator.registry.ids
-        n_shards = max(jobs, -(-n_kpis // SHARD_PAGES))
-        # The first shard also builds the listing pages; one (up to 400 links) costs about
-        # two KPI pages.
-        head_start = min(2 * (len(generator.links.pages) - len(ids)), n_kpis // n_shards)
-        shards = [c for c in shard_chars(ids, n_shards, head_start) if c]
-        counts = _render_shares(generator, progress, jobs)
+    del registry  # the generator holds it, and releases it before the HTML build
+    bar = progress.phase("rendering pages", len(generator.registry))
+    generator.generate(bar.update)
     s = generator.summary
-    for key in ("kpis", "examples", "calculators"):
-        counts[key] = getattr(s, key) + counts.get(key, 0)
-    seconds["render"] = time.perf_counter() - t
-    if not _can_fork():  # rendering ran in this process: free what the build no longer needs
-        generator.release()
-    progress.end()
-    return {
-        **counts,
-        "pages": len(generator.links.pages),
-        "seconds": seconds,
-        "jobs": jobs,
-        "shards": shards,
-    }
+    report.kpis, report.examples, report.calculators = s.kpis, s.examples, s.calculators
+    report.pages = len(generator.links.pages)
+    report.seconds["render"] = time.perf_counter() - t
+    generator.release()
+    t = time.perf_counter()
+    warnings = _mkdocs(layout, docs, html, strict, progress, report.pages)
+    report.seconds["mkdocs"] = time.perf_counter() - t
+    return warnings
 
 
 def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
     """Split KPI pages into n shards by the last character of their id, as evenly as it goes.
 
     A shard is then one short ``exclude_docs`` pattern (``/kpi/*[ab1].md``), whatever the size
-    of the library. ``head_start`` counts work the first shard has besides its KPI pages (it
-    also writes and builds the listing pages), in KPI pages' worth.
+    of the library. ``head_start`` counts work the first shard has besides its KPI pages, in
+    KPI pages' worth.
     """
     counts: dict[str, int] = {}
     for i in ids:
@@ -335,153 +292,173 @@ def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
     return shards
 
 
-#: KPI pages a rendering process takes at a time.
-RENDER_CHUNK = 250
+def _plan_shards(ids: list[str], jobs: int) -> list[tuple[str, list[str], list[str]]]:
+    """(name, exclude_docs patterns, KPI ids it renders) for each shard, in rendering order.
 
-
-def _render_shares(generator, progress, jobs) -> dict[str, int]:
-    """Write the docs folder in ``jobs`` processes that share out the work as they go.
-
-    The work is a list of tasks: the listing pages, the catalog, and the KPI pages in chunks.
-    Forked processes share the loaded registry and the list; each takes the next task until
-    none is left (a shared counter), so a slow task never leaves a process idle. Every page
-    exists (as an empty stub) before any process starts, so nothing depends on timing. A KPI
-    whose worked example fails does not stop the others: every failure is reported at once.
-    Returns the counts of the forked processes (this one's are in generator.summary).
+    With one process, one shard holds everything. Otherwise the first shard ("rest") builds
+    every page but the KPI pages (listings, navigation, static files), and each other shard
+    builds its share of the KPI pages plus the pages of the navigation.
     """
-    import multiprocessing
-
-    ids = generator.registry.ids
-    tasks: list = ["listing", "catalog"]
-    tasks += [ids[i : i + RENDER_CHUNK] for i in range(0, len(ids), RENDER_CHUNK)]
-    generator.write_stubs()
-    generator.nav_pages()
-    fork = multiprocessing.get_context("fork")
-    taken = fork.Value("i", 0, lock=True)  # tasks handed out so far
-    done = fork.Value("i", 0, lock=True)  # KPI pages written so far, by every process
-    renders = []
-    counts = {"kpis": 0, "examples": 0, "calculators": 0}
-    failed = []
-    try:
-        for _ in range(jobs - 1):
-            receive, send = fork.Pipe(duplex=False)
-            proc = fork.Process(target=_render_worker, args=(send, generator, tasks, taken, done))
-            proc.start()
-            send.close()
-            renders.append((proc, receive))
-        bar = progress.phase("rendering pages", len(ids))
-        failed += _take_tasks(generator, tasks, taken, done, lambda: bar.update(done.value))
-        for proc, receive in renders:
-            message = _receive(receive)
-            proc.join()
-            if message[0] == "definitions":
-                failed += message[1]
-                continue
-            _raise(message)
-            for key in counts:
-                counts[key] += message[1][key]
-    finally:
-        for proc, _ in renders:
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
-    if failed:
-        from ..errors import DefinitionError
-
-        raise DefinitionError(sorted(failed, key=lambda d: (d.path, d.line)))
-    return counts
+    if jobs == 1:
+        return [("all", [], ids)]
+    n = max(jobs, -(-len(ids) // SHARD_PAGES))
+    chars = [c for c in shard_chars(ids, n) if c]
+    plan = [("rest", ["/kpi/"], [])]
+    for k, own in enumerate(chars, 1):
+        others = "".join(c for c in chars if c != own)
+        exclude = [*_NOT_IN_NAV, f"/kpi/*[{others}].md"] if others else list(_NOT_IN_NAV)
+        plan.append((f"kpi-{k}", exclude, [i for i in ids if i[-1] in own]))
+    return plan
 
 
-def _take_tasks(generator, tasks, taken, done, tick=None) -> list:
-    """Do tasks from the shared list until none is left; returns the definition failures."""
+def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> None:
+    """In the forked process: load, then write the docs folder shard by shard.
+
+    Messages to the parent: ("loaded", plan), ("ready", shard) as each shard's pages are
+    written, then ("done", counts); or a failure. A KPI whose worked example fails does not
+    stop the others: every failure is reported at once, at the end.
+    """
     from ..errors import DefinitionError
+    from .pages import SiteGenerator
 
-    failed = []
-    while True:
-        with taken.get_lock():
-            k = taken.value
-            taken.value += 1
-        if k >= len(tasks):
-            return failed
-        task = tasks[k]
-        if task == "listing":
-            generator.listing_pages()
-        elif task == "catalog":
-            generator.write_catalog()
-        else:
+    try:
+        t = time.perf_counter()
+        registry = load(*paths, include_bundled=include_bundled)
+        seconds = time.perf_counter() - t
+        # The definitions live until this process ends: keep the garbage collector from
+        # walking them again and again.
+        gc.freeze()
+        jobs = max(1, jobs or default_jobs(len(registry)))
+        generator = SiteGenerator(registry, docs, site_dir=layout.project)
+        del registry
+        plan = _plan_shards(generator.registry.ids, jobs)
+        send.send(
+            (
+                "loaded",
+                {
+                    "load": seconds,
+                    "kpis": len(generator.registry),
+                    "pages": len(generator.links.pages),
+                    "jobs": jobs,
+                    "shards": [(name, exclude) for name, exclude, _ in plan],
+                },
+            )
+        )
+
+        def tick(_n: int) -> None:
+            rendered.value += 1  # only this process writes it
+
+        generator.write_stubs()  # every page exists before any shard is built
+        generator.write_catalog()  # first: it takes the most memory, and no mkdocs runs yet
+        generator.nav_pages()
+        failed: list = []
+        for name, _, own in plan:
+            if name in ("rest", "all"):
+                generator.listing_pages()
             try:
-                generator.kpi_pages(task)
+                generator.kpi_pages(own, tick)
             except DefinitionError as e:
                 failed.extend(e.diagnostics)
-            with done.get_lock():
-                done.value += len(task)
-            if tick:
-                tick()
-
-
-def _build_shards(layout, docs, html, strict, progress, jobs, shards, report) -> list[str]:
-    """Build the HTML in shards, ``jobs`` fresh processes (no copy of the registry) at a time.
-
-    A shard builds its KPI pages plus the pages of the navigation, excluding the rest; links
-    to excluded pages resolve as usual (mkdocs logs them at INFO, never as warnings). The first
-    shard builds everything else, and the other outputs are merged into it.
-    """
-    import multiprocessing
-    from multiprocessing.connection import wait
-
-    spawn = multiprocessing.get_context("spawn")
-    built = spawn.Value("i", 0, lock=True)  # KPI pages written so far, by every process
-    bar = progress.phase("building HTML", report.kpis)
-    outs = [html] + [html.with_name(f"{html.name}-{k}") for k in range(1, len(shards))]
-    pending = list(range(len(shards)))  # the first shard has the most other pages: start it
-    running: dict = {}
-    warnings: list[str] = []
-    try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                k = pending.pop(0)
-                others = "".join(c for j, c in enumerate(shards) if j != k)
-                exclude = ([] if k == 0 else _NOT_IN_NAV) + [f"/kpi/*[{others}].md"]
-                receive, send = spawn.Pipe(duplex=False)
-                proc = spawn.Process(
-                    target=_mkdocs_worker,
-                    args=(send, layout, docs, outs[k], strict, exclude, built),
-                )
-                proc.start()
-                send.close()
-                running[receive] = proc
-            for receive in wait(list(running), timeout=0.2):
-                proc = running.pop(receive)
-                message = _receive(receive)
-                proc.join()
-                _raise(message)
-                warnings += message[1]
-            bar.update(built.value)
-        _merge(outs[1:], html)
-    finally:
-        for proc in running.values():
-            if proc.is_alive():
-                proc.terminate()
-            proc.join()
-        for out in outs[1:]:
-            shutil.rmtree(out, ignore_errors=True)
-    return warnings
-
-
-def _render_worker(send, generator, tasks, taken, done) -> None:
-    """In a forked process: do rendering tasks and report the counts (or the errors)."""
-    try:
-        failed = _take_tasks(generator, tasks, taken, done)
+            send.send(("ready", name))
         if failed:
             send.send(("definitions", failed))
         else:
             s = generator.summary
-            counts = {"kpis": s.kpis, "examples": s.examples, "calculators": s.calculators}
-            send.send(("ok", counts))
+            send.send(
+                ("done", {"kpis": s.kpis, "examples": s.examples, "calculators": s.calculators})
+            )
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
         send.send(_failure(e))
     finally:
         send.close()
+
+
+def _pipeline(paths, include_bundled, layout, docs, html, strict, progress, jobs, report):
+    """Render in one forked process while fresh processes build the shards already written.
+
+    The forked process is the only one that ever holds the definitions; it renders while up
+    to ``jobs - 1`` mkdocs processes build (``jobs`` once rendering is over), each shard as
+    soon as its pages are written. A shard builds its pages plus the pages of the navigation,
+    excluding the rest; links to excluded pages resolve as usual (mkdocs logs them at INFO,
+    never as warnings). The "rest" shard's output is the site; the KPI pages of the others,
+    their search entries and sitemap entries are merged into it (_merge).
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    fork = multiprocessing.get_context("fork")
+    spawn = multiprocessing.get_context("spawn")
+    rendered = spawn.Value("i", 0, lock=False)  # KPI pages written (by the renderer only)
+    built = spawn.Value("i", 0, lock=True)  # KPI pages turned into HTML, by every process
+    receive, send = fork.Pipe(duplex=False)
+    renderer = fork.Process(
+        target=_renderer, args=(send, paths, include_bundled, layout, docs, jobs, rendered)
+    )
+    progress.phase("loading definitions")
+    start = time.perf_counter()
+    renderer.start()
+    send.close()
+    excludes: dict[str, list[str]] = {}
+    outs: dict[str, Path] = {}
+    ready: list[str] = []
+    running: dict = {}  # connection -> process
+    warnings: list[str] = []
+    rendering, bar, total = True, progress, 0
+    try:
+        while rendering or ready or running:
+            for conn in wait([*running, *([receive] if rendering else [])], timeout=0.2):
+                message = _receive(conn)
+                if conn is not receive:
+                    running.pop(conn).join()
+                    _raise(message)
+                    warnings += message[1]
+                elif message[0] == "loaded":
+                    plan = message[1]
+                    report.seconds["load"] = plan["load"]
+                    report.kpis, report.pages, jobs = plan["kpis"], plan["pages"], plan["jobs"]
+                    excludes = dict(plan["shards"])
+                    start = time.perf_counter()
+                    total = report.kpis * (2 if jobs > 1 else 1)
+                    bar = progress.phase("rendering pages" if jobs == 1 else "pages", total)
+                elif message[0] == "ready":
+                    ready.append(message[1])
+                elif message[0] == "done":
+                    for key in ("kpis", "examples", "calculators"):
+                        setattr(report, key, message[1][key])
+                    report.seconds["render"] = time.perf_counter() - start
+                    start = time.perf_counter()
+                    rendering = False
+                    renderer.join()
+                else:
+                    _raise(message)
+            if ready == ["all"] and not rendering:  # one process: build here, no new process
+                ready = []
+                warnings += _mkdocs(layout, docs, html, strict, progress, report.pages)
+            limit = max(1, (jobs or 1) - 1) if rendering else jobs or 1
+            while ready and ready != ["all"] and len(running) < limit:
+                name = ready.pop(0)
+                outs[name] = html if name == "rest" else html.with_name(f"{html.name}-{name}")
+                conn, child_send = spawn.Pipe(duplex=False)
+                proc = spawn.Process(
+                    target=_mkdocs_worker,
+                    args=(child_send, layout, docs, outs[name], strict, excludes[name], built),
+                )
+                proc.start()
+                child_send.close()
+                running[conn] = proc
+            if total:
+                bar.update(rendered.value + built.value)
+        _merge([out for name, out in outs.items() if name != "rest"], html)
+        report.seconds["mkdocs"] = time.perf_counter() - start
+    finally:
+        for proc in [renderer, *running.values()]:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        for name, out in outs.items():
+            if name != "rest":
+                shutil.rmtree(out, ignore_errors=True)
+    return warnings
 
 
 def _mkdocs_worker(send, layout, docs, html, strict, exclude, built) -> None:
@@ -523,12 +500,17 @@ def _raise(message) -> None:
 
 
 def _merge(parts: list[Path], into: Path) -> None:
-    """Move the shards' KPI pages into the main output; join search indexes and sitemaps."""
+    """Move the shards' KPI pages into the main output; join search indexes and sitemaps.
+
+    This and the search speed-up (_speedups) are the only steps of our own around mkdocs; a
+    plain ``mkdocs build`` of the docs folder makes the same site in one go.
+    """
     import gzip
     import json
 
     if not parts:
         return
+    (into / "kpi").mkdir(exist_ok=True)
     index_path = into / "search" / "search_index.json"
     index = json.loads(index_path.read_text("utf-8"))
     sitemap = into / "sitemap.xml"
@@ -602,27 +584,33 @@ def _mkdocs(
     return handler.warnings
 
 
-_KEEP = re.compile(rb"(<(pre|script|textarea)\b.*?</\2>)", re.S | re.I)
-_GAP = re.compile(rb">\s{2,}<")
+_KEEP = re.compile(r"(<(pre|code|kbd|script|style|textarea)\b.*?</\2>)", re.S | re.I)
+_GAP = re.compile(r"[ \t]*\n\s*")
+
+
+def compact(html: str) -> str:
+    """Collapse the theme's indentation (a sixth of a page) to one line break per run.
+
+    A run of white space renders the same whether it is one character or forty, and no
+    attribute of ours or of the theme spans lines; text inside <pre>, <code>, <kbd>, <script>,
+    <style> and <textarea> is left exactly as it is.
+    """
+    chunks = _KEEP.split(html)
+    # split() with two groups yields: text, whole match, tag name, text, ...
+    return "".join(
+        _GAP.sub("\n", chunk) if i % 3 == 0 else chunk
+        for i, chunk in enumerate(chunks)
+        if i % 3 != 2
+    )
 
 
 def compact_html(root: Path) -> None:
-    """Collapse the theme's indentation between tags (a sixth of a page) to one newline.
-
-    Whitespace between tags renders the same whether it is one character or forty; text inside
-    <pre>, <script> and <textarea> is left exactly as it is.
-    """
+    """compact() every HTML file under root (the build does it as it writes each page)."""
     for path in root.rglob("*.html"):
-        raw = path.read_bytes()
-        chunks = _KEEP.split(raw)
-        # split() with two groups yields: text, whole match, tag name, text, ...
-        out = b"".join(
-            _GAP.sub(b">\n<", chunk) if i % 3 == 0 else chunk
-            for i, chunk in enumerate(chunks)
-            if i % 3 != 2
-        )
+        raw = path.read_text("utf-8")
+        out = compact(raw)
         if len(out) != len(raw):
-            path.write_bytes(out)
+            path.write_text(out, "utf-8")
 
 
 def _swap(new: Path, target: Path) -> None:

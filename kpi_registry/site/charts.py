@@ -1,7 +1,9 @@
 """Small SVG charts drawn at build time: no chart library, no script, nothing to download.
 
 Text in a chart (labels, titles) is XML-escaped here; colours for text and axes follow the
-page's text colour (``currentColor``) so the charts read in light and dark themes.
+page's text colour (``currentColor``) so the charts read in light and dark themes. What is the
+same in every chart (grid strokes, text alignment) is styled by the kc-* classes in kpi.css,
+and coordinates are written without a trailing ".0", which keeps a KPI page small.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     return ticks
 
 
+def _n(v: float) -> str:
+    """A coordinate with at most one decimal, "224" rather than "224.0"."""
+    text = f"{v:.1f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
 def _cut(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
@@ -41,14 +49,16 @@ def _frame(title: str, height: int, body: list[str]) -> str:
 
 
 def _axis(ticks: list[float], y, left: int, right: int) -> list[str]:
-    out = []
-    for t in ticks:
-        yy = y(t)
-        out.append(
-            f'<line x1="{left}" x2="{right}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="currentColor" '
-            f'stroke-opacity="{0.45 if t == 0 else 0.15}"/>'
-            f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{short_number(t)}</text>'
-        )
+    """Grid lines (one path; the zero line stronger) and the value labels on the left."""
+    grid = "".join(f"M{left} {_n(y(t))}H{right}" for t in ticks if t != 0)
+    zero = "".join(f"M{left} {_n(y(t))}H{right}" for t in ticks if t == 0)
+    labels = "".join(
+        f'<text x="{left - 6}" y="{_n(y(t) + 4)}">{short_number(t)}</text>' for t in ticks
+    )
+    out = [f'<path class="kc-grid" d="{grid}"/>'] if grid else []
+    if zero:
+        out.append(f'<path class="kc-zero" d="{zero}"/>')
+    out.append(f'<g class="kc-y">{labels}</g>')
     return out
 
 
@@ -76,8 +86,7 @@ def line_chart(
     body = _axis(ticks, y, left, right)
     for i, label in enumerate(x):
         body.append(
-            f'<text x="{xpos(i):.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-            f"{escape(_cut(label, 14))}</text>"
+            f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
         )
     label_points = len(x) * len(series) <= 16
     for s, (name, vs) in enumerate(series[: len(PALETTE)]):
@@ -87,37 +96,34 @@ def line_chart(
             if v is None:
                 segments.append([])
             else:
-                segments[-1].append(f"{xpos(i):.1f},{y(v):.1f}")
+                segments[-1].append(f"{_n(xpos(i))},{_n(y(v))}")
         for seg in segments:
             if len(seg) > 1:
-                body.append(
-                    f'<polyline points="{" ".join(seg)}" fill="none" stroke="{colour}" '
-                    'stroke-width="2.5"/>'
-                )
+                body.append(f'<polyline points="{" ".join(seg)}" stroke="{colour}"/>')
         for i, v in enumerate(vs):
             if v is None:
                 continue
             text = escape(f"{name}, {x[i]}: {format_value(v, unit)}")
             body.append(
-                f'<circle cx="{xpos(i):.1f}" cy="{y(v):.1f}" r="4" fill="{colour}">'
+                f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4" fill="{colour}">'
                 f"<title>{text}</title></circle>"
             )
             if label_points:
                 body.append(
-                    f'<text x="{xpos(i):.1f}" y="{y(v) - 9:.1f}" text-anchor="middle">'
+                    f'<text x="{_n(xpos(i))}" y="{_n(y(v) - 9)}">'
                     f"{escape(format_value(v, unit))}</text>"
                 )
         if legend:
             lx = left + s * 150
             body.append(
                 f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{colour}"/>'
-                f'<text x="{lx + 16}" y="{height - 6}">{escape(_cut(name, 20))}</text>'
+                f'<text class="kc-start" x="{lx + 16}" y="{height - 6}">'
+                f"{escape(_cut(name, 20))}</text>"
             )
     for i, v in enumerate(series[0][1] if series else []):
         if v is None and not legend:
             body.append(
-                f'<text x="{xpos(i):.1f}" y="{y(0) - 9:.1f}" text-anchor="middle" '
-                'fill-opacity="0.6">no value</text>'
+                f'<text class="kc-none" x="{_n(xpos(i))}" y="{_n(y(0) - 9)}">no value</text>'
             )
     return _frame(title, height, body)
 
@@ -141,19 +147,17 @@ def bar_chart(
     body = _axis(ticks, y, left, right)
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
-        body.append(
-            f'<text x="{cx:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-            f"{escape(_cut(label, max(6, int(step / 7))))}<title>{escape(label)}</title></text>"
-        )
+        short = _cut(label, max(6, int(step / 7)))
+        title = f"<title>{escape(label)}</title>" if short != label else ""
+        body.append(f'<text x="{_n(cx)}" y="{height - bottom + 18}">{escape(short)}{title}</text>')
         if v is None:
             continue
         y0, y1 = sorted((y(0), y(v)))
         text = escape(format_value(v, unit))
         body.append(
-            f'<rect x="{cx - width / 2:.1f}" y="{y0:.1f}" width="{width:.1f}" '
-            f'height="{max(1.0, y1 - y0):.1f}" fill="{PALETTE[0]}"><title>{escape(label)}: '
-            f'{text}</title></rect><text x="{cx:.1f}" y="{y0 - 6:.1f}" '
-            f'text-anchor="middle">{text}</text>'
+            f'<rect x="{_n(cx - width / 2)}" y="{_n(y0)}" width="{_n(width)}" '
+            f'height="{_n(max(1.0, y1 - y0))}" fill="{PALETTE[0]}"><title>{escape(label)}: '
+            f'{text}</title></rect><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
         )
     return _frame(title, height, body)
 
@@ -162,5 +166,8 @@ def _empty(title: str) -> str:
     return _frame(
         title,
         60,
-        ['<text x="16" y="36">No value to draw: every period of the example is missing.</text>'],
+        [
+            '<text class="kc-start" x="16" y="36">'
+            "No value to draw: every period of the example is missing.</text>"
+        ],
     )

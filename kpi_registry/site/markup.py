@@ -34,6 +34,12 @@ def md_inline(text: Any) -> Markup:
     return Markup(s)
 
 
+def text(value: Any) -> Markup:
+    """Text for HTML written by a template, as Markdown would write it from md_inline(value):
+    white space collapsed, <, > and & escaped (quotes are left as they are in text)."""
+    return Markup(html.escape(_SPACE.sub(" ", str(value)).strip(), quote=False))
+
+
 def _escape_start(m: re.Match[str]) -> str:
     return "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3)
 
@@ -60,6 +66,7 @@ def environment(template_dir: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_inline
+    env.filters["text"] = text
     env.filters["paragraphs"] = paragraphs
     env.filters["value"] = format_value
     env.filters["cell"] = format_input
