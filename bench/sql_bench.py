@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 MONTHS = 24
@@ -297,14 +299,14 @@ def worker(
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
+        if source == "parquet":  # and its memory limit: the same for every side
+            con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
     if engine == "generated":  # compiled before the clock starts
         from kpi_registry.evaluation import Request
         from kpi_registry.sql import duckdb_sql
 
         request = Request("month", "customer_id", [by] if by else [], None, {"revenue": "mrr"})
         sql = duckdb_sql(reg.kpis, REVENUE_FAMILY, data, request)
-        if source == "parquet":  # the engine's settings on the connections it opens
-            con.execute("SET memory_limit = '3GB'")
     if engine == "pandas":
         import pandas as pd
 

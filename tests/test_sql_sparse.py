@@ -102,6 +102,11 @@ FORMULAS = {
     ),
     # 1 in an empty cell of the first period only, where previous() is missing
     "sum(coalesce(previous(revenue), 1))": "sum() in k counts cells without rows",
+    # previous() of a constant is that constant, in the first period too
+    "sum(1, coalesce(previous(revenue), 7) = 7 and coalesce(previous(3), 0) = 3)": (
+        "sum() in k counts cells without rows"
+    ),
+    "count(score, previous(1) = 1)": "sparse",
     # ever_before() may be true in an empty cell
     "sum(revenue, ever_before(revenue = 0))": (
         "an ever_before() condition holds in cells without rows"
@@ -270,3 +275,19 @@ def test_sparse_sql_skips_the_grid(reg):
     assert "LEAD(_period) OVER (PARTITION BY _entity ORDER BY _period) AS _next_period" in sql
     assert "r._period + 1 AS _period" in sql and "r.segment" in sql
     assert "0 AS revenue" in sql and "r.revenue AS previous_revenue" in sql
+
+
+def test_kpi_sql_command_layout(tmp_path, capsys):
+    from kpi_registry.cli import main
+
+    _registry(tmp_path, "count(revenue)")
+    args = ["sql", "churned_revenue", "--table", "mrr", "--period", "month", "--entity", "c"]
+    assert main(args) == 0
+    assert "/* sparse: " in capsys.readouterr().out
+    assert main([*args, "--layout", "dense"]) == 0
+    assert "/* dense: every entity in every period; asked for" in capsys.readouterr().out
+    assert main(["sql", "k", *args[2:], "--path", str(tmp_path), "--layout", "sparse"]) == 1
+    err = capsys.readouterr().err
+    assert "layout='sparse' would not give the dense grid's numbers: count() in k" in err
+    assert main(["sql", "k", *args[2:], "--path", str(tmp_path)]) == 0
+    assert "/* dense: every entity in every period; count() in k" in capsys.readouterr().out

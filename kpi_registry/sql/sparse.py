@@ -157,6 +157,8 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
         if isinstance(n, Call):
             if n.func == "previous":
                 x = value(n.args[0])  # the period before is empty too (depth 1 is checked)
+                if not any(isinstance(m, Name) for m in n.args[0].walk()):
+                    return x  # a constant is the same in every period
                 if first_period:
                     return False if np.asarray(x).dtype == bool else math.nan
                 return x
