@@ -64,8 +64,9 @@ def choose_layout(
     value in a cell without rows (0.0 or NaN). The rules, each needed for exactness:
 
     * ``previous()`` only of datapoints and arithmetic (depth 1): then the cell after the one
-      after a row is empty again. ``previous(previous(x))`` or ``previous(ever_before(c))``
-      would carry a row two or more periods forward, so they keep the dense grid.
+      after a row is empty again. ``previous()`` of an expression that itself uses
+      ``previous()`` or ``ever_before()`` would carry a row two or more periods forward, so
+      it keeps the dense grid.
     * every aggregate, at an empty cell, is filtered out, sees a missing value, or (``sum``)
       adds 0. ``count``, ``mean``, ``median``, ``min`` and ``max`` of a datapoint that is 0
       where missing all count that 0, so they keep the dense grid.
@@ -105,10 +106,10 @@ def choose_layout(
 
 
 def _time_calls(node: Node) -> list[str]:
-    return [n.func for n in node.walk() if isinstance(n, Call) and n.func in TIME_FUNCS]
+    return [n.func for n in node.walk() if isinstance(n, Call) and n.func in _TIME_FUNCS]
 
 
-TIME_FUNCS = ("previous", "ever_before")
+_TIME_FUNCS = ("previous", "ever_before")
 
 
 def _scenarios(node: Node, first_period_masked: bool = False):
