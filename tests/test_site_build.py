@@ -173,3 +173,22 @@ def test_kpi_pages_share_one_rendering_of_the_menu(monkeypatch, tmp_path):
     out = tmp_path / "html"
     _mkdocs(default_layout(out, docs), docs, out, True, Progress(enabled=False), 0)
     assert list(envs[0].globals["kpi_nav_cache"]) == ["../.."]  # every KPI page: one menu
+
+
+def test_compact_collapses_only_white_space_runs_with_a_line_break():
+    import random
+
+    from kpi_registry.site.build import compact
+
+    gap = re.compile(r"[ \t\r\f\v]*\n[ \t\r\n\f\v]*")  # the rule, as one regular expression
+    rng = random.Random(3)
+    pieces = ["a", " ", "\n", "\t", "\r", "\u00a0", "<b>", "<pre>", "</pre>", "<code>", "</code>"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 40)))
+        kept = re.split(r"(<(pre|code)\b.*?</\2>)", text, flags=re.S)  # text, kept, name, ...
+        expected = "".join(
+            p if i % 3 else gap.sub("\n", p) for i, p in enumerate(kept) if i % 3 != 2
+        )
+        assert compact(text) == expected, repr(text)
+    assert compact("1\u00a0\n  %") == "1\u00a0\n%"  # a no-break space is text
+    assert compact("<pre>a\n   b</pre>\n   <p>") == "<pre>a\n   b</pre>\n<p>"

@@ -387,8 +387,8 @@ def _pipeline(paths, include_bundled, layout, docs, html, strict, progress, jobs
     from multiprocessing.connection import wait
 
     fork = multiprocessing.get_context("fork")
-    spawn = multiprocessing.get_context("spawn")
-    rendered = spawn.Value("i", 0, lock=False)  # KPI pages written (by the renderer only)
+    spawn = _fresh_processes()
+    rendered = fork.Value("i", 0, lock=False)  # KPI pages written (by the renderer only)
     built = spawn.Value("i", 0, lock=True)  # KPI pages turned into HTML, by every process
     receive, send = fork.Pipe(duplex=False)
     renderer = fork.Process(
@@ -459,6 +459,32 @@ def _pipeline(paths, include_bundled, layout, docs, html, strict, progress, jobs
             if name != "rest":
                 shutil.rmtree(out, ignore_errors=True)
     return warnings
+
+
+#: What an mkdocs process needs, imported once by the fork server instead of by every shard.
+_PRELOAD = [
+    "kpi_registry.site.build",
+    "kpi_registry.site.mdext",
+    "mkdocs.commands.build",
+    "mkdocs.config",
+    "material.plugins.search.plugin",
+    "pymdownx.superfences",
+    "pymdownx.highlight",
+    "pymdownx.details",
+    "markdown.extensions.toc",
+]
+
+
+def _fresh_processes():
+    """Processes without a copy of this one: forked from a fork server (a fresh interpreter
+    that has imported mkdocs once) where the platform has one, else spawned."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def _mkdocs_worker(send, layout, docs, html, strict, exclude, built) -> None:
@@ -585,7 +611,18 @@ def _mkdocs(
 
 
 _KEEP = re.compile(r"(<(pre|code|kbd|script|style|textarea)\b.*?</\2>)", re.S | re.I)
-_GAP = re.compile(r"[ \t]*\n\s*")
+_WHITE = " \t\r\f\v"  # ASCII white space: a no-break space is text, never collapsed
+
+
+def _collapse(text: str) -> str:
+    """Each run of white space that holds a line break, as one line break."""
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    inner = [line.strip(_WHITE) for line in lines[1:-1]]
+    return "\n".join(
+        [lines[0].rstrip(_WHITE), *(line for line in inner if line), lines[-1].lstrip(_WHITE)]
+    )
 
 
 def compact(html: str) -> str:
@@ -598,9 +635,7 @@ def compact(html: str) -> str:
     chunks = _KEEP.split(html)
     # split() with two groups yields: text, whole match, tag name, text, ...
     return "".join(
-        _GAP.sub("\n", chunk) if i % 3 == 0 else chunk
-        for i, chunk in enumerate(chunks)
-        if i % 3 != 2
+        _collapse(chunk) if i % 3 == 0 else chunk for i, chunk in enumerate(chunks) if i % 3 != 2
     )
 
 
