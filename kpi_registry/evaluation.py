@@ -168,6 +168,11 @@ class _Source:
 # Cells: the layout every row-level value shares
 
 
+# Where a node is evaluated: once per (group, period); per cell of the entity x period grid
+# (or per row without an entity); per entity x base period, for ever_before() at a coarser grain.
+_PERIOD, _CELL, _BASE = 0, 1, 2
+
+
 @dataclass
 class _Layout:
     n_periods: int  # output periods (after coarsening)
@@ -337,7 +342,8 @@ class _Engine:
         return counts.reshape(lay.n_groups, lay.n_periods)
 
     # -- datapoints ---------------------------------------------------------------------
-    def datapoint(self, name: str) -> np.ndarray:
+    def datapoint(self, name: str, base: bool = False) -> np.ndarray:
+        """A datapoint per cell; ``base``: per entity x base period even at a coarser grain."""
         spec = self._datapoint_specs.get(name, Datapoint(name))
         col = self._column(name)
         if col is None:
@@ -358,7 +364,7 @@ class _Engine:
         fill = 0.0 if spec.missing == "zero" else np.nan
         grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
         grid = grid.reshape(n_ent, n_base)
-        if self.coarse is not None:
+        if self.coarse is not None and not base:
             if spec.time == "stock":
                 grid = grid[:, self.coarse.last_base]
             else:
@@ -450,37 +456,39 @@ class _Engine:
 
     # -- node evaluation ------------------------------------------------------------------
     def period_value(self, node: Node) -> np.ndarray:
-        value = self._eval(node, row=False)
+        value = self._eval(node, _PERIOD)
         lay = self.layout
         return np.broadcast_to(np.asarray(value, dtype=float), (lay.n_groups, lay.n_periods)).copy()
 
-    def _eval(self, node: Node, row: bool) -> Any:
-        key = (node, row)
+    def _eval(self, node: Node, level: int) -> Any:
+        key = (node, level)
         if key in self.cache:
             return self.cache[key]
-        value = self._compute(node, row)
+        value = self._compute(node, level)
         self.cache[key] = value
         return value
 
-    def _compute(self, node: Node, row: bool) -> Any:
+    def _compute(self, node: Node, level: int) -> Any:
         if isinstance(node, Number):
             return node.value
         if isinstance(node, Name):
             # Analysis guarantees datapoints appear only at row level and KPIs only above it.
-            return self.datapoint(node.name) if row else self.kpi(node.name)
+            if level == _PERIOD:
+                return self.kpi(node.name)
+            return self.datapoint(node.name, base=level == _BASE)
         if isinstance(node, Unary):
-            x = self._eval(node.operand, row)
+            x = self._eval(node.operand, level)
             return np.logical_not(x) if node.op == "not" else np.negative(x)
         if isinstance(node, Binary):
-            return _binary(node.op, self._eval(node.left, row), self._eval(node.right, row))
+            return _binary(node.op, self._eval(node.left, level), self._eval(node.right, level))
         if isinstance(node, Call):
             if node.func in AGGREGATES:
                 return self._aggregate(node)
             if node.func == "previous":
-                return self._previous(self._eval(node.args[0], row), row)
+                return self._previous(self._eval(node.args[0], level), level)
             if node.func == "ever_before":
-                return self._ever_before(self._eval(node.args[0], True))
-            args = [self._eval(a, row) for a in node.args]
+                return self._ever_before(node.args[0], max(level, _CELL))
+            args = [self._eval(a, level) for a in node.args]
             return _SCALAR_FUNCS[node.func](*args)
         raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
 
@@ -491,27 +499,44 @@ class _Engine:
                 "pass entity='your_entity_column'"
             )
 
-    def _previous(self, x: Any, row: bool) -> Any:
+    def _cell_grid(self, x: Any, level: int) -> np.ndarray:
+        """Cell values as an entity x period array (base periods at _BASE)."""
+        n_periods = self.n_base if level == _BASE else self.layout.n_periods
+        n = self.layout.n_entities * n_periods
+        return np.broadcast_to(np.asarray(x), (n,)).reshape(self.layout.n_entities, n_periods)
+
+    def _previous(self, x: Any, level: int) -> Any:
         if np.ndim(x) == 0:
             return x  # a constant is the same in every period
-        if row:
+        if level != _PERIOD:
             self._require_grid("previous")
-            grid = np.asarray(x).reshape(self.layout.n_entities, self.layout.n_periods)
-        else:
-            grid = np.asarray(x)
+        grid = np.asarray(x) if level == _PERIOD else self._cell_grid(x, level)
         out = np.empty(grid.shape, dtype=float if grid.dtype != bool else bool)
         if grid.shape[1]:
             out[:, 0] = False if grid.dtype == bool else np.nan
             out[:, 1:] = grid[:, :-1]
-        return out.reshape(-1) if row else out
+        return out if level == _PERIOD else out.reshape(-1)
 
-    def _ever_before(self, cond: Any) -> Any:
+    def _ever_before(self, cond: Node, level: int) -> np.ndarray:
+        """Did the condition hold for the entity in any earlier period?
+
+        At a coarser grain "earlier" means any earlier base period, not only earlier quarter
+        ends: a customer who paid in February and left in March returns in Q3 as a
+        reactivation, not as a new customer.
+        """
         self._require_grid("ever_before")
-        lay = self.layout
-        grid = np.broadcast_to(np.asarray(cond, dtype=bool), (self.n_cells,))
-        grid = grid.reshape(lay.n_entities, lay.n_periods)
+        if level == _CELL and self.coarse is not None:
+            seen = np.logical_or.accumulate(
+                self._cell_grid(np.asarray(self._eval(cond, _BASE), dtype=bool), _BASE), axis=1
+            )  # held at or before each base period
+            first = self.coarse.first_base
+            out = np.zeros((self.layout.n_entities, len(first)), dtype=bool)
+            later = first > 0
+            out[:, later] = seen[:, first[later] - 1]
+            return out.reshape(-1)
+        grid = self._cell_grid(np.asarray(self._eval(cond, level), dtype=bool), level)
         out = np.zeros(grid.shape, dtype=bool)
-        if lay.n_periods > 1:
+        if grid.shape[1] > 1:
             out[:, 1:] = np.logical_or.accumulate(grid[:, :-1], axis=1)
         return out.reshape(-1)
 
@@ -520,10 +545,10 @@ class _Engine:
         n = self.n_cells
         shape = (lay.n_groups, lay.n_periods)
         depth = min(max(gap_depth(a) for a in node.args), lay.n_periods)
-        x = np.broadcast_to(np.asarray(self._eval(node.args[0], True), dtype=float), (n,))
+        x = np.broadcast_to(np.asarray(self._eval(node.args[0], _CELL), dtype=float), (n,))
         where = None
         if len(node.args) > 1:
-            where = np.broadcast_to(np.asarray(self._eval(node.args[1], True), dtype=bool), (n,))
+            where = np.broadcast_to(np.asarray(self._eval(node.args[1], _CELL), dtype=bool), (n,))
         out = None
         if node.func == "sum":
             # Fast path: missing values are rare outside the leading gap, whose periods are

@@ -184,6 +184,11 @@ class Coarsening:
     last_base: np.ndarray  # int64 per coarse period: the base period a stock is read at
     labels: pd.PeriodIndex  # one label per coarse period
 
+    @property
+    def first_base(self) -> np.ndarray:
+        """int64 per coarse period: its first base period in the data's range."""
+        return np.searchsorted(self.to_coarse, np.arange(len(self.last_base))).astype(np.int64)
+
 
 def coarsen(axis: TimeAxis, grain: str) -> Coarsening:
     """Map base periods to the grain. A stock is read at a coarse period's last base period,

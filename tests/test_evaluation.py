@@ -84,6 +84,29 @@ def test_quarter_takes_stock_at_quarter_end(family):
     assert churn["churned_revenue"][1] == 0.0  # c came and went within Q2
 
 
+def test_quarter_grain_sees_payments_between_quarter_ends(family):
+    # b pays in February only (never at a quarter end) and comes back in Q3: it is a
+    # returning customer, so its Q3 revenue is reactivation, not new revenue.
+    data = rows(
+        ("a", "2024-01", 100),
+        ("b", "2024-02", 40),
+        ("a", "2024-03", 100),
+        ("a", "2024-06", 100),
+        ("b", "2024-09", 60),
+        ("a", "2024-09", 100),
+        ("c", "2024-09", 30),
+    )
+    ids = ["new_revenue", "reactivation_revenue"]
+    kw = {"period": "month", "entity": "customer", "columns": {"revenue": "mrr"}}
+    out = family.evaluate_many(ids, data, grain="quarter", **kw)
+    q3 = out.set_index("month").loc["2024Q3"]
+    assert (q3["new_revenue"], q3["reactivation_revenue"]) == (30.0, 60.0)
+    q1 = out.set_index("month").loc["2024Q1"]
+    assert np.isnan(q1["new_revenue"]) and np.isnan(q1["reactivation_revenue"])
+    monthly = family.evaluate_many(ids, data, **kw).set_index("month")
+    assert monthly.loc["2024-09", "reactivation_revenue"] == 160.0  # a and b both return
+
+
 def test_quarter_to_date_when_data_ends_mid_quarter(family):
     data = rows(("a", "2024-03", 100), ("a", "2024-04", 120), ("a", "2024-05", 150))
     out = ev(family, "monthly_recurring_revenue", data, grain="quarter")
@@ -247,9 +270,9 @@ def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
     calls = []
     original = evaluation._Engine.datapoint
 
-    def counting(self, name):
+    def counting(self, name, base=False):
         calls.append(name)
-        return original(self, name)
+        return original(self, name, base)
 
     monkeypatch.setattr(evaluation._Engine, "datapoint", counting)
     data = rows(("a", "2024-01", 100), ("a", "2024-02", 150))
@@ -262,13 +285,21 @@ def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
 
 
 # -- against a reference written the slow, obvious way ----------------------------------------
-def reference(data: pd.DataFrame, freq: str = "M") -> pd.DataFrame:
-    """The formula issue's definitions, computed customer by customer in plain Python."""
+def reference(data: pd.DataFrame, freq: str = "M", history: pd.DataFrame | None = None):
+    """The formula issue's definitions, computed customer by customer in plain Python.
+
+    ``history`` (monthly rows) decides who paid before a period when ``data`` holds only
+    quarter-end snapshots: paying in any earlier month makes a customer a returning one.
+    """
     months = pd.period_range(data["month"].min(), data["month"].max(), freq=freq)
     r = {}
     for row in data.itertuples():
         key = (row.customer, pd.Period(row.month, freq))
         r[key] = r.get(key, 0.0) + row.mrr
+    paid_months: dict[str, list[pd.Period]] = {}
+    for row in (data if history is None else history).itertuples():
+        if row.mrr > 0:
+            paid_months.setdefault(row.customer, []).append(pd.Period(row.month, "M"))
     customers = sorted(data["customer"].unique())
     out = []
     for i, m in enumerate(months):
@@ -279,7 +310,8 @@ def reference(data: pd.DataFrame, freq: str = "M") -> pd.DataFrame:
             s = e = c = ch = n = re = 0.0
             for cust in customers:
                 a, b = r.get((cust, months[i - 1]), 0.0), r.get((cust, m), 0.0)
-                earlier = any(r.get((cust, months[j]), 0.0) > 0 for j in range(i))
+                start = m.asfreq("M", "start") if freq != "M" else m
+                earlier = any(p < start for p in paid_months.get(cust, []))
                 s += a
                 if a > 0 and b > a:
                     e += b - a
@@ -374,7 +406,7 @@ def test_quarters_match_the_reference_on_quarter_end_snapshots(family, seed):
     got = family.evaluate_many(
         ids, data, period="month", entity="customer", grain="quarter", columns={"revenue": "mrr"}
     )
-    want = reference(snapshot, freq="Q")
+    want = reference(snapshot, freq="Q", history=data)
     pd.testing.assert_frame_equal(
         got[["month", *ids]], want[["month", *ids]], check_dtype=False, rtol=1e-9
     )
