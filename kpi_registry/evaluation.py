@@ -488,6 +488,8 @@ class _Engine:
                 return self._previous(self._eval(node.args[0], level), level)
             if node.func == "ever_before":
                 return self._ever_before(node.args[0], max(level, _CELL))
+            if node.func == "months_in_period":
+                return periods.months_in(self._output_grain())
             args = [self._eval(a, level) for a in node.args]
             return _SCALAR_FUNCS[node.func](*args)
         raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
@@ -498,6 +500,12 @@ class _Engine:
                 f"{func}() on datapoints compares an entity with itself over time: "
                 "pass entity='your_entity_column'"
             )
+
+    def _output_grain(self) -> str:
+        """The frequency code of the result's periods (month when there is no period)."""
+        if self.req.period is None:
+            return "M"
+        return periods.grain_code(self.req.grain, self.axis.base)
 
     def _cell_grid(self, x: Any, level: int) -> np.ndarray:
         """Cell values as an entity x period array (base periods at _BASE)."""
@@ -763,4 +771,6 @@ _SCALAR_FUNCS: dict[str, Callable[..., Any]] = {
     "coalesce": _coalesce,
 }
 
-assert set(_SCALAR_FUNCS) | AGGREGATES | {"previous", "ever_before"} == set(FUNCTIONS)
+assert set(_SCALAR_FUNCS) | AGGREGATES | {"previous", "ever_before", "months_in_period"} == set(
+    FUNCTIONS
+)

@@ -165,6 +165,14 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarra
     return np.array([p.asfreq(base).ordinal for p in parsed], dtype=np.int64), base
 
 
+#: Months in one period of each frequency (a mean Gregorian month is 30.436875 days).
+MONTHS_IN = {"D": 1 / 30.436875, "W": 7 / 30.436875, "M": 1.0, "Q": 3.0, "Y": 12.0}
+
+
+def months_in(code: str) -> float:
+    return MONTHS_IN[code]
+
+
 def grain_code(grain: str | None, base: str) -> str:
     if grain is None:
         return base

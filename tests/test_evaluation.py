@@ -494,3 +494,46 @@ def test_date_objects_are_dates_not_text(family):
     out = ev(family, "churned_revenue", data)
     assert out["churned_revenue"].tolist()[1] == 50.0
     assert len(out) == 2  # monthly, not one row per day
+
+
+@pytest.mark.parametrize(
+    "grain, months",
+    [
+        ("day", 1 / 30.436875),
+        ("week", 7 / 30.436875),
+        ("month", 1.0),
+        ("quarter", 3.0),
+        ("year", 12.0),
+    ],
+)
+def test_months_in_period_follows_the_grain(library, grain, months):
+    import kpi_registry
+
+    library.add("per_period", "sum(revenue) * months_in_period()")
+    reg = kpi_registry.load(library.root, include_bundled=False)
+    days = pd.date_range("2024-01-01", "2024-12-31", freq="D")
+    data = pd.DataFrame({"day": days, "revenue": 1.0})
+    out = reg.evaluate("per_period", data, period="day", grain=grain)
+    assert out["per_period"].tolist()[:1] == pytest.approx([months])  # a stock of 1
+    assert reg.evaluate("per_period", {"revenue": 5.0}) == 5.0  # no period: a month
+
+
+def test_lifetime_and_ltv_read_in_months_at_quarter_grain():
+    """Steady churn: quarterly figures agree with monthly ones instead of being a third."""
+    import kpi_registry
+
+    reg = kpi_registry.load()
+    records = []
+    for c in range(1000):  # 10 customers leave each month, none join
+        for m in range(12):
+            if c >= 10 * (m + 1) or m == 0:
+                records.append((f"c{c}", str(pd.Period("2024-01", "M") + m), 100.0))
+    data = pd.DataFrame(records, columns=["customer", "month", "mrr"])
+    kw = {"period": "month", "entity": "customer", "columns": {"revenue": "mrr"}}
+    monthly = reg.evaluate("average_customer_lifetime", data, **kw)
+    quarterly = reg.evaluate("average_customer_lifetime", data, grain="quarter", **kw)
+    churn_q = reg.evaluate("customer_churn_rate", data, grain="quarter", **kw)
+    q2 = quarterly.set_index("month").loc["2024Q2", "average_customer_lifetime"]
+    assert q2 == pytest.approx(3 / (churn_q.set_index("month").loc["2024Q2"].iloc[0] / 100))
+    m5 = monthly.set_index("month").loc["2024-05", "average_customer_lifetime"]
+    assert abs(q2 - m5) / m5 < 0.05  # months either way, not quarters

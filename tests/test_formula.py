@@ -75,6 +75,7 @@ def test_structural_equality_ignores_position():
         ("", "formula is empty", 0),
         ("a $ b", "unexpected character '$'", 2),
         ("if(a, b)", "if() takes 3 arguments, got 2", 0),
+        ("months_in_period(1)", "months_in_period() takes 0 arguments, got 1", 0),
         ("(a + b", "expected ')' to close the '('", 6),
         ("a b", "unexpected 'b' after a complete expression", 2),
     ],
@@ -143,6 +144,8 @@ def test_js_is_generated_from_the_ast_only():
     assert js == '((v["a"] > 0) ? (K.div((v["a"] - v["b"]), v["a"]) * 100) : 0)'
     with pytest.raises(NotScalar):
         to_js(parse("sum(revenue)"))
+    # the calculator's inputs are monthly figures
+    assert to_js(parse("a * months_in_period()")) == '(v["a"] * 1)'
 
 
 def test_js_names_are_json_escaped():

@@ -64,6 +64,18 @@ FUNCTIONS: dict[str, Function] = {
             "coalesce(discount, 0)",
         ),
         Function(
+            "months_in_period",
+            "time",
+            0,
+            0,
+            "months_in_period()",
+            "How many months one period of the result spans: 1 by month, 3 by quarter, 12 by "
+            "year (a day is 1/30.44 of a month, a week 7/30.44); 1 without a period column. "
+            "Turns a monthly amount into one per period, so a ratio of a monthly figure to a "
+            "per-period rate stays right at every grain.",
+            "average_revenue_per_account * months_in_period() / (customer_churn_rate / 100)",
+        ),
+        Function(
             "previous",
             "time",
             1,

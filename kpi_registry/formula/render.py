@@ -208,6 +208,8 @@ def to_js(node: Node) -> str:
             if n.func == "if":
                 c, a, b = (go(x) for x in n.args)
                 return f"({c} ? {a} : {b})"
+            if n.func == "months_in_period":
+                return "1"  # the calculator's inputs are monthly figures
             if n.func in _JS_CALL:
                 return f"{_JS_CALL[n.func]}({', '.join(go(a) for a in n.args)})"
             raise NotScalar(f"{n.func}() needs rows or periods")
