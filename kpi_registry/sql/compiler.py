@@ -39,10 +39,20 @@ from sqlglot import exp
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
 from ..evaluation import Request
-from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth
+from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
-from .sparse import DENSE, LAYOUTS, SPARSE, Aggregated, Layout, choose_layout, fill_value
+from .sparse import (
+    DENSE,
+    LAYOUTS,
+    SPARSE,
+    Aggregated,
+    Layout,
+    choose_layout,
+    fill_value,
+    holds_in_empty_cell,
+    time_calls,
+)
 from .spec import (
     UNSUPPORTED,
     PeriodFormat,
@@ -232,6 +242,8 @@ class _Compiler:
         # argument's node and compiled value (the sparse layout rewrites them)
         self.row_previous: dict[str, tuple[Node, _Value]] = {}
         self.row_ever_before: dict[str, tuple[Node, _Value]] = {}
+        # at a coarser grain: ever_before()'s condition per coarse period (see _held_in_period)
+        self.held: dict[str, _Value] = {}
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
         self.fills: dict[str, float] = {}  # datapoint -> value in a cell without rows
@@ -413,6 +425,8 @@ class _Compiler:
 
     def _ever_before(self, node: Node, cond: _Value) -> _Value:
         self._require_grid("ever_before")
+        if self.coarse:
+            cond = self._held_in_period(node, cond)
         flag = b.case((cond.sql, exp.Literal.number(1)), default=exp.Literal.number(0))
         seen = self.rows.over(exp.Max(this=flag), frame="before")
         name = self.names.claim("ever_before")
@@ -422,6 +436,49 @@ class _Compiler:
             level, name, b.eq(b.coalesce(seen, exp.Literal.number(0)), exp.Literal.number(1))
         )
         return _Value(b.col(name), level, CONDITION, nullable=False)
+
+    def _held_in_period(self, node: Node, cond: _Value) -> _Value:
+        """At a coarser grain: did the condition hold in any base period of the cell's coarse
+        period? ever_before() then runs over that, so "paid before Q3" sees a customer who paid
+        in February only, as the pandas engine does.
+
+        The flag is computed from the base-period cells that have rows, which is exact when
+        the condition is false in a base period without rows and reads no other period."""
+        looks_back = time_calls(node)
+        if looks_back:
+            raise SQLCompileError(
+                f"ever_before({to_text(node)}) at a coarser grain: a condition that uses "
+                f"{looks_back[0]}() does not compile to SQL; evaluate at the data's own grain or "
+                "with the pandas engine"
+            )
+        fills = {
+            name: 0.0 if spec.missing == "zero" else math.nan
+            for name, (spec, _, _) in self.datapoints.items()
+        }
+        if holds_in_empty_cell(node, fills) is not False:
+            raise SQLCompileError(
+                f"ever_before({to_text(node)}) at a coarser grain: the condition may hold where "
+                "an entity has no rows, which SQL cannot see at base periods; evaluate at the "
+                "data's own grain or with the pandas engine"
+            )
+        name = self.names.claim("held_in_period")
+        self.held[name] = cond
+        return _Value(b.eq(b.col(name), b.num(1)), 0, CONDITION, nullable=False)
+
+    def _held_flag(self, cond: _Value) -> exp.Expression:
+        """1 if the condition holds in some base-period cell ``c`` of the group, else 0."""
+        filled = {}
+        for spec, _, name in self.datapoints.values():
+            value = b.col(name, "c")
+            filled[name] = b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
+
+        def base_value(e: exp.Expression) -> exp.Expression:
+            if isinstance(e, exp.Column) and e.name in filled:
+                return filled[e.name].copy()
+            return e
+
+        at_base = _cond(cond).copy().transform(base_value)
+        return exp.Max(this=b.case((at_base, b.num(1)), default=b.num(0)))
 
     def _scalar(self, node: Node, recurse: Callable[[Node], _Value]) -> _Value:
         if isinstance(node, Number):
@@ -434,6 +491,9 @@ class _Compiler:
             return _Value(b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double)
         if isinstance(node, Binary):
             return self._binary(node.op, recurse(node.left), recurse(node.right))
+        if isinstance(node, Call) and node.func == "months_in_period":
+            months = pandas_periods.months_in(self.grain)
+            return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
         if isinstance(node, Call):
             args = [recurse(a) for a in node.args]
             level = max(a.level for a in args)
@@ -703,6 +763,7 @@ class _Compiler:
             if self.coarse:
                 items.append(b.col(_first_group(name), "c"))
         items += [b.col(n, "c") for n in self._supplied_names()]
+        items += [b.col(n, "c") for n in self.held]
         items += [b.col(FIRST_PERIOD, "s"), b.col(LAST_PERIOD, "s")]
         return (
             exp.select(*items)
@@ -963,6 +1024,7 @@ class _Compiler:
                 earliest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect, True)
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
+        items += [b.alias(self._held_flag(cond), name) for name, cond in self.held.items()]
         return (
             exp.select(*items)
             .from_(exp.to_table("cells").as_("c"))
@@ -1001,6 +1063,7 @@ class _Compiler:
             present = exp.Not(this=exp.Is(this=b.col(ENTITY, "c"), expression=exp.Null()))
             items.append(b.alias(present, PRESENT))
         items += [b.alias(b.col(n, "c"), n) for n in self._supplied_names()]
+        items += [b.alias(b.coalesce(b.col(n, "c"), b.num(0)), n) for n in self.held]
         on = b.and_(
             b.eq(b.col(ENTITY, "c"), b.col(ENTITY, "e")),
             b.eq(b.col(cell_period, "c"), b.col(PERIOD, "p")),

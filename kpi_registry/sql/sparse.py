@@ -80,7 +80,7 @@ def choose_layout(
     every combination is tried.
     """
     for arg in previous_args:
-        nested = _time_calls(arg)
+        nested = time_calls(arg)
         if nested:
             return Layout(DENSE, f"previous() of {nested[0]}() looks back more than one period")
     try:
@@ -105,7 +105,8 @@ def choose_layout(
     )
 
 
-def _time_calls(node: Node) -> list[str]:
+def time_calls(node: Node) -> list[str]:
+    """The previous() and ever_before() calls in an expression, outermost first."""
     return [n.func for n in node.walk() if isinstance(n, Call) and n.func in _TIME_FUNCS]
 
 
@@ -171,6 +172,14 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
         raise _NotProvable(f"cannot tell what {n!r} is in a cell without rows")
 
     return value(node)
+
+
+def holds_in_empty_cell(cond: Node, fills: Mapping[str, float]) -> bool | None:
+    """Is a condition on datapoints alone true in a cell without rows? None: cannot tell."""
+    try:
+        return _truthy(_at_empty_cell(cond, fills, False, {}))
+    except _NotProvable:
+        return None
 
 
 def fill_value(node: Node, fills: Mapping[str, float]) -> Any:

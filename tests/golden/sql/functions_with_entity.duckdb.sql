@@ -68,7 +68,8 @@ WITH source AS (
     ARG_MAX_NULL(c.region, c._base_period) AS region,
     ARG_MIN_NULL(c.region, c._base_period) AS _first_region,
     ARG_MAX_NULL(c.plan, c._base_period) AS plan,
-    ARG_MIN_NULL(c.plan, c._base_period) AS _first_plan
+    ARG_MIN_NULL(c.plan, c._base_period) AS _first_plan,
+    MAX(CASE WHEN COALESCE(c.revenue, 0) > 0 THEN 1 ELSE 0 END) AS held_in_period
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
@@ -95,7 +96,8 @@ WITH source AS (
     c._first_region,
     c.plan AS _row_plan,
     c._first_plan,
-    NOT c._entity IS NULL AS _present
+    NOT c._entity IS NULL AS _present,
+    COALESCE(c.held_in_period, 0) AS held_in_period
   FROM entities AS e
   CROSS JOIN periods AS p
   LEFT JOIN period_cells AS c
@@ -117,7 +119,7 @@ WITH source AS (
     ) AS _carried_groups,
     LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
     COALESCE(
-      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+      MAX(CASE WHEN held_in_period = 1 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
         ORDER BY _period
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING

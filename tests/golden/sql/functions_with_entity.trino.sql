@@ -66,7 +66,8 @@ WITH source AS (
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.plan_price END) AS plan_price,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.seats_used END) AS seats_used,
     MAX_BY(c.region, c._base_period) AS region,
-    MAX_BY(c.plan, c._base_period) AS plan
+    MAX_BY(c.plan, c._base_period) AS plan,
+    MAX(CASE WHEN COALESCE(c.revenue, 0) > 0 THEN 1 ELSE 0 END) AS held_in_period
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
@@ -97,7 +98,8 @@ WITH source AS (
     e._first_region,
     c.plan AS _row_plan,
     e._first_plan,
-    NOT c._entity IS NULL AS _present
+    NOT c._entity IS NULL AS _present,
+    COALESCE(c.held_in_period, 0) AS held_in_period
   FROM entities AS e
   CROSS JOIN periods AS p
   LEFT JOIN period_cells AS c
@@ -112,7 +114,7 @@ WITH source AS (
     ) AS _run,
     LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
     COALESCE(
-      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+      MAX(CASE WHEN held_in_period = 1 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
         ORDER BY _period
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING

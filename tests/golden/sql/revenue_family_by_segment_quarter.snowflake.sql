@@ -50,7 +50,8 @@ WITH source AS (
     k._period,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
     MAX_BY(c.segment, c._base_period) AS segment,
-    MIN_BY(c.segment, c._base_period) AS _first_segment
+    MIN_BY(c.segment, c._base_period) AS _first_segment,
+    MAX(CASE WHEN COALESCE(c.revenue, 0) > 0 THEN 1 ELSE 0 END) AS held_in_period
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
@@ -71,6 +72,7 @@ WITH source AS (
     COALESCE(c.revenue, 0) AS revenue,
     c.segment,
     c._first_segment,
+    c.held_in_period,
     s._first_period,
     s._last_period
   FROM period_cells AS c
@@ -87,7 +89,7 @@ WITH source AS (
       ELSE 0
     END AS previous_revenue,
     COALESCE(
-      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+      MAX(CASE WHEN held_in_period = 1 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
         ORDER BY _period
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
@@ -118,7 +120,7 @@ WITH source AS (
     0 AS revenue,
     r.segment,
     r.revenue AS previous_revenue,
-    r.ever_before OR r.revenue > 0 AS ever_before
+    r.ever_before OR r.held_in_period = 1 AS ever_before
   FROM present_rows AS r
   WHERE
     (

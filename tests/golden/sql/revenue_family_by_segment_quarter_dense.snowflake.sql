@@ -49,7 +49,8 @@ WITH source AS (
     c._entity,
     k._period,
     MAX(CASE WHEN c._base_period = p._stock_base THEN c.revenue END) AS revenue,
-    MAX_BY(c.segment, c._base_period) AS segment
+    MAX_BY(c.segment, c._base_period) AS segment,
+    MAX(CASE WHEN COALESCE(c.revenue, 0) > 0 THEN 1 ELSE 0 END) AS held_in_period
   FROM cells AS c
   JOIN calendar AS k
     ON k._base_period = c._base_period
@@ -73,7 +74,8 @@ WITH source AS (
     COALESCE(c.revenue, 0) AS revenue,
     c.segment AS _row_segment,
     e._first_segment,
-    NOT c._entity IS NULL AS _present
+    NOT c._entity IS NULL AS _present,
+    COALESCE(c.held_in_period, 0) AS held_in_period
   FROM entities AS e
   CROSS JOIN periods AS p
   LEFT JOIN period_cells AS c
@@ -88,7 +90,7 @@ WITH source AS (
     ) AS _run,
     LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_revenue,
     COALESCE(
-      MAX(CASE WHEN revenue > 0 THEN 1 ELSE 0 END) OVER (
+      MAX(CASE WHEN held_in_period = 1 THEN 1 ELSE 0 END) OVER (
         PARTITION BY _entity
         ORDER BY _period
         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
