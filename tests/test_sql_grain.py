@@ -102,3 +102,23 @@ def test_bundled_lifetime_value_at_quarter_grain_matches_pandas():
     want = evaluate_many(reg.kpis, ids, data, request)
     assert want["customer_lifetime_value"].notna().sum() >= 3
     assert_same(want, evaluate_duckdb(reg.kpis, ids, data, request))
+
+
+def test_rows_without_an_entity_are_left_out_alike_in_both_layouts(family):
+    """Run outside our engine (which refuses such data, as pandas does), the statement drops
+    rows with a NULL entity in the dense and the sparse layout alike."""
+    import duckdb
+
+    data = pd.concat([RETURNING, frame((None, "2024-02", 500.0))], ignore_index=True)
+    ids = ["churned_revenue", "new_revenue", "reactivation_revenue"]
+    request = Request("month", "customer", [], None, MAP)
+    want = evaluate_many(family.kpis, ids, RETURNING, request)
+    con = duckdb.connect()
+    con.register("t", data)
+    for layout in ("dense", "sparse"):
+        sql = compile_many(family.kpis, ids, "t", request, layout=layout)
+        got = con.execute(sql).df()
+        for kpi_id in ids:
+            assert got[kpi_id].tolist() == pytest.approx(want[kpi_id].tolist(), nan_ok=True)
+    with pytest.raises(Exception, match="entity column 'customer' is empty"):
+        evaluate_duckdb(family.kpis, ids, data, request)

@@ -921,6 +921,12 @@ class _Compiler:
         select = exp.select(*items).from_(table)
         for values, on in joins:
             select = select.join(values, on=on, join_type="LEFT")
+        if self.grid:
+            # A row without an entity belongs to no one's history. The pandas engine (and
+            # evaluate(engine="duckdb"), which checks first) refuse such data; a statement run
+            # elsewhere leaves those rows out, the same way in the dense and sparse layouts.
+            has_entity = exp.Not(this=exp.Is(this=b.col(req.entity), expression=exp.Null()))
+            select = select.where(has_entity)
         return select
 
     def _bounds(self, relation: str) -> exp.Select:

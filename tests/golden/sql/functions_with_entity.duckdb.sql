@@ -13,6 +13,8 @@ WITH source AS (
     NULLIF(CAST(seats_used AS DOUBLE), CAST('NaN' AS DOUBLE)) AS seats_used,
     loaded_at AS _row_order
   FROM warehouse.accounts
+  WHERE
+    NOT account IS NULL
 ), cells AS (
   SELECT
     _entity,

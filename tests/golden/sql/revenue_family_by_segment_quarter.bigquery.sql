@@ -7,6 +7,8 @@ WITH source AS (
     segment,
     CAST(mrr AS FLOAT64) AS revenue
   FROM analytics.mrr
+  WHERE
+    NOT customer_id IS NULL
 ), cells AS (
   SELECT
     _entity,

@@ -7,6 +7,8 @@ WITH source AS (
     segment,
     CAST(mrr AS DOUBLE) AS revenue
   FROM analytics.mrr
+  WHERE
+    NOT customer_id IS NULL
 ), cells AS (
   SELECT
     _entity,

@@ -6,6 +6,8 @@ WITH source AS (
     ) * 12 + EXTRACT(MONTH FROM billing_month) - 1 AS INT) AS _base_period,
     NULLIF(CAST(mrr_usd AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue
   FROM billing.customer_months
+  WHERE
+    NOT account IS NULL
 ), cells AS (
   SELECT
     _entity,
