@@ -50,9 +50,8 @@ def test_the_pipeline_builds_the_same_site_as_plain_mkdocs(tmp_path):
     plain_index, index = _index(plain), _index(site)
     assert len([d for d in index if '"kpi/' in d]) > 62  # KPI pages are really in it
     assert plain_index == index
-    for page in sorted((plain / "kpi").iterdir())[:20] + [plain / "index.html"]:
-        target = page / "index.html" if page.is_dir() else page
-        assert target.read_text() == (site / target.relative_to(plain)).read_text(), target
+    for page in sorted(plain.rglob("*.html")):
+        assert page.read_text() == (site / page.relative_to(plain)).read_text(), page
 
 
 def test_only_excluded_sections_follow_the_search_end_marker(lib_docs):
@@ -192,3 +191,23 @@ def test_compact_collapses_only_white_space_runs_with_a_line_break():
         assert compact(text) == expected, repr(text)
     assert compact("1\u00a0\n  %") == "1\u00a0\n%"  # a no-break space is text
     assert compact("<pre>a\n   b</pre>\n   <p>") == "<pre>a\n   b</pre>\n<p>"
+
+
+def test_chart_groups_rows_as_pandas_would_and_skips_missing_groups():
+    import pandas as pd
+
+    from kpi_registry.site.examples import _chart
+
+    kpi = kpi_registry.load(LIB, include_bundled=False)["win_rate"]
+    periods = [pd.Period("2024-01", "M"), pd.Period("2024-02", "M")]
+    records = [
+        {"month": p, "segment": s, "win_rate": v}
+        for p in periods
+        for s, v in (("smb", 40.0), ("ent", float("nan")), (None, 99.0))
+    ]
+    svg = _chart(kpi, records, ["month", "segment", "win_rate"], "month", ["segment"])
+    frame = pd.DataFrame(records)
+    names = [str(k[0] if isinstance(k, tuple) else k) for k, _ in frame.groupby(["segment"])]
+    assert sorted(names) == ["ent", "smb"]  # pandas has no group for the missing key either
+    assert "smb" in svg and "ent" in svg and "None" not in svg and "99" not in svg
+    assert svg.count("<polyline") == 1  # ent has no value: no line, and no point
