@@ -322,8 +322,9 @@ def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
     return evaluate_many(kpis, ids, example_data(example), example_request(example))
 
 
-def _example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
-    """run_example's numbers as a Table: the same engine, without pandas at either end."""
+def example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
+    """run_example's numbers as a Table (or a dict for scalar data): the same engine, without
+    pandas at either end, for callers that check or show thousands of examples."""
     ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
     return compute(kpis, ids, example_rows(example), example_request(example))
 
@@ -337,7 +338,7 @@ def check_examples(kpis: Mapping[str, KPI], kpi: KPI, report: Report) -> None:
         line, col = position_of(kpi.data, ("examples", i))
         field = f"examples[{i}]"
         try:
-            result = _example_result(kpis, kpi, example)
+            result = example_result(kpis, kpi, example)
         except (DataError, KPIError) as e:
             report.add(kpi.path, line, col, field, f"cannot evaluate: {e}")
             continue

@@ -63,13 +63,18 @@ def display_path(path: str | Path) -> str:
     ``definitions/x.yaml``, others relative to the working folder when they are inside it."""
     path = Path(path)
     resolved = path.resolve()
-    for base, label in ((bundled_dir("definitions").resolve(), "definitions"), (Path.cwd(), "")):
+    for base, label in ((_bundled_definitions(), "definitions"), (Path.cwd().resolve(), "")):
         try:
-            rel = resolved.relative_to(base.resolve())
+            rel = resolved.relative_to(base)
         except ValueError:
             continue
         return "/".join(p for p in (label, rel.as_posix()) if p)
     return path.as_posix()
+
+
+@cache
+def _bundled_definitions() -> Path:
+    return bundled_dir("definitions").resolve()  # resolving is a system call per part
 
 
 def _formula(kpi: KPI, registry: Registry) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError, DefinitionError, Diagnostic, KPIError
+from ..evaluation import Table as Result
 from ..loading import position_of
 from ..model import KPI
-from ..validation import compare_expected, example_request, run_example
+from ..validation import compare_expected, example_request, example_result
 from .charts import bar_chart, line_chart
 from .numbers import format_input, format_value
 
@@ -63,7 +64,7 @@ def _fail(kpi: KPI, i: int, path: tuple, message: str) -> ExampleFailed:
 
 def _view(kpis: Mapping[str, KPI], kpi: KPI, i: int, example: Mapping[str, Any]) -> ExampleView:
     try:
-        result = run_example(kpis, kpi, example)
+        result = example_result(kpis, kpi, example)
     except (DataError, KPIError) as e:
         raise _fail(kpi, i, (), f"cannot evaluate the worked example: {e}") from None
     decimals = int(example.get("decimals", 2))
@@ -125,7 +126,7 @@ def _text(v: Any) -> str:
     return format_input(v)
 
 
-def _frame_view(kpis, kpi, example, frame: pd.DataFrame, show: list[str]) -> ExampleView:
+def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleView:
     rows = [dict(r) for r in example.get("data") or []]
     columns: list[str] = []
     for row in rows:
@@ -137,8 +138,10 @@ def _frame_view(kpis, kpi, example, frame: pd.DataFrame, show: list[str]) -> Exa
         numeric=[all(isinstance(r.get(c), (int, float)) for r in rows if c in r) for c in columns],
     )
     req = example_request(example)
-    keys = [k for k in [req.period, *req.by] if k and k in frame.columns]
-    records = frame.to_dict("records")
+    columns = list(result.columns)
+    keys = [k for k in [req.period, *req.by] if k and k in columns]
+    values = [result.columns[c].tolist() for c in columns]
+    records = [dict(zip(columns, row)) for row in zip(*values)]
 
     def table(ids: list[str]) -> Table:
         return Table(
@@ -151,7 +154,7 @@ def _frame_view(kpis, kpi, example, frame: pd.DataFrame, show: list[str]) -> Exa
             numeric=[False] * len(keys) + [True] * len(ids),
         )
 
-    steps = [s for s in show if s in frame.columns]
+    steps = [s for s in show if s in columns]
     return ExampleView(
         title=example.get("title", ""),
         description=example.get("description", ""),
@@ -161,9 +164,7 @@ def _frame_view(kpis, kpi, example, frame: pd.DataFrame, show: list[str]) -> Exa
         steps=steps,
         step_table=table(steps) if steps else None,
         result=table([kpi.id]),
-        chart=_chart(
-            kpi, records, list(frame.columns), req.period if req.period in keys else None, req.by
-        ),
+        chart=_chart(kpi, records, columns, req.period if req.period in keys else None, req.by),
     )
 
 
