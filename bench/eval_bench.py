@@ -21,22 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kpi_registry.billing import REVENUE_FAMILY
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
-FAMILY = [
-    "starting_revenue",
-    "expansion_revenue",
-    "contraction_revenue",
-    "churned_revenue",
-    "new_revenue",
-    "reactivation_revenue",
-    "net_revenue_retention",
-    "gross_revenue_retention",
-    "expansion_revenue_rate",
-    "expansion_revenue_growth_rate",
-    "quick_ratio",
-]
 
 
 def hand_tuned(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
@@ -109,7 +97,7 @@ def engine(df: pd.DataFrame, by_segment: bool) -> pd.DataFrame:
 
         _REGISTRY = kpi_registry.load()
     return _REGISTRY.evaluate_many(
-        FAMILY,
+        REVENUE_FAMILY,
         df,
         period="month",
         entity="customer",
@@ -167,8 +155,8 @@ def main() -> None:
             got = got.assign(segment=got["segment"].astype(str))
             want = want.assign(segment=want["segment"].astype(str))
         pd.testing.assert_frame_equal(
-            got[keys + FAMILY].reset_index(drop=True),
-            want[keys + FAMILY].reset_index(drop=True),
+            got[keys + REVENUE_FAMILY].reset_index(drop=True),
+            want[keys + REVENUE_FAMILY].reset_index(drop=True),
             check_dtype=False,
             rtol=1e-9,
         )

@@ -41,25 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kpi_registry.billing import REVENUE_FAMILY
 from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 MONTHS = 24
 SEGMENTS = ["enterprise", "mid_market", "smb", "startup", "public_sector"]
-REVENUE_FAMILY = [
-    "starting_revenue",
-    "expansion_revenue",
-    "contraction_revenue",
-    "churned_revenue",
-    "new_revenue",
-    "reactivation_revenue",
-    "net_revenue_retention",
-    "gross_revenue_retention",
-    "expansion_revenue_rate",
-    "expansion_revenue_growth_rate",
-    "quick_ratio",
-]
 ACTIVE_SHARE = 0.78  # measured share of customer-months with a row; sizes the customer count
 
 

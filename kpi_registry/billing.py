@@ -11,6 +11,22 @@ import pandas as pd
 
 from .errors import DataError
 
+#: The bundled KPIs that bridge one month's recurring revenue to the next, computed from the
+#: entity x month rows below (movements first, then the ratios built on them).
+REVENUE_FAMILY: list[str] = [
+    "starting_revenue",
+    "expansion_revenue",
+    "contraction_revenue",
+    "churned_revenue",
+    "new_revenue",
+    "reactivation_revenue",
+    "net_revenue_retention",
+    "gross_revenue_retention",
+    "expansion_revenue_rate",
+    "expansion_revenue_growth_rate",
+    "quick_ratio",
+]
+
 
 def subscriptions_to_months(
     subscriptions: pd.DataFrame,

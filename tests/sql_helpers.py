@@ -13,22 +13,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kpi_registry.billing import REVENUE_FAMILY
+
 FIXTURES = Path(__file__).parent / "fixtures" / "sql"
 GOLDEN = Path(__file__).parent / "golden" / "sql"
 
 #: Fixture KPIs whose formulas compare an entity with itself over time.
 TIME_KPIS = {
-    "starting_revenue",
-    "expansion_revenue",
-    "contraction_revenue",
-    "churned_revenue",
-    "new_revenue",
-    "reactivation_revenue",
-    "net_revenue_retention",
-    "gross_revenue_retention",
-    "expansion_revenue_rate",
-    "expansion_revenue_growth_rate",
-    "quick_ratio",
+    *REVENUE_FAMILY,
     "revenue_swing",
     "steady_customers",
     "revenue_with_carry",
@@ -44,19 +36,6 @@ DENSE_FIXTURES = {
     "steady_customers": "count() in steady_customers counts cells without rows",
     "two_back_revenue": "previous() of previous() looks back more than one period",
 }
-REVENUE_FAMILY = [
-    "starting_revenue",
-    "expansion_revenue",
-    "contraction_revenue",
-    "churned_revenue",
-    "new_revenue",
-    "reactivation_revenue",
-    "net_revenue_retention",
-    "gross_revenue_retention",
-    "expansion_revenue_rate",
-    "expansion_revenue_growth_rate",
-    "quick_ratio",
-]
 
 
 def messy_frame(seed: int = 7, customers: int = 40, months: int = 15) -> pd.DataFrame:

@@ -7,17 +7,17 @@ import pandas as pd
 import pytest
 from conftest import FAMILY
 
-from kpi_registry.billing import subscriptions_to_months
+from kpi_registry.billing import REVENUE_FAMILY, subscriptions_to_months
 from kpi_registry.errors import DataError, UnknownKPIError
 
-MOVEMENTS = [
-    "starting_revenue",
-    "expansion_revenue",
-    "contraction_revenue",
-    "churned_revenue",
-    "new_revenue",
-    "reactivation_revenue",
-]
+MOVEMENTS = REVENUE_FAMILY[:6]  # the revenue movements; the rest of the family are ratios
+
+
+def test_the_revenue_family_is_the_one_specified_and_bundled():
+    import kpi_registry
+
+    assert list(FAMILY)[: len(REVENUE_FAMILY)] == REVENUE_FAMILY  # plus MRR, a helper
+    assert all(kpi_id in kpi_registry.load() for kpi_id in REVENUE_FAMILY)
 
 
 def rows(*triples):
