@@ -192,6 +192,7 @@ class _Engine:
         self.kpi_values: dict[str, np.ndarray] = {}
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
+        self._base_grids: dict[str, np.ndarray] = {}
         self._check_columns()
         self._build_layout()
 
@@ -224,7 +225,7 @@ class _Engine:
             texts = source.plain(req.period)
             axis = periods.parse_month_texts(texts) if texts is not None else None
             self.axis = axis or periods.parse(source.series(req.period), req.period)
-            grain = periods.grain_code(req.grain, self.axis.base)
+            self.out_grain = grain = periods.grain_code(req.grain, self.axis.base)
             coarser = grain != self.axis.base and self.axis.count
             self.coarse = periods.coarsen(self.axis, grain) if coarser else None
         else:
@@ -234,6 +235,7 @@ class _Engine:
                 np.zeros(n_rows, np.int64), "M", 0, 1 if n_rows else 0, "none", np.ones(1, bool)
             )
             self.coarse = None
+            self.out_grain = "M"  # no period: months_in_period() is 1
         n_base = self.axis.count
         n_out = len(self.coarse.labels) if self.coarse is not None else n_base
         self.row_base = self.axis.codes  # base period per row
@@ -353,23 +355,30 @@ class _Engine:
                 + f"; columns are {self.source.names()}. "
                 f"Map it with columns={{{name!r}: 'your_column'}}"
             )
-        values = self._numbers(col)
         lay = self.layout
         if not lay.grid:
+            values = self._numbers(col)
             if self.coarse is not None and spec.time == "stock":
                 last = self.coarse.last_base[self.coarse.to_coarse[self.row_base]]
                 values = np.where(self.row_base == last, values, np.nan)
             return values
-        n_ent, n_base = lay.n_entities, self.n_base
-        fill = 0.0 if spec.missing == "zero" else np.nan
-        grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
-        grid = grid.reshape(n_ent, n_base)
+        grid = self._base_grid(name, col, spec)
         if self.coarse is not None and not base:
             if spec.time == "stock":
                 grid = grid[:, self.coarse.last_base]
             else:
                 grid = _sum_columns(grid, self.coarse.to_coarse, len(self.coarse.labels))
         return grid.reshape(-1)
+
+    def _base_grid(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
+        """The datapoint per entity x base period, its rows combined by its rule: computed
+        once, whether it is then read per base period, per coarse period or both."""
+        if name not in self._base_grids:
+            n_ent, n_base = self.layout.n_entities, self.n_base
+            fill = 0.0 if spec.missing == "zero" else np.nan
+            grid = self._combine_rows(self._numbers(col), spec.rows, n_ent * n_base, fill)
+            self._base_grids[name] = grid.reshape(n_ent, n_base)
+        return self._base_grids[name]
 
     def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
         cells = self.row_cell
@@ -489,7 +498,7 @@ class _Engine:
             if node.func == "ever_before":
                 return self._ever_before(node.args[0], max(level, _CELL))
             if node.func == "months_in_period":
-                return periods.months_in(self._output_grain())
+                return periods.months_in(self.out_grain)
             args = [self._eval(a, level) for a in node.args]
             return _SCALAR_FUNCS[node.func](*args)
         raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
@@ -500,12 +509,6 @@ class _Engine:
                 f"{func}() on datapoints compares an entity with itself over time: "
                 "pass entity='your_entity_column'"
             )
-
-    def _output_grain(self) -> str:
-        """The frequency code of the result's periods (month when there is no period)."""
-        if self.req.period is None:
-            return "M"
-        return periods.grain_code(self.req.grain, self.axis.base)
 
     def _cell_grid(self, x: Any, level: int) -> np.ndarray:
         """Cell values as an entity x period array (base periods at _BASE)."""
