@@ -81,11 +81,16 @@ def parse_month_texts(values: list) -> TimeAxis | None:
         if v not in months:
             if v.__class__ is not str or not _MONTH_TEXT.match(v) or not 1 <= int(v[5:7]) <= 12:
                 return None
-            months[v] = (int(v[:4]) - 1970) * 12 + int(v[5:7]) - 1
+            months[v] = _month_ordinal(v)
     if not months:
         return None
     ordinals = np.fromiter((months[v] for v in values), np.int64, len(values))
     return _axis(ordinals, "M", "text")
+
+
+def _month_ordinal(text: str) -> int:
+    """2024-01 -> its monthly Period ordinal (months since 1970-01); the text is checked."""
+    return (int(text[:4]) - 1970) * 12 + int(text[5:7]) - 1
 
 
 def month_texts(first: int, count: int) -> pd.Index | None:
@@ -139,7 +144,7 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarra
         return stamps.to_period(base).asi8, base
     values = [v if isinstance(v, str) else str(v) for v in uniques]
     if all(_MONTH_TEXT.match(v) for v in values):  # the common case, without pandas parsing
-        months = [(int(v[:4]) - 1970) * 12 + int(v[5:7]) - 1 for v in values]
+        months = [_month_ordinal(v) for v in values]
         bad = [v for v in values if not 1 <= int(v[5:7]) <= 12]
         if bad:
             raise DataError(f"period column {column!r} has an unparsable period {bad[0]!r}")

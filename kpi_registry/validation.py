@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError, FormulaError, KPIError, Report, did_you_mean
-from .evaluation import Request, Rows, Table, compute, evaluate_many
+from .evaluation import Request, Rows, Table, compute
 from .formula import analyse, parse
 from .loading import Mapping as PositionedMapping
 from .loading import position_of, value_position
@@ -294,21 +294,9 @@ def example_request(example: Mapping[str, Any]) -> Request:
     )
 
 
-def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
-    data = example.get("data")
-    if isinstance(data, dict):
-        return dict(data)
-    columns: dict[str, list] = {}
-    for row in data:
-        for key in row:
-            columns.setdefault(key, [])
-    for key, values in columns.items():
-        values.extend(row.get(key) for row in data)
-    return pd.DataFrame(columns)
-
-
 def example_rows(example: Mapping[str, Any]) -> Rows | dict[str, Any]:
-    """The example's data as the engine reads it without building a DataFrame."""
+    """The example's data as the engine reads it without building a DataFrame: columns in the
+    order they first appear, None where a row leaves one out (or a dict of scalars)."""
     data = example.get("data")
     if isinstance(data, dict):
         return dict(data)
@@ -316,17 +304,24 @@ def example_rows(example: Mapping[str, Any]) -> Rows | dict[str, Any]:
     return Rows({name: [row.get(name) for row in data] for name in names})
 
 
-def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
-    """Evaluate an example: the KPI plus the intermediates it asks to show."""
-    ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
-    return evaluate_many(kpis, ids, example_data(example), example_request(example))
+def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
+    """The example's data as a DataFrame (or a dict of scalars), as a user would pass it."""
+    rows = example_rows(example)
+    return rows.to_frame() if isinstance(rows, Rows) else rows
 
 
 def example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
-    """run_example's numbers as a Table (or a dict for scalar data): the same engine, without
-    pandas at either end, for callers that check or show thousands of examples."""
+    """An example's numbers, the KPI plus the intermediates it asks to show, as a Table (or a
+    dict for scalar data): without pandas at either end, for callers that check or show
+    thousands of examples."""
     ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
     return compute(kpis, ids, example_rows(example), example_request(example))
+
+
+def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
+    """An example's numbers as ``evaluate_many`` returns them (a DataFrame or a dict)."""
+    result = example_result(kpis, kpi, example)
+    return result.to_frame() if isinstance(result, Table) else result
 
 
 def check_examples(kpis: Mapping[str, KPI], kpi: KPI, report: Report) -> None:
