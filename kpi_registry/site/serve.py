@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import DefinitionError, KPIError
-from ..registry import ENV_PATH, bundled_dir
+from ..registry import bundled_dir, search_paths
 
 RELOAD_SCRIPT = b"""(function () {
   var seen = null;
@@ -78,10 +78,8 @@ def _handler(root: Path, state: _State):
 
 
 def watched_paths(args: argparse.Namespace, project: Path) -> list[Path]:
-    paths = [Path(p) for p in args.paths]
-    if not args.no_bundled:
-        paths.append(bundled_dir("definitions"))
-    paths += [Path(p) for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p.strip()]
+    """The definition folders the build loads (as load() finds them), and the site's files."""
+    paths = [folder for folder, _ in search_paths(args.paths, not args.no_bundled)]
     paths += [bundled_dir("templates") / "site", project / "mkdocs.yml", project / "assets"]
     paths += [project / "overrides", bundled_dir("docs") / "guides"]
     return [p for p in paths if p.exists()]
