@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -374,29 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     for name in FEATURE_MODULES:
-        _feature(name).add_commands(sub)
+        importlib.import_module(f"{__package__}.{name}").add_commands(sub)
     return parser
 
 
 #: Modules that bring their own subcommands: each has ``add_commands(subparsers)`` and keeps
 #: heavy imports (mkdocs, duckdb, ruamel) inside the command functions.
 FEATURE_MODULES: tuple[str, ...] = ("site", "sql", "scaffold", "formatting", "export")
-
-
-def _feature(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"{__package__}.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.{name}":
-            raise
-        return _Missing()
-
-
-class _Missing:
-    def add_commands(self, sub: Any) -> None:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
