@@ -78,6 +78,9 @@ class Sequence(list):
     def item_pos(self) -> list[tuple[int, int]]:
         return [_unpack(m) for m in self._marks]
 
+    def item_position(self, index: int) -> tuple[int, int] | None:
+        return _unpack(self._marks[index]) if 0 <= index < len(self._marks) else None
+
 
 def _pos(node: yaml.Node) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -298,7 +301,7 @@ def position_of(data: Any, field_path: tuple) -> tuple[int, int]:
             best = node.key_position(part) or best
             node = node[part]
         elif isinstance(node, Sequence) and isinstance(part, int) and 0 <= part < len(node):
-            best = _unpack(node._marks[part]) if part < len(node._marks) else best
+            best = node.item_position(part) or best
             node = node[part]
         else:
             break
