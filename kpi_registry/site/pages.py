@@ -34,19 +34,12 @@ from .calculator import calculator_for, runtime_script
 from .examples import example_views
 from .graph import Component, components
 from .links import Links
-from .markup import environment, md_inline
+from .markup import environment, md_inline, text
 from .numbers import UNIT_LABELS
 from .recent import last_changed
 from .relation_map import Neighbour, relation_map
 
 RECENT = 10
-_SPACES = re.compile(r"\s+")
-
-
-def _text(value: Any) -> str:
-    """Text for an HTML text node: whitespace collapsed as Markdown would, <, > and & escaped."""
-    return html.escape(_SPACES.sub(" ", str(value)).strip(), quote=False)
-
 
 SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
 #: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
@@ -260,12 +253,12 @@ class SiteGenerator:
     # -- writing -------------------------------------------------------------------------
     def write(self, path: str, template: str, **context: Any) -> None:
         assert path in self.links.pages, path
-        text = self.env.get_template(template).render(
+        markdown = self.env.get_template(template).render(
             L=PageLinks(self, path), reg=self.registry, site=self, **context
         )
         target = self.docs / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, "utf-8")
+        target.write_text(markdown, "utf-8")
         self.summary.pages += 1
 
     def generate(self, progress: Callable[[int], None] | None = None) -> Summary:
@@ -321,16 +314,16 @@ class SiteGenerator:
         KPIs they hold 180,000 items, and Markdown's inline patterns over them took longer
         than all the KPI pages together. Links are checked as they are made (Links).
         """
-        text = self._tails.get(kpi_id)
-        if text is None:
+        tail = self._tails.get(kpi_id)
+        if tail is None:
             k = self.registry[kpi_id]
-            summary = _text(k.summary or "")
-            text = (
-                f'">{_text(k.name)}</a> <span class="kpi-meta">{_text(k.unit)} · '
-                f"{_text(k.indicator_type)}</span>" + (f" — {summary}" if summary else "")
+            summary = text(k.summary or "")
+            tail = (
+                f'">{text(k.name)}</a> <span class="kpi-meta">{text(k.unit)} · '
+                f"{text(k.indicator_type)}</span>" + (f" — {summary}" if summary else "")
             )
-            self._tails[kpi_id] = text
-        return Markup(f'<a href="{links.kpi_url(kpi_id)}{text}')
+            self._tails[kpi_id] = tail
+        return Markup(f'<a href="{links.kpi_url(kpi_id)}{tail}')
 
     def kpi_pages(self, ids: list[str], progress: Callable[[int], None] | None = None) -> Summary:
         """Write the pages of these KPIs; every broken worked example is reported at once."""
