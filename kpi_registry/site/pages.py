@@ -71,7 +71,6 @@ class Listing:
 
 @dataclass
 class Summary:
-    pages: int = 0
     kpis: int = 0
     calculators: int = 0
     examples: int = 0
@@ -259,7 +258,6 @@ class SiteGenerator:
         target = self.docs / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(markdown, "utf-8")
-        self.summary.pages += 1
 
     def generate(self, progress: Callable[[int], None] | None = None) -> Summary:
         """Write the whole docs folder. ``progress`` is called after each KPI page."""
@@ -410,7 +408,6 @@ class SiteGenerator:
             target = self.docs / "guides" / guide.name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(guide, target)  # verbatim
-            self.summary.pages += 1
 
     # -- KPI pages -----------------------------------------------------------------------
     def guide_title(self, guide: Path) -> str:
