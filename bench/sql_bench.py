@@ -122,10 +122,7 @@ def generate(rows: int, path: Path, seed: int = 42) -> None:
 
 # -- the hand-written query -------------------------------------------------------------------
 def handwritten_sql(relation: str, by_segment: bool) -> str:
-    seg_cols = "segment, " if by_segment else ""
-    seg_group = "segment, " if by_segment else ""
-    seg_part = "PARTITION BY segment " if by_segment else ""
-    seg_order = ", segment" if by_segment else ""
+    seg = "segment, " if by_segment else ""
     carried = (
         """,
         COALESCE(
@@ -160,7 +157,7 @@ def handwritten_sql(relation: str, by_segment: bool) -> str:
       FROM grid WINDOW w AS (PARTITION BY customer_id ORDER BY month)
     ),
     sums AS (  -- movements need a previous month: undefined (NULL) in the first one
-      SELECT month, {seg_cols}
+      SELECT month, {seg}
         SUM(prev) AS starting,
         CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
           CASE WHEN prev > 0 AND mrr > prev THEN mrr - prev ELSE 0 END) END AS expansion,
@@ -174,22 +171,9 @@ def handwritten_sql(relation: str, by_segment: bool) -> str:
         CASE WHEN BOOL_OR(prev IS NOT NULL) THEN SUM(
           CASE WHEN prev = 0 AND mrr > 0 AND paid_before THEN mrr ELSE 0 END) END
           AS reactivation
-      FROM moves GROUP BY {seg_group} month
+      FROM moves GROUP BY {seg} month
     )
-    SELECT strftime(month, '%Y-%m') AS month, {seg_cols}
-      starting AS starting_revenue, expansion AS expansion_revenue,
-      contraction AS contraction_revenue, churned AS churned_revenue,
-      new AS new_revenue, reactivation AS reactivation_revenue,
-      (starting + expansion - contraction - churned) / NULLIF(starting, 0) * 100
-        AS net_revenue_retention,
-      (starting - contraction - churned) / NULLIF(starting, 0) * 100 AS gross_revenue_retention,
-      expansion / NULLIF(starting, 0) * 100 AS expansion_revenue_rate,
-      (expansion - LAG(expansion) OVER ({seg_part}ORDER BY month))
-        / NULLIF(LAG(expansion) OVER ({seg_part}ORDER BY month), 0) * 100
-        AS expansion_revenue_growth_rate,
-      (new + expansion + reactivation) / NULLIF(contraction + churned, 0) AS quick_ratio
-    FROM sums ORDER BY month{seg_order}
-    """
+    {_family_select("sums", by_segment)}"""
 
 
 def lead_sql(relation: str, by_segment: bool) -> str:
@@ -199,8 +183,6 @@ def lead_sql(relation: str, by_segment: bool) -> str:
     every other month without a row moves nothing in these six sums, so it is left out. This is
     the kind of query the issue timed; it does not generalise to other formulas."""
     seg = "segment, " if by_segment else ""
-    seg_part = "PARTITION BY segment " if by_segment else ""
-    seg_order = ", segment" if by_segment else ""
     return f"""
     WITH cells AS (
       SELECT customer_id, month, SUM(mrr) AS mrr, MAX(segment) AS segment
@@ -246,7 +228,16 @@ def lead_sql(relation: str, by_segment: bool) -> str:
         CASE WHEN has_prev THEN reactivation END AS reactivation
       FROM sums
     )
-    SELECT strftime(month, '%Y-%m') AS month, {seg}
+    {_family_select("defined", by_segment)}"""
+
+
+def _family_select(sums: str, by_segment: bool) -> str:
+    """The final SELECT both hand-written queries share: the eleven numbers from ``sums``
+    (a relation with a month, the segment if any, and the six movements)."""
+    seg = "segment, " if by_segment else ""
+    seg_part = "PARTITION BY segment " if by_segment else ""
+    seg_order = ", segment" if by_segment else ""
+    return f"""SELECT strftime(month, '%Y-%m') AS month, {seg}
       starting AS starting_revenue, expansion AS expansion_revenue,
       contraction AS contraction_revenue, churned AS churned_revenue,
       new AS new_revenue, reactivation AS reactivation_revenue,
@@ -258,7 +249,7 @@ def lead_sql(relation: str, by_segment: bool) -> str:
         / NULLIF(LAG(expansion) OVER ({seg_part}ORDER BY month), 0) * 100
         AS expansion_revenue_growth_rate,
       (new + expansion + reactivation) / NULLIF(contraction + churned, 0) AS quick_ratio
-    FROM defined ORDER BY month{seg_order}
+    FROM {sums} ORDER BY month{seg_order}
     """
 
 
