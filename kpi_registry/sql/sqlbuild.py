@@ -60,11 +60,6 @@ def double(expression: exp.Expression) -> exp.Cast:
     return cast(expression, "DOUBLE")
 
 
-def func(name: str, *args: exp.Expression) -> exp.Expression:
-    """A function call; sqlglot turns known names into typed nodes it can translate."""
-    return exp.func(name, *args)
-
-
 # -- operators with just enough parentheses ---------------------------------------------------
 _PRECEDENCE: dict[type, int] = {
     exp.Or: 1,
