@@ -246,7 +246,6 @@ class _Compiler:
         self.held: dict[str, _Value] = {}
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
-        self.fills: dict[str, float] = {}  # datapoint -> value in a cell without rows
 
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
@@ -278,6 +277,14 @@ class _Compiler:
         if self.known is None:
             return column if name in self.req.columns else None
         return column if column in self.known else None
+
+    def _fills(self) -> dict[str, float]:
+        """Each datapoint's value in a cell without rows (0.0 or NaN), as ``sparse.py`` reads
+        it; ``_filled`` is the same rule in SQL."""
+        return {
+            name: 0.0 if spec.missing == "zero" else math.nan
+            for name, (spec, _, _) in self.datapoints.items()
+        }
 
     # -- KPIs -------------------------------------------------------------------------------
     def kpi(self, kpi_id: str) -> _Value:
@@ -451,11 +458,7 @@ class _Compiler:
                 f"{looks_back[0]}() does not compile to SQL; evaluate at the data's own grain or "
                 "with the pandas engine"
             )
-        fills = {
-            name: 0.0 if spec.missing == "zero" else math.nan
-            for name, (spec, _, _) in self.datapoints.items()
-        }
-        if holds_in_empty_cell(node, fills) is not False:
+        if holds_in_empty_cell(node, self._fills()) is not False:
             raise SQLCompileError(
                 f"ever_before({to_text(node)}) at a coarser grain: the condition may hold where "
                 "an entity has no rows, which SQL cannot see at base periods; evaluate at the "
@@ -467,10 +470,9 @@ class _Compiler:
 
     def _held_flag(self, cond: _Value) -> exp.Expression:
         """1 if the condition holds in some base-period cell ``c`` of the group, else 0."""
-        filled = {}
-        for spec, _, name in self.datapoints.values():
-            value = b.col(name, "c")
-            filled[name] = b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
+        filled = {
+            name: _filled(spec, b.col(name, "c")) for spec, _, name in self.datapoints.values()
+        }
 
         def base_value(e: exp.Expression) -> exp.Expression:
             if isinstance(e, exp.Column) and e.name in filled:
@@ -701,16 +703,11 @@ class _Compiler:
         """The grid's layout: see :func:`.sparse.choose_layout` for when sparse is exact."""
         if wanted == DENSE:
             return Layout(DENSE, "asked for (layout='dense')")
-        fills = {
-            name: 0.0 if spec.missing == "zero" else math.nan
-            for name, (spec, _, _) in self.datapoints.items()
-        }
-        self.fills = fills
         chosen = choose_layout(
             [Aggregated(a.kpi, a.node) for a in self.aggregates if a.node is not None],
             [arg for arg, _ in self.row_previous.values()],
             [cond for cond, _ in self.row_ever_before.values()],
-            fills,
+            self._fills(),
         )
         if wanted == SPARSE and chosen.kind != SPARSE:
             raise SQLCompileError(
@@ -754,10 +751,7 @@ class _Compiler:
         period = b.col(PERIOD, "c") if self.coarse else b.alias(b.col(BASE, "c"), PERIOD)
         items: list[exp.Expression] = [b.col(ENTITY, "c"), period]
         for spec, _, name in self.datapoints.values():
-            value = b.col(name, "c")
-            if spec.missing == "zero":
-                value = b.coalesce(value, b.num(0))
-            items.append(b.alias(value, name))
+            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
         for _, name in self.groups:
             items.append(b.col(name, "c"))
             if self.coarse:
@@ -806,7 +800,7 @@ class _Compiler:
         # the first period has no period before: NULL (FALSE for a condition, as the grid's
         # LAG(cond, 1, FALSE)); after a period without rows, the value such a period has
         at_start = exp.false() if value.kind == CONDITION else exp.Null()
-        after_gap = _literal(fill_value(arg, self.fills))
+        after_gap = _literal(fill_value(arg, self._fills()))
         if after_gap != at_start:
             whens.append((b.eq(b.col(PERIOD), b.col(FIRST_PERIOD)), at_start))
         return b.case(*whens, default=None if isinstance(after_gap, exp.Null) else after_gap)
@@ -1055,10 +1049,7 @@ class _Compiler:
         cell_period = PERIOD if self.coarse else BASE
         items: list[exp.Expression] = [b.col(ENTITY, "e"), b.col(PERIOD, "p")]
         for spec, _, name in self.datapoints.values():
-            value = b.col(name, "c")
-            if spec.missing == "zero":
-                value = b.coalesce(value, b.num(0))
-            items.append(b.alias(value, name))
+            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
         for _, name in self.groups:
             items.append(b.alias(b.col(name, "c"), _row_group(name)))
             if self.dialect != "duckdb":
@@ -1205,6 +1196,11 @@ def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expressi
 def _shown(columns: list[str]) -> str:
     """The data's columns as the pandas engine lists them in its messages."""
     return ", ".join(repr(c) for c in columns[:30]) + (" ..." if len(columns) > 30 else "")
+
+
+def _filled(spec: Datapoint, value: exp.Expression) -> exp.Expression:
+    """A datapoint's value in a cell: where the entity has no row, 0 or NULL as it declares."""
+    return b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
 
 
 def _cond(v: _Value) -> exp.Expression:
