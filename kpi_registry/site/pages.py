@@ -150,6 +150,7 @@ class SiteGenerator:
         self.env = environment(templates or bundled_dir("templates") / "site")
         self.site_dir = site_dir or bundled_dir("site")
         self.guides_dir = guides if guides is not None else bundled_dir("docs") / "guides"
+        self.definitions_dir = bundled_dir("definitions")  # found once, not once per page
         self.links = Links()
         self.summary = Summary()
         self._tails: dict[str, str] = {}
@@ -501,7 +502,7 @@ class SiteGenerator:
         """Where the definition lives, as a reader of the repository would write it."""
         if kpi.origin == "bundled":
             try:
-                return "definitions/" + kpi.path.relative_to(bundled_dir("definitions")).as_posix()
+                return "definitions/" + kpi.path.relative_to(self.definitions_dir).as_posix()
             except ValueError:
                 pass
         return kpi.path.as_posix()
