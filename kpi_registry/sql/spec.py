@@ -109,10 +109,7 @@ def infer_period_format(values: Any, column: str) -> tuple[Any, PeriodFormat]:
     from .. import periods
 
     values = pd.Series(values).reset_index(drop=True)
-    if values.dtype == object and len(values) and not isinstance(values.iloc[0], str):
-        if all(hasattr(v, "year") for v in values):  # datetime.date from a DATE column
-            values = pd.to_datetime(pd.Series(values))
-    axis = periods.parse(values, column)
+    axis = periods.parse(values, column)  # reads datetime.date (a DATE column) as dates too
     if axis.kind == "timestamp":
         return axis, PeriodFormat("date", axis.base, "timestamp")
     texts = [v if isinstance(v, str) else str(v) for v in values]
