@@ -67,8 +67,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from .compiler import compile_many
 
     reg = registry_from_args(args)
-    for kpi_id in args.ids:
-        reg[kpi_id]
     request = _request(args.period, args.entity, args.by, args.grain, parse_columns(args.column))
     sql = compile_many(
         reg.kpis,
