@@ -7,7 +7,6 @@ with.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +19,7 @@ from ..loading import position_of
 from ..model import KPI
 from ..validation import compare_expected, example_request, example_result
 from .charts import bar_chart, line_chart
-from .numbers import format_input, format_value
+from .numbers import format_input, format_value, is_missing
 
 #: Longer inputs are cut on the page (the full data stays in the definition file).
 MAX_INPUT_ROWS = 60
@@ -169,7 +168,8 @@ def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleV
 
 
 def _missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT or v is pd.NA
+    """numbers.is_missing, or pandas' own missing markers (a period column may hold them)."""
+    return is_missing(v) or v is pd.NaT or v is pd.NA
 
 
 def _chart(
