@@ -118,8 +118,7 @@ class _Input:
     columns: list[str]
     order: exp.Expression | None = None
     relation: Any = None  # a DuckDB relation queried through relation.query()
-    period_kind: str | None = None  # "period" when a pandas Period column was given
-    freq: str | None = None  # that column's frequency
+    freq: str | None = None  # the frequency of a pandas Period column, when one was given
     cleanup: list[Any] = field(default_factory=list)  # set when we opened the connection
 
     @classmethod
@@ -165,7 +164,7 @@ class _Input:
         con, cleanup = cls._connect()
         view = frame.copy(deep=False)
         view.columns = names
-        period_kind = freq = None
+        freq = None
         if req.period is not None and req.period in view.columns:
             series = view[req.period]
             if isinstance(series.dtype, pd.DatetimeTZDtype):
@@ -175,13 +174,12 @@ class _Input:
                 # DuckDB has no Period type: hand it the period numbers pandas uses
                 view[req.period] = series.array.asi8
                 freq = pandas_periods._freq_code(series.dtype.freq)
-                period_kind = "period"
         order = None
         if req.entity is not None:
             view[_ROW] = np.arange(len(view), dtype=np.int64)
             order = b.col(_ROW)
         con.register(_INPUT, view)
-        return cls(con, exp.to_table(_INPUT), names, order, None, period_kind, freq, cleanup)
+        return cls(con, exp.to_table(_INPUT), names, order, None, freq, cleanup)
 
     @classmethod
     def _file(cls, path: str, req: Request) -> _Input:
@@ -340,10 +338,9 @@ def _infer_periods(source: _Input, req: Request):
     values = found["p"]
     if values.isna().any():
         raise DataError(f"period column {req.period!r} is empty in some rows")
-    if source.period_kind == "period":
-        freq = source.freq
+    if source.freq is not None:
         ordinals = values.to_numpy(dtype=np.int64)
-        series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=freq))
+        series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
     return infer_period_format(values, req.period)
@@ -359,7 +356,7 @@ def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -
             index = pd.DatetimeIndex(labels).to_period(grain)
         else:
             index = pd.PeriodIndex([_parse_label(v, grain) for v in labels], freq=grain)
-        kind = source.period_kind or (axis.kind if axis is not None else "text")
+        kind = "period" if source.freq else axis.kind if axis is not None else "text"
         out[req.period] = pandas_periods.present_labels(index, kind)
     for col in req.by:
         out[col] = result[col].to_numpy()
