@@ -782,9 +782,14 @@ def test_a_category_id_that_is_not_a_safe_file_name_is_refused(tmp_path):
     defs = tmp_path / "defs"
     shutil.copytree(LIB, defs)
     taxonomy = defs / "_taxonomy.yaml"
+    lines = taxonomy.read_text().count("\n")
     taxonomy.write_text(
         taxonomy.read_text() + "  ../../escape:\n    name: Escape\n    description: Nope.\n"
     )
-    with pytest.raises(DefinitionError, match=r"_taxonomy.yaml.*categories\.\.\./\.\./escape"):
+    with pytest.raises(
+        DefinitionError, match=r"_taxonomy.yaml.*categories\.\.\./\.\./escape"
+    ) as failure:
         SiteGenerator(kpi_registry.load(defs, include_bundled=False), tmp_path / "docs")
     assert not (tmp_path / "escape.md").exists()
+    # the error points at the category's line in the taxonomy file
+    assert failure.value.diagnostics[0].line == lines + 1

@@ -27,6 +27,7 @@ from markupsafe import Markup
 from ..errors import DefinitionError, Diagnostic
 from ..formula import FUNCTIONS, OPERATORS, parse
 from ..formula.mathml import to_mathml
+from ..loading import position_of, read_file
 from ..model import ATTRIBUTE_TITLES, KPI
 from ..registry import Registry, bundled_dir
 from . import listing
@@ -180,16 +181,7 @@ class SiteGenerator:
         self.categories = sorted(reg.taxonomy, key=lambda c: (reg.taxonomy[c].name.casefold(), c))
         bad = [c for c in self.categories if not SAFE_ID.fullmatch(c)]
         if bad:  # a category id names a page, so it must be a safe file name
-            raise DefinitionError(
-                Diagnostic(
-                    reg.taxonomy[c].path,
-                    0,
-                    0,
-                    f"categories.{c}",
-                    "a category id must be lower-case letters, digits and _ (it names a page)",
-                )
-                for c in bad
-            )
+            raise DefinitionError(_unsafe_category(reg.taxonomy[c].path, c) for c in bad)
         self.listings: list[Listing] = []
         self.category_lists: dict[str, tuple[Listing, Listing]] = {}
         for cat in self.categories:
@@ -591,6 +583,17 @@ class SiteGenerator:
                 for name, spec in schema["properties"].items()
             ],
         )
+
+
+def _unsafe_category(path: str, cat_id: str) -> Diagnostic:
+    """The error for a category id that cannot name a page, at its line in the taxonomy file
+    (read again only here: the Registry keeps no positions for categories)."""
+    try:
+        line, col = position_of(read_file(path).data, ("categories", cat_id))
+    except (OSError, DefinitionError):
+        line, col = 0, 0
+    message = "a category id must be lower-case letters, digits and _ (it names a page)"
+    return Diagnostic(path, line, col, f"categories.{cat_id}", message)
 
 
 def _type_of(spec: dict[str, Any]) -> str:
