@@ -774,9 +774,7 @@ class _Compiler:
         if self.row_previous:
             columns.append((NEXT_PERIOD, self.rows.over(exp.Lead(this=b.col(PERIOD)))))
         if self.groups:
-            first_row = exp.Is(
-                this=self.rows.over(exp.Lag(this=b.col(PERIOD))), expression=exp.Null()
-            )
+            first_row = b.is_null(self.rows.over(exp.Lag(this=b.col(PERIOD))))
             columns.append((FIRST_ROW, first_row))
             for _, name in self.groups:
                 before = b.case(
@@ -829,7 +827,7 @@ class _Compiler:
             items.append(b.alias(value, name))
         after = b.binary(exp.Add, b.col(PERIOD, "r"), b.num(1))
         gap = exp.Or(
-            this=exp.Is(this=b.col(NEXT_PERIOD, "r"), expression=exp.Null()),
+            this=b.is_null(b.col(NEXT_PERIOD, "r")),
             expression=b.binary(exp.GT, b.col(NEXT_PERIOD, "r"), after),
         )
         where = b.and_(
@@ -919,7 +917,7 @@ class _Compiler:
             # A row without an entity belongs to no one's history. The pandas engine (and
             # evaluate(engine="duckdb"), which checks first) refuse such data; a statement run
             # elsewhere leaves those rows out, the same way in the dense and sparse layouts.
-            has_entity = exp.Not(this=exp.Is(this=b.col(req.entity), expression=exp.Null()))
+            has_entity = b.not_null(b.col(req.entity))
             select = select.where(has_entity)
         return select
 
@@ -999,9 +997,7 @@ class _Compiler:
             return exp.Min(this=value)
         if how == "max":
             return exp.Max(this=value)
-        known = b.case(
-            (exp.Not(this=exp.Is(this=value.copy(), expression=exp.Null())), b.col(ORDER))
-        )
+        known = b.case((b.not_null(value.copy()), b.col(ORDER)))
         return b.max_by(value, known, self.dialect)  # last
 
     def _coarse_cells(self) -> exp.Select:
@@ -1057,7 +1053,7 @@ class _Compiler:
             elif self.coarse:
                 items.append(b.col(_first_group(name), "c"))
         if self.groups:
-            present = exp.Not(this=exp.Is(this=b.col(ENTITY, "c"), expression=exp.Null()))
+            present = b.not_null(b.col(ENTITY, "c"))
             items.append(b.alias(present, PRESENT))
         items += [b.alias(b.col(n, "c"), n) for n in self._supplied_names()]
         items += [b.alias(b.coalesce(b.col(n, "c"), b.num(0)), n) for n in self.held]

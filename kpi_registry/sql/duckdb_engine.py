@@ -317,11 +317,7 @@ def _infer_periods(source: _Input, req: Request):
     if req.period is not None:
         checks = checks.select(b.alias(b.col(req.period), "p"))
     if req.entity is not None and req.entity in source.columns:
-        missing = exp.Sum(
-            this=b.case(
-                (exp.Is(this=b.col(req.entity), expression=exp.Null()), b.num(1)), default=b.num(0)
-            )
-        )
+        missing = exp.Sum(this=b.case((b.is_null(b.col(req.entity)), b.num(1)), default=b.num(0)))
         checks = checks.select(b.alias(missing, "missing_entity"))
     if not checks.expressions:
         return None, None

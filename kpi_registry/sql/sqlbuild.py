@@ -127,6 +127,14 @@ def eq(left: exp.Expression, right: exp.Expression) -> exp.Expression:
     return binary(exp.EQ, left, right)
 
 
+def is_null(e: exp.Expression) -> exp.Expression:
+    return exp.Is(this=e, expression=exp.Null())
+
+
+def not_null(e: exp.Expression) -> exp.Expression:
+    return exp.Not(this=is_null(e))
+
+
 # -- windows -----------------------------------------------------------------------------------
 def ascending(e: exp.Expression, dialect: str) -> exp.Ordered:
     """Ascending order on a column that is never NULL, written without a NULLS clause."""
@@ -223,7 +231,7 @@ def max_by(
         )
         agg = exp.Filter(
             this=exp.ArrayAgg(this=ordered),
-            expression=exp.Where(this=exp.Not(this=exp.Is(this=key.copy(), expression=exp.Null()))),
+            expression=exp.Where(this=not_null(key.copy())),
         )
         # sqlglot counts from 0 here and writes [1] for PostgreSQL
         return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(0)])
