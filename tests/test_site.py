@@ -743,6 +743,25 @@ def test_serve_rebuilds_when_a_definition_changes(tmp_path):
     assert "win_rate.yaml" in err and "still serving the previous site" in err
 
 
+def test_serve_on_a_port_in_use_says_so_and_how_to_choose_another(tmp_path, capsys):
+    import socket
+
+    from kpi_registry.cli import main
+
+    site, _ = fixture_site()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(
+            ["site", "serve", str(LIB), "--no-bundled", "--no-build", "--port", str(port),
+             "--out", str(site), "--docs-dir", str(site.parent / "docs")]
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot serve on 127.0.0.1:{port}" in err and "--port" in err
+    assert "internal error" not in err
+
+
 # -- the bundled library ---------------------------------------------------------------------
 
 

@@ -118,7 +118,15 @@ def serve(args: argparse.Namespace, build: Callable[[argparse.Namespace], object
     if not args.no_build or not (layout.out / "index.html").is_file():
         build(args)  # a first build that fails ends the command, with its errors
     state = _State()
-    server = http.server.ThreadingHTTPServer((args.host, args.port), _handler(layout.out, state))
+    try:
+        server = http.server.ThreadingHTTPServer(
+            (args.host, args.port), _handler(layout.out, state)
+        )
+    except OSError as e:  # most often: the port is taken
+        raise KPIError(
+            f"cannot serve on {args.host}:{args.port}: {e.strerror or e} "
+            "(choose another with --port)"
+        ) from None
     server.daemon_threads = True
     paths = watched_paths(args, layout.project)
     stop = threading.Event()
