@@ -1138,19 +1138,19 @@ class _Compiler:
         select = exp.select(*items).from_(exp.to_table("periods").as_("p"))
         if self.groups:
             select = select.join(exp.to_table("group_keys").as_("g"), join_type="CROSS")
-            same = [
-                exp.NullSafeEQ(this=b.col(n, "a"), expression=b.col(n, "g")) for _, n in self.groups
-            ]
-            on = b.and_(on, *same)
+            on = b.and_(on, *self._same_groups("a"))
         select = select.join(exp.to_table("aggregates").as_("a"), on=on, join_type="LEFT")
         if sparse and self.groups:
-            on = b.eq(b.col(PERIOD, "m"), b.col(PERIOD, "p"))
-            same = [
-                exp.NullSafeEQ(this=b.col(n, "m"), expression=b.col(n, "g")) for _, n in self.groups
-            ]
+            on = b.and_(b.eq(b.col(PERIOD, "m"), b.col(PERIOD, "p")), *self._same_groups("m"))
             moves = exp.to_table("group_moves").as_("m")
-            select = select.join(moves, on=b.and_(on, *same), join_type="LEFT")
+            select = select.join(moves, on=on, join_type="LEFT")
         return select
+
+    def _same_groups(self, table: str) -> list[exp.Expression]:
+        """``table``'s groups are those of ``group_keys`` (``g``), a NULL group included."""
+        return [
+            exp.NullSafeEQ(this=b.col(n, table), expression=b.col(n, "g")) for _, n in self.groups
+        ]
 
     def _final(self, relation: str, ids: list[str]) -> exp.Select:
         items: list[exp.Expression] = []
