@@ -223,9 +223,7 @@ class SiteGenerator:
         self.links.add_file("schema/kpi.schema.json")
         # The catalog is built when it is written (write_catalog): at 20,000 KPIs it takes as
         # long as a tenth of the KPI pages, work that can run beside them.
-        self.has_catalog = _catalog_builder() is not None
-        if self.has_catalog:
-            self.links.add_file("catalog.json")
+        self.links.add_file("catalog.json")
 
     def _listing(self, slug: str, title: str, ids: list[str], page: str | None = None) -> Listing:
         if page:
@@ -261,16 +259,15 @@ class SiteGenerator:
         return self.summary
 
     def write_catalog(self) -> None:
-        """catalog.json, the machine-readable catalog (when kpi_registry.export exists).
+        """catalog.json, the machine-readable catalog (kpi_registry.export's catalog_json).
 
         Written a KPI at a time: the text is the same as one json.dumps() of the whole, but
         a 20,000-KPI catalog is some 300 MB of text, which is never held in memory at once
         (nor its UTF-8 copy).
         """
-        build = _catalog_builder()
-        if build is None:
-            return
-        catalog = build(self.registry)
+        from ..export import catalog_json
+
+        catalog = catalog_json(self.registry)
         self.docs.mkdir(parents=True, exist_ok=True)
 
         def dumps(value: Any) -> str:
@@ -608,12 +605,3 @@ def _type_of(spec: dict[str, Any]) -> str:
     if not t and "oneOf" in spec:
         return "one of several forms"
     return t or "mapping"
-
-
-def _catalog_builder() -> Callable[[Registry], Any] | None:
-    """kpi_registry.export's catalog_json, when that module exists."""
-    try:
-        from .. import export
-    except ImportError:
-        return None
-    return getattr(export, "catalog_json", None)
