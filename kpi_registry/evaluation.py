@@ -129,6 +129,44 @@ def _scalar_rows(data: Mapping[str, Any], request: Request) -> Rows:
     return Rows(row)
 
 
+# Messages shared with the SQL engine, which checks the same request against a table's columns.
+def shown_columns(columns: Iterable[Any]) -> str:
+    """A data set's columns as error messages list them (the first thirty)."""
+    names = [str(c) for c in columns]
+    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
+
+
+def check_columns(req: Request, columns: Collection[Any]) -> None:
+    """Every column the request names must be in the data."""
+    named = [(f"period column {req.period!r}", req.period)]
+    named += [(f"entity column {req.entity!r}", req.entity)]
+    named += [(f"by column {col!r}", col) for col in req.by]
+    named += [(f"column {col!r} (given for {dp!r})", col) for dp, col in req.columns.items()]
+    for what, col in named:
+        if col is not None and col not in columns:
+            raise DataError(f"{what} not found; the data has {shown_columns(columns)}")
+
+
+def missing_datapoint(name: str, req: Request, columns: Iterable[Any]) -> DataError:
+    return DataError(
+        f"the data has no column for datapoint {name!r}"
+        + (f" (mapped to {req.columns[name]!r})" if name in req.columns else "")
+        + f"; columns are {shown_columns(columns)}. "
+        f"Map it with columns={{{name!r}: 'your_column'}}"
+    )
+
+
+def gap_warnings(axis: periods.TimeAxis | None) -> list[str]:
+    """A note for periods inside the data's range that have no rows at all."""
+    if axis is None or not axis.count or axis.present.all():
+        return []
+    shown = ", ".join(str(p) for p in axis.labels()[~axis.present][:5])
+    return [
+        f"no rows at all in period(s) {shown}: every entity counts as missing there; "
+        "check the export if that is a gap rather than real churn"
+    ]
+
+
 class _Source:
     """The columns the engine reads: a DataFrame's, or plain lists (:class:`Rows`)."""
 
@@ -158,10 +196,6 @@ class _Source:
 
     def index(self) -> pd.Index:
         return self.frame.index if self.frame is not None else pd.RangeIndex(self.n_rows)
-
-    def names(self) -> str:
-        names = [str(c) for c in self.columns]
-        return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -193,7 +227,7 @@ class _Engine:
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
-        self._check_columns()
+        check_columns(req, source.columns)
         self._build_layout()
 
     # -- input checks and layout ---------------------------------------------------------
@@ -201,22 +235,6 @@ class _Engine:
         """The data column a datapoint or KPI id reads from, if the data has one."""
         col = self.req.columns.get(name, name)
         return col if col in self.source.columns else None
-
-    def _check_columns(self) -> None:
-        for role, col in (("period", self.req.period), ("entity", self.req.entity)):
-            if col is not None and col not in self.source.columns:
-                raise DataError(
-                    f"{role} column {col!r} not found; the data has {self.source.names()}"
-                )
-        for col in self.req.by:
-            if col not in self.source.columns:
-                raise DataError(f"by column {col!r} not found; the data has {self.source.names()}")
-        for dp, col in self.req.columns.items():
-            if col not in self.source.columns:
-                raise DataError(
-                    f"column {col!r} (given for {dp!r}) not found; "
-                    f"the data has {self.source.names()}"
-                )
 
     def _build_layout(self) -> None:
         source, req = self.source, self.req
@@ -349,12 +367,7 @@ class _Engine:
         spec = self._datapoint_specs.get(name, Datapoint(name))
         col = self._column(name)
         if col is None:
-            raise DataError(
-                f"the data has no column for datapoint {name!r}"
-                + (f" (mapped to {self.req.columns[name]!r})" if name in self.req.columns else "")
-                + f"; columns are {self.source.names()}. "
-                f"Map it with columns={{{name!r}: 'your_column'}}"
-            )
+            raise missing_datapoint(name, self.req, self.source.columns)
         lay = self.layout
         if not lay.grid:
             values = self._numbers(col)
@@ -634,15 +647,7 @@ class _Engine:
         return periods.present_labels(labels, axis.kind)
 
     def warnings(self) -> list[str]:
-        notes = []
-        if self.req.period is not None and self.axis.count and not self.axis.present.all():
-            labels = self.axis.labels()[~self.axis.present]
-            shown = ", ".join(str(p) for p in labels[:5])
-            notes.append(
-                f"no rows at all in period(s) {shown}: every entity counts as missing there; "
-                "check the export if that is a gap rather than real churn"
-            )
-        return notes
+        return gap_warnings(self.axis if self.req.period is not None else None)
 
 
 # --------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
-from ..evaluation import Request
+from ..evaluation import Request, check_columns, missing_datapoint
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
@@ -255,21 +255,8 @@ class _Compiler:
         self.base = self.fmt.base if self.fmt else "M"
         self.grain = pandas_periods.grain_code(req.grain, self.base)
         self.coarse = self.grain != self.base
-        if self.known is None:
-            return
-        known = self.known
-        shown = _shown(known)
-        for role, name in (("period", req.period), ("entity", req.entity)):
-            if name is not None and name not in known:
-                raise DataError(f"{role} column {name!r} not found; the data has {shown}")
-        for name in req.by:
-            if name not in known:
-                raise DataError(f"by column {name!r} not found; the data has {shown}")
-        for dp, name in req.columns.items():
-            if name not in known:
-                raise DataError(
-                    f"column {name!r} (given for {dp!r}) not found; the data has {shown}"
-                )
+        if self.known is not None:
+            check_columns(req, self.known)
 
     def _data_column(self, name: str) -> str | None:
         """The data column a datapoint or KPI id reads from, if the data has one."""
@@ -356,13 +343,7 @@ class _Compiler:
             spec = self.specs.get(name, Datapoint(name))
             column = self._data_column(name)
             if column is None and self.known is not None:
-                mapped = self.req.columns.get(name)
-                shown = _shown(self.known)
-                raise DataError(
-                    f"the data has no column for datapoint {name!r}"
-                    + (f" (mapped to {mapped!r})" if mapped else "")
-                    + f"; columns are {shown}. Map it with columns={{{name!r}: 'your_column'}}"
-                )
+                raise missing_datapoint(name, self.req, self.known)
             column = column or self.req.columns.get(name, name)
             if self.grid and spec.rows == "last" and self.order is None:
                 raise SQLCompileError(
@@ -1187,11 +1168,6 @@ def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expressi
     for cte in tree.find_all(exp.CTE):
         cte.set("alias", exp.TableAlias(this=b.ident(f"kpi_{cte.alias}")))
     return tree
-
-
-def _shown(columns: list[str]) -> str:
-    """The data's columns as the pandas engine lists them in its messages."""
-    return ", ".join(repr(c) for c in columns[:30]) + (" ..." if len(columns) > 30 else "")
 
 
 def _filled(spec: Datapoint, value: exp.Expression) -> exp.Expression:

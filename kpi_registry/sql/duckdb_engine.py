@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError
-from ..evaluation import Request
+from ..evaluation import Request, gap_warnings
 from ..model import KPI
 from . import sqlbuild as b
 from .compiler import compile_tree
@@ -363,7 +363,7 @@ def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -
         undefined[kpi_id] = int(np.isnan(values).sum())
     frame = pd.DataFrame(out)
     frame.attrs["undefined"] = undefined
-    frame.attrs["warnings"] = _warnings(axis)
+    frame.attrs["warnings"] = gap_warnings(axis)
     return frame
 
 
@@ -371,14 +371,3 @@ def _parse_label(label: str, grain: str) -> pd.Period:
     if grain == "W":
         label = label.split("/")[0]
     return pd.Period(label, freq=grain)
-
-
-def _warnings(axis) -> list[str]:
-    if axis is None or not axis.count or axis.present.all():
-        return []
-    labels = axis.labels()[~axis.present]
-    shown = ", ".join(str(p) for p in labels[:5])
-    return [
-        f"no rows at all in period(s) {shown}: every entity counts as missing there; "
-        "check the export if that is a gap rather than real churn"
-    ]
