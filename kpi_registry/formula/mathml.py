@@ -56,7 +56,11 @@ def to_mathml(
     def ident(n: str) -> str:
         # Upright identifiers, words included: Chromium spaces operators around <mi> but not
         # around <mtext>, so labels are <mi> too.
+        # An <mi> of two or more characters is upright by default; a single letter needs
+        # mathvariant="normal" (it would be italic otherwise).
         text = label(n) if label else n
+        if len(text) > 1:
+            return f"<mi>{escape(text)}</mi>"
         return f'<mi mathvariant="normal">{escape(text)}</mi>'
 
     def go(n: Node) -> str:

@@ -12,7 +12,6 @@ any builder that reads ``mkdocs.yml`` can turn it into HTML. Page paths:
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import shutil
@@ -95,23 +94,6 @@ class PageLinks:
 
     def kpi_url(self, kpi_id: str) -> str:
         return self.url(kpi_path(kpi_id))
-
-
-_NORMAL_MI = re.compile(r'<mi mathvariant="normal">([^<]+)</mi>')
-
-
-def lean_mathml(markup: str) -> str:
-    """MathML without the mathvariant="normal" of identifiers longer than one character.
-
-    An <mi> of two or more characters is upright by default (MathML Core and MathML 3), so the
-    attribute changes nothing there; a single letter keeps it (it would be italic otherwise).
-    A worked example's steps repeat names, so this is a few hundred bytes of a page.
-    """
-
-    def drop(m: re.Match[str]) -> str:
-        return f"<mi>{m.group(1)}</mi>" if len(html.unescape(m.group(1))) > 1 else m.group(0)
-
-    return _NORMAL_MI.sub(drop, markup)
 
 
 def kpi_path(kpi_id: str) -> str:
@@ -414,9 +396,7 @@ class SiteGenerator:
     def formula_mathml(self, kpi: KPI, display: str = "block") -> Markup:
         if kpi.expression is None:
             return Markup("")
-        return Markup(
-            lean_mathml(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
-        )
+        return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
 
     def kpi_page(self, kpi: KPI) -> None:
         reg = self.registry
