@@ -85,6 +85,10 @@ class LoadResult:
     files: int = 0
 
 
+#: A category id names files and pages (the site's category pages), so it is kept plain.
+CATEGORY_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
+
+
 def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) -> None:
     path = folder / TAXONOMY_FILE if folder.is_dir() else None
     if path is None or not path.is_file():
@@ -104,6 +108,15 @@ def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) 
         line, col = position_of(doc.data, ("categories", cat_id))
         if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
             report.add(path, line, col, f"categories.{cat_id}", "needs a name and a description")
+            continue
+        if not CATEGORY_ID.fullmatch(cat_id):
+            report.add(
+                path,
+                line,
+                col,
+                f"categories.{cat_id}",
+                "a category id must be lower-case letters, digits and _ (it names a page)",
+            )
             continue
         same = cat_id in taxonomy and (
             (taxonomy[cat_id].name, taxonomy[cat_id].description)

@@ -98,6 +98,20 @@ def test_conflicting_category_names_both_files(library):
     assert "definitions/_taxonomy.yaml" in message and str(library.root) in message
 
 
+def test_a_category_id_that_cannot_name_a_page_is_reported_at_its_line(library):
+    (library.root / "_taxonomy.yaml").write_text(
+        "categories:\n  Field Ops:\n    name: Field operations\n    description: Vans.\n"
+    )
+    from kpi_registry.cli import main
+
+    report = kpi_registry.registry.collect([library.root])
+    assert [(d.line, d.column, d.field) for d in report.report.errors] == [
+        (2, 3, "categories.Field Ops")
+    ]
+    assert "lower-case letters, digits and _" in report.report.errors[0].message
+    assert main(["validate", str(library.root)]) == 1  # kpi validate catches it, not only the site
+
+
 def test_override_of_nothing_is_an_error(library):
     library.add("expansion_revenu", overrides=True)
     with pytest.raises(kpi_registry.DefinitionError) as info:

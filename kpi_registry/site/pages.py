@@ -26,7 +26,6 @@ from markupsafe import Markup
 from ..errors import DefinitionError, Diagnostic
 from ..formula import FUNCTIONS, OPERATORS, parse
 from ..formula.mathml import to_mathml
-from ..loading import position_of, read_file
 from ..model import ATTRIBUTE_TITLES, KPI
 from ..registry import Registry, bundled_dir
 from . import listing
@@ -41,7 +40,6 @@ from .relation_map import Neighbour, relation_map
 
 RECENT = 10
 
-SAFE_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
 #: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
 ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
 #: On a KPI page, at most this many relations declared by other KPIs per list (with their
@@ -161,9 +159,6 @@ class SiteGenerator:
             for tag in kpi.tags:
                 self.tags[tag].append(kpi.id)
         self.categories = sorted(reg.taxonomy, key=lambda c: (reg.taxonomy[c].name.casefold(), c))
-        bad = [c for c in self.categories if not SAFE_ID.fullmatch(c)]
-        if bad:  # a category id names a page, so it must be a safe file name
-            raise DefinitionError(_unsafe_category(reg.taxonomy[c].path, c) for c in bad)
         self.listings: list[Listing] = []
         self.category_lists: dict[str, tuple[Listing, Listing]] = {}
         for cat in self.categories:
@@ -560,17 +555,6 @@ class SiteGenerator:
                 for name, spec in schema["properties"].items()
             ],
         )
-
-
-def _unsafe_category(path: str, cat_id: str) -> Diagnostic:
-    """The error for a category id that cannot name a page, at its line in the taxonomy file
-    (read again only here: the Registry keeps no positions for categories)."""
-    try:
-        line, col = position_of(read_file(path).data, ("categories", cat_id))
-    except (OSError, DefinitionError):
-        line, col = 0, 0
-    message = "a category id must be lower-case letters, digits and _ (it names a page)"
-    return Diagnostic(path, line, col, f"categories.{cat_id}", message)
 
 
 def _type_of(spec: dict[str, Any]) -> str:
