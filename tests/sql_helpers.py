@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import kpi_registry
 from kpi_registry.billing import REVENUE_FAMILY
+from kpi_registry.errors import DefinitionError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sql"
 GOLDEN = Path(__file__).parent / "golden" / "sql"
@@ -251,3 +253,26 @@ def datapoint_frame(kpis, seed: int = 11, customers: int = 30, months: int = 14)
             values[rng.random(n) < 0.06] = np.nan
             columns[name] = values
     return pd.concat([base.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
+
+
+# -- the bundled library -----------------------------------------------------------------------
+try:
+    BUNDLED = kpi_registry.load()
+    BUNDLED_ERROR = None
+except DefinitionError as e:  # reported by test_sql_bundled.test_bundled_library_loads
+    BUNDLED, BUNDLED_ERROR = None, e
+
+
+def bundled_table_examples() -> list:
+    """(kpi id, example index) of every bundled worked example with row data (examples of
+    single numbers are pandas-only), as test parameters."""
+    import pytest
+
+    if BUNDLED is None:
+        return []
+    return [
+        pytest.param(kpi.id, i, id=f"{kpi.id}[{i}]")
+        for kpi in BUNDLED
+        for i, example in enumerate(kpi.examples)
+        if not isinstance(example.get("data"), dict)
+    ]

@@ -4,30 +4,18 @@ examples and on a larger generated table with churn, gaps, duplicates and an emp
 from __future__ import annotations
 
 import pytest
-from sql_helpers import assert_same, datapoint_frame
+from sql_helpers import (
+    BUNDLED,
+    BUNDLED_ERROR,
+    assert_same,
+    bundled_table_examples,
+    datapoint_frame,
+)
 
-import kpi_registry
-from kpi_registry.errors import DefinitionError, KPIError
+from kpi_registry.errors import KPIError
 from kpi_registry.evaluation import Request, evaluate_many
 from kpi_registry.sql import evaluate_duckdb
 from kpi_registry.validation import example_data, example_request
-
-try:
-    BUNDLED = kpi_registry.load()
-    LOAD_ERROR = None
-except DefinitionError as e:  # reported by test_bundled_library_loads
-    BUNDLED, LOAD_ERROR = None, e
-
-
-def _examples():
-    if BUNDLED is None:
-        return []
-    return [
-        pytest.param(kpi.id, i, id=f"{kpi.id}[{i}]")
-        for kpi in BUNDLED
-        for i, example in enumerate(kpi.examples)
-        if not isinstance(example.get("data"), dict)  # single numbers are pandas-only
-    ]
 
 
 def _ids():
@@ -35,11 +23,11 @@ def _ids():
 
 
 def test_bundled_library_loads():
-    assert LOAD_ERROR is None, f"the bundled library does not load:\n{LOAD_ERROR}"
-    assert len(_examples()) >= 20
+    assert BUNDLED_ERROR is None, f"the bundled library does not load:\n{BUNDLED_ERROR}"
+    assert len(bundled_table_examples()) >= 20
 
 
-@pytest.mark.parametrize(("kpi_id", "index"), _examples())
+@pytest.mark.parametrize(("kpi_id", "index"), bundled_table_examples())
 def test_worked_example(kpi_id, index):
     kpi = BUNDLED[kpi_id]
     example = kpi.examples[index]

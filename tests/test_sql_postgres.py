@@ -12,12 +12,14 @@ import uuid
 import pandas as pd
 import pytest
 from sql_helpers import (
+    BUNDLED,
     DENSE_FIXTURES,
     FIXTURES,
     POSTGRES_DSN,
     REVENUE_FAMILY,
     TIME_KPIS,
     assert_same,
+    bundled_table_examples,
     datapoint_frame,
     messy_frame,
     messy_variants,
@@ -25,7 +27,7 @@ from sql_helpers import (
 )
 
 import kpi_registry
-from kpi_registry.errors import DefinitionError, KPIError
+from kpi_registry.errors import KPIError
 from kpi_registry.evaluation import Request, evaluate_many
 from kpi_registry.validation import example_data, example_request
 
@@ -112,24 +114,7 @@ def test_daily_dates_to_weeks_and_months(pg, reg):
         assert_same(want, pg_evaluate(pg, reg.kpis, ids, frame, request), strict=False)
 
 
-try:
-    BUNDLED = kpi_registry.load()
-except DefinitionError:  # test_sql_bundled reports it
-    BUNDLED = None
-
-
-def _examples():
-    if BUNDLED is None:
-        return []
-    return [
-        pytest.param(kpi.id, i, id=f"{kpi.id}[{i}]")
-        for kpi in BUNDLED
-        for i, example in enumerate(kpi.examples)
-        if not isinstance(example.get("data"), dict)
-    ]
-
-
-@pytest.mark.parametrize(("kpi_id", "index"), _examples())
+@pytest.mark.parametrize(("kpi_id", "index"), bundled_table_examples())
 def test_bundled_worked_example(pg, kpi_id, index):
     example = BUNDLED[kpi_id].examples[index]
     ids = [kpi_id, *[s for s in example.get("show", []) if s != kpi_id]]
