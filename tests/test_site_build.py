@@ -211,3 +211,27 @@ def test_chart_groups_rows_as_pandas_would_and_skips_missing_groups():
     assert sorted(names) == ["ent", "smb"]  # pandas has no group for the missing key either
     assert "smb" in svg and "ent" in svg and "None" not in svg and "99" not in svg
     assert svg.count("<polyline") == 1  # ent has no value: no line, and no point
+
+
+def test_without_fork_the_build_runs_in_this_process_and_leaves_the_collector_as_it_was(
+    tmp_path, monkeypatch
+):
+    """Where fork is unavailable everything runs here, also inside a long `kpi site serve`:
+    a failed build must not leave the definitions frozen out of garbage collection."""
+    import gc
+    import shutil
+
+    from kpi_registry.errors import DefinitionError
+
+    monkeypatch.setattr(site_build, "_can_fork", lambda: False)
+    defs = tmp_path / "defs"
+    shutil.copytree(LIB, defs)
+    site, report = build([defs], root=tmp_path / "site")
+    assert report.kpis == len(kpi_registry.load(defs, include_bundled=False))
+    assert (site / "kpi" / "win_rate" / "index.html").is_file()
+    assert gc.get_freeze_count() == 0
+    path = defs / "win_rate.yaml"
+    path.write_text(path.read_text().replace("expected: 75", "expected: 80"))
+    with pytest.raises(DefinitionError, match="win_rate.yaml"):
+        build([defs], root=tmp_path / "site")
+    assert gc.get_freeze_count() == 0

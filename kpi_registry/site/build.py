@@ -257,16 +257,20 @@ def _in_process(paths, include_bundled, layout, docs, html, strict, progress, re
     registry = load(*paths, include_bundled=include_bundled)
     report.seconds["load"] = time.perf_counter() - t
     t = time.perf_counter()
-    gc.freeze()
-    generator = SiteGenerator(registry, docs, site_dir=layout.project)
-    del registry  # the generator holds it, and releases it before the HTML build
-    bar = progress.phase("rendering pages", len(generator.registry))
-    generator.generate(bar.update)
-    s = generator.summary
-    report.kpis, report.examples, report.calculators = s.kpis, s.examples, s.calculators
-    report.pages = len(generator.links.pages)
-    report.seconds["render"] = time.perf_counter() - t
-    generator.release()
+    gc.freeze()  # the definitions stay alive while rendering: no need to walk them again
+    try:
+        generator = SiteGenerator(registry, docs, site_dir=layout.project)
+        del registry  # the generator holds it, and releases it before the HTML build
+        bar = progress.phase("rendering pages", len(generator.registry))
+        generator.generate(bar.update)
+        s = generator.summary
+        report.kpis, report.examples, report.calculators = s.kpis, s.examples, s.calculators
+        report.pages = len(generator.links.pages)
+        report.seconds["render"] = time.perf_counter() - t
+        generator.release()
+    finally:  # also when a page fails: this process (kpi site serve) goes on
+        gc.unfreeze()
+        gc.collect()
     t = time.perf_counter()
     warnings = _mkdocs(layout, docs, html, strict, progress, report.pages)
     report.seconds["mkdocs"] = time.perf_counter() - t

@@ -335,17 +335,13 @@ class SiteGenerator:
                     )
 
     def release(self) -> None:
-        """Drop the definitions and everything built from them, and free their memory."""
-        import gc
-
+        """Drop the definitions and everything built from them (the caller collects)."""
         self.registry = None  # type: ignore[assignment]
         self.listings, self.category_lists, self.components = [], {}, []
         self.industry_lists, self.tag_lists, self.component_lists = {}, {}, {}
         self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
         self._tails, self._names = {}, {}
         self.__dict__.pop("_group_of", None)
-        gc.unfreeze()
-        gc.collect()
 
     def write_stubs(self) -> None:
         """An empty file for every page, so a partial build already sees the whole site."""
