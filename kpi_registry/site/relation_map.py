@@ -41,14 +41,26 @@ def _box(x: float, y: float, n: Neighbour) -> str:
     short = _cut(n.name)
     title = f"<title>{escape(n.name)}</title>" if short != n.name else ""
     return (
-        f'<a href="{escape(n.url)}" class="rm-{n.kind}">{title}'
-        f'<rect x="{x:.0f}" y="{y:.0f}" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
+        f'<a href="{escape(n.url)}">{title}<use href="#rm-box" x="{x:.0f}" y="{y:.0f}"/>'
         f'<text x="{x + BOX_W / 2:.0f}" y="{y + 19:.0f}">{escape(short)}</text></a>'
     )
 
 
+def _by_kind(parts: dict[str, list[str]], attrs: dict[str, str] | None = None) -> list[str]:
+    """One group per kind: its class (colour, dashes) and arrowhead are set once, not per part."""
+    return [
+        f'<g class="rm-{kind}"{(attrs or {}).get(kind, "")}>' + "".join(items) + "</g>"
+        for kind, items in parts.items()
+        if items
+    ]
+
+
 def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
-    """SVG markup, or "" when the KPI has no neighbours."""
+    """SVG markup, or "" when the KPI has no neighbours.
+
+    The markup is kept lean (it is drawn on every KPI page): lines and boxes are grouped by
+    kind, arrowheads are inherited from the group, and boxes reuse one rectangle.
+    """
     seen: set[str] = set()
     sides: dict[str, list[Neighbour]] = {"left": [], "right": [], "bottom": []}
     for n in neighbours:  # the first kind listed for a KPI wins
@@ -65,18 +77,19 @@ def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
     mid_h = rows * ROW
     height = 20 + mid_h + (ROW + 20 + (16 if more["bottom"] else 0) if sides["bottom"] else 0) + 34
     cx, cy = WIDTH / 2, 20 + mid_h / 2
-    used = {n.kind for items in sides.values() for n in items}
+    used = [kind for kind in KINDS if any(n.kind == kind for items in sides.values() for n in items)]
+    arrowed = [kind for kind in used if KINDS[kind][0] != "bottom"]
     body = [
-        "<defs>"
+        f'<defs><rect id="rm-box" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
         + "".join(
             f'<marker id="rm-{kind}" class="rm-{kind}" viewBox="0 0 10 10" refX="10" refY="5" '
             'markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0L10,5L0,10z"/></marker>'
-            for kind in KINDS
-            if kind in used and KINDS[kind][0] != "bottom"
+            for kind in arrowed
         )
         + "</defs>"
     ]
-    boxes = []
+    lines: dict[str, list[str]] = {kind: [] for kind in used}
+    boxes: dict[str, list[str]] = {kind: [] for kind in used}
     centre_w = 200
     for side, items in sides.items():
         for i, n in enumerate(items):
@@ -84,7 +97,6 @@ def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
                 x = WIDTH / 2 + (i - (len(items) - 1) / 2) * (BOX_W + 16) - BOX_W / 2
                 y = 20 + mid_h + 20
                 line = (x + BOX_W / 2, y, cx, cy + BOX_H / 2)
-                marker = ""
             else:
                 top = cy - len(items) * ROW / 2
                 y = top + i * ROW + (ROW - BOX_H) / 2
@@ -94,34 +106,35 @@ def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
                 else:
                     x = WIDTH - 8 - BOX_W
                     line = (cx + centre_w / 2, cy, x, y + BOX_H / 2)
-                marker = f' marker-end="url(#rm-{n.kind})"'
-            body.append(
-                f'<line class="rm-{n.kind}" x1="{line[0]:.0f}" y1="{line[1]:.0f}" '
-                f'x2="{line[2]:.0f}" y2="{line[3]:.0f}"{marker}/>'
+            lines[n.kind].append(
+                f'<line x1="{line[0]:.0f}" y1="{line[1]:.0f}" '
+                f'x2="{line[2]:.0f}" y2="{line[3]:.0f}"/>'
             )
-            boxes.append(_box(x, y, n))
+            boxes[n.kind].append(_box(x, y, n))
+    body.extend(_by_kind(lines, {k: f' marker-end="url(#rm-{k})"' for k in arrowed}))
+    body.extend(_by_kind(boxes))
     for side, count in more.items():
         if count:
             x = {"left": 8 + BOX_W / 2, "right": WIDTH - 8 - BOX_W / 2, "bottom": WIDTH / 2}[side]
             y = 20 + mid_h - 8 if side != "bottom" else 20 + mid_h + 20 + BOX_H + 14
-            boxes.append(f'<text x="{x:.0f}" y="{y:.0f}">+ {count} more (listed below)</text>')
-    body.extend(boxes)
+            body.append(f'<text x="{x:.0f}" y="{y:.0f}">+ {count} more (listed below)</text>')
     body.append(
         f'<g class="rm-centre"><rect x="{cx - centre_w / 2:.0f}" y="{cy - 22:.0f}" '
         f'width="{centre_w}" height="44" rx="8"/><text x="{cx:.0f}" y="{cy + 5:.0f}">'
         f"{escape(_cut(center_name, 26))}</text></g>"
     )
     lx = 8
-    for kind, (_, label) in KINDS.items():
-        if kind in used:
-            body.append(
-                f'<g class="rm-legend rm-{kind}"><line x1="{lx}" x2="{lx + 22}" '
-                f'y1="{height - 12}" y2="{height - 12}"/><text x="{lx + 27}" y="{height - 8}">'
-                f"{escape(label)}</text></g>"
-            )
-            lx += 34 + 6 * len(label)
+    for kind in used:
+        label = KINDS[kind][1]
+        body.append(
+            f'<g class="rm-legend rm-{kind}"><line x1="{lx}" x2="{lx + 22}" '
+            f'y1="{height - 12}" y2="{height - 12}"/><text x="{lx + 27}" y="{height - 8}">'
+            f"{escape(label)}</text></g>"
+        )
+        lx += 34 + 6 * len(label)
+    # The <title> names the picture for screen readers (role="img"), so no aria-label repeats it.
     title = escape(f"Relation map of {center_name}")
     return (
-        f'<svg class="kpi-relation-map" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="{title}"><title>{title}</title>' + "".join(body) + "</svg>"
+        f'<svg class="kpi-relation-map" viewBox="0 0 {WIDTH} {height}" role="img">'
+        f"<title>{title}</title>" + "".join(body) + "</svg>"
     )
