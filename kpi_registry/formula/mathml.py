@@ -26,16 +26,30 @@ _OPS = {
     "and": "and",
     "or": "or",
 }
-_APPLY = "<mo>&#x2061;</mo>"  # invisible "function application"
+_APPLY = "<mo>\u2061</mo>"  # invisible "function application", as the raw character (UTF-8 pages)
+
+# How lean the markup can be. An <mrow> is kept only where it changes the drawing:
+# - a fenced group: stretchy fences grow to the content of their own row;
+# - a unary minus / not (negative numbers too): an <mo> is a prefix operator only as the first
+#   child of its row, so in "a × −b" the "−b" must be a row of its own;
+# - an <mfrac>/<msup> child that would otherwise be several elements (each child is one element).
+# Everywhere else rows are spliced into their parent, and <math> itself is the top-level row.
 
 
-def _fenced(inner: str, left: str = "(", right: str = ")") -> str:
-    return f"<mrow><mo>{left}</mo>{inner}<mo>{right}</mo></mrow>"
+def _row(items: list[str]) -> str:
+    """One element for a place that takes exactly one: the item itself, or a row of them."""
+    return items[0] if len(items) == 1 else f"<mrow>{''.join(items)}</mrow>"
+
+
+def _fenced(items: list[str], left: str = "(", right: str = ")") -> str:
+    """A parenthesised group: always its own row, so the fences stretch to just its content."""
+    return f"<mrow><mo>{left}</mo>{''.join(items)}<mo>{right}</mo></mrow>"
 
 
 def _number(value: float) -> str:
     text = format_number(value)
     if text.startswith("-"):
+        # Its own row, so the minus is a prefix operator wherever the number stands.
         return f"<mrow><mo>\u2212</mo><mn>{text[1:]}</mn></mrow>"
     return f"<mn>{text}</mn>"
 
@@ -63,41 +77,50 @@ def to_mathml(
             return f"<mi>{escape(text)}</mi>"
         return f'<mi mathvariant="normal">{escape(text)}</mi>'
 
-    def go(n: Node) -> str:
+    def go(n: Node) -> list[str]:
+        """The sibling elements for ``n``, to be spliced into the caller's row.
+
+        No list starts or ends with a bare <mo> (unary operators come wrapped), so splicing
+        never changes an operator's form (prefix / infix / postfix) and so its spacing.
+        """
         if isinstance(n, Number):
-            return _number(n.value)
+            return [_number(n.value)]
         if isinstance(n, Name):
-            return ident(n.name)
+            return [ident(n.name)]
         if isinstance(n, Unary):
             inner = go(n.operand)
             if _prec(n.operand) < _prec(n):
-                inner = _fenced(inner)
+                inner = [_fenced(inner)]
             op = "<mo>not</mo>" if n.op == "not" else "<mo>\u2212</mo>"
-            return f"<mrow>{op}{inner}</mrow>"
+            return [f"<mrow>{op}{''.join(inner)}</mrow>"]
         if isinstance(n, Binary):
             if n.op == "/":
-                return f"<mfrac><mrow>{go(n.left)}</mrow><mrow>{go(n.right)}</mrow></mfrac>"
+                return [f"<mfrac>{_row(go(n.left))}{_row(go(n.right))}</mfrac>"]
             left, right = go(n.left), go(n.right)
             if n.op == "^":
                 if _prec(n.left) <= _PRECEDENCE["^"]:
-                    left = _fenced(left)
-                return f"<msup><mrow>{left}</mrow><mrow>{right}</mrow></msup>"
+                    left = [_fenced(left)]
+                return [f"<msup>{_row(left)}{_row(right)}</msup>"]
             if _needs_parens(n.left, n.op, False) and not _is_frac(n.left):
-                left = _fenced(left)
+                left = [_fenced(left)]
             if _needs_parens(n.right, n.op, True) and not _is_frac(n.right):
-                right = _fenced(right)
-            return f"<mrow>{left}<mo>{_OPS[n.op]}</mo>{right}</mrow>"
+                right = [_fenced(right)]
+            return [*left, f"<mo>{_OPS[n.op]}</mo>", *right]
         if isinstance(n, Call):
             if n.func == "abs":
-                return _fenced(go(n.args[0]), "|", "|")
-            args = "<mo>,</mo>".join(go(a) for a in n.args)
-            return f"<mrow><mi>{escape(n.func)}</mi>{_APPLY}{_fenced(args)}</mrow>"
+                return [_fenced(go(n.args[0]), "|", "|")]
+            args: list[str] = []
+            for a in n.args:
+                if args:
+                    args.append("<mo>,</mo>")
+                args += go(a)
+            return [f"<mi>{escape(n.func)}</mi>", _APPLY, _fenced(args)]
         raise TypeError(type(n).__name__)
 
     body = go(node)
     if name is not None:
-        body = f"<mrow>{ident(name)}<mo>=</mo>{body}</mrow>"
-    return f'<math display="{display}">{body}</math>'
+        body = [ident(name), "<mo>=</mo>", *body]
+    return f'<math display="{display}">{"".join(body)}</math>'
 
 
 def _is_frac(n: Node) -> bool:
