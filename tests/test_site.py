@@ -167,6 +167,38 @@ def test_line_chart_draws_a_point_per_value_and_leaves_gaps():
     assert "140.00" in labels and "2024-01" in labels
 
 
+def test_numeric_columns_are_aligned_by_the_tables_class_and_by_cell_past_twelve():
+    from kpi_registry.site.examples import Table
+    from kpi_registry.site.markup import environment
+
+    macros = environment(ROOT / "templates" / "site").get_template("_macros.j2").module
+    columns = ["segment"] + [f"c{i}" for i in range(2, 15)]  # 14 columns, 13 of them numeric
+    table = Table(columns, [["<b>", *map(str, range(2, 15))]], numeric=[False] + [True] * 13)
+    html = str(macros.table(table, None, {}))
+    css = (ROOT / "site" / "assets" / "kpi.css").read_text()
+    # columns 2..12 through classes the stylesheet knows; 13 and 14 cell by cell
+    assert '<table class="kpi-table ' + " ".join(f"n{i}" for i in range(2, 13)) + '">' in html
+    assert all(f".kpi-table.n{i} :is(th, td):nth-child({i})" in css for i in range(1, 13))
+    assert html.count('<th class="n">') == 2 and html.count('<td class="n">') == 2
+    assert "<td>&lt;b&gt;</td><td>2</td>" in html and '<td class="n">14</td>' in html
+
+
+def test_a_chart_is_named_by_its_title_whatever_its_labels():
+    # A label cut short carries its full text in a <title> of its own; the chart's name
+    # stays the chart's title (the label loop used to overwrite it).
+    long = "A label far too long to fit under its bar"
+    for svg in (
+        bar_chart(["a", long], [1.0, 2.0], title="Inputs"),
+        bar_chart(["a"], [1.0], title="Inputs"),
+    ):
+        tree = xml(svg)
+        assert tree.find("title").text == "Inputs" and tree.get("aria-label") is None
+    assert xml(bar_chart(["a", long], [1.0, 2.0], title="T")).find(".//text/title").text == long
+    # series colours come from the stylesheet, one class per series
+    two = line_chart(["m1", "m2"], [("x", [1.0, 2.0]), ("y", [2.0, 1.0])], title="T")
+    assert 'class="kc-s0"' in two and 'class="kc-s1"' in two and "#" not in two
+
+
 def test_bar_chart_handles_negative_and_missing_values():
     tree = xml(bar_chart(["a", "b", "c"], [3.0, -2.0, None], unit="count"))
     assert len(tree.findall(".//rect")) == 2
@@ -424,15 +456,20 @@ def test_worked_example_shows_engine_results_steps_and_a_chart():
     site, _ = fixture_site()
     html = read(site, "kpi/expansion_revenue/")
     example = html[html.index('id="worked-example"') : html.index('id="business-insights"')]
-    assert "<td>Acme</td>" in example and '<td class="n">260</td>' in example
+    # customer, month, mrr: the third column is numeric (right-aligned through the table's class)
+    assert '<table class="kpi-table n3">' in example
+    assert "<td>Acme</td>" in example and "<td>260</td>" in example
     result = example[example.index("kpi-result") :]
-    assert re.search(r"2024-02</td><td class=\"n\">50\.00<", result)
-    assert re.search(r"2024-03</td><td class=\"n\">140\.00<", result)
+    assert result.startswith("kpi-result n2")
+    assert re.search(r"2024-02</td><td>50\.00<", result)
+    assert re.search(r"2024-03</td><td>140\.00<", result)
     assert "<svg" in example and "kpi-chart" in example
     nrr = read(site, "kpi/net_revenue_retention/")
     steps = nrr[nrr.index("Step by step") : nrr.index("kpi-result")]
-    assert steps.count("<math") == 3  # one formula per intermediate KPI
-    assert re.search(r"2024-02</td><td class=\"n\">1,800\.00</td>", steps)  # starting revenue
+    # one formula per intermediate KPI, as written, next to a link to that KPI's page
+    assert steps.count("<li>") == 3 and "<math" not in steps
+    assert '<a href="../starting_revenue/">Starting Revenue</a> = <code>' in steps
+    assert re.search(r"2024-02</td><td>1,800\.00</td>", steps)  # starting revenue
     assert re.search(r"61\.11%</td>", nrr)
     assert "109.00%" in nrr  # the scalar example's result
 
@@ -447,9 +484,12 @@ def test_relations_are_computed_in_reverse(lib):
     assert 'href="../net_revenue_retention/"' in used
     nrr = read(site, "kpi/net_revenue_retention/")
     leading = nrr[nrr.index('id="leading-indicators"') :].split("</ul>")[0]
-    assert 'href="../expansion_revenue/"' in leading and "declared in that KPI" in leading
-    uses = nrr[nrr.index('id="uses-in-its-formula"') :].split("</ul>")[0]
-    assert uses.count("<li>") == 3
+    assert '<li class="kpi-declared"><a href="../expansion_revenue/">' in leading
+    assert "kpi-declared::after" in (ROOT / "site" / "assets" / "kpi.css").read_text()
+    # what its own formula uses is linked once, under Formula, and drawn in the map
+    formula = nrr[nrr.index('id="formula"') : nrr.index('id="datapoints"')]
+    assert len(re.findall(r'<a href="\.\./[a-z]', formula)) == 3 and "Built from" in formula
+    assert 'id="uses-in-its-formula"' not in nrr
     mapped = nrr[nrr.index("kpi-relation-map") :].split("</svg>")[0]
     for target in ("../starting_revenue/", "../expansion_revenue/", "../churned_revenue/"):
         assert f'href="{target}"' in mapped

@@ -2,8 +2,9 @@
 
 Text in a chart (labels, titles) is XML-escaped here; colours for text and axes follow the
 page's text colour (``currentColor``) so the charts read in light and dark themes. What is the
-same in every chart (grid strokes, text alignment) is styled by the kc-* classes in kpi.css,
-and coordinates are written without a trailing ".0", which keeps a KPI page small.
+same in every chart (grid strokes, text alignment, the colour of each series) is styled by the
+kc-* classes in kpi.css, and coordinates are written without a trailing ".0", which keeps a KPI
+page small.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from html import escape
 
 from .numbers import format_value, short_number
 
-PALETTE = ("#2f6fdf", "#e8710a", "#1e8e3e", "#c5221f", "#9334e6", "#12858a")
+SERIES = 6  # colours kc-s0 … kc-s5 in kpi.css; a chart draws at most this many series
 WIDTH = 640
 
 
@@ -41,10 +42,10 @@ def _cut(text: str, n: int) -> str:
 
 
 def _frame(title: str, height: int, body: list[str]) -> str:
-    t = escape(title)
+    # The <title> is the picture's accessible name (role="img"); no aria-label repeats it.
     return (
-        f'<svg class="kpi-chart" viewBox="0 0 {WIDTH} {height}" role="img" '
-        f'aria-label="{t}"><title>{t}</title>' + "".join(body) + "</svg>"
+        f'<svg class="kpi-chart" viewBox="0 0 {WIDTH} {height}" role="img">'
+        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
     )
 
 
@@ -89,8 +90,8 @@ def line_chart(
             f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
         )
     label_points = len(x) * len(series) <= 16
-    for s, (name, vs) in enumerate(series[: len(PALETTE)]):
-        colour = PALETTE[s]
+    for s, (name, vs) in enumerate(series[:SERIES]):
+        body.append(f'<g class="kc-s{s}">')
         segments: list[list[str]] = [[]]
         for i, v in enumerate(vs):
             if v is None:
@@ -99,14 +100,13 @@ def line_chart(
                 segments[-1].append(f"{_n(xpos(i))},{_n(y(v))}")
         for seg in segments:
             if len(seg) > 1:
-                body.append(f'<polyline points="{" ".join(seg)}" stroke="{colour}"/>')
+                body.append(f'<polyline points="{" ".join(seg)}"/>')
         for i, v in enumerate(vs):
             if v is None:
                 continue
             text = escape(f"{name}, {x[i]}: {format_value(v, unit)}")
             body.append(
-                f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4" fill="{colour}">'
-                f"<title>{text}</title></circle>"
+                f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4"><title>{text}</title></circle>'
             )
             if label_points:
                 body.append(
@@ -116,10 +116,11 @@ def line_chart(
         if legend:
             lx = left + s * 150
             body.append(
-                f'<rect x="{lx}" y="{height - 16}" width="12" height="12" fill="{colour}"/>'
+                f'<rect x="{lx}" y="{height - 16}" width="12" height="12"/>'
                 f'<text class="kc-start" x="{lx + 16}" y="{height - 6}">'
                 f"{escape(_cut(name, 20))}</text>"
             )
+        body.append("</g>")
     for i, v in enumerate(series[0][1] if series else []):
         if v is None and not legend:
             body.append(
@@ -148,15 +149,15 @@ def bar_chart(
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
         short = _cut(label, max(6, int(step / 7)))
-        title = f"<title>{escape(label)}</title>" if short != label else ""
-        body.append(f'<text x="{_n(cx)}" y="{height - bottom + 18}">{escape(short)}{title}</text>')
+        full = f"<title>{escape(label)}</title>" if short != label else ""
+        body.append(f'<text x="{_n(cx)}" y="{height - bottom + 18}">{escape(short)}{full}</text>')
         if v is None:
             continue
         y0, y1 = sorted((y(0), y(v)))
         text = escape(format_value(v, unit))
         body.append(
             f'<rect x="{_n(cx - width / 2)}" y="{_n(y0)}" width="{_n(width)}" '
-            f'height="{_n(max(1.0, y1 - y0))}" fill="{PALETTE[0]}"><title>{escape(label)}: '
+            f'height="{_n(max(1.0, y1 - y0))}"><title>{escape(label)}: '
             f'{text}</title></rect><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
         )
     return _frame(title, height, body)

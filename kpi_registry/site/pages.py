@@ -446,8 +446,10 @@ class SiteGenerator:
             more=more,
             relation_map=Markup(picture),
             formula=self.formula_mathml(kpi),
+            # Each intermediate's formula as written (its own page typesets it): a step list
+            # in MathML was 2 KB of a page with four steps.
             step_formulas={
-                s: self.formula_mathml(reg[s], "inline") for ex in examples for s in ex.steps
+                s: " ".join(reg[s].formula_text.split()) for ex in examples for s in ex.steps
             },
             titles=ATTRIBUTE_TITLES,
             boost=search_boost(kpi.name),

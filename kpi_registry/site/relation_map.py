@@ -77,7 +77,8 @@ def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
     mid_h = rows * ROW
     height = 20 + mid_h + (ROW + 20 + (16 if more["bottom"] else 0) if sides["bottom"] else 0) + 34
     cx, cy = WIDTH / 2, 20 + mid_h / 2
-    used = [kind for kind in KINDS if any(n.kind == kind for items in sides.values() for n in items)]
+    shown = {n.kind for items in sides.values() for n in items}
+    used = [kind for kind in KINDS if kind in shown]
     arrowed = [kind for kind in used if KINDS[kind][0] != "bottom"]
     body = [
         f'<defs><rect id="rm-box" width="{BOX_W}" height="{BOX_H}" rx="6"/>'
