@@ -104,9 +104,12 @@ def line_chart(
         for i, v in enumerate(vs):
             if v is None:
                 continue
-            text = escape(f"{name}, {x[i]}: {format_value(v, unit)}")
+            # A point whose value is printed beside it needs no tooltip saying it again.
+            tip = "" if label_points else escape(f"{name}, {x[i]}: {format_value(v, unit)}")
             body.append(
-                f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4"><title>{text}</title></circle>'
+                f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4"><title>{tip}</title></circle>'
+                if tip
+                else f'<circle cx="{_n(xpos(i))}" cy="{_n(y(v))}" r="4"/>'
             )
             if label_points:
                 body.append(
@@ -155,10 +158,10 @@ def bar_chart(
             continue
         y0, y1 = sorted((y(0), y(v)))
         text = escape(format_value(v, unit))
+        # The value is printed above its bar and the label under it: no tooltip repeats them.
         body.append(
             f'<rect x="{_n(cx - width / 2)}" y="{_n(y0)}" width="{_n(width)}" '
-            f'height="{_n(max(1.0, y1 - y0))}"><title>{escape(label)}: '
-            f'{text}</title></rect><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
+            f'height="{_n(max(1.0, y1 - y0))}"/><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
         )
     return _frame(title, height, body)
 

@@ -44,7 +44,7 @@ RECENT = 10
 ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
 #: On a KPI page, at most this many relations declared by other KPIs per list (with their
 #: reasons), and this many KPIs under "used in the formula of"; the rest are counted.
-MAX_REVERSE = 6
+MAX_REVERSE = 4
 MAX_USED_IN = 20
 #: Sections of a KPI page that go into the search index; the rest is marked
 #: data-search-exclude, which keeps the index small (see the issue's scale figures).

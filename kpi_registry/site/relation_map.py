@@ -13,7 +13,7 @@ from html import escape
 
 WIDTH = 640
 BOX_W, BOX_H, ROW = 180, 30, 40
-PER_SIDE, PER_BOTTOM = 7, 3
+PER_SIDE, PER_BOTTOM = 5, 3  # the lists under the map name every neighbour
 
 KINDS = {
     # kind: (side, legend); colours and dashes come from the rm-<kind> classes in kpi.css
