@@ -77,7 +77,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _build(args: argparse.Namespace):
-    from .build import build_site, default_layout
+    from .build import KPI_PAGE_BUDGET, build_site, default_layout
 
     layout = default_layout(args.out, args.docs_dir)
     report = build_site(
@@ -89,6 +89,11 @@ def _build(args: argparse.Namespace):
     )
     for warning in report.warnings:
         print(f"mkdocs {warning}")
+    for kpi_id, size in report.oversized.items():
+        print(
+            f"note: the page of {kpi_id} is {size / 1024:.1f} KB of HTML, over the "
+            f"{KPI_PAGE_BUDGET // 1024} KB a KPI page aims for: shorten its texts or examples"
+        )
     print(
         f"built {report.kpis} KPI pages ({report.pages} pages in all, {report.examples} worked "
         f"examples, {report.calculators} calculators) into {layout.out} in "

@@ -60,7 +60,25 @@ class BuildReport:
     calculators: int = 0
     examples: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # mkdocs' own (strict builds fail on them)
+    oversized: dict[str, int] = field(default_factory=dict)  # KPI id -> bytes, see KPI_PAGE_BUDGET
+
+
+#: What a KPI page's HTML aims to stay under, whatever the size of the library (issue 5). The
+#: generated parts are capped to fit (relation lists and map, example rows); a page over it got
+#: there through its own definition's texts or examples, and the build names it.
+KPI_PAGE_BUDGET = 40 * 1024
+
+
+def oversized_pages(site: Path, budget: int = KPI_PAGE_BUDGET) -> dict[str, int]:
+    """The KPI pages of a built site whose HTML exceeds the budget, largest first."""
+    sizes = {}
+    with os.scandir(site / "kpi") as entries:
+        for entry in entries:
+            page = Path(entry.path) / "index.html"
+            if entry.is_dir() and page.is_file() and (size := page.stat().st_size) > budget:
+                sizes[entry.name] = size
+    return dict(sorted(sizes.items(), key=lambda item: -item[1]))
 
 
 class _MkdocsLog(logging.Handler):
@@ -237,6 +255,8 @@ def build_site(
         else:
             report.warnings = _in_process(*args, report)
         progress.end()
+        if (work_html / "kpi").is_dir():
+            report.oversized = oversized_pages(work_html)
         _swap(work_docs, layout.docs)
         _swap(work_html, layout.out)
     except BaseException:
