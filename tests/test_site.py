@@ -783,6 +783,24 @@ def test_serve_rebuilds_when_a_definition_changes(tmp_path):
     assert "win_rate.yaml" in err and "still serving the previous site" in err
 
 
+def test_serve_builds_in_a_fresh_process_with_its_own_options(tmp_path):
+    # serve runs web-server and watcher threads; its builds (which fork workers) run as a
+    # separate `kpi site build`, so that process is never forked while threads hold locks.
+    from kpi_registry.cli import build_parser
+    from kpi_registry.site.serve import build_command
+
+    argv = ["site", "serve", "a", "b", "--no-bundled", "--no-strict", "--jobs", "2"]
+    command = build_command(build_parser().parse_args(argv), tmp_path / "o", tmp_path / "d")
+    assert command[:5] == [sys.executable, "-m", "kpi_registry.cli", "site", "build"]
+    child = build_parser().parse_args(command[3:])
+    assert child.paths == ["a", "b"] and child.no_bundled and child.no_strict
+    assert child.jobs == 2 and child.out == str(tmp_path / "o")
+    assert child.docs_dir == str(tmp_path / "d")
+    plain = build_command(build_parser().parse_args(["site", "serve"]), tmp_path, tmp_path)
+    assert build_parser().parse_args(plain[3:]).no_bundled is False
+    assert "--no-strict" not in plain and "--jobs" not in plain
+
+
 def test_serve_on_a_port_in_use_says_so_and_how_to_choose_another(tmp_path, capsys):
     import socket
 

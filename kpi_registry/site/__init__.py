@@ -76,6 +76,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
 def _build(args: argparse.Namespace):
     from .build import KPI_PAGE_BUDGET, build_site, default_layout
 
@@ -94,10 +98,13 @@ def _build(args: argparse.Namespace):
             f"note: the page of {kpi_id} is {size / 1024:.1f} KB of HTML, over the "
             f"{KPI_PAGE_BUDGET // 1024} KB a KPI page aims for: shorten its texts or examples"
         )
+    counts = ", ".join(
+        _count(n, what)
+        for n, what in [(report.examples, "worked example"), (report.calculators, "calculator")]
+    )
     print(
-        f"built {report.kpis} KPI pages ({report.pages} pages in all, {report.examples} worked "
-        f"examples, {report.calculators} calculators) into {layout.out} in "
-        f"{report.seconds['total']:.1f} s"
+        f"built {_count(report.kpis, 'KPI page')} ({report.pages} pages in all, {counts}) "
+        f"into {layout.out} in {report.seconds['total']:.1f} s"
     )
     return layout
 
@@ -110,4 +117,4 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
-    return serve(args, build=_build)
+    return serve(args)

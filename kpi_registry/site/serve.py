@@ -4,6 +4,11 @@ A watcher polls the definition folders, templates and site files; a change trigg
 build (into temporary folders, swapped in on success). Pages carry a small same-origin script
 that reloads them once a new build is in place. A build that fails prints its errors (file,
 line, field) and the previous site stays online.
+
+Every build is a ``kpi site build`` in a fresh Python process. The build forks worker
+processes, and forking this one, which runs the web server's and the watcher's threads, could
+leave a child stuck on a lock one of those threads held; a child process also takes its
+worker processes and its memory with it when it ends.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import argparse
 import functools
 import http.server
 import os
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import DefinitionError, KPIError
+from ..errors import KPIError
 from ..registry import bundled_dir, search_paths
 
 RELOAD_SCRIPT = b"""(function () {
@@ -102,21 +108,33 @@ def snapshot(paths: Iterable[Path]) -> dict[str, float]:
     return out
 
 
-def _report(error: KPIError) -> None:
-    if isinstance(error, DefinitionError):
-        for d in error.diagnostics:
-            print(d, file=sys.stderr)
-    else:
-        print(f"error: {error}", file=sys.stderr)
-    print("build failed; still serving the previous site", file=sys.stderr)
+def build_command(args: argparse.Namespace, out: Path, docs: Path) -> list[str]:
+    """The ``kpi site build`` that serve runs for each build, with serve's own options."""
+    command = [sys.executable, "-m", "kpi_registry.cli", "site", "build", *map(str, args.paths)]
+    command += ["--out", str(out), "--docs-dir", str(docs)]
+    if args.no_bundled:
+        command.append("--no-bundled")
+    if args.no_strict:
+        command.append("--no-strict")
+    if args.jobs:
+        command += ["--jobs", str(args.jobs)]
+    return command
 
 
-def serve(args: argparse.Namespace, build: Callable[[argparse.Namespace], object]) -> int:
+def _build(command: list[str]) -> int:
+    """Run one build; it prints its own progress, errors (file, line, field) and summary."""
+    return subprocess.run(command, check=False).returncode
+
+
+def serve(args: argparse.Namespace) -> int:
     from .build import default_layout
 
     layout = default_layout(args.out, args.docs_dir)
+    command = build_command(args, layout.out, layout.docs)
     if not args.no_build or not (layout.out / "index.html").is_file():
-        build(args)  # a first build that fails ends the command, with its errors
+        code = _build(command)
+        if code:  # a first build that fails ends the command; its errors are printed
+            return code
     state = _State()
     try:
         server = http.server.ThreadingHTTPServer(
@@ -140,10 +158,8 @@ def serve(args: argparse.Namespace, build: Callable[[argparse.Namespace], object
             time.sleep(0.3)  # let an editor finish writing
             seen = snapshot(paths)
             print("change detected, rebuilding ...", file=sys.stderr)
-            try:
-                build(args)
-            except KPIError as e:
-                _report(e)
+            if _build(command):
+                print("build failed; still serving the previous site", file=sys.stderr)
                 continue
             with state.lock:
                 state.build_id = str(time.time())
