@@ -378,3 +378,18 @@ def test_nothing_to_export_is_an_error(tmp_path, capsys):
         mp.setattr(cli, "load", lambda *paths: registry)
         code, _, err = run(capsys, "export", "--format", "metricflow")
     assert code == 1 and "no KPI formula maps to MetricFlow" in err and "large_deals" in err
+
+
+def test_months_in_period_is_not_exported_as_a_constant(tmp_path):
+    # A number for the export's grain would be wrong as soon as MetricFlow is asked for the
+    # metric at another grain (a quarterly lifetime a third of the monthly one), so it stays out.
+    from conftest import REVENUE, Library
+
+    defs = Library(tmp_path / "defs")
+    defs.add("mrr_total", datapoints=[REVENUE])
+    defs.add("revenue_per_month", "mrr_total / months_in_period()", datapoints=[])
+    defs.add("revenue_times_months", "sum(revenue * months_in_period())", datapoints=[REVENUE])
+    export = metricflow(load(defs.root, include_bundled=False))
+    assert "mrr_total" in {m["name"] for m in export.metrics}
+    for kpi_id in ("revenue_per_month", "revenue_times_months"):
+        assert "months_in_period() depends on the grain" in export.skipped[kpi_id], kpi_id

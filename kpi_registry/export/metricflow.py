@@ -49,6 +49,14 @@ _MF_AGG = {
 _CMP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
+#: A constant for the export's grain would be wrong whenever MetricFlow is asked for the metric
+#: at another grain (a quarterly lifetime a third of the monthly one), so it is not exported.
+GRAIN_DEPENDENT = (
+    "months_in_period() depends on the grain the metric is queried at, which a MetricFlow "
+    "expression cannot read"
+)
+
+
 class NotMappable(Exception):
     """This formula has no exact MetricFlow equivalent; the message says why."""
 
@@ -108,6 +116,8 @@ def expression_sql(node: Node, name_sql) -> str:
                 return _greatest_least(args, ">=")
             if n.func == "least":
                 return _greatest_least(args, "<=")
+            if n.func == "months_in_period":
+                raise NotMappable(GRAIN_DEPENDENT)
         raise NotMappable(f"{getattr(n, 'func', type(n).__name__)}() has no SQL form here")
 
     return go(node)
@@ -165,6 +175,8 @@ def _at_absent(node: Node, specs: dict[str, Datapoint]) -> float | bool:
                 return max(known) if known else nan
             if n.func == "least":
                 return min(known) if known else nan
+            if n.func == "months_in_period":
+                raise NotMappable(GRAIN_DEPENDENT)
         raise NotMappable(f"{getattr(n, 'func', '?')}() cannot be checked")
 
     return go(node)
