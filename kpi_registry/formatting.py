@@ -23,8 +23,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import io
+import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -109,6 +112,10 @@ def format_text(text: str, path: str | Path = "<string>", *, schema: Any = "kpi"
     return result
 
 
+class WriteError(KPIError):
+    """A formatted file could not be written; the file on disk is as it was."""
+
+
 @dataclass
 class FormatResult:
     path: Path
@@ -133,6 +140,8 @@ def format_file(path: str | Path, *, write: bool = True) -> FormatResult:
         raise DefinitionError(
             [Diagnostic(str(path), 1, 1, "", "file is not valid UTF-8; save it as UTF-8")]
         ) from None
+    except OSError as e:
+        raise KPIError(f"cannot read {path}: {e.strerror}") from None
     if path.name == TAXONOMY_FILE:
         schema = None
     elif not is_definition(parse_text(old, path)):
@@ -142,8 +151,33 @@ def format_file(path: str | Path, *, write: bool = True) -> FormatResult:
     new = format_text(old, path, schema=schema)
     changed = new != old
     if changed and write:
-        path.write_text(new, "utf-8")
+        try:
+            replace_text(path, new)
+        except OSError as e:
+            raise WriteError(
+                f"cannot write {path}: {e.strerror}; the file was left as it was"
+            ) from None
     return FormatResult(path, changed, old, new)
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` all at once: into a new file next to it, then renamed over it,
+    so an interrupted run, a full disk or a failed write never leaves half a file. The file
+    keeps its permissions, and a symbolic link stays a link to the file it points at."""
+    target = path.resolve()
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except PermissionError:  # a folder we may not add to, holding a file we may change
+        target.write_text(text, "utf-8")
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        shutil.copymode(target, temp)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 def files_to_format(paths: Iterable[str | Path]) -> list[Path]:
@@ -429,7 +463,7 @@ def _space(text: str, schema: Any) -> str:
 def cmd_fmt(args: argparse.Namespace) -> int:
     paths = args.paths or _default_paths()
     files = files_to_format(paths)
-    changed = unchanged = failed = skipped = 0
+    changed = unchanged = failed = unwritten = skipped = 0
     for path in files:
         try:
             result = format_file(path, write=not args.check)
@@ -437,6 +471,10 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             for diag in e.diagnostics:
                 print(diag, file=sys.stderr)
             failed += 1
+            continue
+        except WriteError as e:
+            print(f"error: {e}", file=sys.stderr)
+            unwritten += 1
             continue
         except KPIError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -466,8 +504,10 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         summary += f", {skipped} skipped"
     if failed:
         summary += f", {failed} could not be read"
+    if unwritten:
+        summary += f", {unwritten} could not be written"
     print(summary)
-    if failed or (args.check and changed):
+    if failed or unwritten or (args.check and changed):
         return 1
     return 0
 

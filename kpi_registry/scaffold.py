@@ -17,9 +17,11 @@ site-packages would break on every other machine, and a web URL would need a net
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
+import shlex
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
@@ -36,6 +38,8 @@ SCHEMA_COPY = ".kpi.schema.json"
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 # Plain YAML scalars that read as something other than text (YAML 1.1 and 1.2).
 _YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n", "~"}
+# Letters that Unicode does not decompose into a base letter and an accent.
+_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "þ": "th"})
 
 
 @dataclass
@@ -49,9 +53,9 @@ class NewKPI:
 
 def snake_case(name: str) -> str:
     """An id from a display name: 'Gross Margin %' -> 'gross_margin_percent'."""
-    text = name.replace("&", " and ").replace("%", " percent ")
+    text = name.replace("&", " and ").replace("%", " percent ").lower().translate(_LETTERS)
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    text = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    text = re.sub(r"[^a-z0-9]+", "_", text).strip("_")
     if text and text[0].isdigit():
         text = "kpi_" + text
     return text
@@ -175,6 +179,24 @@ def new_kpi(
 ) -> NewKPI:
     """Write ``<folder>/<id>.yaml``; refuse to overwrite, to duplicate an id by accident, or to
     use a category the taxonomy does not have."""
+    try:
+        return _new_kpi(name, category, folder, kpi_id, unit, direction, overrides)
+    except FileExistsError as e:  # written by someone else since we looked
+        raise KPIError(
+            f"{e.filename} already exists; kpi new never overwrites a file. Edit it, or "
+            "choose another id with --id"
+        ) from None
+    except OSError as e:  # a folder that cannot be made or written, a name too long
+        if e.errno == errno.ENAMETOOLONG:
+            long_id = kpi_id or snake_case(name)
+            raise KPIError(
+                f"the id {long_id[:40] + '...'!r} is too long for a file name "
+                f"({len(long_id)} characters); give a shorter one with --id"
+            ) from None
+        raise KPIError(f"cannot write to {e.filename or folder}: {e.strerror}") from None
+
+
+def _new_kpi(name, category, folder, kpi_id, unit, direction, overrides) -> NewKPI:
     name = " ".join(name.split())
     if not name:
         raise KPIError('the KPI needs a name, e.g. kpi new "Gross Margin" --category finance')
@@ -225,7 +247,7 @@ def new_kpi(
         direction=direction,
         overrides=overrides,
         schema_ref=schema_ref,
-        folder=str(folder),
+        folder=shlex.quote(str(folder)),
     )
     path = folder / f"{kpi_id}.yaml"
     problems = check(parse_text(text, path), str(path))
@@ -255,7 +277,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     folder = result.path.parent
     print(
         "next: replace the TODOs and the placeholder formula and datapoint, then run: "
-        f"kpi validate {folder}"
+        f"kpi validate {shlex.quote(str(folder))}"
     )
     return 0
 
