@@ -605,6 +605,23 @@ def add_request_arguments(
         help="coarsen periods to this grain",
     )
     p.add_argument("--column", action="append", metavar="DATAPOINT=COL", help=column_help)
+    p.set_defaults(check_request=check_request_arguments)
+
+
+def check_request_arguments(args: argparse.Namespace) -> None:
+    """The period, entity and group columns of one request name different columns (main()
+    calls this for every command with these arguments, before the command runs)."""
+    by = args.by or []
+    for n, col in enumerate(by):
+        if col in by[:n]:
+            raise KPIError(f"--by {col} is given twice; give each column once")
+        if col == args.period:
+            raise KPIError(f"--by {col}: {col!r} is the period column; results are per period")
+    if args.entity is not None and args.entity == args.period:
+        raise KPIError(
+            f"--entity {args.entity}: {args.entity!r} is the period column; the entity column "
+            "says whose row it is (customer, account...)"
+        )
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -731,6 +748,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        if check := getattr(args, "check_request", None):
+            check(args)
         return args.func(args)
     except DefinitionError as e:
         for diag in e.diagnostics:

@@ -238,6 +238,41 @@ def test_messages_speak_in_options_not_python_arguments(capsys, mrr):
     )
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--by", "segment", "--by", "segment"],
+            "--by segment is given twice; give each column once",
+        ),
+        (["--by", "month"], "--by month: 'month' is the period column; results are per period"),
+        (
+            ["--entity", "month"],
+            "--entity month: 'month' is the period column; the entity column "
+            "says whose row it is (customer, account...)",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "sql"])
+def test_request_columns_that_clash(capsys, tmp_path, command, argv, message):
+    path = write(tmp_path / "mrr.csv", "customer,month,segment,mrr\na,2024-01,smb,100\n")
+    source = ["--data", path] if command == "eval" else ["--table", "billing.mrr"]
+    entity = [] if "--entity" in argv else ["--entity", "customer"]
+    code, out, err = run(
+        capsys,
+        command,
+        "net_revenue_retention",
+        *source,
+        "--period",
+        "month",
+        *entity,
+        *REVENUE,
+        *argv,
+    )
+    assert code == 1 and out == ""
+    assert err == f"error: {message}\n"
+
+
 @pytest.mark.parametrize("option", ["--period", "--entity", "--by"])
 def test_empty_column_name_is_a_usage_error(capsys, mrr, option):
     with pytest.raises(SystemExit) as exit_:
