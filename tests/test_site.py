@@ -730,6 +730,50 @@ def test_cli_build_reports_and_a_bad_definition_is_named(tmp_path):
     assert _kpi("site").returncode == 2
 
 
+def test_build_never_replaces_a_folder_it_did_not_write(tmp_path):
+    # The build swaps its output folders in whole: pointed at a folder of the user's own, it
+    # would delete it. It refuses before any work, and the folder is untouched.
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    for option in ("--out", "--docs-dir"):
+        other = "--docs-dir" if option == "--out" else "--out"
+        done = _kpi(
+            "site", "build", str(LIB), "--no-bundled", option, str(precious),
+            other, str(tmp_path / "fresh"),
+        )  # fmt: skip
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert f"{option} {precious}: the folder is not empty" in done.stderr
+        assert (precious / "thesis.txt").read_text() == "years of work"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    done = _kpi("site", "build", str(LIB), "--no-bundled", "--out", str(a_file),
+                "--docs-dir", str(tmp_path / "d"))  # fmt: skip
+    assert done.returncode == 1 and "a file, not a folder" in done.stderr
+    assert a_file.read_text() == "x"
+    same = _kpi("site", "build", str(LIB), "--no-bundled", "--out", str(tmp_path / "s"),
+                "--docs-dir", str(tmp_path / "s" / "docs"))  # fmt: skip
+    assert same.returncode == 1 and "neither inside the other" in same.stderr
+    # Its own output, marked as such, it replaces; and the site is readable by others.
+    out, docs = tmp_path / "b", tmp_path / "d"
+    for _ in range(2):
+        done = _kpi("site", "build", str(LIB), "--no-bundled", "--out", str(out),
+                    "--docs-dir", str(docs))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert (out / ".kpi-site").is_file() and (docs / ".kpi-site").is_file()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    # as a folder made by mkdir would be (a temporary folder is private, 0700, at first)
+    assert out.stat().st_mode & 0o777 == docs.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_site_options_out_of_range_are_usage_errors():
+    for args in (["serve", "--port", "99999"], ["build", "--jobs", "0"], ["build", "--jobs", "x"]):
+        done = _kpi("site", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, args
+        assert "not between" in done.stderr or "not a whole number" in done.stderr
+
+
 def _free_port() -> int:
     import socket
 

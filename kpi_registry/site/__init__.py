@@ -38,13 +38,28 @@ def add_commands(sub: Any) -> None:
     )
     _common(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=_ranged(0, 65535), default=8000, help="port (default 8000)")
     p.add_argument(
         "--no-build", action="store_true", help="serve the last build first, rebuild on changes"
     )
     p.set_defaults(func=cmd_serve)
 
     site.set_defaults(func=lambda args: _usage(site))
+
+
+def _ranged(low: int, high: int):
+    """An argparse type: a whole number from low to high, or a usage error saying so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,7 +75,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--jobs",
-        type=int,
+        type=_ranged(1, 64),
         metavar="N",
         help="processes to build with (default: 2 for 1,000 KPIs or more on a multi-core machine)",
     )

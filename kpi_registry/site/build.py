@@ -245,9 +245,10 @@ def build_site(
     progress = progress or Progress()
     report = BuildReport()
     clock = time.perf_counter()
+    _check_targets(layout)
 
-    work_docs = Path(tempfile.mkdtemp(prefix=".build-docs-", dir=_ready(layout.docs.parent)))
-    work_html = Path(tempfile.mkdtemp(prefix=".build-html-", dir=_ready(layout.out.parent)))
+    work_docs = _work_folder(".build-docs-", layout.docs.parent)
+    work_html = _work_folder(".build-html-", layout.out.parent)
     try:
         args = (list(paths), include_bundled, layout, work_docs, work_html, strict, progress)
         if _can_fork():
@@ -257,6 +258,8 @@ def build_site(
         progress.end()
         if (work_html / "kpi").is_dir():
             report.oversized = oversized_pages(work_html)
+        for work in (work_docs, work_html):
+            (work / MARKER).write_text(_MARKER_TEXT, "utf-8")
         _swap(work_docs, layout.docs)
         _swap(work_html, layout.out)
     except BaseException:
@@ -587,6 +590,58 @@ def _merge(parts: list[Path], into: Path) -> None:
 def _ready(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+#: Left in the docs and HTML folders a build writes: the next build may replace them whole.
+MARKER = ".kpi-site"
+_MARKER_TEXT = "Written by kpi site build, which replaces this whole folder on its next build.\n"
+
+
+def _made_by_us(folder: Path) -> bool:
+    """A folder a build may replace: marked by one, or a site or docs folder built before the
+    marker existed (a search index, or generated KPI pages beside a home page)."""
+    if (folder / MARKER).is_file():
+        return True
+    return (folder / "search" / "search_index.json").is_file() or (
+        (folder / "index.md").is_file() and (folder / "kpi").is_dir()
+    )
+
+
+def _check_targets(layout: Layout) -> None:
+    """Refuse, before any work, to replace a folder the build did not make.
+
+    The build swaps its output in whole, so an --out or --docs-dir naming a folder of the
+    user's own would delete everything in it.
+    """
+    docs, out = layout.docs.resolve(), layout.out.resolve()
+    if docs == out or docs in out.parents or out in docs.parents:
+        raise SiteBuildError(
+            f"--out {layout.out} and --docs-dir {layout.docs} must be separate folders, "
+            "neither inside the other"
+        )
+    for option, target in (("--docs-dir", layout.docs), ("--out", layout.out)):
+        if target.is_symlink():
+            raise SiteBuildError(
+                f"{option} {target}: a symbolic link; the build replaces the folder whole, so "
+                f"name the folder it points to ({target.resolve()})"
+            )
+        if target.exists() and not target.is_dir():
+            raise SiteBuildError(f"{option} {target}: a file, not a folder")
+        if target.is_dir() and any(target.iterdir()) and not _made_by_us(target):
+            raise SiteBuildError(
+                f"{option} {target}: the folder is not empty and was not written by kpi site "
+                "build, which replaces the whole folder; choose an empty or new folder"
+            )
+
+
+def _work_folder(prefix: str, parent: Path) -> Path:
+    """A temporary folder beside the target, readable as the target would be (mkdtemp makes
+    it private, and it becomes the published site)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=_ready(parent)))
+    umask = os.umask(0)
+    os.umask(umask)
+    work.chmod(0o777 & ~umask)
+    return work
 
 
 def _mkdocs(
