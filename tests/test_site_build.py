@@ -18,6 +18,7 @@ from site_helpers import LIB, build, bundled_site
 import kpi_registry
 from kpi_registry.site import build as site_build
 from kpi_registry.site.build import (
+    MARKER,
     SEARCH_END,
     _mkdocs,
     _plan_shards,
@@ -34,7 +35,10 @@ def _index(root: Path) -> list[str]:
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """Every file of a site, less the marker our build leaves (build.MARKER)."""
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MARKER
+    )
 
 
 def test_the_pipeline_builds_the_same_site_as_plain_mkdocs(tmp_path):
