@@ -44,7 +44,9 @@ def subscriptions_to_months(
     A subscription counts in every month from its start month up to, not including, the month
     of its (exclusive) end: [2024-01-15, 2024-04-15) gives January to March, so back-to-back
     renewals never count twice. An empty end means still running: it runs to ``until`` (a
-    month; by default the last month any subscription starts or ends in).
+    month; by default the last month any subscription starts or ends in). Every subscription
+    stops at ``until``: one ending later is cut there too, so the ones still running are not
+    read as churned after it.
     """
     for col in (entity, start, end, amount):
         if col not in subscriptions.columns:
@@ -61,15 +63,17 @@ def subscriptions_to_months(
         raise DataError(
             f"column {amount!r} must be numeric; row {row!r} has {subscriptions.loc[row, amount]!r}"
         )
+    backwards = ends < starts  # False where the end is empty
+    if backwards.any():
+        row = subscriptions.index[np.argmax(backwards)]
+        raise DataError(f"subscription at row {row!r} ends before it starts")
     if until is not None:
         last = pd.Period(until, freq="M").ordinal
     else:
-        last = int(np.nanmax(np.r_[starts, ends - 1]))
-    ends = np.where(np.isnan(ends), last + 1, ends).astype(np.int64)
+        # the month of the latest end too: a subscription ending then is churn in that month
+        last = int(np.nanmax(np.r_[starts, ends]))
+    ends = np.fmin(ends, last + 1).astype(np.int64)  # an empty end runs to `last`
     starts = starts.astype(np.int64)
-    if (ends < starts).any():
-        row = subscriptions.index[np.argmax(ends < starts)]
-        raise DataError(f"subscription at row {row!r} ends before it starts")
     lengths = np.clip(ends - starts, 0, None)
     idx = np.repeat(np.arange(len(subscriptions)), lengths)
     offsets = np.arange(len(idx)) - np.repeat(np.cumsum(lengths) - lengths, lengths)

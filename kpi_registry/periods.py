@@ -167,7 +167,16 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarra
             f"period column {column!r} mixes period lengths ({', '.join(sorted(codes))})"
         )
     base = codes.pop()
+    if base == "D" and _month_dates(parsed):
+        # Dates written as text (what read_csv leaves them as) are read as the same dates
+        # would be as datetimes: monthly rows dated 2024-01-01 are months, not days.
+        base = "M"
     return np.array([p.asfreq(base).ordinal for p in parsed], dtype=np.int64), base
+
+
+def _month_dates(days: list[pd.Period]) -> bool:
+    """Every day a month start, or every one a month end (the rule for datetimes)."""
+    return all(p.day == 1 for p in days) or all(p.day == p.days_in_month for p in days)
 
 
 #: Months in one period of each frequency (a mean Gregorian month is 30.436875 days).
