@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import difflib
 import io
-import os
 import re
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -35,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DefinitionError, Diagnostic, KPIError
+from .files import replace_text
 from .loading import parse_text, to_plain
 from .registry import TAXONOMY_FILE, bundled_dir
 from .schema import kpi_schema
@@ -158,26 +156,6 @@ def format_file(path: str | Path, *, write: bool = True) -> FormatResult:
                 f"cannot write {path}: {e.strerror}; the file was left as it was"
             ) from None
     return FormatResult(path, changed, old, new)
-
-
-def replace_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` all at once: into a new file next to it, then renamed over it,
-    so an interrupted run, a full disk or a failed write never leaves half a file. The file
-    keeps its permissions, and a symbolic link stays a link to the file it points at."""
-    target = path.resolve()
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except PermissionError:  # a folder we may not add to, holding a file we may change
-        target.write_text(text, "utf-8")
-        return
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        shutil.copymode(target, temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def files_to_format(paths: Iterable[str | Path]) -> list[Path]:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kpi_registry import cli, formatting
+from kpi_registry import cli, files
 
 NRR = ["eval", "net_revenue_retention", "--period", "month", "--entity", "customer"]
 REVENUE = ["--column", "revenue=mrr"]
@@ -376,9 +376,9 @@ def test_fmt_failing_to_write_leaves_the_file_whole(capsys, tmp_path, monkeypatc
     def full_disk(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(formatting.os, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     code, out, err = run(capsys, "fmt", str(path))
-    monkeypatch.setattr(formatting.os, "replace", real_replace)
+    monkeypatch.setattr(files.os, "replace", real_replace)
     assert code == 1
     assert (
         err == f"error: cannot write {path}: No space left on device; the file was left as it was\n"
@@ -397,7 +397,7 @@ def test_fmt_interrupted_while_writing_leaves_the_file_whole(tmp_path, monkeypat
         written.append(Path(src).read_text())
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(formatting.os, "replace", interrupted)
+    monkeypatch.setattr(files.os, "replace", interrupted)
     assert cli.main(["fmt", str(path)]) == 130
     assert written and written[0] != MESSY  # the new text was written, but elsewhere
     assert path.read_text() == MESSY

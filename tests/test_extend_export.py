@@ -393,3 +393,42 @@ def test_months_in_period_is_not_exported_as_a_constant(tmp_path):
     assert "mrr_total" in {m["name"] for m in export.metrics}
     for kpi_id in ("revenue_per_month", "revenue_times_months"):
         assert "months_in_period() depends on the grain" in export.skipped[kpi_id], kpi_id
+
+
+def test_export_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    import os
+
+    from kpi_registry import files
+
+    out = tmp_path / "catalog.json"
+    code, _, _ = run(capsys, "export", "--format", "json", "--out", str(out))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert code == 0 and out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    before = out.read_text()
+
+    real_fdopen = os.fdopen
+
+    class Interrupted:  # the write stops half-way, as on Ctrl-C or a full disk
+        def __init__(self, fd, *args, **kwargs):
+            self.f = real_fdopen(fd, "w", encoding="utf-8")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:100])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "fdopen", Interrupted)
+    code, _, err = run(capsys, "export", "--format", "metricflow", "--out", str(out))
+    monkeypatch.undo()
+    assert code == 130, err  # interrupted
+    assert out.read_text() == before  # the earlier export, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog.json"]  # no temporary file left
+
+    code, _, err = run(capsys, "export", "--out", str(out / "x.json"))
+    assert code == 1 and f"{out} is a file, not a folder" in err

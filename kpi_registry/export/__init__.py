@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KPIError
+from ..files import replace_text
 from .catalog import CATALOG_VERSION, catalog_json, catalog_schema, catalog_text, formula_ast
 from .metricflow import GRAINS, MetricflowExport, metricflow
 
@@ -37,9 +38,12 @@ def _write(text: str, out: str | None) -> None:
     path = Path(out)
     if path.is_dir():
         raise KPIError(f"--out {out} is a folder; give a file name")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise KPIError(f"cannot write {out}: {blocking} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, "utf-8")
+        replace_text(path, text)  # an earlier export stays whole if this one is interrupted
     except OSError as e:
         raise KPIError(f"cannot write {out}: {e.strerror}") from None
 

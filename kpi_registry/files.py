@@ -1,0 +1,34 @@
+"""Writing a file the user keeps (a formatted definition, an exported catalog) all at once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` all at once: into a new file next to it, then renamed over it,
+    so an interrupted run, a full disk or a failed write never leaves half a file. A file that
+    exists keeps its permissions, a new one gets the usual ones, and a symbolic link stays a
+    link to the file it points at."""
+    target = path.resolve()
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except PermissionError:  # a folder we may not add to, holding a file we may change
+        target.write_text(text, "utf-8")
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if target.exists():
+            shutil.copymode(target, temp)
+        else:  # mkstemp makes it private (0600); a new file is made as open() would make it
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temp, 0o666 & ~umask)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
