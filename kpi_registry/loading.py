@@ -226,12 +226,52 @@ class Document:
     data: Mapping
 
 
+#: Deeper nesting is refused before the document is built: PyYAML's C composer recurses once
+#: per level and crashes the interpreter (a segmentation fault, no error) some 30,000 levels
+#: down. A definition needs fewer than ten.
+MAX_DEPTH = 100
+#: Each level takes at least one character, and up to 20,000 levels the composer is safe
+#: (deeper than Python's recursion limit, our own walk then says "nested too deeply"): shorter
+#: texts, every real definition among them, are not scanned at all.
+_SAFE_LENGTH = 16_000
+
+
+def _may_nest_deeply(text: str) -> bool:
+    """A cheap bound: each level costs a bracket, a "- " or "? " indicator, or more indentation."""
+    if len(text) <= _SAFE_LENGTH:
+        return False
+    openers = text.count("[") + text.count("{") + text.count("- ") + text.count("? ")
+    return openers > 10 * MAX_DEPTH or "\n" + " " * MAX_DEPTH in text
+
+
+def _check_depth(text: str) -> None:
+    """Walk the parser's events (libyaml keeps its own stack: no recursion) to the first level
+    past MAX_DEPTH."""
+    depth = 0
+    starts = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+    ends = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, starts):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise _Problem(
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"YAML nested more than {MAX_DEPTH} levels deep; a definition needs a few",
+                )
+        elif isinstance(event, ends):
+            depth -= 1
+
+
 def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
     """Parse one YAML document into a positioned Mapping, or raise DefinitionError."""
     path = str(path)
     if not text.strip():
         raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
     try:
+        if _may_nest_deeply(text):
+            _check_depth(text)
         loader = _PositionLoader(text)
         loader.may_have_aliases = "&" in text and "*" in text  # no anchor, no alias, no bomb
         try:

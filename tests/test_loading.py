@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import resource
 import time
 
@@ -93,3 +94,31 @@ def test_alias_bomb_is_refused_fast_with_bounded_memory():
 def test_modest_aliases_are_fine():
     data = parse_text("base: &b {x: 1}\nuse: *b\n")
     assert data["use"] == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    "nested",
+    [
+        "[" * 50_000 + "]" * 50_000,  # flow sequences
+        "{a: " * 30_000 + "1" + "}" * 30_000,  # flow mappings
+        "\n  " + "- " * 50_000 + "x",  # block sequences on one line
+    ],
+    ids=["flow-seq", "flow-map", "block-seq"],
+)
+def test_nesting_that_would_crash_the_yaml_library_is_refused_at_its_line(tmp_path, nested):
+    # PyYAML's C composer recurses per level: tens of thousands of levels were a segmentation
+    # fault (exit 139, no message). A separate process, so a regression cannot take pytest down.
+    import subprocess
+    import sys
+
+    path = tmp_path / "deep.yaml"
+    path.write_text(f"id: deep\nname: {nested}\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "kpi_registry.cli", "validate", "--no-bundled", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert re.search(rf"{re.escape(str(path))}:[23]:\d+: YAML nested more than 100 levels deep",
+                     done.stdout + done.stderr)  # fmt: skip
