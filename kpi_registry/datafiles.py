@@ -1,0 +1,243 @@
+"""The user's data files as `kpi eval` and `kpi sql` read them: checked before either engine
+reads them, and errors placed at the file's line, with hints for the usual export mistakes."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DataError, KPIError
+
+DATA_KINDS = {".csv": "csv", ".csv.gz": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet"}
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass
+class DataFile:
+    """One data file as `kpi eval` reads it: its kind and, for CSV, its separator."""
+
+    path: Path
+    kind: str  # "csv" or "parquet"
+    sep: str = ","
+
+    def open_text(self):
+        opener = gzip.open if self.path.name.lower().endswith(".gz") else open
+        return opener(self.path, "rt", encoding="utf-8-sig", newline="")
+
+    def open_bytes(self):
+        opener = gzip.open if self.path.name.lower().endswith(".gz") else open
+        return opener(self.path, "rb")
+
+
+def data_kind(path: str | Path) -> str | None:
+    name = str(path).lower()
+    return next((kind for end, kind in DATA_KINDS.items() if name.endswith(end)), None)
+
+
+def check_data_file(path: str | Path) -> DataFile:
+    """A data file that exists, has a known kind and a header naming each column once.
+
+    Both engines read the file; this check comes first so that an empty file, a header that
+    is not UTF-8 or a column named twice (pandas would read the second as 'mrr.1', DuckDB
+    one of the two, both without a word) is an error that names the file and the line.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise KPIError(f"data file {str(path)!r} is a folder; give a .csv or .parquet file")
+    if not p.is_file():
+        hint = " (a glob of files needs --engine duckdb)" if _GLOB.search(str(path)) else ""
+        raise KPIError(f"data file {str(path)!r} not found{hint}")
+    kind = data_kind(p)
+    if kind is None:
+        raise KPIError(f"data file {str(path)!r}: use .csv or .parquet")
+    data = DataFile(p, kind)
+    if kind == "parquet":
+        _check_parquet_columns(data)
+    else:
+        _check_csv_header(data)
+    return data
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_parquet_columns(data: DataFile) -> None:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(data.path).names
+    except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+        raise KPIError(f"cannot read {data.path}: {_first_line(e)}") from None
+    _refuse_repeated_columns(data, names, "in the file")
+
+
+def _check_csv_header(data: DataFile) -> None:
+    line, raw = 0, b""
+    try:
+        with data.open_bytes() as f:
+            for raw in f:  # the header is the first line that is not blank, as for pandas
+                line += 1
+                if raw.strip():
+                    break
+    except OSError as e:  # also a .gz file that is not gzip
+        raise KPIError(f"cannot read {data.path}: {e.strerror or _first_line(e)}") from None
+    if not raw.strip():
+        raise DataError(
+            f"{data.path}: the file is empty; a CSV file starts with a line naming its columns"
+        )
+    try:
+        header = raw.decode("utf-8-sig" if line == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(_not_utf8(data.path, line, raw, e)) from None
+    if data.path.name.lower().endswith(".tsv"):
+        data.sep = "\t"
+    elif "," not in header:
+        # Excel writes ';' where the decimal mark is a comma; DuckDB detects it, so do we.
+        counts = {sep: header.count(sep) for sep in ";\t|"}
+        best = max(counts, key=lambda sep: counts[sep])
+        data.sep = best if counts[best] else ","
+    names = next(csv.reader([header.rstrip("\r\n")], delimiter=data.sep))
+    _refuse_repeated_columns(data, names, "in the header", line)
+
+
+def _refuse_repeated_columns(data: DataFile, names: list[str], where: str, line: int = 0) -> None:
+    first: dict[str, int] = {}
+    for n, name in enumerate(names, 1):
+        if name and name in first:
+            at = f"{data.path}:{line}" if line else str(data.path)
+            raise DataError(
+                f"{at}: column {name!r} is {where} twice (columns {first[name]} and {n}); "
+                "rename one of them"
+            )
+        first.setdefault(name, n)
+
+
+def _not_utf8(path: Path, line: int, raw: bytes, error: UnicodeDecodeError) -> str:
+    bad = raw[error.start : error.start + 1].hex()
+    return (
+        f"{path}:{line}: not valid UTF-8 (byte 0x{bad} at column {error.start + 1}); "
+        "save the file as UTF-8 (in Excel: 'CSV UTF-8')"
+    )
+
+
+def find_not_utf8(data: DataFile) -> str:
+    """The message for the first line of a file that is not UTF-8."""
+    with data.open_bytes() as f:
+        for line, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return _not_utf8(data.path, line, raw, e)
+    return f"cannot read {data.path}: not valid UTF-8; save the file as UTF-8"
+
+
+def _csv_line(data: DataFile, row: int) -> int | None:
+    """The line of the file where data row ``row`` (0-based, as pandas counts) starts: blank
+    lines and quoted line breaks make the two differ."""
+    try:
+        with data.open_text() as f:
+            reader = csv.reader(f, delimiter=data.sep)
+            start, n = 1, -2  # -2: the header comes first
+            for record in reader:
+                if record:
+                    n += 1
+                    if n == row:
+                        return start
+                start = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return None
+
+
+_CSV_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_CSV_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
+
+
+def _csv_problem(data: DataFile, error: Exception) -> str:
+    text = str(error).strip()
+    if m := _CSV_FIELDS.search(text):
+        expected, line, saw = m.groups()
+        return (
+            f"{data.path}:{line}: {saw} fields where the header has {expected}; "
+            "check the separators and quotes on that line"
+        )
+    if m := _CSV_QUOTE.search(text):
+        line = int(m.group(1)) + 1  # pandas counts this row from 0, the header included
+        return f"{data.path}:{line}: a quoted field starts here and is never closed"
+    return f"cannot read {data.path}: {text.removeprefix('Error tokenizing data. C error: ')}"
+
+
+def read_data(data: DataFile):
+    """The rows of a checked data file as a DataFrame, numbered 0, 1, ... in file order."""
+    import pandas as pd
+
+    try:
+        if data.kind == "parquet":
+            frame = pd.read_parquet(data.path)
+            # an index with a name was a column when written (DuckDB reads it as one)
+            named = any(name is not None for name in frame.index.names)
+            return frame.reset_index(drop=not named)
+        return pd.read_csv(data.path, sep=data.sep, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(find_not_utf8(data)) from None
+    except pd.errors.ParserError as e:
+        raise DataError(_csv_problem(data, e)) from None
+    except Exception as e:  # pandas and pyarrow raise many types for a malformed file
+        raise KPIError(f"cannot read {data.path}: {_first_line(e)}") from None
+
+
+_AT_ROW = re.compile(r" at row (\d+)\b")
+_ROW_HAS = re.compile(r"; row (\d+) has ")
+_ROW = re.compile(r"\brow (\d+)\b")
+_NOT_A_NUMBER = re.compile(
+    r"(?:must be numeric; (?:it|row \d+) has|Could not convert string) '([^']*)'"
+)
+_UNPARSABLE_PERIOD = re.compile(r"unparsable period '(\d{5})'")
+
+
+def locate_data_error(message: str, where: str, data: DataFile | None = None) -> str:
+    """A data error as the CLI reports it: the file first, and for a CSV file the line of the
+    row the engine names (it counts rows from 0), plus a hint for the usual export mistakes."""
+    prefix = where
+    row = _AT_ROW.search(message) or _ROW_HAS.search(message) or _ROW.search(message)
+    if row and data is not None:
+        n = int(row.group(1))
+        line = _csv_line(data, n) if data.kind == "csv" else None
+        if line is not None:
+            prefix = f"{where}:{line}"
+            message = _AT_ROW.sub("", message, count=1)
+            message = _ROW_HAS.sub("; it has ", message, count=1)
+            message = _ROW.sub(f"line {line}", message, count=1)
+        else:  # Parquet: rows counted from 1, as a person counts them
+            message = _ROW.sub(f"row {n + 1}", message, count=1)
+    if (m := _NOT_A_NUMBER.search(message)) and re.search(r"[,\s$€£¥%]", m.group(1)):
+        message += (
+            " (write plain numbers such as 1234.5: no thousands separators, currency signs, "
+            "% or decimal commas)"
+        )
+    if (m := _UNPARSABLE_PERIOD.search(message)) and 20000 <= int(m.group(1)) <= 80000:
+        message += (
+            " (an Excel date serial number? format the column as dates, e.g. 2024-03, "
+            "before exporting)"
+        )
+    return f"{prefix}: {message}"
+
+
+def check_inputs(pattern: str) -> DataFile | None:
+    """For the DuckDB engine: check each file a path or glob names (the engine reports a glob
+    that matches nothing); the checked file when there is exactly one."""
+    if not _GLOB.search(pattern):
+        return check_data_file(pattern)
+    matches = sorted(glob.glob(pattern))
+    if not matches:
+        raise KPIError(f"no file matches {pattern!r}")
+    for match in matches:
+        if data_kind(match) is not None and Path(match).is_file():
+            check_data_file(match)
+    return None
