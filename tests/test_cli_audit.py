@@ -437,3 +437,18 @@ def test_site_out_inside_a_file_is_an_error_not_a_bug(capsys, tmp_path):
     assert code == 1
     assert err == f"error: {blocker}: is a file, where a folder is needed\n"
     assert blocker.read_text() == "keep me"
+
+
+def test_sql_checks_its_table_name_and_column_keys(capsys):
+    code, _, err = run(capsys, "sql", "monthly_recurring_revenue", "--table", "a..b",
+                       "--period", "month")  # fmt: skip
+    assert (
+        code == 1
+        and err == "error: --table 'a..b': a table name, or schema.table, with no empty part\n"
+    )
+    code, _, err = run(capsys, "sql", "monthly_recurring_revenue", "--table", "t", "--period",
+                       "month", "--column", "revenu=mrr")  # fmt: skip
+    assert code == 1 and "--column revenu=mrr" in err and "did you mean 'revenue'?" in err
+    code, out, _ = run(capsys, "sql", "monthly_recurring_revenue", "--table", "analytics.mrr",
+                       "--period", "month", "--column", "revenue=mrr")  # fmt: skip
+    assert code == 0 and "analytics" in out and "mrr" in out

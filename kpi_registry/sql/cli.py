@@ -62,12 +62,17 @@ def add_commands(sub: Any) -> None:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from ..cli import parse_columns, registry_from_args
+    from ..cli import check_column_keys, parse_columns, registry_from_args
+    from ..errors import KPIError
     from ..registry import _request
     from .compiler import compile_many
 
+    if any(not part.strip() for part in args.table.split(".")):
+        raise KPIError(f"--table {args.table!r}: a table name, or schema.table, with no empty part")
     reg = registry_from_args(args)
-    request = _request(args.period, args.entity, args.by, args.grain, parse_columns(args.column))
+    columns = parse_columns(args.column)
+    check_column_keys(reg, args.ids, columns)  # a misspelt --column would be ignored silently
+    request = _request(args.period, args.entity, args.by, args.grain, columns)
     sql = compile_many(
         reg.kpis,
         args.ids,
