@@ -236,6 +236,13 @@ class _Engine:
         col = self.req.columns.get(name, name)
         return col if col in self.source.columns else None
 
+    def _entity_codes(self) -> np.ndarray | None:
+        """A code per row for the entity column, if the request names one the data has."""
+        entity = self.req.entity
+        if entity is None or entity not in self.source.columns:
+            return None
+        return _entity_codes(self.source.series(entity), entity)[0]
+
     def _build_layout(self) -> None:
         source, req = self.source, self.req
         n_rows = source.n_rows
@@ -243,6 +250,10 @@ class _Engine:
             texts = source.plain(req.period)
             axis = periods.parse_month_texts(texts) if texts is not None else None
             self.axis = axis or periods.parse(source.series(req.period), req.period)
+            if self.axis.base == "D":  # monthly rows dated on a billing day? (periods.py)
+                self.axis = periods.monthly_rows(self.axis, self._entity_codes(), req.grain) or (
+                    self.axis
+                )
             self.out_grain = grain = periods.grain_code(req.grain, self.axis.base)
             coarser = grain != self.axis.base and self.axis.count
             self.coarse = periods.coarsen(self.axis, grain) if coarser else None

@@ -73,6 +73,44 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
     return _axis(ordinals, base, kind)
 
 
+def monthly_rows(axis: TimeAxis, entities: np.ndarray | None, grain: str | None) -> TimeAxis | None:
+    """Days that are monthly rows dated on a billing or snapshot day: the axis in months.
+
+    A billing export dates each customer's monthly row on its billing day (the 3rd, the
+    15th). Read as days, a stock such as MRR is taken on each month's last day, where no
+    such row is, so every customer reads 0 and churns. So when no entity has two different
+    days in one month (without an entity: no month has two days) and the rows span two
+    months or more, they are months, unless days or weeks were asked for. None otherwise.
+    ``entities``: a code per row (small integers), or None.
+    """
+    if axis.base != "D" or axis.kind == "period" or not len(axis.codes):
+        return None
+    if grain is not None and GRAINS.get(grain) in ("D", "W"):
+        return None
+    days = np.flatnonzero(axis.present)  # distinct days, as offsets from axis.first
+    months = pd.PeriodIndex.from_ordinals(days + axis.first, freq="D").asfreq("M").asi8
+    n_months = len(np.unique(months))
+    if n_months < 2:
+        return None
+    monthly = to_months(axis)
+    if entities is None:
+        if len(days) != n_months:
+            return None
+    else:
+        ent = entities.astype(np.int64) * (axis.count + 1)
+        if len(np.unique(ent + axis.codes)) != len(np.unique(ent + monthly.codes)):
+            return None
+    return monthly
+
+
+def to_months(axis: TimeAxis) -> TimeAxis:
+    """A daily axis as months: each row in the month of its day."""
+    day_month = pd.PeriodIndex.from_ordinals(
+        np.arange(axis.first, axis.first + axis.count), freq="D"
+    ).asfreq("M")
+    return _axis(day_month.asi8[axis.codes], "M", axis.kind)
+
+
 def parse_month_texts(values: list) -> TimeAxis | None:
     """The axis of a list of month texts such as 2024-01, without pandas; None when the
     values are anything else (``parse`` then handles them, errors included)."""

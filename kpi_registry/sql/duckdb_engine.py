@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
@@ -339,7 +340,32 @@ def _infer_periods(source: _Input, req: Request):
         series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
-    return infer_period_format(values, req.period)
+    axis, fmt = infer_period_format(values, req.period)
+    if axis.base == "D" and fmt.kind in ("date", "text") and _monthly_rows(source, req, axis):
+        months = pandas_periods.to_months(axis)
+        if fmt.kind == "date":
+            return months, PeriodFormat("date", "M", fmt.labels)
+        texts = [v if isinstance(v, str) else str(v) for v in values]
+        ordinals = months.codes + months.first
+        return months, PeriodFormat("mapping", "M", "text", tuple(zip(texts, map(int, ordinals))))
+    return axis, fmt
+
+
+def _monthly_rows(source: _Input, req: Request, axis) -> bool:
+    """periods.monthly_rows, decided by DuckDB: monthly rows dated on a billing day are months
+    when no entity (or, without one, no month) has two different days in one month."""
+    if req.grain is not None and pandas_periods.GRAINS.get(req.grain) in ("D", "W"):
+        return False
+    if len(np.unique(pandas_periods.to_months(axis).codes)) < 2:
+        return False
+    day = b.col(req.period).sql("duckdb")
+    keys = f"date_trunc('month', CAST({day} AS DATE))"
+    if req.entity is not None and req.entity in source.columns:
+        keys = f"{b.col(req.entity).sql('duckdb')}, {keys}"
+    table = source.table.sql("duckdb")
+    per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
+    found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
+    return int(found["n"].iloc[0] or 0) <= 1
 
 
 def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -> pd.DataFrame:
