@@ -8,6 +8,10 @@ numpy operations. Data is first arranged as *cells*:
   along the period axis, and ``ever_before()`` a running "any" along it;
 * without one, each row is a cell of its own.
 
+Where an entity has several rows in a period (invoice lines), a summed datapoint adds them and
+rounds the sum to the decimal total they add up to (:func:`round_sums`): 0.1 + 0.2 is 0.3, so
+float noise makes no movement, and the SQL engine gets the same double.
+
 Row-level nodes evaluate to one value per cell; aggregates reduce cells to a (group x period)
 array. Every node's result is cached by its structure, so sub-expressions shared between KPIs
 (``previous(revenue)`` appears in most of the revenue family) are computed once per call.
@@ -227,6 +231,7 @@ class _Engine:
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
+        self._multi_row_cells: np.ndarray | None = None
         check_columns(req, source.columns)
         self._build_layout()
 
@@ -406,11 +411,13 @@ class _Engine:
 
     def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
         cells = self.row_cell
-        has_nan = bool(np.isnan(values).any())
+        lowest = values.min() if len(values) else 0.0  # NaN if any is: one pass for both
+        has_nan = bool(np.isnan(lowest))
         if has_nan:  # a missing value counts as no row for this datapoint
             ok = ~np.isnan(values)
             cells, values = cells[ok], values[ok]
             counts = np.bincount(cells, minlength=n)
+            lowest = values.min() if len(values) else 0.0
         else:
             counts = self.row_count
         if self.unique_cells:  # at most one row per entity-period: nothing to combine
@@ -422,6 +429,8 @@ class _Engine:
             if how == "mean":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     out = out / counts
+            else:
+                self._round_row_sums(out, cells, values, counts, has_nan, lowest < 0)
         else:
             series = pd.Series(values).groupby(cells, sort=False)
             agg = {"min": series.min, "max": series.max, "last": series.last}[how]()
@@ -429,6 +438,28 @@ class _Engine:
             out[agg.index.to_numpy()] = agg.to_numpy()
         out[counts == 0] = fill
         return out
+
+    def _round_row_sums(self, out, cells, values, counts, has_nan: bool, negative: bool) -> None:
+        """Round, in place, the sums of cells with several rows to what their rows add up to
+        in decimal (see :func:`round_sums`); a cell of one row keeps its value as given."""
+        if has_nan or self._multi_row_cells is None:
+            multi = np.flatnonzero(counts > 1)  # sorted
+            if not has_nan:  # the same cells for every datapoint read from complete columns
+                self._multi_row_cells = multi
+        else:
+            multi = self._multi_row_cells
+        if not multi.size:
+            return
+        total = out[multi]
+        magnitude = total  # without negative rows, the sum of |rows| by the same additions
+        if negative:  # the sum less twice the negative rows in each cell
+            below = np.flatnonzero(values < 0)
+            below_cells = cells[below]
+            where = np.minimum(np.searchsorted(multi, below_cells), len(multi) - 1)
+            hit = multi[where] == below_cells
+            credit = np.bincount(where[hit], weights=values[below[hit]], minlength=len(multi))
+            magnitude = total - 2.0 * credit
+        out[multi] = round_sums(total, magnitude, counts[multi])
 
     # -- KPIs -----------------------------------------------------------------------------
     def kpi(self, kpi_id: str) -> np.ndarray:
@@ -722,14 +753,58 @@ def _numeric(series: pd.Series, col: str, index: pd.Index) -> np.ndarray:
 
 
 def _sum_columns(grid: np.ndarray, to_coarse: np.ndarray, n: int) -> np.ndarray:
-    """Sum base-period columns into coarse periods; all-missing stays missing."""
+    """Sum base-period columns into coarse periods; all-missing stays missing. A total of
+    several nonzero base periods is rounded like a sum of rows (see :func:`round_sums`);
+    counting only nonzero ones, the SQL engine, which has no cell where an entity has no
+    rows, counts the same terms."""
     starts = np.flatnonzero(np.r_[True, to_coarse[1:] != to_coarse[:-1]])
     known = ~np.isnan(grid)
-    total = np.add.reduceat(np.where(known, grid, 0.0), starts, axis=1)
+    filled = np.where(known, grid, 0.0)
+    total = np.add.reduceat(filled, starts, axis=1)
     any_known = np.logical_or.reduceat(known, starts, axis=1)
+    terms = np.add.reduceat(filled != 0, starts, axis=1, dtype=np.int64)
+    several = np.flatnonzero(terms > 1)
+    if several.size:
+        flat = total.reshape(-1)
+        magnitude = np.add.reduceat(np.abs(filled), starts, axis=1).reshape(-1)[several]
+        flat[several] = round_sums(flat[several], magnitude, terms.reshape(-1)[several])
     out = np.where(any_known, total, np.nan)
     assert out.shape[1] == n
     return out
+
+
+# Every power of ten up to 1e22 is a double, so dividing by one is correctly rounded.
+_POWERS_OF_TEN = np.array([10.0**i for i in range(23)])
+_LOG10_E = 0.4342944819032518  # math.log10(math.e); the SQL engine multiplies by the same
+
+
+def round_sums(total: np.ndarray, magnitude: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """Sums of ``terms`` numbers (of absolute values adding up to ``magnitude``) rounded to
+    the finest power of ten that is coarser than the floating-point error they can carry.
+
+    Binary floating point holds 0.1 and 0.2 only approximately, so 0.1 + 0.2 is 0.3 + 5.6e-17
+    and 100.1 - 100 - 0.1 is -5.7e-15: invoice lines in cents would make movements out of
+    nothing. Adding ``terms`` doubles and reading each input to the nearest double is off by
+    at most ``(terms + 2) * magnitude * 2**-53`` from the exact decimal sum, including the two
+    roundings below; rounding to a power of ten ``q`` at least twice that recovers the exact
+    decimal sum whenever it is a multiple of ``q`` (every input is), as the double nearest it,
+    the same double whatever the order of the additions. So cents stay exact up to about
+    4.5e13 / (terms + 2) of magnitude, and integers are never changed; only digits below what
+    a double sum can vouch for (its 15th or 16th significant digit) are ever dropped.
+
+    Where that quantum would be 1 or more (magnitudes beyond about 4.5e15 / (terms + 2)) or
+    below 1e-22, or a sum has one term, the sum is returned as it is. The SQL engine does the
+    same arithmetic (see ``sqlbuild.decimal_sum``) in the same order. Returns a new array.
+    """
+    total = np.array(total, dtype=float)
+    error = magnitude * (terms + 2.0) * 2.0**-52
+    with np.errstate(invalid="ignore"):  # NaN and inf totals are left as they are
+        rounded = np.flatnonzero((terms > 1) & (error < 1.0) & (error >= 1e-22))
+    if rounded.size:
+        digits = np.floor(-np.log(error[rounded]) * _LOG10_E).astype(np.int64)
+        scale = _POWERS_OF_TEN[np.clip(digits, 0, 22)]
+        total[rounded] = np.floor(total[rounded] * scale + 0.5) / scale
+    return total
 
 
 def _divide(a: Any, b: Any) -> Any:

@@ -397,17 +397,12 @@ def test_subscriptions_stop_at_until_whatever_their_end(reg):
         _months(_subscriptions(c=["a"], start=["2024-05-01"], end=["2024-03-01"], amt=[1]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rows are added in binary floating point: 0.1 + 0.2 > 0.3 and 100.1 - 100 - 0.1 != 0, "
-    "so invoice lines in cents make movements out of nothing (reported, not fixed: both engines "
-    "and the golden SQL would change)",
-)
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
 def test_invoice_lines_in_cents_add_up_to_their_amount(reg, engine):
     """a pays 0.30 as two lines in January and one in February: no movement. c's February lines
-    credit its whole 100.10: churn. Today a contracts by 5.6e-17, so the quick ratio is 500 over
-    almost nothing (9e18), and c keeps -5.7e-15 of revenue, so it has not churned."""
+    credit its whole 100.10: churn. Added in binary floating point, a contracted by 5.6e-17, so
+    the quick ratio was 500 over almost nothing (9e18), and c kept -5.7e-15 of revenue, so it
+    had not churned; each customer-month's lines now add up to their amount in decimal."""
     data = pd.DataFrame(
         [
             ("a", "2024-01", 0.1),

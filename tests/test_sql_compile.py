@@ -66,6 +66,13 @@ CASES = {
         Request("quarter", "account", ["region", "plan"], "year", {"revenue": "arr"}),
         {"period_type": "quarter", "order": "loaded_at"},
     ),
+    # flows summed from rows into months and from months into quarters, both in decimal
+    "flows_with_entity_quarter": (
+        ["order_count", "orders_per_customer"],
+        "shop.orders",
+        Request("order_month", "customer", [], "quarter", {}),
+        {"period_type": "month"},
+    ),
     "rows_without_entity_weekly": (
         ["seat_utilization", "seat_utilization_change", "mean_order_value", "score_spread"],
         "events",
@@ -119,6 +126,9 @@ def test_golden_sql_reads_like_the_definitions(reg):
     assert "LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)" in sql
     assert "/ NULLIF(starting_revenue, 0)" in sql  # division by zero is NULL
     assert "AS net_revenue_retention" in sql and "AS quick_ratio" in sql
+    # a customer-month's rows add up in decimal: their sum rounded where there are several
+    assert "WHEN COUNT(revenue) > 1" in sql and "FLOOR(\n        SUM(revenue) * POWER(" in sql
+    assert "ELSE SUM(revenue)\n    END AS revenue" in sql
 
 
 def test_median_does_not_compile_where_no_exact_median_exists(reg):

@@ -133,3 +133,25 @@ def test_bundled_generated_table(pg, kpi_id):
         pytest.fail(str(e))
     got = pg_evaluate(pg, BUNDLED.kpis, [kpi_id], frame, request, table="bundled_data")
     assert_same(want, got, strict=False)
+
+
+@pytest.mark.parametrize("grain", [None, "quarter", "year"])
+def test_invoice_lines_add_up_to_the_same_doubles(pg, tmp_path, grain):
+    """Rows summed per customer-month (and months summed into quarters and years, for a flow)
+    are rounded to their decimal total by the same arithmetic in PostgreSQL as in pandas: the
+    same doubles, not only close ones (see tests/test_evaluation_decimal.py)."""
+    from conftest import Library
+    from test_evaluation_decimal import invoice_lines
+
+    library = Library(tmp_path / "defs").family()
+    bookings = {"name": "bookings", "description": "b", "unit": "currency", "time": "flow"}
+    library.add("total_bookings", "sum(bookings)", datapoints=[bookings])
+    kpis = kpi_registry.load(library.root, include_bundled=False).kpis
+    frame = invoice_lines(6, large=10**12).assign(bookings=lambda f: f["amount"])
+    ids = ["monthly_recurring_revenue", "total_bookings", *REVENUE_FAMILY]
+    request = Request("month", "customer", ["customer"], grain, {"revenue": "amount"})
+    want = evaluate_many(kpis, ids, frame, request)
+    got = pg_evaluate(pg, kpis, ids, frame, request, table="invoice_lines")
+    for kpi_id in ["monthly_recurring_revenue", "total_bookings"]:
+        assert got[kpi_id].astype(float).tolist() == want[kpi_id].tolist(), kpi_id
+    assert_same(want, got, strict=False)

@@ -4,7 +4,8 @@ The statement is a chain of CTEs, each doing one thing a reader can check:
 
 * ``source``: the input rows, with the period turned into an integer (months since 1970-01, ...);
 * with an entity, ``cells``: one row per entity and period, datapoints combined per their
-  ``rows`` rule (without one, each row is a cell);
+  ``rows`` rule (without one, each row is a cell); a sum of several rows is rounded to the
+  decimal total its rows add up to, as the pandas engine rounds it (``sqlbuild.decimal_sum``);
 * ``bounds``, ``base_periods``, ``calendar``, ``periods``: every period from the data's first to
   its last, gaps included, with the coarser grain's label and the base period a stock is read at;
 * ``period_cells`` (at a coarser grain), ``entities`` and ``grid``: the dense entity x period
@@ -970,8 +971,8 @@ class _Compiler:
         return [n for _, name, high in self.supplied.values() for n in dict.fromkeys([name, high])]
 
     def _combine(self, how: str, value: exp.Expression) -> exp.Expression:
-        if how == "sum":
-            return exp.Sum(this=value)
+        if how == "sum":  # rows added in decimal where there are several
+            return b.decimal_sum(value, exp.Count(this=value.copy()))
         if how == "mean":
             return exp.Avg(this=value)
         if how == "min":
@@ -989,8 +990,9 @@ class _Compiler:
             if spec.time == "stock":
                 at_end = b.eq(b.col(BASE, "c"), b.col(STOCK_BASE, "p"))
                 value = exp.Max(this=b.case((at_end, b.col(name, "c"))))
-            else:
-                value = exp.Sum(this=b.col(name, "c"))
+            else:  # a total of several nonzero periods is rounded as rows are
+                nonzero = exp.Nullif(this=b.col(name, "c"), expression=b.num(0))
+                value = b.decimal_sum(b.col(name, "c"), exp.Count(this=nonzero))
             items.append(b.alias(value, name))
         for _, name in self.groups:  # the group at the coarse period's end (and start)
             latest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect)

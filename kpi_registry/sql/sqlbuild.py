@@ -282,6 +282,38 @@ def infinity() -> exp.Expression:
     return cast(string("Infinity"), "DOUBLE")
 
 
+def decimal_sum(value: exp.Expression, terms: exp.Expression) -> exp.Expression:
+    """SUM(value) rounded as ``evaluation.round_sums`` rounds the pandas engine's sums: where
+    ``terms`` (an aggregate: how many numbers were added) is above 1, to the finest power of
+    ten above the sum's floating-point error, so that invoice lines in cents add up to their
+    amount in decimal (0.1 + 0.2 = 0.3) and both engines give the same double.
+
+    The error is SUM(ABS(value)) * (terms + 2) * 2^-52, the power of ten 10^-d with
+    d = FLOOR(-LN(error) * LOG10(e)), and the sum becomes FLOOR(sum * 10^d + 0.5) / 10^d:
+    only FLOOR, LN, POWER and arithmetic on doubles, in the order numpy does it. Every dialect
+    has them (unlike ROUND(double, n), which PostgreSQL lacks, or ROUND, whose ties differ by
+    dialect), and 10^d is exact (d is 0 to 22)."""
+    total = exp.Sum(this=value.copy())
+    magnitude = exp.Sum(this=exp.Abs(this=value.copy()))
+    error = binary(exp.Mul, magnitude, binary(exp.Add, terms, num(2)))
+    error = binary(exp.Mul, error, num(2.0**-52))
+    # written with an exponent, so that no dialect reads it as a DECIMAL first
+    log10_e = exp.Literal.number(f"{LOG10_E!r}e0")
+    digits = exp.Floor(this=binary(exp.Mul, neg(exp.Ln(this=error.copy())), log10_e))
+    scale = exp.Pow(this=num(10), expression=digits)
+    shifted = binary(exp.Add, binary(exp.Mul, total.copy(), scale), num(0.5))
+    rounded = binary(exp.Div, exp.Floor(this=shifted), scale.copy())
+    several = and_(
+        binary(exp.GT, terms.copy(), num(1)),
+        binary(exp.LT, error.copy(), num(1)),
+        binary(exp.GTE, error.copy(), num(1e-22)),
+    )
+    return case((several, rounded), default=total)
+
+
+LOG10_E = 0.4342944819032518  # math.log10(math.e): -ln(x) times it is -log10(x)
+
+
 def numeric_input(column: exp.Expression, dialect: str) -> exp.Expression:
     """A data column as a double; in DuckDB and PostgreSQL a stored NaN also becomes NULL,
     since the pandas engine treats NaN as a missing value."""

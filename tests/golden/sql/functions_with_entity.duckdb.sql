@@ -19,7 +19,33 @@ WITH source AS (
   SELECT
     _entity,
     _base_period,
-    SUM(revenue) AS revenue,
+    CASE
+      WHEN COUNT(revenue) > 1
+      AND SUM(ABS(revenue)) * (
+        COUNT(revenue) + 2
+      ) * 2.220446049250313e-16 < 1
+      AND SUM(ABS(revenue)) * (
+        COUNT(revenue) + 2
+      ) * 2.220446049250313e-16 >= 1e-22
+      THEN FLOOR(
+        SUM(revenue) * POWER(
+          10,
+          FLOOR(
+            -LN(SUM(ABS(revenue)) * (
+              COUNT(revenue) + 2
+            ) * 2.220446049250313e-16) * 0.4342944819032518e0
+          )
+        ) + 0.5
+      ) / POWER(
+        10,
+        FLOOR(
+          -LN(SUM(ABS(revenue)) * (
+            COUNT(revenue) + 2
+          ) * 2.220446049250313e-16) * 0.4342944819032518e0
+        )
+      )
+      ELSE SUM(revenue)
+    END AS revenue,
     AVG(discount) AS discount,
     ARG_MAX_NULL(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
     MAX(plan_price) AS plan_price,
