@@ -76,7 +76,7 @@ def compute(
     source = _scalar_rows(data, request) if scalar else data
     if not isinstance(source, pd.DataFrame | Rows):
         raise DataError(f"data must be a pandas DataFrame or a mapping, not {type(data).__name__}")
-    engine = _Engine(kpis, _Source(source), request)
+    engine = _Engine(kpis, _Source(source), request, scalar)
     values = {kpi_id: engine.kpi(kpi_id) for kpi_id in ids}
     if scalar:
         return {k: _scalar(v) for k, v in values.items()}
@@ -138,6 +138,40 @@ def shown_columns(columns: Iterable[Any]) -> str:
     """A data set's columns as error messages list them (the first thirty)."""
     names = [str(c) for c in columns]
     return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
+
+
+def check_request(req: Request) -> None:
+    """The period, entity and group columns name different columns (as ``kpi eval`` checks
+    its --period, --entity and --by)."""
+    for n, col in enumerate(req.by):
+        if col in req.by[:n]:
+            raise DataError(f"by column {col!r} is given twice; give each column once")
+        if col == req.period:
+            raise DataError(f"by column {col!r} is the period column; results are per period")
+    if req.entity is not None and req.entity == req.period:
+        raise DataError(
+            f"entity column {req.entity!r} is the period column; the entity column says whose "
+            "row it is (customer, account...)"
+        )
+
+
+def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
+    """previous() or ever_before() evaluated without a period column: ``kpis`` are the KPIs
+    being evaluated, the one asked for first and the one whose formula calls ``func`` last."""
+    who = f"KPI {kpis[0]!r} uses {func}()" if kpis else f"{func}()"
+    if len(kpis) > 1:
+        who += f" (in {kpis[-1]!r})"
+    what = "compares each period with the one before"
+    if func != "previous":
+        what = "looks back over earlier periods"
+    if scalar:
+        return DataError(
+            f"{who}, which {what}; numbers given as a mapping have no periods: "
+            "pass rows as a DataFrame with period='your_period_column'"
+        )
+    return DataError(
+        f"{who}, which {what}: pass period='your_period_column' (kpi eval: --period COL)"
+    )
 
 
 def check_columns(req: Request, columns: Collection[Any]) -> None:
@@ -222,16 +256,20 @@ class _Layout:
 
 
 class _Engine:
-    def __init__(self, kpis: Mapping[str, KPI], source: _Source, req: Request):
+    def __init__(
+        self, kpis: Mapping[str, KPI], source: _Source, req: Request, scalar: bool = False
+    ):
         self.kpis = kpis
         self.source = source
         self.req = req
+        self.scalar = scalar  # the data was a mapping of numbers
         self.cache: dict[Node, Any] = {}
         self.kpi_values: dict[str, np.ndarray] = {}
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
         self._multi_row_cells: np.ndarray | None = None
+        check_request(req)
         check_columns(req, source.columns)
         self._build_layout()
 
@@ -571,9 +609,16 @@ class _Engine:
         n = self.layout.n_entities * n_periods
         return np.broadcast_to(np.asarray(x), (n,)).reshape(self.layout.n_entities, n_periods)
 
+    def _require_period(self, func: str) -> None:
+        """Without a period column all rows are one period: previous() would be missing and
+        ever_before() false everywhere, with no sign why."""
+        if self.req.period is None:
+            raise needs_period(func, self.in_progress, self.scalar)
+
     def _previous(self, x: Any, level: int) -> Any:
         if np.ndim(x) == 0:
             return x  # a constant is the same in every period
+        self._require_period("previous")
         if level != _PERIOD:
             self._require_grid("previous")
         grid = np.asarray(x) if level == _PERIOD else self._cell_grid(x, level)
@@ -590,6 +635,9 @@ class _Engine:
         ends: a customer who paid in February and left in March returns in Q3 as a
         reactivation, not as a new customer.
         """
+        if self.req.period is None:
+            self._eval(cond, level)  # a missing datapoint is named first, as for previous()
+            self._require_period("ever_before")
         self._require_grid("ever_before")
         if level == _CELL and self.coarse is not None:
             seen = np.logical_or.accumulate(

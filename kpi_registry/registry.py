@@ -25,7 +25,7 @@ from .errors import (
     UnknownKPIError,
     did_you_mean,
 )
-from .evaluation import Request, evaluate_many
+from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, RELATION_KINDS, Category
@@ -519,10 +519,12 @@ class Registry:
 
 
 def _request(period, entity, by, grain, columns) -> Request:
-    return Request(
+    request = Request(
         period=period,
         entity=entity,
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
     )
+    check_request(request)  # before either engine reads the data
+    return request

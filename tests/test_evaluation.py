@@ -264,6 +264,129 @@ def test_previous_on_datapoints_needs_an_entity(family):
         )
 
 
+PERIOD_HINT = "pass period='your_period_column' (kpi eval: --period COL)"
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_previous_without_a_period_column_is_an_error(family, library, engine):
+    """Without a period all rows are one period: previous() was missing everywhere and
+    ever_before() false, so these KPIs silently gave NaN (or 0)."""
+    import kpi_registry
+
+    data = rows(("a", "2024-01", 100), ("a", "2024-02", 80), ("b", "2024-02", 5))
+    kw = {"entity": "customer", "columns": {"revenue": "mrr"}, "engine": engine}
+    message = "KPI 'churned_revenue' uses previous(), which compares each period with the "
+    with pytest.raises(DataError) as err:
+        family.evaluate("churned_revenue", data, **kw)
+    assert str(err.value) == message + "one before: " + PERIOD_HINT
+    with pytest.raises(DataError, match=r"^KPI 'quick_ratio' uses previous\(\) \(in '\w+'\)"):
+        family.evaluate("quick_ratio", data, **kw)  # through the movements it divides
+    with pytest.raises(DataError, match=r"^KPI 'expansion_revenue_growth_rate' uses previous"):
+        family.evaluate("expansion_revenue_growth_rate", data, **kw)  # previous() of a KPI
+    library.add("ever_paid", "count(revenue, ever_before(revenue > 0))")
+    reg = kpi_registry.load(library.root, include_bundled=False)
+    with pytest.raises(DataError) as err:
+        reg.evaluate("ever_paid", data, **kw)
+    assert str(err.value) == (
+        "KPI 'ever_paid' uses ever_before(), which looks back over earlier periods: " + PERIOD_HINT
+    )
+    # with a period they evaluate; a missing datapoint is still named first
+    assert family.evaluate("churned_revenue", data, period="month", **kw).shape == (2, 2)
+    with pytest.raises(DataError, match="no column for datapoint 'revenue'"):
+        family.evaluate("churned_revenue", data, entity="customer", engine=engine)
+
+
+def test_previous_from_a_mapping_of_numbers(family):
+    """Numbers given as a mapping have no periods: a formula that reaches previous() says so;
+    one whose previous() sits in KPIs the mapping supplies evaluates as before."""
+    with pytest.raises(DataError) as err:
+        family.evaluate("expansion_revenue_growth_rate", {"expansion_revenue": 10.0})
+    assert str(err.value) == (
+        "KPI 'expansion_revenue_growth_rate' uses previous(), which compares each period with "
+        "the one before; numbers given as a mapping have no periods: pass rows as a DataFrame "
+        "with period='your_period_column'"
+    )
+    with pytest.raises(DataError, match=r"'quick_ratio' uses previous\(\) \(in '\w+_revenue'\)"):
+        family.evaluate("quick_ratio", {"revenue": 10.0})
+    supplied = {"new_revenue": 30, "expansion_revenue": 20, "reactivation_revenue": 0}
+    assert (
+        family.evaluate("quick_ratio", {**supplied, "contraction_revenue": 5, "churned_revenue": 5})
+        == 5.0
+    )
+
+
+def test_bundled_worked_examples_from_numbers_still_evaluate():
+    """Scalar worked examples (and the site's calculator defaults) of KPIs whose formulas reach
+    previous() give those KPIs as inputs: they never evaluate previous() on rows."""
+    import kpi_registry
+    from kpi_registry.errors import Report
+    from kpi_registry.formula import Call
+    from kpi_registry.validation import check_examples
+
+    reg = kpi_registry.load()
+
+    def timed(kpi_id: str, seen: set[str]) -> bool:
+        node = reg.kpis[kpi_id].expression
+        for n in node.walk() if node is not None else []:
+            if isinstance(n, Call) and n.func in ("previous", "ever_before"):
+                return True
+            name = getattr(n, "name", None)
+            if name in reg.kpis and name not in seen and timed(name, seen | {name}):
+                return True
+        return False
+
+    checked = []
+    for kpi_id, kpi in reg.kpis.items():
+        scalar = [e for e in kpi.examples if isinstance(e.get("data"), dict)]
+        if scalar and timed(kpi_id, {kpi_id}):
+            report = Report()
+            check_examples(reg.kpis, kpi, report)
+            assert not report.diagnostics, report.diagnostics
+            checked.append(kpi_id)
+    assert {"net_revenue_retention", "customer_lifetime_value"} <= set(checked)
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_request_columns_that_clash_are_errors(family, engine):
+    """As kpi eval refuses --by twice, --by or --entity naming the period column (a repeated
+    by column was an internal error, a by column naming the period a wrong frame)."""
+    data = rows(("a", "2024-01", 1)).assign(segment="smb")
+    cases = [
+        (
+            {"by": ["segment", "segment"]},
+            "by column 'segment' is given twice; give each column once",
+        ),
+        ({"by": "month"}, "by column 'month' is the period column; results are per period"),
+        (
+            {"entity": "month"},
+            "entity column 'month' is the period column; the entity column says whose row it "
+            "is (customer, account...)",
+        ),
+    ]
+    for extra, message in cases:
+        with pytest.raises(DataError) as err:
+            ev(family, "monthly_recurring_revenue", data, engine=engine, **extra)
+        assert str(err.value) == message
+    with pytest.raises(DataError, match="'segment' is given twice"):
+        family.to_sql("monthly_recurring_revenue", "t", period="month", by=["segment"] * 2)
+
+
+def test_kpi_eval_without_period_names_the_option(capsys, tmp_path):
+    from kpi_registry import cli
+
+    path = tmp_path / "mrr.csv"
+    path.write_text("customer,month,mrr\na,2024-01,100\na,2024-02,120\n")
+    argv = ["eval", "churned_revenue", "--data", str(path), "--entity", "customer"]
+    for engine in ("pandas", "duckdb"):
+        code = cli.main([*argv, "--column", "revenue=mrr", "--engine", engine])
+        out, err = capsys.readouterr()
+        assert code == 1 and out == ""
+        assert err == (
+            f"error: {path}: KPI 'churned_revenue' uses previous(), which compares each period "
+            f"with the one before: {PERIOD_HINT}\n"
+        )
+
+
 def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
     from kpi_registry import evaluation
 

@@ -11,6 +11,7 @@ from sql_helpers import FIXTURES, REVENUE_FAMILY, TIME_KPIS, assert_same, messy_
 import kpi_registry
 from kpi_registry.errors import DataError, KPIError
 from kpi_registry.evaluation import Request, evaluate_many
+from kpi_registry.formula import Call, Name
 from kpi_registry.sql import evaluate_duckdb
 
 MAP = {"revenue": "mrr"}
@@ -51,15 +52,43 @@ REQUESTS = {
 }
 
 
+def needs_period(reg, kpi_id: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Does the KPI's formula, or one it reads, call previous() or ever_before()?"""
+    expression = reg.kpis[kpi_id].expression
+    for node in expression.walk() if expression is not None else []:
+        if isinstance(node, Call) and node.func in ("previous", "ever_before"):
+            return True
+        name = node.name if isinstance(node, Name) else None
+        if name in reg.kpis and name not in seen and needs_period(reg, name, seen | {kpi_id}):
+            return True
+    return False
+
+
 @pytest.mark.parametrize("name", sorted(REQUESTS))
 def test_every_fixture_kpi_matches_pandas(reg, data, name):
-    """All fixture KPIs at once (sharing work), on messy data, in every request shape."""
+    """All fixture KPIs at once (sharing work), on messy data, in every request shape (without
+    a period, those that compare periods are errors: see the next test)."""
     request = REQUESTS[name]
     ids = [k for k in reg.ids if request.entity or k not in TIME_KPIS]
+    ids = [k for k in ids if request.period or not needs_period(reg, k)]
     want, got = both(reg, ids, data, request)
     assert not isinstance(want, Exception), want
     assert_same(want, got)
     assert got.attrs == want.attrs  # undefined counts and warnings (the empty month)
+
+
+@pytest.mark.parametrize("entity", ["customer", None])
+def test_time_functions_without_period_fail_the_same_way(reg, data, entity):
+    """previous() and ever_before() need a period column: both engines say so, naming the KPI,
+    rather than giving NaN for every previous() and false for every ever_before()."""
+    timed = [k for k in reg.ids if needs_period(reg, k)]
+    assert len(timed) > len(TIME_KPIS)  # also previous() of KPIs, which needs no entity
+    for kpi_id in timed:
+        want, got = both(reg, [kpi_id], data, Request(None, entity, [], None, MAP))
+        assert isinstance(want, DataError) and isinstance(got, DataError), kpi_id
+        assert str(got) == str(want)
+        assert str(want).startswith(f"KPI {kpi_id!r} uses ")
+        assert "pass period='your_period_column'" in str(want)
 
 
 @pytest.mark.parametrize("kpi_id", sorted(TIME_KPIS))

@@ -39,7 +39,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
-from ..evaluation import Request, check_columns, missing_datapoint
+from ..evaluation import Request, check_columns, check_request, missing_datapoint, needs_period
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
@@ -251,6 +251,7 @@ class _Compiler:
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
         req = self.req
+        check_request(req)
         if req.period is None and req.grain is not None:
             raise DataError("grain needs a period column")
         self.base = self.fmt.base if self.fmt else "M"
@@ -388,6 +389,10 @@ class _Compiler:
             return self._previous(self.period(node.args[0]), self.periods, node.args[0], row=False)
         return self._scalar(node, self.period)
 
+    def _require_period(self, func: str) -> None:
+        if self.req.period is None:
+            raise needs_period(func, self.in_progress)
+
     def _require_grid(self, func: str) -> None:
         if not self.grid:
             raise DataError(
@@ -398,6 +403,7 @@ class _Compiler:
     def _previous(self, value: _Value, layers: _Layers, arg: Node, row: bool) -> _Value:
         if value.const:
             return value  # a constant is the same in every period
+        self._require_period("previous")
         if row:
             self._require_grid("previous")
         if value.kind == CONDITION:
@@ -413,6 +419,7 @@ class _Compiler:
         return _Value(b.col(name), level, value.kind, nullable, double=value.double)
 
     def _ever_before(self, node: Node, cond: _Value) -> _Value:
+        self._require_period("ever_before")
         self._require_grid("ever_before")
         if self.coarse:
             cond = self._held_in_period(node, cond)
