@@ -488,6 +488,10 @@ FEATURE_MODULES: tuple[str, ...] = ("site", "sql", "scaffold", "formatting", "ex
 _CLI_WORDING = (
     (re.compile(r"pass entity='your_entity_column'"), "give the entity column with --entity COL"),
     (
+        re.compile(r"pass period='your_period_column' \(kpi eval: --period COL\)"),
+        "give the period column with --period COL",
+    ),
+    (
         re.compile(r"Map it with columns=\{'([^']*)': 'your_column'\}"),
         r"Map it with --column \1=COL",
     ),

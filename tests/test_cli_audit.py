@@ -452,3 +452,12 @@ def test_sql_checks_its_table_name_and_column_keys(capsys):
     code, out, _ = run(capsys, "sql", "monthly_recurring_revenue", "--table", "analytics.mrr",
                        "--period", "month", "--column", "revenue=mrr")  # fmt: skip
     assert code == 0 and "analytics" in out and "mrr" in out
+
+
+def test_eval_without_period_on_a_previous_kpi_says_to_give_one(capsys, tmp_path):
+    data = tmp_path / "mrr.csv"
+    data.write_text("customer,mrr\na,100\n")
+    code, _, err = run(capsys, "eval", "churned_revenue", "--data", str(data),
+                       "--entity", "customer", "--column", "revenue=mrr")  # fmt: skip
+    assert code == 1 and "uses previous()" in err
+    assert err.rstrip().endswith("give the period column with --period COL")
