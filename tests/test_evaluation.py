@@ -383,8 +383,8 @@ def test_kpi_eval_without_period_names_the_option(capsys, tmp_path):
         assert code == 1 and out == ""
         assert err == (
             f"error: {path}: KPI 'churned_revenue' uses previous(), which compares each period "
-            f"with the one before: {PERIOD_HINT}\n"
-        )
+            "with the one before: give the period column with --period COL\n"
+        )  # the CLI's words for the API's PERIOD_HINT
 
 
 def test_evaluate_many_computes_shared_work_once(family, monkeypatch):
