@@ -15,7 +15,7 @@ from typing import Any
 
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
 from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
-from .evaluation import shown_columns
+from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
 
@@ -376,18 +376,9 @@ def add_request_arguments(
 
 def check_request_arguments(args: argparse.Namespace) -> None:
     """The period, entity and group columns of one request name different columns (main()
-    calls this for every command with these arguments, before the command runs)."""
-    by = args.by or []
-    for n, col in enumerate(by):
-        if col in by[:n]:
-            raise KPIError(f"--by {col} is given twice; give each column once")
-        if col == args.period:
-            raise KPIError(f"--by {col}: {col!r} is the period column; results are per period")
-    if args.entity is not None and args.entity == args.period:
-        raise KPIError(
-            f"--entity {args.entity}: {args.entity!r} is the period column; the entity column "
-            "says whose row it is (customer, account...)"
-        )
+    calls this for every command with these arguments, before the command runs): the
+    engines' own rule (evaluation.check_request), worded as options by _CLI_WORDING."""
+    check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -486,6 +477,9 @@ FEATURE_MODULES: tuple[str, ...] = ("site", "sql", "scaffold", "formatting", "ex
 
 #: Python API wording in engine messages, as a command-line user writes it.
 _CLI_WORDING = (
+    (re.compile(r"^by column '([^']*)' is given twice"), r"--by \1 is given twice"),
+    (re.compile(r"^by column '([^']*)' is the period"), r"--by \1: '\1' is the period"),
+    (re.compile(r"^entity column '([^']*)' is the period"), r"--entity \1: '\1' is the period"),
     (re.compile(r"pass entity='your_entity_column'"), "give the entity column with --entity COL"),
     (
         re.compile(r"pass period='your_period_column' \(kpi eval: --period COL\)"),

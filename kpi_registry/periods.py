@@ -87,14 +87,12 @@ def monthly_rows(axis: TimeAxis, entities: np.ndarray | None, grain: str | None)
         return None
     if grain is not None and GRAINS.get(grain) in ("D", "W"):
         return None
-    days = np.flatnonzero(axis.present)  # distinct days, as offsets from axis.first
-    months = pd.PeriodIndex.from_ordinals(days + axis.first, freq="D").asfreq("M").asi8
-    n_months = len(np.unique(months))
+    monthly = to_months(axis)
+    n_months = int(monthly.present.sum())
     if n_months < 2:
         return None
-    monthly = to_months(axis)
     if entities is None:
-        if len(days) != n_months:
+        if int(axis.present.sum()) != n_months:  # some month has two days
             return None
     else:
         ent = entities.astype(np.int64) * (axis.count + 1)
