@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import KPIError
@@ -286,18 +286,23 @@ def _in_process(paths, include_bundled, layout, docs, html, strict, progress, re
         del registry  # the generator holds it, and releases it before the HTML build
         bar = progress.phase("rendering pages", len(generator.registry))
         generator.generate(bar.update)
-        s = generator.summary
-        report.kpis, report.examples, report.calculators = s.kpis, s.examples, s.calculators
+        _take_counts(report, asdict(generator.summary))
         report.pages = len(generator.links.pages)
         report.seconds["render"] = time.perf_counter() - t
         generator.release()
-    finally:  # also when a page fails: this process (kpi site serve) goes on
+    finally:  # also when a page fails: the caller's process may go on
         gc.unfreeze()
         gc.collect()
     t = time.perf_counter()
     warnings = _mkdocs(layout, docs, html, strict, progress, report.pages)
     report.seconds["mkdocs"] = time.perf_counter() - t
     return warnings
+
+
+def _take_counts(report: BuildReport, counts: dict[str, int]) -> None:
+    """The renderer's counts (a Summary as a dict, as it crosses the pipe) into the report."""
+    for key in ("kpis", "examples", "calculators"):
+        setattr(report, key, counts[key])
 
 
 def shard_chars(ids: Sequence[str], n: int, head_start: int = 0) -> list[str]:
@@ -390,10 +395,7 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
         if failed:
             send.send(("definitions", failed))
         else:
-            s = generator.summary
-            send.send(
-                ("done", {"kpis": s.kpis, "examples": s.examples, "calculators": s.calculators})
-            )
+            send.send(("done", asdict(generator.summary)))
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
         send.send(_failure(e))
     finally:
@@ -450,8 +452,7 @@ def _pipeline(paths, include_bundled, layout, docs, html, strict, progress, jobs
                 elif message[0] == "ready":
                     ready.append(message[1])
                 elif message[0] == "done":
-                    for key in ("kpis", "examples", "calculators"):
-                        setattr(report, key, message[1][key])
+                    _take_counts(report, message[1])
                     report.seconds["render"] = time.perf_counter() - start
                     start = time.perf_counter()
                     rendering = False
