@@ -341,8 +341,8 @@ def _infer_periods(source: _Input, req: Request):
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
     axis, fmt = infer_period_format(values, req.period)
-    if axis.base == "D" and fmt.kind in ("date", "text") and _monthly_rows(source, req, axis):
-        months = pandas_periods.to_months(axis)
+    months = _monthly_rows(source, req, axis) if fmt.kind in ("date", "text") else None
+    if months is not None:
         if fmt.kind == "date":
             return months, PeriodFormat("date", "M", fmt.labels)
         texts = [v if isinstance(v, str) else str(v) for v in values]
@@ -351,21 +351,23 @@ def _infer_periods(source: _Input, req: Request):
     return axis, fmt
 
 
-def _monthly_rows(source: _Input, req: Request, axis) -> bool:
-    """periods.monthly_rows, decided by DuckDB: monthly rows dated on a billing day are months
-    when no entity (or, without one, no month) has two different days in one month."""
-    if req.grain is not None and pandas_periods.GRAINS.get(req.grain) in ("D", "W"):
-        return False
-    if len(np.unique(pandas_periods.to_months(axis).codes)) < 2:
-        return False
-    day = b.col(req.period).sql("duckdb")
-    keys = f"date_trunc('month', CAST({day} AS DATE))"
-    if req.entity is not None and req.entity in source.columns:
-        keys = f"{b.col(req.entity).sql('duckdb')}, {keys}"
+def _monthly_rows(source: _Input, req: Request, axis):
+    """``periods.monthly_rows`` for data in DuckDB: the axis in months, or None. Without an
+    entity the distinct days already read decide it; with one, DuckDB checks that no entity
+    has two different days in one month."""
+    if req.entity is None or req.entity not in source.columns:
+        return pandas_periods.monthly_rows(axis, None, req.grain)
+    # its other conditions (days, two months or more, no day or week grain), with each
+    # distinct value as its own entity so that the per-entity check passes here
+    months = pandas_periods.monthly_rows(axis, np.arange(len(axis.codes)), req.grain)
+    if months is None:
+        return None
+    day = f"CAST({b.col(req.period).sql('duckdb')} AS DATE)"  # a timestamp's day, as pandas
+    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
     table = source.table.sql("duckdb")
     per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
     found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
-    return int(found["n"].iloc[0] or 0) <= 1
+    return months if int(found["n"].iloc[0] or 0) <= 1 else None
 
 
 def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -> pd.DataFrame:
