@@ -25,10 +25,16 @@ def replace_text(path: Path, text: str) -> None:
         if target.exists():
             shutil.copymode(target, temp)
         else:  # mkstemp makes it private (0600); a new file is made as open() would make it
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temp, 0o666 & ~umask)
+            os.chmod(temp, 0o666 & ~umask())
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def umask() -> int:
+    """The process's umask: what a file or folder made the usual way leaves out of 0o666/0o777
+    (mkstemp and mkdtemp make theirs private instead)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

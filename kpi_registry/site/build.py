@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import KPIError
+from ..files import umask
 from ..registry import bundled_dir, load
 from .progress import Progress
 
@@ -639,9 +640,7 @@ def _work_folder(prefix: str, parent: Path) -> Path:
     """A temporary folder beside the target, readable as the target would be (mkdtemp makes
     it private, and it becomes the published site)."""
     work = Path(tempfile.mkdtemp(prefix=prefix, dir=_ready(parent)))
-    umask = os.umask(0)
-    os.umask(umask)
-    work.chmod(0o777 & ~umask)
+    work.chmod(0o777 & ~umask())
     return work
 
 
