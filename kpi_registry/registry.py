@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import schema, validation
+from . import schema, targets, validation
 from .errors import (
     DefinitionError,
     Diagnostic,
@@ -84,6 +84,7 @@ class LoadResult:
     report: Report
     files: int = 0
     functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
 
 #: A category id names files and pages (the site's category pages), so it is kept plain.
@@ -215,6 +216,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     report = Report()
     kpis: dict[str, KPI] = {}
     taxonomy = Taxonomy()
+    book = targets.TargetBook()
     n_files = 0
     loaded: set[Path] = set()
     taxonomy_folders: set[Path] = set()
@@ -223,6 +225,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
         if home.resolve() not in taxonomy_folders and home.is_dir():
             taxonomy_folders.add(home.resolve())
             _load_taxonomy(home, taxonomy, report)
+            if (home / targets.TARGETS_FILE).is_file():
+                book.add(targets.read_targets_file(home / targets.TARGETS_FILE, report))
         try:
             files = definition_files(folder)
         except DefinitionError as e:
@@ -270,6 +274,9 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                     f"override{did_you_mean(kpi_id, kpis)}",
                 )
             kpis[kpi_id] = kpi
+    for kpi in kpis.values():
+        book.add(targets.targets_in_definition(kpi.data, kpi.id, str(kpi.path), report))
+    targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
     _check_function_refs(taxonomy, report)
     for kpi in kpis.values():
         validation.check_taxonomy(kpi, taxonomy.categories, report)
@@ -281,7 +288,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     if examples:
         for kpi in kpis.values():
             validation.check_examples(kpis, kpi, report)
-    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions)
+    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
 
 
 def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
@@ -290,7 +297,7 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     result = collect(paths, include_bundled=include_bundled, examples=examples)
     if result.report:
         raise DefinitionError(result.report.errors)
-    return Registry(result.kpis, result.taxonomy, result.functions)
+    return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -318,6 +325,7 @@ class Registry:
     kpis: dict[str, KPI]
     taxonomy: dict[str, Category] = field(default_factory=dict)
     functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
     def __post_init__(self) -> None:
         self._body_words: dict[str, set[str]] | None = None
@@ -504,11 +512,13 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
-        also be a Parquet/CSV path or glob, or a DuckDB relation)."""
+        also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
+        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
         self[kpi_id]
         result = self.evaluate_many(
             [kpi_id],
@@ -519,6 +529,7 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            with_targets=with_targets,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -533,19 +544,32 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
-        """Several KPIs at once, a column each; sub-expressions they share are computed once."""
+        """Several KPIs at once, a column each; sub-expressions they share are computed once.
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
         ids = [ids] if isinstance(ids, str) else list(ids)
         for kpi_id in ids:
             self[kpi_id]
         request = _request(period, entity, by, grain, columns)
         if engine == "pandas":
-            return evaluate_many(self.kpis, ids, data, request)
-        if engine == "duckdb":
+            result = evaluate_many(self.kpis, ids, data, request)
+        elif engine == "duckdb":
             from .sql import evaluate_duckdb
 
-            return evaluate_duckdb(self.kpis, ids, data, request)
-        raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+            result = evaluate_duckdb(self.kpis, ids, data, request)
+        else:
+            raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+        if not with_targets:
+            return result
+        return targets.add_status(
+            targets.require_frame(result),
+            ids,
+            {i: self.kpis[i].direction for i in ids},
+            self.targets,
+            request.period,
+            request.by,
+        )
 
     def to_sql(
         self,
