@@ -56,12 +56,44 @@ def _width() -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
+    if args.against:
+        from .history import check_against
+
+        files = [k.path for k in result.kpis.values() if k.origin != "bundled" or not paths]
+        check_against(files, args.against, result.report)
     for diag in result.report.diagnostics:
         print(diag)
     errors = len(result.report.errors)
     n = len(result.kpis)
     print(f"{n} definition{'s' * (n != 1)}, {errors} error{'s' * (errors != 1)}")
     return EXIT_ERRORS if errors else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .history import diff_libraries, library_at, library_now
+    from .registry import bundled_dir
+
+    folders = [Path(f) for f in args.path or []] or [bundled_dir("definitions")]
+    changes = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise KPIError(f"{folder}: no such folder")
+        old = library_at(folder, args.old)
+        new = library_at(folder, args.new) if args.new else library_now(folder)
+        changes.extend(diff_libraries(old, new))
+    if args.format == "json":
+        print(json.dumps([vars(c) for c in changes], indent=2))
+        return EXIT_OK
+    if not changes:
+        print(f"no changes to definitions between {args.old} and {args.new or 'the files now'}")
+        return EXIT_OK
+    current = None
+    for change in changes:
+        if change.kpi != current:
+            current = change.kpi
+            print(change.kpi)
+        print(f"  {change.summary}")
+    return EXIT_OK
 
 
 # -- list / search / show -------------------------------------------------------------------
@@ -466,7 +498,32 @@ def build_parser() -> argparse.ArgumentParser:
         "it is loaded too, so your files may reference bundled KPIs)",
     )
     p.add_argument("--no-examples", action="store_true", help="skip re-computing examples")
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="also compare with git revision REV (e.g. HEAD, main): a definition whose formula, "
+        "datapoints or unit changed needs a new version, and a certified one is no longer "
+        "certified",
+    )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "diff",
+        help="what changed in the library between two git revisions",
+        description="List the changes to definitions between two git revisions, KPI by KPI: "
+        "formulas, datapoints, units, directions, relations, examples, added and removed KPIs. "
+        "With one revision, compares it with the files on disk.",
+    )
+    p.add_argument("old", metavar="REV", help="the earlier revision, e.g. v1.2 or HEAD~5")
+    p.add_argument("new", metavar="REV", nargs="?", help="the later one (default: the files now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a definition folder to compare (repeatable; default: the bundled library's)",
+    )
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
