@@ -57,6 +57,21 @@ class UnknownKPIError(KPIError, KeyError):
         return self.args[0]
 
 
+class AmbiguousKPIError(KPIError, KeyError):
+    """A name that is an alias of several KPIs: the caller must say which."""
+
+    def __init__(self, name: str, candidates: Iterable[str]):
+        self.name = name
+        self.candidates = sorted(candidates)
+        super().__init__(
+            f"{name!r} is an alias of {len(self.candidates)} KPIs: "
+            f"{_or_list(self.candidates)}; give the id"
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class DataError(KPIError):
     """The data given to an evaluation does not fit the definition (column, type, period)."""
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import schema, targets, validation
 from .errors import (
+    AmbiguousKPIError,
     DefinitionError,
     Diagnostic,
     KPIError,
@@ -328,15 +329,33 @@ class Registry:
     targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
     def __post_init__(self) -> None:
+        self._names: dict[str, set[str]] | None = None  # id, name or alias -> ids
         self._body_words: dict[str, set[str]] | None = None
         self._reverse: dict[tuple[str, str], list[dict[str, str]]] | None = None
 
     # -- collection -------------------------------------------------------------------
     def __getitem__(self, kpi_id: str) -> KPI:
-        try:
-            return self.kpis[kpi_id]
-        except KeyError:
-            raise UnknownKPIError(kpi_id, self.kpis) from None
+        """A KPI by its id, or by its name or an alias that only it has ("NRR")."""
+        return self.kpis[self.resolve(kpi_id)]
+
+    def resolve(self, name: str) -> str:
+        """The id a user means: an id as is; else a name or alias, ignoring case, spaces and
+        punctuation, when exactly one KPI has it (an alias two KPIs share is an error naming
+        both)."""
+        if name in self.kpis:
+            return name
+        if self._names is None:
+            index: dict[str, set[str]] = {}
+            for kpi in self.kpis.values():
+                for text in (kpi.id, kpi.name, *kpi.aliases):
+                    index.setdefault(" ".join(_words(str(text))), set()).add(kpi.id)
+            self._names = index
+        owners = self._names.get(" ".join(_words(str(name))), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        if owners:
+            raise AmbiguousKPIError(name, owners)
+        raise UnknownKPIError(name, self.kpis)
 
     def __contains__(self, kpi_id: object) -> bool:
         return kpi_id in self.kpis
@@ -519,7 +538,7 @@ class Registry:
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
         also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
         ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
-        self[kpi_id]
+        kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
             data,
@@ -548,9 +567,7 @@ class Registry:
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
         ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
         if engine == "pandas":
             result = evaluate_many(self.kpis, ids, data, request)
@@ -610,9 +627,7 @@ class Registry:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
