@@ -97,24 +97,73 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 # -- list / search / show -------------------------------------------------------------------
-def _table(reg: Registry, kpis: Sequence[KPI]) -> None:
+def _table(reg: Registry, kpis: Sequence[KPI], category: str | None = None) -> None:
+    """One line per KPI: id, name, [function / categories]. With a category filter the matched
+    category is shown even where it is not the KPI's main one (marked 'also')."""
     if not kpis:
         print("no KPIs match")
         return
     width = max(len(k.id) for k in kpis)
     for k in kpis:
-        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {k.category}]")
+        where = k.category
+        if category is not None and category != k.category:
+            where = f"{k.category}, also {category}"
+        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {where}]")
+
+
+#: The columns of `kpi list --format csv|json`: the catalog a spreadsheet or a script wants.
+LIST_COLUMNS = (
+    "id",
+    "name",
+    "abbreviations",
+    "function",
+    "category",
+    "categories",
+    "unit",
+    "direction",
+    "indicator_type",
+    "status",
+    "owner",
+    "version",
+)
+
+
+def _catalog_rows(reg: Registry, kpis: Sequence[KPI]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": k.id,
+            "name": k.name,
+            "abbreviations": " ".join(a for a in k.aliases if a.isupper() and " " not in a),
+            "function": reg.function_of(k.id).id,
+            "category": k.category,
+            "categories": " ".join(k.categories),
+            "unit": k.unit,
+            "direction": k.direction,
+            "indicator_type": k.indicator_type,
+            "status": k.status,
+            "owner": str(k.data.get("owner") or ""),
+            "version": str(k.data.get("version") or ""),
+        }
+        for k in kpis
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     _check_filter(reg, args)
-    _table(
-        reg,
-        reg.filter(
-            category=args.category, industry=args.industry, tag=args.tag, function=args.function
-        ),
+    kpis = reg.filter(
+        category=args.category, industry=args.industry, tag=args.tag, function=args.function
     )
+    if args.format == "json":
+        print(json.dumps(_catalog_rows(reg, kpis), indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=LIST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_catalog_rows(reg, kpis))
+    else:
+        _table(reg, kpis, args.category)
     return EXIT_OK
 
 
@@ -150,7 +199,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         function=args.function,
         limit=args.limit,
     )
-    _table(reg, hits)
+    _table(reg, hits, args.category)
     return EXIT_OK
 
 
@@ -527,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default), or the catalog as CSV or JSON: id, name, abbreviations, "
+        "function, categories, unit, direction, indicator type, status, owner, version",
+    )
     add_path_argument(p)
     p.set_defaults(func=cmd_list)
 
