@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
-from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
+from .errors import (
+    DataError,
+    DefinitionError,
+    KPIError,
+    MissingColumnsError,
+    UnknownKPIError,
+    _or_list,
+    did_you_mean,
+)
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
@@ -284,6 +292,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                     [f"{dp.name} ({dp.unit}, {dp.time}, missing={dp.missing}): {dp.description}"]
                 )
             )
+    needed = reg.inputs(kpi.id)
+    if needed and [dp.name for dp in needed] != list(kpi.datapoints):
+        print("\nData columns it needs (with the KPIs it is built from)")
+        print("-" * 54)
+        print(_bullets([f"{dp.name} ({dp.unit}): {dp.description}" for dp in needed]))
     sections = [
         ("Leading indicators", reg.leading(kpi.id)),
         ("Lagging indicators", reg.lagging(kpi.id)),
@@ -380,6 +393,8 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
             engine=args.engine,
             with_targets=with_targets,
         )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
     except DataError as e:
         if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
             message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
@@ -712,6 +727,9 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERRORS
+    except MissingColumnsError as e:
+        print(f"error: {_missing_columns_message(e, getattr(args, 'data', None))}", file=sys.stderr)
+        return EXIT_ERRORS
     except UnknownKPIError as e:
         reg = getattr(args, "registry", None)
         near = near_kpis(reg, e.kpi_id, e.suggestions) if reg is not None else e.suggestions
@@ -734,6 +752,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERRORS
     except Exception as e:  # a bug of ours, not bad input: say so, keep the trace on request
         return _internal_error(e)
+
+
+def _missing_columns_message(e: MissingColumnsError, data: str | None) -> str:
+    plural = len(e.missing) > 1
+    names = ", ".join(
+        f"{m.datapoint!r}" + (f" (--column {m.datapoint}={m.mapped_to})" if m.mapped_to else "")
+        for m in e.missing
+    )
+    shown = ", ".join(repr(c) for c in e.columns[:12]) + (" ..." if len(e.columns) > 12 else "")
+    options = " ".join(f"--column {m.datapoint}=COL" for m in e.missing)
+    text = (
+        f"{data + ': ' if data else ''}the data has no column for datapoint{'s' * plural} "
+        f"{names}; columns are {shown}. Map {'each' if plural else 'it'} with {options}"
+    )
+    return text + "".join(f"\n  {m.datapoint}: {m.description} ({m.unit})" for m in e.missing)
 
 
 def _internal_error(e: Exception) -> int:

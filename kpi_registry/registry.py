@@ -22,6 +22,8 @@ from .errors import (
     DefinitionError,
     Diagnostic,
     KPIError,
+    MissingColumn,
+    MissingColumnsError,
     Report,
     UnknownKPIError,
     did_you_mean,
@@ -29,7 +31,7 @@ from .errors import (
 from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
-from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category
+from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -486,6 +488,28 @@ class Registry:
             return []
         return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
 
+    def inputs(self, kpi_ids: str | Sequence[str], supplied: Iterable[str] = ()) -> list[Datapoint]:
+        """Every raw datapoint the KPIs read, through the KPIs they are built from (first use
+        first): the columns the data needs. A KPI in ``supplied`` (given as a column of its
+        own) stops the walk there."""
+        todo = [self.resolve(i) for i in ([kpi_ids] if isinstance(kpi_ids, str) else kpi_ids)]
+        given = set(supplied) - set(todo)  # a requested KPI is computed, never read
+        seen: set[str] = set()
+        out: dict[str, Datapoint] = {}
+        while todo:
+            kpi_id = todo.pop(0)
+            if kpi_id in seen:
+                continue
+            seen.add(kpi_id)
+            if kpi_id in given:
+                continue
+            kpi = self.kpis[kpi_id]
+            for name, dp in kpi.datapoints.items():
+                if name not in self.kpis:
+                    out.setdefault(name, dp)
+            todo.extend(self.dependencies(kpi_id))
+        return list(out.values())
+
     def used_in(self, kpi_id: str) -> list[str]:
         """KPIs whose formula references this one (computed in reverse)."""
         self[kpi_id]
@@ -569,6 +593,8 @@ class Registry:
         ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns(ids, data, request)
         if engine == "pandas":
             result = evaluate_many(self.kpis, ids, data, request)
         elif engine == "duckdb":
@@ -587,6 +613,20 @@ class Registry:
             request.period,
             request.by,
         )
+
+    def _check_columns(self, ids: list[str], data: pd.DataFrame, request: Request) -> None:
+        """Name every missing column at once, with what it means, before any engine runs:
+        one error per attempt made a user discover a KPI's inputs one by one."""
+        present = {str(c) for c in data.columns}
+        column = {dp: request.columns.get(dp, dp) for dp in request.columns}
+        supplied = [k for k in self.kpis if column.get(k, k) in present]
+        missing = [
+            MissingColumn(dp.name, dp.description, dp.unit, request.columns.get(dp.name))
+            for dp in self.inputs(ids, supplied)
+            if column.get(dp.name, dp.name) not in present
+        ]
+        if missing:
+            raise MissingColumnsError(missing, list(data.columns))
 
     def to_sql(
         self,

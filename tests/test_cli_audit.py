@@ -224,6 +224,7 @@ def test_messages_speak_in_options_not_python_arguments(capsys, mrr):
     assert err == (
         f"error: {mrr}: the data has no column for datapoint 'revenue'; columns are 'customer', "
         "'month', 'mrr'. Map it with --column revenue=COL\n"
+        "  revenue: One customer's MRR in the period. (currency)\n"  # what it means (#19)
     )
     code, _, err = run(
         capsys, "eval", "net_revenue_retention", "--data", mrr, "--period", "month", *REVENUE

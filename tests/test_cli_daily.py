@@ -37,3 +37,41 @@ def test_list_exports_the_catalog_as_csv_and_json(capsys):
     records = json.loads(capsys.readouterr().out)
     assert {r["id"] for r in records} == {k.id for k in reg.filter(function="sales")}
     assert all(r["function"] == "sales" for r in records)
+
+
+def test_every_missing_column_is_named_at_once_with_its_meaning(tmp_path, capsys):
+    import pandas as pd
+    import pytest
+
+    from kpi_registry.errors import MissingColumnsError
+
+    reg = kpi_registry.load()
+    assert [dp.name for dp in reg.inputs("customer_lifetime_value")] == [
+        "revenue",
+        "revenue_recognized",
+        "cost_of_revenue",
+    ]
+    frame = pd.DataFrame({"customer": ["a"], "month": ["2024-01"], "mrr": [1.0]})
+    request = {"period": "month", "entity": "customer", "columns": {"revenue": "mrr"}}
+    for engine in ("pandas", "duckdb"):
+        with pytest.raises(MissingColumnsError) as info:
+            reg.evaluate("customer_lifetime_value", frame, engine=engine, **request)
+        assert [m.datapoint for m in info.value.missing] == [
+            "revenue_recognized",
+            "cost_of_revenue",
+        ]
+    # A KPI given as a column of its own needs none of its inputs: no error, a result.
+    frame["gross_margin"] = 70.0
+    assert len(reg.evaluate("customer_lifetime_value", frame, **request)) == 1
+
+    data = tmp_path / "mrr.csv"
+    frame.drop(columns="gross_margin").to_csv(data, index=False)
+    args = ["eval", "CLV", "--data", str(data), "--period", "month", "--entity", "customer"]
+    assert main([*args, "--column", "revenue=mrr"]) == 1
+    err = capsys.readouterr().err
+    assert "'revenue_recognized', 'cost_of_revenue'" in err
+    assert "--column revenue_recognized=COL --column cost_of_revenue=COL" in err
+    assert "Direct cost of delivering" in err  # what the column means
+    assert main(["show", "customer_lifetime_value"]) == 0
+    shown = capsys.readouterr().out
+    assert "Data columns it needs" in shown and "- cost_of_revenue (currency):" in shown

@@ -509,6 +509,7 @@ class SiteGenerator:
             searched=SEARCHED_SECTIONS,
             source_file=self.source_file(kpi),
             group=self.group_of(kpi.id),
+            inputs=reg.inputs(kpi.id),
             history=self.history_of(kpi)[:MAX_HISTORY],
             history_more=max(0, len(self.history_of(kpi)) - MAX_HISTORY),
         )
