@@ -71,10 +71,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         check_against(files, args.against, result.report)
     for diag in result.report.diagnostics:
         print(diag)
-    errors = len(result.report.errors)
+    errors, warnings = len(result.report.errors), len(result.report.warnings)
     n = len(result.kpis)
-    print(f"{n} definition{'s' * (n != 1)}, {errors} error{'s' * (errors != 1)}")
-    return EXIT_ERRORS if errors else EXIT_OK
+    summary = f"{n} definition{'s' * (n != 1)}, {errors} error{'s' * (errors != 1)}"
+    if warnings:
+        summary += f", {warnings} warning{'s' * (warnings != 1)}"
+        summary += " (errors with --strict)" if not args.strict else ""
+    print(summary)
+    return EXIT_ERRORS if errors or (args.strict and warnings) else EXIT_OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -562,6 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
         "it is loaded too, so your files may reference bundled KPIs)",
     )
     p.add_argument("--no-examples", action="store_true", help="skip re-computing examples")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings (a TODO or placeholder left in a draft) are errors too",
+    )
     p.add_argument(
         "--against",
         metavar="REV",

@@ -157,6 +157,16 @@ class Report:
     def add(self, path: str, line: int, column: int, field_path: str, message: str) -> None:
         self.diagnostics.append(Diagnostic(str(path), line, column, field_path, message))
 
+    def warn(self, path: str, line: int, column: int, field_path: str, message: str) -> None:
+        """Something to finish rather than a mistake (an error under ``kpi validate --strict``)."""
+        self.diagnostics.append(
+            Diagnostic(str(path), line, column, field_path, message, severity="warning")
+        )
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics.extend(diagnostics)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import schema, targets, validation
+from .drafts import check_unfinished
 from .errors import (
     AmbiguousKPIError,
     DefinitionError,
@@ -282,6 +283,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
     _check_function_refs(taxonomy, report)
     for kpi in kpis.values():
+        check_unfinished(kpi, report)
         validation.check_taxonomy(kpi, taxonomy.categories, report)
         validation.check_references(kpi, kpis, report)
         validation.check_required_attributes(kpi, report)

@@ -75,3 +75,46 @@ def test_every_missing_column_is_named_at_once_with_its_meaning(tmp_path, capsys
     assert main(["show", "customer_lifetime_value"]) == 0
     shown = capsys.readouterr().out
     assert "Data columns it needs" in shown and "- cost_of_revenue (currency):" in shown
+
+
+def test_kpi_new_guesses_unit_and_direction_from_the_name(tmp_path, capsys):
+    import pytest  # noqa: F401
+
+    from kpi_registry.scaffold import guess_direction, guess_unit
+
+    assert guess_unit("Support Cost per Ticket") == ("currency", "cost")
+    assert guess_direction("Support Cost per Ticket") == ("lower_is_better", "cost")
+    assert guess_unit("Revenue Churn Rate")[0] == "percent"
+    assert guess_unit("Burn Rate")[0] == "currency"
+    assert guess_unit("Time to Hire")[0] == "duration"
+    assert guess_direction("Employee NPS") is None and guess_unit("Employee NPS")[0] == "score"
+    assert guess_unit("Widget Foo") is None and guess_direction("Widget Foo") is None
+
+    folder = tmp_path / "kpis"
+    assert (
+        main(["new", "Support Cost per Ticket", "--category", "sales", "--dir", str(folder)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "guessed unit: currency (from 'cost' in the name)" in out
+    assert "direction: lower_is_better (from 'cost' in the name)" in out
+    text = (folder / "support_cost_per_ticket.yaml").read_text()
+    assert "\nunit: currency\n" in text and "\ndirection: lower_is_better\n" in text
+    args = ["new", "Widget Foo", "--category", "sales", "--dir", str(folder), "--unit", "ratio"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "direction: higher_is_better (not clear from the name)" in out and "unit:" not in out
+
+
+def test_validate_warns_of_todos_and_strict_makes_them_errors(tmp_path, capsys):
+    folder = tmp_path / "kpis"
+    assert (
+        main(["new", "Support Cost per Ticket", "--category", "sales", "--dir", str(folder)]) == 0
+    )
+    capsys.readouterr()
+    assert main(["validate", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "summary: still says TODO: fill it in [warning]" in out
+    assert "formula.expression: is still the placeholder kpi new wrote" in out
+    assert out.rstrip().endswith("warnings (errors with --strict)")
+    assert main(["validate", "--strict", str(folder)]) == 1
+    assert "0 errors" in capsys.readouterr().out  # the warnings alone fail it
