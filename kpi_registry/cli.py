@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
-from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
+from .errors import (
+    DataError,
+    DefinitionError,
+    KPIError,
+    MissingColumnsError,
+    UnknownKPIError,
+    _or_list,
+    did_you_mean,
+)
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
@@ -56,6 +64,11 @@ def _width() -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
+    if args.against:
+        from .history import check_against
+
+        files = [k.path for k in result.kpis.values() if k.origin != "bundled" or not paths]
+        check_against(files, args.against, result.report)
     for diag in result.report.diagnostics:
         print(diag)
     errors = len(result.report.errors)
@@ -64,25 +77,101 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if errors else EXIT_OK
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .history import diff_libraries, library_at, library_now
+    from .registry import bundled_dir
+
+    folders = [Path(f) for f in args.path or []] or [bundled_dir("definitions")]
+    changes = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise KPIError(f"{folder}: no such folder")
+        old = library_at(folder, args.old)
+        new = library_at(folder, args.new) if args.new else library_now(folder)
+        changes.extend(diff_libraries(old, new))
+    if args.format == "json":
+        print(json.dumps([vars(c) for c in changes], indent=2))
+        return EXIT_OK
+    if not changes:
+        print(f"no changes to definitions between {args.old} and {args.new or 'the files now'}")
+        return EXIT_OK
+    current = None
+    for change in changes:
+        if change.kpi != current:
+            current = change.kpi
+            print(change.kpi)
+        print(f"  {change.summary}")
+    return EXIT_OK
+
+
 # -- list / search / show -------------------------------------------------------------------
-def _table(reg: Registry, kpis: Sequence[KPI]) -> None:
+def _table(reg: Registry, kpis: Sequence[KPI], category: str | None = None) -> None:
+    """One line per KPI: id, name, [function / categories]. With a category filter the matched
+    category is shown even where it is not the KPI's main one (marked 'also')."""
     if not kpis:
         print("no KPIs match")
         return
     width = max(len(k.id) for k in kpis)
     for k in kpis:
-        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {k.category}]")
+        where = k.category
+        if category is not None and category != k.category:
+            where = f"{k.category}, also {category}"
+        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {where}]")
+
+
+#: The columns of `kpi list --format csv|json`: the catalog a spreadsheet or a script wants.
+LIST_COLUMNS = (
+    "id",
+    "name",
+    "abbreviations",
+    "function",
+    "category",
+    "categories",
+    "unit",
+    "direction",
+    "indicator_type",
+    "status",
+    "owner",
+    "version",
+)
+
+
+def _catalog_rows(reg: Registry, kpis: Sequence[KPI]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": k.id,
+            "name": k.name,
+            "abbreviations": " ".join(a for a in k.aliases if a.isupper() and " " not in a),
+            "function": reg.function_of(k.id).id,
+            "category": k.category,
+            "categories": " ".join(k.categories),
+            "unit": k.unit,
+            "direction": k.direction,
+            "indicator_type": k.indicator_type,
+            "status": k.status,
+            "owner": str(k.data.get("owner") or ""),
+            "version": str(k.data.get("version") or ""),
+        }
+        for k in kpis
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     _check_filter(reg, args)
-    _table(
-        reg,
-        reg.filter(
-            category=args.category, industry=args.industry, tag=args.tag, function=args.function
-        ),
+    kpis = reg.filter(
+        category=args.category, industry=args.industry, tag=args.tag, function=args.function
     )
+    if args.format == "json":
+        print(json.dumps(_catalog_rows(reg, kpis), indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=LIST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_catalog_rows(reg, kpis))
+    else:
+        _table(reg, kpis, args.category)
     return EXIT_OK
 
 
@@ -118,7 +207,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         function=args.function,
         limit=args.limit,
     )
-    _table(reg, hits)
+    _table(reg, hits, args.category)
     return EXIT_OK
 
 
@@ -203,6 +292,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                     [f"{dp.name} ({dp.unit}, {dp.time}, missing={dp.missing}): {dp.description}"]
                 )
             )
+    needed = reg.inputs(kpi.id)
+    if needed and [dp.name for dp in needed] != list(kpi.datapoints):
+        print("\nData columns it needs (with the KPIs it is built from)")
+        print("-" * 54)
+        print(_bullets([f"{dp.name} ({dp.unit}): {dp.description}" for dp in needed]))
     sections = [
         ("Leading indicators", reg.leading(kpi.id)),
         ("Lagging indicators", reg.lagging(kpi.id)),
@@ -299,6 +393,8 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
             engine=args.engine,
             with_targets=with_targets,
         )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
     except DataError as e:
         if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
             message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
@@ -466,10 +562,42 @@ def build_parser() -> argparse.ArgumentParser:
         "it is loaded too, so your files may reference bundled KPIs)",
     )
     p.add_argument("--no-examples", action="store_true", help="skip re-computing examples")
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="also compare with git revision REV (e.g. HEAD, main): a definition whose formula, "
+        "datapoints or unit changed needs a new version, and a certified one is no longer "
+        "certified",
+    )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "diff",
+        help="what changed in the library between two git revisions",
+        description="List the changes to definitions between two git revisions, KPI by KPI: "
+        "formulas, datapoints, units, directions, relations, examples, added and removed KPIs. "
+        "With one revision, compares it with the files on disk.",
+    )
+    p.add_argument("old", metavar="REV", help="the earlier revision, e.g. v1.2 or HEAD~5")
+    p.add_argument("new", metavar="REV", nargs="?", help="the later one (default: the files now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a definition folder to compare (repeatable; default: the bundled library's)",
+    )
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default), or the catalog as CSV or JSON: id, name, abbreviations, "
+        "function, categories, unit, direction, indicator type, status, owner, version",
+    )
     add_path_argument(p)
     p.set_defaults(func=cmd_list)
 
@@ -599,6 +727,9 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERRORS
+    except MissingColumnsError as e:
+        print(f"error: {_missing_columns_message(e, getattr(args, 'data', None))}", file=sys.stderr)
+        return EXIT_ERRORS
     except UnknownKPIError as e:
         reg = getattr(args, "registry", None)
         near = near_kpis(reg, e.kpi_id, e.suggestions) if reg is not None else e.suggestions
@@ -621,6 +752,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERRORS
     except Exception as e:  # a bug of ours, not bad input: say so, keep the trace on request
         return _internal_error(e)
+
+
+def _missing_columns_message(e: MissingColumnsError, data: str | None) -> str:
+    plural = len(e.missing) > 1
+    names = ", ".join(
+        f"{m.datapoint!r}" + (f" (--column {m.datapoint}={m.mapped_to})" if m.mapped_to else "")
+        for m in e.missing
+    )
+    shown = ", ".join(repr(c) for c in e.columns[:12]) + (" ..." if len(e.columns) > 12 else "")
+    options = " ".join(f"--column {m.datapoint}=COL" for m in e.missing)
+    text = (
+        f"{data + ': ' if data else ''}the data has no column for datapoint{'s' * plural} "
+        f"{names}; columns are {shown}. Map {'each' if plural else 'it'} with {options}"
+    )
+    return text + "".join(f"\n  {m.datapoint}: {m.description} ({m.unit})" for m in e.missing)
 
 
 def _internal_error(e: Exception) -> int:

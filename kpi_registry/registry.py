@@ -18,9 +18,12 @@ import pandas as pd
 
 from . import schema, targets, validation
 from .errors import (
+    AmbiguousKPIError,
     DefinitionError,
     Diagnostic,
     KPIError,
+    MissingColumn,
+    MissingColumnsError,
     Report,
     UnknownKPIError,
     did_you_mean,
@@ -28,7 +31,7 @@ from .errors import (
 from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
-from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category
+from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -328,15 +331,33 @@ class Registry:
     targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
     def __post_init__(self) -> None:
+        self._names: dict[str, set[str]] | None = None  # id, name or alias -> ids
         self._body_words: dict[str, set[str]] | None = None
         self._reverse: dict[tuple[str, str], list[dict[str, str]]] | None = None
 
     # -- collection -------------------------------------------------------------------
     def __getitem__(self, kpi_id: str) -> KPI:
-        try:
-            return self.kpis[kpi_id]
-        except KeyError:
-            raise UnknownKPIError(kpi_id, self.kpis) from None
+        """A KPI by its id, or by its name or an alias that only it has ("NRR")."""
+        return self.kpis[self.resolve(kpi_id)]
+
+    def resolve(self, name: str) -> str:
+        """The id a user means: an id as is; else a name or alias, ignoring case, spaces and
+        punctuation, when exactly one KPI has it (an alias two KPIs share is an error naming
+        both)."""
+        if name in self.kpis:
+            return name
+        if self._names is None:
+            index: dict[str, set[str]] = {}
+            for kpi in self.kpis.values():
+                for text in (kpi.id, kpi.name, *kpi.aliases):
+                    index.setdefault(" ".join(_words(str(text))), set()).add(kpi.id)
+            self._names = index
+        owners = self._names.get(" ".join(_words(str(name))), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        if owners:
+            raise AmbiguousKPIError(name, owners)
+        raise UnknownKPIError(name, self.kpis)
 
     def __contains__(self, kpi_id: object) -> bool:
         return kpi_id in self.kpis
@@ -467,6 +488,28 @@ class Registry:
             return []
         return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
 
+    def inputs(self, kpi_ids: str | Sequence[str], supplied: Iterable[str] = ()) -> list[Datapoint]:
+        """Every raw datapoint the KPIs read, through the KPIs they are built from (first use
+        first): the columns the data needs. A KPI in ``supplied`` (given as a column of its
+        own) stops the walk there."""
+        todo = [self.resolve(i) for i in ([kpi_ids] if isinstance(kpi_ids, str) else kpi_ids)]
+        given = set(supplied) - set(todo)  # a requested KPI is computed, never read
+        seen: set[str] = set()
+        out: dict[str, Datapoint] = {}
+        while todo:
+            kpi_id = todo.pop(0)
+            if kpi_id in seen:
+                continue
+            seen.add(kpi_id)
+            if kpi_id in given:
+                continue
+            kpi = self.kpis[kpi_id]
+            for name, dp in kpi.datapoints.items():
+                if name not in self.kpis:
+                    out.setdefault(name, dp)
+            todo.extend(self.dependencies(kpi_id))
+        return list(out.values())
+
     def used_in(self, kpi_id: str) -> list[str]:
         """KPIs whose formula references this one (computed in reverse)."""
         self[kpi_id]
@@ -519,7 +562,7 @@ class Registry:
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
         also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
         ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
-        self[kpi_id]
+        kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
             data,
@@ -548,10 +591,10 @@ class Registry:
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
         ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns(ids, data, request)
         if engine == "pandas":
             result = evaluate_many(self.kpis, ids, data, request)
         elif engine == "duckdb":
@@ -570,6 +613,20 @@ class Registry:
             request.period,
             request.by,
         )
+
+    def _check_columns(self, ids: list[str], data: pd.DataFrame, request: Request) -> None:
+        """Name every missing column at once, with what it means, before any engine runs:
+        one error per attempt made a user discover a KPI's inputs one by one."""
+        present = {str(c) for c in data.columns}
+        column = {dp: request.columns.get(dp, dp) for dp in request.columns}
+        supplied = [k for k in self.kpis if column.get(k, k) in present]
+        missing = [
+            MissingColumn(dp.name, dp.description, dp.unit, request.columns.get(dp.name))
+            for dp in self.inputs(ids, supplied)
+            if column.get(dp.name, dp.name) not in present
+        ]
+        if missing:
+            raise MissingColumnsError(missing, list(data.columns))
 
     def to_sql(
         self,
@@ -610,9 +667,7 @@ class Registry:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 

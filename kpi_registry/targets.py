@@ -106,26 +106,34 @@ def read_targets_file(path: Path, report: Report) -> list[Target]:
 
 
 def targets_in_definition(data: Mapping, kpi_id: str, path: str, report: Report) -> list[Target]:
-    """The ``targets:`` of a KPI's own file (entries without a kpi, or naming this one)."""
+    """The ``targets:`` of a KPI's own file (entries without a kpi, or naming this one). Their
+    shape is the JSON Schema's to report; what it cannot see (dates, ranges) is reported here."""
     entries = data.get("targets") or []
     if not isinstance(entries, list):
-        return []  # the schema reports it
+        return []
     return [
         t
         for i, entry in enumerate(entries)
-        if (t := _target(data, ("targets", i), entry, kpi_id, path, report)) is not None
+        if (t := _target(data, ("targets", i), entry, kpi_id, path, report, False)) is not None
     ]
 
 
 def _target(
-    doc: Any, where: tuple, entry: Any, kpi_id: str | None, path: str, report: Report
+    doc: Any,
+    where: tuple,
+    entry: Any,
+    kpi_id: str | None,
+    path: str,
+    report: Report,
+    report_shape: bool = True,
 ) -> Target | None:
     line, col = position_of(doc, where)
     field_name = f"targets[{where[1]}]"
+    shape_report = report if report_shape else Report()  # else the schema reports the shape
 
-    def fail(key: str | None, message: str) -> None:
+    def fail(key: str | None, message: str, into: Report = shape_report) -> None:
         at = position_of(doc, (*where, key)) if key else (line, col)
-        report.add(path, at[0], at[1], f"{field_name}.{key}" if key else field_name, message)
+        into.add(path, at[0], at[1], f"{field_name}.{key}" if key else field_name, message)
 
     if not isinstance(entry, Mapping):
         fail(None, "expected a mapping with at least kpi and target")
@@ -135,7 +143,7 @@ def _target(
         fail(key, f"unknown field {key!r}{did_you_mean(key, _FIELDS)}")
     kpi = entry.get("kpi", kpi_id)
     if kpi_id is not None and kpi not in (None, kpi_id):
-        fail("kpi", f"a target in {kpi_id}'s own file is for {kpi_id}, not {kpi!r}")
+        fail("kpi", f"a target in {kpi_id}'s own file is for {kpi_id}, not {kpi!r}", report)
         return None
     if not isinstance(kpi, str) or not kpi:
         fail(None, "needs the kpi it is for")
@@ -171,10 +179,11 @@ def _target(
         try:
             dates[key] = _period_bound(value, end=key == "to")
         except ValueError:
-            fail(key, f"expected a date or a period such as 2024-01, 2024Q1 or 2024, got {value!r}")
+            message = f"expected a date or a period such as 2024-01, 2024Q1 or 2024, got {value!r}"
+            fail(key, message, report)
             return None
     if dates["from"] and dates["to"] and dates["from"] > dates["to"]:
-        fail("to", f"ends ({dates['to']}) before it starts ({dates['from']})")
+        fail("to", f"ends ({dates['to']}) before it starts ({dates['from']})", report)
         return None
     return Target(
         kpi=kpi,
