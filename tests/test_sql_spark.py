@@ -267,3 +267,26 @@ def test_spark_sql_reads_the_period_format(spark, reg):
     text = spark_sql(reg.kpis, ["churned_revenue"], TINY, request, spark=spark)
     stamped = spark_sql(reg.kpis, ["churned_revenue"], dates, request, spark=spark)
     assert "EXTRACT(YEAR FROM" in stamped and "EXTRACT(YEAR FROM" not in text
+
+
+def test_a_stored_nan_is_missing_as_in_pandas(spark, reg):
+    """A Spark DataFrame made from pandas keeps NaN as a number; the pandas engine reads it as
+    missing, and so must the SQL (Spark would otherwise sum it into NaN)."""
+    from pyspark.sql import types as T
+
+    frame = TINY.assign(mrr=[100.0, float("nan"), 120.0, 5.0, float("nan")])
+    schema = T.StructType(
+        [
+            T.StructField("month", T.StringType()),
+            T.StructField("customer", T.StringType()),
+            T.StructField("mrr", T.DoubleType()),
+            T.StructField("row", T.LongType()),
+        ]
+    )
+    rows = [(*r, i) for i, r in enumerate(frame.itertuples(index=False))]
+    data = spark.createDataFrame(rows, schema)
+    request = Request("month", "customer", [], None, MAP)
+    ids = ["starting_revenue", "churned_revenue", "expansion_revenue"]
+    want = evaluate_many(reg.kpis, ids, frame, request)
+    assert_same(want, evaluate_spark(reg.kpis, ids, data, request, order="row"))
+    assert not want[ids].isna().all().all()

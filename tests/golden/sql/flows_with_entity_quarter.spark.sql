@@ -4,7 +4,7 @@ WITH source AS (
     (
       CAST(SUBSTRING(CAST(order_month AS STRING), 1, 4) AS INT) - 1970
     ) * 12 + CAST(SUBSTRING(CAST(order_month AS STRING), 6, 2) AS INT) - 1 AS _base_period,
-    CAST(orders AS DOUBLE) AS orders
+    NULLIF(CAST(orders AS DOUBLE), CAST('NaN' AS DOUBLE)) AS orders
   FROM shop.orders
   WHERE
     NOT customer IS NULL

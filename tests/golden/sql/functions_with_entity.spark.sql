@@ -6,11 +6,11 @@ WITH source AS (
     ) * 4 + CAST(SUBSTRING(CAST(quarter AS STRING), 6, 1) AS INT) - 1 AS _base_period,
     region,
     plan,
-    CAST(arr AS DOUBLE) AS revenue,
-    CAST(discount AS DOUBLE) AS discount,
-    CAST(score AS DOUBLE) AS score,
-    CAST(plan_price AS DOUBLE) AS plan_price,
-    CAST(seats_used AS DOUBLE) AS seats_used,
+    NULLIF(CAST(arr AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue,
+    NULLIF(CAST(discount AS DOUBLE), CAST('NaN' AS DOUBLE)) AS discount,
+    NULLIF(CAST(score AS DOUBLE), CAST('NaN' AS DOUBLE)) AS score,
+    NULLIF(CAST(plan_price AS DOUBLE), CAST('NaN' AS DOUBLE)) AS plan_price,
+    NULLIF(CAST(seats_used AS DOUBLE), CAST('NaN' AS DOUBLE)) AS seats_used,
     loaded_at AS _row_order
   FROM warehouse.accounts
   WHERE

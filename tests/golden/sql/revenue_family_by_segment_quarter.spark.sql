@@ -5,7 +5,7 @@ WITH source AS (
       CAST(SUBSTRING(CAST(month AS STRING), 1, 4) AS INT) - 1970
     ) * 12 + CAST(SUBSTRING(CAST(month AS STRING), 6, 2) AS INT) - 1 AS _base_period,
     segment,
-    CAST(mrr AS DOUBLE) AS revenue
+    NULLIF(CAST(mrr AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue
   FROM analytics.mrr
   WHERE
     NOT customer_id IS NULL

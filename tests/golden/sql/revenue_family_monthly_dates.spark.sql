@@ -4,7 +4,7 @@ WITH source AS (
     CAST((
       EXTRACT(YEAR FROM billing_month) - 1970
     ) * 12 + EXTRACT(MONTH FROM billing_month) - 1 AS INT) AS _base_period,
-    CAST(mrr_usd AS DOUBLE) AS revenue
+    NULLIF(CAST(mrr_usd AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue
   FROM billing.customer_months
   WHERE
     NOT account IS NULL
