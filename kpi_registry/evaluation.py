@@ -174,6 +174,22 @@ def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataEr
     )
 
 
+def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
+    """days_in_period() or business_days_in_period() evaluated without a period column."""
+    who = f"KPI {kpis[0]!r} uses {func}()" if kpis else f"{func}()"
+    if len(kpis) > 1:
+        who += f" (in {kpis[-1]!r})"
+    if scalar:
+        return DataError(
+            f"{who}, which counts the days of each period; numbers given as a mapping have no "
+            "periods: pass rows as a DataFrame with period='your_period_column'"
+        )
+    return DataError(
+        f"{who}, which counts the days of each period: pass period='your_period_column' "
+        "(kpi eval: --period COL)"
+    )
+
+
 def check_columns(req: Request, columns: Collection[Any]) -> None:
     """Every column the request names must be in the data."""
     named = [(f"period column {req.period!r}", req.period)]
@@ -592,9 +608,25 @@ class _Engine:
                 return self._ever_before(node.args[0], max(level, _CELL))
             if node.func == "months_in_period":
                 return periods.months_in(self.out_grain)
+            if node.func in periods.CALENDAR_FUNCTIONS:
+                return self._calendar(node.func, level)
             args = [self._eval(a, level) for a in node.args]
             return _SCALAR_FUNCS[node.func](*args)
         raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+    def _calendar(self, func: str, level: int) -> np.ndarray:
+        """days_in_period() or business_days_in_period(): one value per output period (per
+        base period at _BASE), laid out like the values of ``level``."""
+        if self.req.period is None:
+            raise calendar_needs_period(func, self.in_progress, self.scalar)
+        if level == _BASE:
+            days = periods.calendar_days(self.axis.labels(), func)
+            return np.tile(days, self.layout.n_entities)
+        labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
+        days = periods.calendar_days(labels, func)
+        if level == _PERIOD:
+            return days[None, :]
+        return days[self.cell_period()]
 
     def _require_grid(self, func: str) -> None:
         if not self.layout.grid:
@@ -913,6 +945,5 @@ _SCALAR_FUNCS: dict[str, Callable[..., Any]] = {
     "coalesce": _coalesce,
 }
 
-assert set(_SCALAR_FUNCS) | AGGREGATES | {"previous", "ever_before", "months_in_period"} == set(
-    FUNCTIONS
-)
+_TIME_FUNCS = {"previous", "ever_before", "months_in_period", *periods.CALENDAR_FUNCTIONS}
+assert set(_SCALAR_FUNCS) | AGGREGATES | _TIME_FUNCS == set(FUNCTIONS)

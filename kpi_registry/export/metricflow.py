@@ -56,6 +56,20 @@ GRAIN_DEPENDENT = (
     "expression cannot read"
 )
 
+#: days_in_period() and business_days_in_period() vary with the grain and with each period.
+CALENDAR_DEPENDENT = (
+    "{func}() counts the days of each period at the grain the metric is queried at, which a "
+    "MetricFlow expression cannot read"
+)
+
+
+def _grain_dependent(func: str) -> str | None:
+    if func == "months_in_period":
+        return GRAIN_DEPENDENT
+    if func in ("days_in_period", "business_days_in_period"):
+        return CALENDAR_DEPENDENT.format(func=func)
+    return None
+
 
 class NotMappable(Exception):
     """This formula has no exact MetricFlow equivalent; the message says why."""
@@ -116,8 +130,8 @@ def expression_sql(node: Node, name_sql) -> str:
                 return _greatest_least(args, ">=")
             if n.func == "least":
                 return _greatest_least(args, "<=")
-            if n.func == "months_in_period":
-                raise NotMappable(GRAIN_DEPENDENT)
+            if _grain_dependent(n.func):
+                raise NotMappable(_grain_dependent(n.func))
         raise NotMappable(f"{getattr(n, 'func', type(n).__name__)}() has no SQL form here")
 
     return go(node)
@@ -175,8 +189,8 @@ def _at_absent(node: Node, specs: dict[str, Datapoint]) -> float | bool:
                 return max(known) if known else nan
             if n.func == "least":
                 return min(known) if known else nan
-            if n.func == "months_in_period":
-                raise NotMappable(GRAIN_DEPENDENT)
+            if _grain_dependent(n.func):
+                raise NotMappable(_grain_dependent(n.func))
         raise NotMappable(f"{getattr(n, 'func', '?')}() cannot be checked")
 
     return go(node)

@@ -39,7 +39,14 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
-from ..evaluation import Request, check_columns, check_request, missing_datapoint, needs_period
+from ..evaluation import (
+    Request,
+    calendar_needs_period,
+    check_columns,
+    check_request,
+    missing_datapoint,
+    needs_period,
+)
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
@@ -485,6 +492,12 @@ class _Compiler:
         if isinstance(node, Call) and node.func == "months_in_period":
             months = pandas_periods.months_in(self.grain)
             return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
+        if isinstance(node, Call) and node.func in pandas_periods.CALENDAR_FUNCTIONS:
+            if self.req.period is None:
+                raise calendar_needs_period(node.func, self.in_progress)
+            days = b.calendar_days(b.col(PERIOD), self.grain, node.func)
+            literal = float(days.this) if isinstance(days, exp.Literal) else None
+            return _Value(days, 0, NUMBER, False, literal is not None, False, literal)
         if isinstance(node, Call):
             args = [recurse(a) for a in node.args]
             level = max(a.level for a in args)
