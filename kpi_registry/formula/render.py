@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .nodes import Binary, Call, Name, Node, Number, Unary
 from .functions import AVERAGE_MONTH
+from .nodes import Binary, Call, Name, Node, Number, Unary
 
 # Binding strength, loosest first; used to add only the parentheses that are needed.
 _PRECEDENCE = {
