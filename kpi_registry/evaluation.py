@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 
 from . import periods
-from .errors import DataError, KPIError, UnknownKPIError
+from .errors import (
+    ContradictoryRowsError,
+    DataError,
+    GrainError,
+    InvalidRowsError,
+    KPIError,
+    UnknownKPIError,
+    UnorderedRowsError,
+)
 from .formula import AGGREGATES, FUNCTIONS, Binary, Call, Name, Node, Number, Unary, gap_depth
 from .model import KPI, Datapoint
 
@@ -44,6 +52,7 @@ class Request:
     by: list[str] = field(default_factory=list)
     grain: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    drop_invalid: bool = False  # compute on the valid rows (with a warning) instead of failing
 
 
 def evaluate_many(
@@ -190,6 +199,16 @@ def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) 
     )
 
 
+def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
+    """A KPI whose formula is defined at some grains only, asked for at another (``grain``:
+    the output period's frequency code)."""
+    if not kpi.grains:
+        return
+    name = next((g for g, code in periods.GRAINS.items() if code == grain), grain)
+    if name not in kpi.grains:
+        raise GrainError(kpi.id, name, kpi.grains, kpi.grain_reason, list(asked_for))
+
+
 def check_columns(req: Request, columns: Collection[Any]) -> None:
     """Every column the request names must be in the data."""
     named = [(f"period column {req.period!r}", req.period)]
@@ -285,6 +304,9 @@ class _Engine:
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
         self._multi_row_cells: np.ndarray | None = None
+        self.notes: list[str] = []  # warnings found while reading the data
+        self._exclusions_checked: set[tuple[str, str]] = set()
+        self._dropped_cells: dict[str, list[np.ndarray]] = {}  # contradictory cells left out
         check_request(req)
         check_columns(req, source.columns)
         self._build_layout()
@@ -440,18 +462,89 @@ class _Engine:
             raise missing_datapoint(name, self.req, self.source.columns)
         lay = self.layout
         if not lay.grid:
-            values = self._numbers(col)
-            if self.coarse is not None and spec.time == "stock":
-                last = self.coarse.last_base[self.coarse.to_coarse[self.row_base]]
-                values = np.where(self.row_base == last, values, np.nan)
+            values = self._checked_numbers(name, col, spec)
+            if self.coarse is not None:
+                values = self._coarse_rows(values, spec.coarsening)
+            if (spec.excludes or name in self._dropped_cells) and not base:
+                values = self._exclusive(name, spec, values)
             return values
         grid = self._base_grid(name, col, spec)
         if self.coarse is not None and not base:
-            if spec.time == "stock":
-                grid = grid[:, self.coarse.last_base]
-            else:
-                grid = _sum_columns(grid, self.coarse.to_coarse, len(self.coarse.labels))
-        return grid.reshape(-1)
+            grid = _coarsen_grid(grid, spec.coarsening, self.coarse)
+        values = grid.reshape(-1)
+        if (spec.excludes or name in self._dropped_cells) and not base:
+            values = self._exclusive(name, spec, values)
+        return values
+
+    def _exclusive(self, name: str, spec: Datapoint, values: np.ndarray) -> np.ndarray:
+        """Cells where this flag and one it excludes are both set (a deal won and lost):
+        reported with their rows, or, when asked, left out of both with a warning."""
+        for other in spec.excludes:
+            if (name, other) in self._exclusions_checked or self._column(other) is None:
+                continue
+            self._exclusions_checked.add((name, other))
+            self._datapoint_specs.setdefault(
+                other, Datapoint(other, rows=spec.rows, time=spec.time)
+            )
+            other_values = self.datapoint(other)
+            with np.errstate(invalid="ignore"):
+                clash = np.flatnonzero((values > 0) & (other_values > 0))
+            if not clash.size:
+                continue
+            labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
+            period = str(labels[int(self.cell_period()[clash[0]])])
+            if self.layout.grid:
+                rows = self._rows_of_cells(clash, [name, other])
+                entity = self._entity_label(int(clash[0]) // self.layout.n_periods)
+            else:  # each row is a cell
+                rows, entity = [_label(self.source.index()[clash[0]])], None
+            error = ContradictoryRowsError(name, other, entity, period, rows, int(clash.size))
+            if not self.req.drop_invalid:
+                raise error
+            self.notes.append(f"{error} (left out, as asked)")
+            values = values.copy()
+            values[clash] = np.nan
+            self._dropped_cells.setdefault(other, []).append(clash)
+        for cells in self._dropped_cells.get(name, []):
+            values = values.copy()
+            values[cells] = np.nan
+        return values
+
+    def _rows_of_cells(self, cells: np.ndarray, names: list[str]) -> list:
+        """The rows (labels) of the first of ``cells`` (output cells of the entity grid)
+        that set any of the flags ``names``."""
+        n_base, n_out = self.n_base, self.layout.n_periods
+        entity, base = self.row_cell // n_base, self.row_cell % n_base
+        out_period = self.coarse.to_coarse[base] if self.coarse is not None else base
+        in_cell = entity * n_out + out_period == cells[0]
+        setting = np.zeros(len(in_cell), dtype=bool)
+        for flag in names:
+            col = self._column(flag)
+            with np.errstate(invalid="ignore"):
+                setting |= self._numbers(col) > 0
+        return _sorted_labels([_label(v) for v in self.source.index()[in_cell & setting]])
+
+    def _coarse_rows(self, values: np.ndarray, rule: str) -> np.ndarray:
+        """Without an entity each row is a cell: a closing (opening) balance counts only in
+        the coarse period's last (first) base period, the latest in the last base period
+        with a known value; an average balance is a row's share of the months (right for
+        sum()); flows and events count as they are (an event cannot be told apart from
+        another entity's without an entity column)."""
+        coarse = self.coarse
+        period = coarse.to_coarse[self.row_base]
+        if rule == "closing":
+            return np.where(self.row_base == coarse.last_base[period], values, np.nan)
+        if rule == "opening":
+            return np.where(self.row_base == coarse.first_base[period], values, np.nan)
+        if rule == "average":
+            months = (coarse.last_base - coarse.first_base + 1).astype(float)
+            return values / months[period]
+        if rule == "latest":
+            latest = np.full(len(coarse.labels), -1, dtype=np.int64)
+            known = ~np.isnan(values)
+            np.maximum.at(latest, period[known], self.row_base[known])
+            return np.where(self.row_base == latest[period], values, np.nan)
+        return values
 
     def _base_grid(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
         """The datapoint per entity x base period, its rows combined by its rule: computed
@@ -459,9 +552,86 @@ class _Engine:
         if name not in self._base_grids:
             n_ent, n_base = self.layout.n_entities, self.n_base
             fill = 0.0 if spec.missing == "zero" else np.nan
-            grid = self._combine_rows(self._numbers(col), spec.rows, n_ent * n_base, fill)
+            values = self._checked_numbers(name, col, spec)
+            if spec.rows in ("last", "first"):
+                grid = self._ordered_rows(name, values, spec, n_ent * n_base, fill)
+            else:
+                grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
         return self._base_grids[name]
+
+    def _checked_numbers(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
+        """A datapoint's column as numbers, its values outside ``valid`` reported (or, when
+        the request says so, left out with a warning)."""
+        values = self._numbers(col)
+        if spec.minimum is None and spec.maximum is None:
+            return values
+        with np.errstate(invalid="ignore"):
+            low = values < spec.minimum if spec.minimum is not None else False
+            high = values > spec.maximum if spec.maximum is not None else False
+        bad = np.flatnonzero(low | high)
+        if bad.size:
+            rows = [_label(v) for v in self.source.index()[bad]]
+            shown = [float(v) for v in values[bad]]
+            error = InvalidRowsError(name, col, rows, shown, spec.minimum, spec.maximum)
+            if not self.req.drop_invalid:
+                raise error
+            self.notes.append(f"{error} (left out, as asked)")
+            values = values.copy()
+            values[bad] = np.nan
+        return values
+
+    def _ordered_rows(
+        self, name: str, values: np.ndarray, spec: Datapoint, n: int, fill: float
+    ) -> np.ndarray:
+        """rows: last / first: each entity-period's latest (earliest) row by ``order_by``.
+        Rows with no value count as no row. Several rows that the order cannot tell apart
+        (no order column, or the same order value) are an error naming the entity and period,
+        unless they agree."""
+        cells = self.row_cell
+        known = np.flatnonzero(~np.isnan(values))
+        out = np.full(n, fill)
+        if not known.size:
+            return out
+        cells_k, values_k = cells[known], values[known]
+        counts = np.bincount(cells_k, minlength=n)
+        if counts.max() <= 1:
+            out[cells_k] = values_k
+            return out
+        order_col = spec.order_by and self.req.columns.get(spec.order_by, spec.order_by)
+        if order_col is None or order_col not in self.source.columns:
+            order_col = None
+            order = np.zeros(len(known))  # every row ties: fine only where they agree
+        else:
+            order = _order_values(self.source.series(order_col), order_col)[known]
+        sign = 1.0 if spec.rows == "last" else -1.0
+        frame = pd.DataFrame({"cell": cells_k, "order": sign * order, "value": values_k})
+        top = frame.groupby("cell")["order"].transform("max")
+        chosen = frame[frame["order"] == top]
+        spread = chosen.groupby("cell")["value"].agg(["min", "max"])
+        clash = spread.index[(spread["min"] != spread["max"]).to_numpy()]
+        if len(clash):
+            cell = int(clash[0])
+            self._raise_unordered(name, spec, order_col, cell, chosen, known)
+        picked = chosen.groupby("cell")["value"].first()
+        out[picked.index.to_numpy()] = picked.to_numpy()
+        return out
+
+    def _raise_unordered(self, name, spec, order_col, cell, chosen, known) -> None:
+        tied = chosen.index.to_numpy()[chosen["cell"].to_numpy() == cell]
+        rows = _sorted_labels([_label(v) for v in self.source.index()[known[tied]]])
+        entity = self._entity_label(cell // self.n_base)
+        period = str(self.axis.labels()[cell % self.n_base])
+        raise UnorderedRowsError(name, spec.rows, spec.order_by, order_col, entity, period, rows)
+
+    def _entity_label(self, code: int) -> Any:
+        ids = self.source.plain(self.req.entity)
+        series = pd.Series(ids) if ids is not None else self.source.series(self.req.entity)
+        if ids is not None and _plain_codes(ids) is not None:
+            codes, _ = _plain_codes(ids)
+        else:
+            codes, _ = _entity_codes(series, self.req.entity)
+        return _label(series.iloc[int(np.flatnonzero(codes == code)[0])])
 
     def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
         cells = self.row_cell
@@ -530,6 +700,8 @@ class _Engine:
             kpi = self.kpis[kpi_id]
             if kpi.expression is None:
                 raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            if self.req.period is not None:
+                check_grain(kpi, self.out_grain, [*self.in_progress, kpi_id])
             for name, spec in kpi.datapoints.items():
                 self._datapoint_specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
@@ -769,7 +941,7 @@ class _Engine:
         return periods.present_labels(labels, axis.kind)
 
     def warnings(self) -> list[str]:
-        return gap_warnings(self.axis if self.req.period is not None else None)
+        return gap_warnings(self.axis if self.req.period is not None else None) + self.notes
 
 
 # --------------------------------------------------------------------------------------
@@ -850,6 +1022,58 @@ def _sum_columns(grid: np.ndarray, to_coarse: np.ndarray, n: int) -> np.ndarray:
         flat[several] = round_sums(flat[several], magnitude, terms.reshape(-1)[several])
     out = np.where(any_known, total, np.nan)
     assert out.shape[1] == n
+    return out
+
+
+def _coarsen_grid(grid: np.ndarray, rule: str, coarse: periods.Coarsening) -> np.ndarray:
+    """An entity x base period grid onto the coarse periods, by the datapoint's time rule."""
+    n = len(coarse.labels)
+    if rule == "closing":
+        return grid[:, coarse.last_base]
+    if rule == "opening":
+        return grid[:, coarse.first_base]
+    if rule == "flow":
+        return _sum_columns(grid, coarse.to_coarse, n)
+    starts = np.flatnonzero(np.r_[True, coarse.to_coarse[1:] != coarse.to_coarse[:-1]])
+    known = ~np.isnan(grid)
+    if rule == "event":  # the largest value: a flag set in any base period counts once
+        return np.fmax.reduceat(grid, starts, axis=1)
+    if rule == "average":  # the mean balance over the base periods (missing: null skipped)
+        total = np.add.reduceat(np.where(known, grid, 0.0), starts, axis=1)
+        count = np.add.reduceat(known, starts, axis=1, dtype=np.int64)
+        return _divide(total, count)
+    if rule == "latest":  # the value of the last base period that has one
+        columns = np.where(known, np.arange(grid.shape[1])[None, :], -1)
+        latest = np.maximum.reduceat(columns, starts, axis=1)
+        picked = np.take_along_axis(grid, np.maximum(latest, 0), axis=1)
+        return np.where(latest >= 0, picked, np.nan)
+    raise KPIError(f"unknown time rule {rule!r}")  # pragma: no cover: the schema checks it
+
+
+def _label(value: Any) -> Any:
+    """A row or entity label as a plain Python value (for messages and error fields)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sorted_labels(labels: list) -> list:
+    try:
+        return sorted(labels)
+    except TypeError:  # labels of mixed types: as found
+        return labels
+
+
+def _order_values(series: pd.Series, column: str) -> np.ndarray:
+    """The order_by column as numbers that sort like it: timestamps, dates as text, numbers."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        stamps = pd.to_datetime(series, errors="raise", format="mixed")
+    except (ValueError, TypeError):
+        raise DataError(
+            f"order_by column {column!r} must hold dates, timestamps or numbers"
+        ) from None
+    out = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(float)
+    out[stamps.isna().to_numpy()] = np.nan
     return out
 
 

@@ -46,19 +46,32 @@ ATTRIBUTE_TITLES: dict[str, str] = {
 RELATION_KINDS: tuple[str, ...] = ("leading", "lagging", "related")
 
 
+#: How the rows of one entity in one period combine (``rows:``).
+ROW_RULES = ("sum", "mean", "min", "max", "last", "first")
+#: How one entity's values combine when the grain coarsens (``time:``). ``stock`` is the
+#: older name of ``closing``.
+TIME_RULES = ("flow", "stock", "closing", "opening", "average", "event", "latest")
+
+
 @dataclass(frozen=True)
 class Datapoint:
-    """An input column: how its rows combine within an entity-period and across time."""
+    """An input column: how its rows combine within an entity-period and across time, and
+    which values are valid."""
 
     name: str
     description: str = ""
     unit: str = ""
-    rows: str = "sum"  # sum | mean | min | max | last
-    time: str = "flow"  # flow | stock
+    rows: str = "sum"  # see ROW_RULES
+    time: str = "flow"  # see TIME_RULES
     missing: str = "null"  # zero | null
+    order_by: str | None = None  # the column that orders rows for rows: last / first
+    minimum: float | None = None  # valid values: minimum <= value <= maximum
+    maximum: float | None = None
+    excludes: tuple[str, ...] = ()  # flags that cannot be set together with this one
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Datapoint:
+        valid = d.get("valid") or {}
         return cls(
             name=d["name"],
             description=d.get("description", ""),
@@ -66,10 +79,44 @@ class Datapoint:
             rows=d.get("rows", "sum"),
             time=d.get("time", "flow"),
             missing=d.get("missing") or "null",  # YAML reads `missing: null` as None
+            order_by=d.get("order_by"),
+            minimum=_number_or_none(valid.get("min")),
+            maximum=_number_or_none(valid.get("max")),
+            excludes=tuple(d.get("excludes") or ()),
         )
 
-    def semantics(self) -> tuple[str, str, str]:
-        return (self.rows, self.time, self.missing)
+    @property
+    def coarsening(self) -> str:
+        """The ``time`` rule with ``stock`` read as ``closing``."""
+        return "closing" if self.time == "stock" else self.time
+
+    def describe(self) -> str:
+        """The semantics as a definition writes them, for messages."""
+        text = f"rows={self.rows}, time={self.time}, missing={self.missing}"
+        if self.order_by:
+            text += f", order_by={self.order_by}"
+        if self.minimum is not None or self.maximum is not None:
+            text += f", valid=[{self.minimum}, {self.maximum}]"
+        if self.excludes:
+            text += f", excludes={list(self.excludes)}"
+        return text
+
+    def semantics(self) -> tuple[Any, ...]:
+        return (
+            self.rows,
+            self.coarsening,
+            self.missing,
+            self.order_by,
+            self.minimum,
+            self.maximum,
+            tuple(sorted(self.excludes)),
+        )
+
+
+def _number_or_none(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 @dataclass
@@ -141,6 +188,19 @@ class KPI:
     def formula_text(self) -> str:
         formula = self.data.get("formula")
         return formula.get("expression", "") if isinstance(formula, dict) else ""
+
+    @property
+    def grains(self) -> tuple[str, ...]:
+        """The grains the formula is defined at (``formula.grains``); empty: every grain."""
+        formula = self.data.get("formula")
+        grains = formula.get("grains") if isinstance(formula, dict) else None
+        return tuple(g for g in grains or () if isinstance(g, str))
+
+    @property
+    def grain_reason(self) -> str:
+        """Why the formula is defined at those grains only (``formula.grain_reason``)."""
+        formula = self.data.get("formula")
+        return str(formula.get("grain_reason") or "") if isinstance(formula, dict) else ""
 
     @property
     def datapoints(self) -> dict[str, Datapoint]:

@@ -429,6 +429,7 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
@@ -444,6 +445,7 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            drop_invalid=drop_invalid,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -458,12 +460,18 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
-        """Several KPIs at once, a column each; sub-expressions they share are computed once."""
+        """Several KPIs at once, a column each; sub-expressions they share are computed once.
+
+        Rows outside a datapoint's valid range, or contradicting each other (a deal won and
+        lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
+        lists them as a warning (``frame.attrs["warnings"]``)."""
         ids = [ids] if isinstance(ids, str) else list(ids)
         for kpi_id in ids:
             self[kpi_id]
         request = _request(period, entity, by, grain, columns)
+        request.drop_invalid = drop_invalid
         if engine == "pandas":
             return evaluate_many(self.kpis, ids, data, request)
         if engine == "duckdb":

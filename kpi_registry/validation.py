@@ -138,9 +138,8 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
                     line,
                     col,
                     where,
-                    f"datapoint {dp.name!r} is declared as rows={dp.rows}, time={dp.time}, "
-                    f"missing={dp.missing} here but rows={other_dp.rows}, time={other_dp.time}, "
-                    f"missing={other_dp.missing} in {other.path}; one name must mean one thing",
+                    f"datapoint {dp.name!r} is declared as {dp.describe()} here but "
+                    f"{other_dp.describe()} in {other.path}; one name must mean one thing",
                 )
             seen.setdefault(dp.name, (dp, kpi))
 

@@ -438,7 +438,15 @@ class _Translator:
                     "measure only sees the rows of the period it aggregates"
                 )
         names = sorted({n.name for n in call.walk() if isinstance(n, Name)})
-        times = {specs[n].time for n in names}
+        times = {specs[n].coarsening for n in names}
+        other = times - {"flow", "closing"}
+        if other:
+            rule = sorted(other)[0]
+            raise NotMappable(
+                f"{func}() reads a datapoint with time: {rule} ({', '.join(names)}): a "
+                "MetricFlow measure has no rule that combines the months of a coarser period "
+                "that way"
+            )
         if len(times) > 1:
             raise NotMappable(
                 f"{func}() mixes stock and flow datapoints ({', '.join(names)}): no single "
@@ -486,7 +494,7 @@ class _Translator:
         else:
             expr = value_sql if cond_sql is None else f"CASE WHEN {cond_sql} THEN {value_sql} END"
         measure: dict[str, Any] = {"agg": _MF_AGG[func], "expr": expr}
-        if times == {"stock"}:
+        if times == {"closing"}:
             # A stock (MRR, seats) counts at the period's last date, as in the engine.
             measure["non_additive_dimension"] = {"name": "period", "window_choice": "max"}
         entity = tables.pop()
