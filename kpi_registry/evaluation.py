@@ -92,6 +92,46 @@ def compute(
     return engine.result_table(values)
 
 
+def used_datapoints(
+    kpis: Mapping[str, KPI], ids: Sequence[str], columns: Collection[Any], req: Request
+) -> dict[str, Datapoint]:
+    """The datapoints the KPIs read from ``columns`` (a KPI given as a column reads none),
+    each as the first KPI to declare it declares it, as the engines take them."""
+    specs: dict[str, Datapoint] = {}
+    seen: set[str] = set()
+    todo = list(ids)
+    while todo:
+        kpi_id = todo.pop(0)
+        if kpi_id in seen or kpi_id not in kpis:
+            continue
+        seen.add(kpi_id)
+        kpi = kpis[kpi_id]
+        if req.columns.get(kpi_id, kpi_id) in columns or kpi.expression is None:
+            continue
+        for name, spec in kpi.datapoints.items():
+            if req.columns.get(name, name) in columns:
+                specs.setdefault(name, spec)
+        todo.extend(n.name for n in kpi.expression.walk() if isinstance(n, Name) and n.name in kpis)
+    return specs
+
+
+def check_rows(
+    specs: Mapping[str, Datapoint], rows: pd.DataFrame, req: Request, axis: Any = None
+) -> list[str]:
+    """The checks the engine makes while reading datapoints (valid ranges, rows it cannot
+    order, flags that exclude each other), on ``rows`` alone: raises their errors, or, with
+    ``drop_invalid``, returns their warnings. The DuckDB engine runs it on the rows that can
+    fail them."""
+    columns = {k: v for k, v in req.columns.items() if v in rows.columns}
+    sub = Request(req.period, req.entity, list(req.by), req.grain, columns, req.drop_invalid)
+    engine = _Engine({}, _Source(rows), sub)
+    engine._datapoint_specs.update(specs)
+    for name in specs:
+        if engine._column(name) is not None:
+            engine.datapoint(name)
+    return list(dict.fromkeys(engine.notes))
+
+
 class Rows:
     """Row data given column by column as plain lists, e.g. a worked example's ``data:``.
 
