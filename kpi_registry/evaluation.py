@@ -639,7 +639,10 @@ class _Engine:
             out[cells_k] = values_k
             return out
         order_col = spec.order_by and self.req.columns.get(spec.order_by, spec.order_by)
-        if order_col is None or order_col not in self.source.columns:
+        legacy = not spec.order_by  # a definition from before order_by: the data's order
+        if legacy:
+            order = np.arange(len(known), dtype=float)
+        elif order_col not in self.source.columns:
             order_col = None
             order = np.zeros(len(known))  # every row ties: fine only where they agree
         else:
@@ -655,7 +658,30 @@ class _Engine:
             self._raise_unordered(name, spec, order_col, cell, chosen, known)
         picked = chosen.groupby("cell")["value"].first()
         out[picked.index.to_numpy()] = picked.to_numpy()
+        if legacy:
+            self._note_data_order(name, spec, frame, known)
         return out
+
+    def _note_data_order(self, name: str, spec: Datapoint, frame: pd.DataFrame, known) -> None:
+        """A rows: last/first datapoint without order_by chose among different values by the
+        data's row order: say where, so the user can name the column that orders them."""
+        spread = frame.groupby("cell")["value"].agg(["min", "max"])
+        differing = spread.index[(spread["min"] != spread["max"]).to_numpy()]
+        if not len(differing):
+            return
+        cell = int(differing[0])
+        rows = frame.index.to_numpy()[frame["cell"].to_numpy() == cell]
+        labels = _sorted_labels([_label(v) for v in self.source.index()[known[rows]]])
+        entity = self._entity_label(cell // self.n_base)
+        period = str(self.axis.labels()[cell % self.n_base])
+        more = f" (and {len(differing) - 1} more entity-periods)" if len(differing) > 1 else ""
+        self.notes.append(
+            f"datapoint {name!r} (rows: {spec.rows}) has different values for entity "
+            f"{entity!r} in {period} (rows {', '.join(map(str, labels))}){more} and its "
+            "definition names no order_by column: the row that comes "
+            f"{'last' if spec.rows == 'last' else 'first'} in the data was used, so the "
+            "result depends on the row order; name the column that orders them (order_by)"
+        )
 
     def _raise_unordered(self, name, spec, order_col, cell, chosen, known) -> None:
         tied = chosen.index.to_numpy()[chosen["cell"].to_numpy() == cell]

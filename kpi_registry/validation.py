@@ -123,6 +123,25 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
             if dp.name in names:
                 report.add(kpi.path, line, col, where, f"datapoint {dp.name!r} is declared twice")
             names.add(dp.name)
+            if dp.rows in ("last", "first") and not dp.order_by and kpi.status != "draft":
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r} keeps the {dp.rows} row of each entity-period "
+                    f"(rows: {dp.rows}) but names no order_by column: without one the result "
+                    "depends on the order of the rows; name the column that orders them, such "
+                    "as a response timestamp",
+                )
+            if dp.minimum is not None and dp.maximum is not None and dp.minimum > dp.maximum:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r}: valid min is above max"
+                )
+            if dp.name in dp.excludes:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r} cannot exclude itself"
+                )
             if dp.name in kpis:
                 report.add(
                     kpi.path,

@@ -84,7 +84,8 @@ def test_answers_that_nothing_orders_are_an_error_naming_entity_and_period(reg, 
     )
     assert error.order_by == "responded_at" and error.order_column is None
     same_time = NPS_ROWS.assign(responded_at="2024-01-02 10:00")
-    error = _both_raise(reg, [kpi_id], same_time, Request("month", "respondent"), UnorderedRowsError)
+    request = Request("month", "respondent")
+    error = _both_raise(reg, [kpi_id], same_time, request, UnorderedRowsError)
     assert error.order_column == "responded_at"
 
 
@@ -223,7 +224,7 @@ def test_won_in_one_month_and_lost_in_the_next_contradict_at_quarter_grain(reg):
 # -- the SQL says what it cannot order ----------------------------------------------------------
 def test_sql_orders_the_latest_answer_by_the_order_by_column(reg):
     sql = compile_many(reg.kpis, ["net_promoter_score"], "t", Request("month", "respondent"))
-    assert 'responded_at' in sql
+    assert "responded_at" in sql
     with pytest.raises(SQLCompileError, match="order_by"):
         compile_many(
             reg.kpis,
