@@ -13,8 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .datafiles import _csv_line as csv_line
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
-from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
+from .errors import (
+    DataError,
+    DefinitionError,
+    InvalidRowsError,
+    KPIError,
+    RowsError,
+    UnknownKPIError,
+    _or_list,
+    did_you_mean,
+)
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
@@ -276,7 +286,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             grain=args.grain,
             columns=columns,
             engine=args.engine,
+            drop_invalid=args.drop_invalid,
         )
+    except RowsError as e:  # rows named by their facts: as CSV lines when the file is CSV
+        if checked and checked.kind == "csv":
+            lines = [csv_line(checked, r) if isinstance(r, int) else None for r in e.rows]
+            if all(line is not None for line in lines):
+                what = "line" if isinstance(e, InvalidRowsError) else "lines"
+                raise DataError(f"{args.data}: {e.render(lines, what)}") from None
+        raise DataError(f"{args.data}: {e}") from None
     except DataError as e:
         if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
             message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
@@ -448,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=".csv (also .tsv, .txt, .csv.gz) or .parquet file; with --engine duckdb a glob too",
     )
     add_request_arguments(p, period_required=False)
+    p.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="compute on the rows left after leaving out those outside a datapoint's valid "
+        "range or contradicting each other (they are listed as a warning); without it they "
+        "are an error",
+    )
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument(
         "--engine",

@@ -61,7 +61,19 @@ class DataError(KPIError):
     """The data given to an evaluation does not fit the definition (column, type, period)."""
 
 
-class InvalidRowsError(DataError):
+class RowsError(DataError):
+    """A data error about particular rows, carried as ``rows`` (the data's row labels);
+    ``render(labels, what)`` words it with other labels, such as CSV lines."""
+
+    rows: list
+
+    def render(
+        self, rows: list | None = None, what: str = "row", dropped: bool = False
+    ) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+
+class InvalidRowsError(RowsError):
     """Rows whose value of a datapoint lies outside its valid range (``valid: {min, max}``).
 
     ``rows`` are the data's row labels (a DataFrame's index; front ends turn them into CSV
@@ -81,7 +93,7 @@ class InvalidRowsError(DataError):
         self.minimum, self.maximum = minimum, maximum
         super().__init__(self.render())
 
-    def render(self, rows: list | None = None, what: str = "row") -> str:
+    def render(self, rows: list | None = None, what: str = "row", dropped: bool = False) -> str:
         shown = rows if rows is not None else self.rows
         valid = (
             f"between {_num(self.minimum)} and {_num(self.maximum)}"
@@ -95,13 +107,15 @@ class InvalidRowsError(DataError):
         )
         more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
         column = f" (column {self.column!r})" if self.column != self.datapoint else ""
-        return (
-            f"datapoint {self.datapoint!r}{column} must be {valid}: {listed}{more}. Correct "
-            "those rows, or compute on the others (drop_invalid=True; kpi eval --drop-invalid)"
+        return f"datapoint {self.datapoint!r}{column} must be {valid}: {listed}{more}" + (
+            "; those rows were left out, as asked"
+            if dropped
+            else ". Correct those rows, or compute on the others (drop_invalid=True; kpi eval "
+            "--drop-invalid)"
         )
 
 
-class UnorderedRowsError(DataError):
+class UnorderedRowsError(RowsError):
     """Several rows of one entity in one period that a ``rows: last``/``first`` datapoint
     cannot choose between: no order column, or tied on it, with different values."""
 
@@ -134,7 +148,7 @@ class UnorderedRowsError(DataError):
         return f"{head} and its definition names no order_by column to order them"
 
 
-class ContradictoryRowsError(DataError):
+class ContradictoryRowsError(RowsError):
     """One entity in one period with two flags set that its definition says exclude each
     other (``excludes``): a deal both won and lost."""
 
@@ -143,14 +157,19 @@ class ContradictoryRowsError(DataError):
         self.rows, self.cells = rows, cells
         super().__init__(self.render())
 
-    def render(self, rows: list | None = None, what: str = "rows") -> str:
+    def render(self, rows: list | None = None, what: str = "rows", dropped: bool = False) -> str:
         shown = ", ".join(str(r) for r in (rows if rows is not None else self.rows)[:10])
         more = f" ({self.cells} entity-periods in all)" if self.cells > 1 else ""
         who = f"entity {self.entity!r} has" if self.entity is not None else "a row has"
-        return (
+        head = (
             f"{self.datapoint!r} and {self.other!r} exclude each other, but {who} both in "
-            f"{self.period} ({what} {shown}){more}. Correct those "
-            "rows, or compute without them (drop_invalid=True; kpi eval --drop-invalid)"
+            f"{self.period} ({what} {shown}){more}"
+        )
+        if dropped:
+            return f"{head}; both were left out there, as asked"
+        return (
+            f"{head}. Correct those rows, or compute without them (drop_invalid=True; kpi eval "
+            "--drop-invalid)"
         )
 
 

@@ -346,6 +346,7 @@ class _Engine:
         self._multi_row_cells: np.ndarray | None = None
         self.notes: list[str] = []  # warnings found while reading the data
         self._exclusions_checked: set[tuple[str, str]] = set()
+        self._entity_labels: list | None = None
         self._dropped_cells: dict[str, list[np.ndarray]] = {}  # contradictory cells left out
         check_request(req)
         check_columns(req, source.columns)
@@ -450,8 +451,14 @@ class _Engine:
         customer stays in its last segment), else its first one."""
         if n_ent == 0 or n_base == 0:
             return np.zeros(0, dtype=np.int64)
+        # if one entity-period's rows disagree, the largest group wins (as SQL's MAX), a
+        # missing group only where no row has one: never the row order
         grid = np.full(n_ent * n_base, -1, dtype=np.int64)
-        grid[self.row_cell] = gcodes  # if one entity-period's rows disagree, the last wins
+        null = self._null_groups()[gcodes]
+        np.maximum.at(grid, self.row_cell[null], gcodes[null])
+        known = np.full(n_ent * n_base, -1, dtype=np.int64)
+        np.maximum.at(known, self.row_cell[~null], gcodes[~null])
+        grid = np.where(known >= 0, known, grid)
         grid = grid.reshape(n_ent, n_base)
         cols = np.arange(n_base)
         last_seen = np.maximum.accumulate(np.where(present, cols, -1), axis=1)
@@ -461,6 +468,14 @@ class _Engine:
         if self.coarse is not None:
             carried = carried[:, self.coarse.last_base]
         return carried.reshape(-1)
+
+    def _null_groups(self) -> np.ndarray:
+        """bool per group code: a group whose label (any of its columns) is missing."""
+        columns = list(self.group_labels.values())
+        out = np.zeros(len(columns[0]), dtype=bool)
+        for labels in columns:
+            out |= pd.isna(pd.Series(labels)).to_numpy()
+        return out
 
     @property
     def n_cells(self) -> int:
@@ -532,16 +547,17 @@ class _Engine:
             if not clash.size:
                 continue
             labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
-            period = str(labels[int(self.cell_period()[clash[0]])])
+            first = self._first_cell(clash, self.layout.n_periods)
+            period = str(labels[int(self.cell_period()[first])])
             if self.layout.grid:
-                rows = self._rows_of_cells(clash, [name, other])
-                entity = self._entity_label(int(clash[0]) // self.layout.n_periods)
+                rows = self._rows_of_cells(np.array([first]), [name, other])
+                entity = self._entity_label(first // self.layout.n_periods)
             else:  # each row is a cell
-                rows, entity = [_label(self.source.index()[clash[0]])], None
+                rows, entity = [_label(self.source.index()[first])], None
             error = ContradictoryRowsError(name, other, entity, period, rows, int(clash.size))
             if not self.req.drop_invalid:
                 raise error
-            self.notes.append(f"{error} (left out, as asked)")
+            self.notes.append(error.render(dropped=True))
             values = values.copy()
             values[clash] = np.nan
             self._dropped_cells.setdefault(other, []).append(clash)
@@ -616,7 +632,7 @@ class _Engine:
             error = InvalidRowsError(name, col, rows, shown, spec.minimum, spec.maximum)
             if not self.req.drop_invalid:
                 raise error
-            self.notes.append(f"{error} (left out, as asked)")
+            self.notes.append(error.render(dropped=True))
             values = values.copy()
             values[bad] = np.nan
         return values
@@ -654,7 +670,7 @@ class _Engine:
         spread = chosen.groupby("cell")["value"].agg(["min", "max"])
         clash = spread.index[(spread["min"] != spread["max"]).to_numpy()]
         if len(clash):
-            cell = int(clash[0])
+            cell = self._first_cell(clash.to_numpy(), self.n_base)
             self._raise_unordered(name, spec, order_col, cell, chosen, known)
         picked = chosen.groupby("cell")["value"].first()
         out[picked.index.to_numpy()] = picked.to_numpy()
@@ -669,7 +685,7 @@ class _Engine:
         differing = spread.index[(spread["min"] != spread["max"]).to_numpy()]
         if not len(differing):
             return
-        cell = int(differing[0])
+        cell = self._first_cell(differing.to_numpy(), self.n_base)
         rows = frame.index.to_numpy()[frame["cell"].to_numpy() == cell]
         labels = _sorted_labels([_label(v) for v in self.source.index()[known[rows]]])
         entity = self._entity_label(cell // self.n_base)
@@ -690,14 +706,31 @@ class _Engine:
         period = str(self.axis.labels()[cell % self.n_base])
         raise UnorderedRowsError(name, spec.rows, spec.order_by, order_col, entity, period, rows)
 
-    def _entity_label(self, code: int) -> Any:
-        ids = self.source.plain(self.req.entity)
-        series = pd.Series(ids) if ids is not None else self.source.series(self.req.entity)
-        if ids is not None and _plain_codes(ids) is not None:
-            codes, _ = _plain_codes(ids)
+    def _first_cell(self, cells: np.ndarray, n_periods: int) -> int:
+        """The cell a message names among several: the earliest period, then the smallest
+        entity (or row) label, so that it does not depend on the order of the rows."""
+        cells = np.asarray(cells, dtype=np.int64)
+        if not self.layout.grid:  # cells are rows
+            index = self.source.index()
+            keys = [(int(self.cell_period()[c]), _label(index[c])) for c in cells]
         else:
-            codes, _ = _entity_codes(series, self.req.entity)
-        return _label(series.iloc[int(np.flatnonzero(codes == code)[0])])
+            keys = [(int(c % n_periods), self._entity_label(int(c // n_periods))) for c in cells]
+        try:
+            return int(cells[min(range(len(keys)), key=keys.__getitem__)])
+        except TypeError:  # labels of mixed types
+            return int(cells[min(range(len(keys)), key=lambda i: (keys[i][0], str(keys[i][1])))])
+
+    def _entity_label(self, code: int) -> Any:
+        """The entity column's value for an entity code (for messages)."""
+        if self._entity_labels is None:
+            ids = self.source.plain(self.req.entity)
+            series = pd.Series(ids) if ids is not None else self.source.series(self.req.entity)
+            fast = _plain_codes(ids) if ids is not None else None
+            codes, n = fast or _entity_codes(series, self.req.entity)
+            first = np.full(n, -1, dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+            self._entity_labels = [_label(v) for v in series.to_numpy()[first]]
+        return self._entity_labels[code]
 
     def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
         cells = self.row_cell
@@ -971,7 +1004,11 @@ class _Engine:
         lay = self.layout
         if lay.grid and lay.cell_group is None:  # no groups: a column sum of the grid
             return values.reshape(lay.n_entities, lay.n_periods).sum(axis=0, dtype=float)[None, :]
-        flat = np.bincount(self.cell_key(), weights=values, minlength=shape[0] * shape[1])
+        key = self.cell_key()
+        if not lay.grid:  # cells are rows: add them in the order of their values, so that
+            order = np.lexsort((values, key))  # the sum is the same however rows are sorted
+            key, values = key[order], values[order]
+        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1])
         return flat.reshape(shape)
 
     # -- output ---------------------------------------------------------------------------
@@ -1025,7 +1062,10 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
             used = np.bincount(offsets, minlength=hi - lo + 1) > 0
             remap = np.cumsum(used) - 1
             return remap[offsets], int(used.sum())
-    codes, uniques = pd.factorize(series, sort=False)
+    try:  # in order of the ids, so that no sum depends on the order of the rows
+        codes, uniques = pd.factorize(series, sort=True)
+    except TypeError:  # ids of mixed types cannot be sorted: in order of first appearance
+        codes, uniques = pd.factorize(series, sort=False)
     if (codes < 0).any():
         row = series.index[codes < 0][0]
         raise DataError(f"entity column {column!r} is empty at row {row!r}")
@@ -1038,12 +1078,9 @@ def _plain_codes(values: list) -> tuple[np.ndarray, int] | None:
     kinds = {v.__class__ for v in values}
     if not values or not (kinds == {str} or kinds == {int}):
         return None
-    if kinds == {int}:  # numbered like the pandas path: in order of the ids
-        code = {v: i for i, v in enumerate(sorted(set(values)))}
-    else:  # in order of first appearance, as pandas' factorize
-        code = {}
-        for v in values:
-            code.setdefault(v, len(code))
+    # numbered like the pandas path, in order of the ids: the sums over entities then add
+    # up in the same order however the rows are shuffled, to the last bit
+    code = {v: i for i, v in enumerate(sorted(set(values)))}
     return np.fromiter((code[v] for v in values), np.int64, len(values)), len(code)
 
 

@@ -996,12 +996,10 @@ class _Compiler:
         for spec, _, name in self.datapoints.values():
             items.append(b.alias(self._combine(spec, b.col(name)), name))
         for _user, name in self.groups:
-            # rows of one entity-period that disagree on the group: the last row wins
-            if self.order is not None:
-                value = b.max_by(b.col(name), b.col(ORDER), self.dialect)
-            else:
-                value = exp.Max(this=b.col(name))
-            items.append(b.alias(value, name))
+            # rows of one entity-period that disagree on the group: the largest group, as
+            # the pandas engine takes it (never the row order, which would make the result
+            # depend on how the rows happen to be sorted)
+            items.append(b.alias(exp.Max(this=b.col(name)), name))
         items += self._supplied_columns(None)
         return exp.select(*items).from_("source").group_by(b.col(ENTITY), b.col(BASE))
 
