@@ -261,9 +261,11 @@ def datapoint_frame(kpis, seed: int = 11, customers: int = 30, months: int = 14)
                 values = rng.choice([0.0, 0.0, 49.0, 99.0, 120.5, 250.0, 999.0], n)
             values[rng.random(n) < 0.06] = np.nan
             columns[name] = values
-    for name, other in exclusive:  # a deal is never both won and lost
+    customers = base["customer"].to_numpy()
+    for name, other in exclusive:  # a deal is never both won and lost, in any of its rows
         if other in columns:
-            columns[other] = np.where(columns[name] > 0, 0.0, columns[other])
+            won = np.isin(customers, customers[np.nan_to_num(columns[name]) > 0])
+            columns[other] = np.where(won, 0.0, columns[other])
     return pd.concat([base.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
 
 
