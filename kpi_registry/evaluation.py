@@ -343,6 +343,7 @@ class _Engine:
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
+        self._known_cells: dict[str, np.ndarray] = {}  # event/latest, missing: zero
         self._multi_row_cells: np.ndarray | None = None
         self.notes: list[str] = []  # warnings found while reading the data
         self._exclusions_checked: set[tuple[str, str]] = set()
@@ -525,7 +526,12 @@ class _Engine:
             return values
         grid = self._base_grid(name, col, spec)
         if self.coarse is not None and not base:
+            known = self._known_cells.get(name)
+            if known is not None:  # months without a value are no month here; then 0
+                grid = np.where(known, grid, np.nan)
             grid = _coarsen_grid(grid, spec.coarsening, self.coarse)
+            if known is not None:
+                grid = np.where(np.isnan(grid), 0.0, grid)
         values = grid.reshape(-1)
         if (spec.excludes or name in self._dropped_cells) and not base:
             values = self._exclusive(name, spec, values)
@@ -614,6 +620,10 @@ class _Engine:
             else:
                 grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
+            if spec.coarsening in ("event", "latest") and spec.missing == "zero":
+                # these rules read the months that have a value, as SQL reads the cells
+                known = np.bincount(self.row_cell[~np.isnan(values)], minlength=n_ent * n_base)
+                self._known_cells[name] = known.reshape(n_ent, n_base) > 0
         return self._base_grids[name]
 
     def _checked_numbers(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
