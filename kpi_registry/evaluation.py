@@ -249,6 +249,14 @@ def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
         raise GrainError(kpi.id, name, kpi.grains, kpi.grain_reason, list(asked_for))
 
 
+def distinct_needs_entity(name: str) -> DataError:
+    return DataError(
+        f"datapoint {name!r} counts different values per entity (rows: distinct): pass "
+        "entity='your_entity_column'; without one, count_distinct() counts different values "
+        "over the rows"
+    )
+
+
 def check_columns(req: Request, columns: Collection[Any]) -> None:
     """Every column the request names must be in the data."""
     named = [(f"period column {req.period!r}", req.period)]
@@ -344,6 +352,7 @@ class _Engine:
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
         self._known_cells: dict[str, np.ndarray] = {}  # event/latest, missing: zero
+        self._checked: dict[str, np.ndarray] = {}  # datapoint values, valid ranges checked
         self._multi_row_cells: np.ndarray | None = None
         self.notes: list[str] = []  # warnings found while reading the data
         self._exclusions_checked: set[tuple[str, str]] = set()
@@ -518,6 +527,8 @@ class _Engine:
             raise missing_datapoint(name, self.req, self.source.columns)
         lay = self.layout
         if not lay.grid:
+            if spec.rows == "distinct":
+                raise distinct_needs_entity(name)
             values = self._checked_numbers(name, col, spec)
             if self.coarse is not None:
                 values = self._coarse_rows(values, spec.coarsening)
@@ -525,7 +536,15 @@ class _Engine:
                 values = self._exclusive(name, spec, values)
             return values
         grid = self._base_grid(name, col, spec)
-        if self.coarse is not None and not base:
+        if self.coarse is not None and not base and spec.coarsening == "distinct":
+            # counted again over all the rows of the coarse period, not added up
+            n_out = len(self.coarse.labels)
+            entity, period = self.row_cell // self.n_base, self.row_cell % self.n_base
+            cells = entity * n_out + self.coarse.to_coarse[period]
+            fill = 0.0 if spec.missing == "zero" else np.nan
+            values = self._checked_numbers(name, col, spec)
+            grid = self._distinct_rows(values, cells, lay.n_entities * n_out, fill)
+        elif self.coarse is not None and not base:
             known = self._known_cells.get(name)
             if known is not None:  # months without a value are no month here; then 0
                 grid = np.where(known, grid, np.nan)
@@ -617,6 +636,8 @@ class _Engine:
             values = self._checked_numbers(name, col, spec)
             if spec.rows in ("last", "first"):
                 grid = self._ordered_rows(name, values, spec, n_ent * n_base, fill)
+            elif spec.rows == "distinct":
+                grid = self._distinct_rows(values, self.row_cell, n_ent * n_base, fill)
             else:
                 grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
@@ -626,9 +647,25 @@ class _Engine:
                 self._known_cells[name] = known.reshape(n_ent, n_base) > 0
         return self._base_grids[name]
 
+    @staticmethod
+    def _distinct_rows(values: np.ndarray, cells: np.ndarray, n: int, fill: float) -> np.ndarray:
+        """rows: distinct: the number of different known values among each cell's rows."""
+        known = ~np.isnan(values)
+        pairs = pd.DataFrame({"cell": cells[known], "value": values[known]}).drop_duplicates()
+        out = np.full(n, fill)
+        counts = np.bincount(pairs["cell"].to_numpy(), minlength=n)
+        out[counts > 0] = counts[counts > 0]
+        return out
+
     def _checked_numbers(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
         """A datapoint's column as numbers, its values outside ``valid`` reported (or, when
         the request says so, left out with a warning)."""
+        if name in self._checked:
+            return self._checked[name]
+        self._checked[name] = values = self._check_range(name, col, spec)
+        return values
+
+    def _check_range(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
         values = self._numbers(col)
         if spec.minimum is None and spec.maximum is None:
             return values

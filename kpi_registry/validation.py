@@ -138,6 +138,16 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
                 report.add(
                     kpi.path, line, col, where, f"datapoint {dp.name!r}: valid min is above max"
                 )
+            if (dp.rows == "distinct") != (dp.time == "distinct"):
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r}: rows: distinct and time: distinct go together "
+                    "(different values are counted over all the rows of a coarser period, "
+                    "not added up month by month)",
+                )
             if dp.name in dp.excludes:
                 report.add(
                     kpi.path, line, col, where, f"datapoint {dp.name!r} cannot exclude itself"

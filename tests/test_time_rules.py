@@ -172,3 +172,51 @@ def test_attrition_over_average_headcount(library):
     out = evaluate_many(reg.kpis, ["attrition_rate"], data, request)
     assert out["attrition_rate"].tolist() == pytest.approx([4 / (90 + 40) * 100])
     assert_same(out, evaluate_duckdb(reg.kpis, ["attrition_rate"], data, request))
+
+
+def _tickets_registry(library):
+    tickets = {
+        "name": "ticket_id",
+        "description": "The id of a ticket the agent worked on (one row per update).",
+        "unit": "count",
+        "rows": "distinct",
+        "time": "distinct",
+        "missing": "zero",
+    }
+    library.add("tickets_handled", "sum(ticket_id)", datapoints=[tickets])
+    library.add("busy_agents", "count(ticket_id, ticket_id > 2)", datapoints=[tickets])
+    return kpi_registry.load(library.root, include_bundled=False)
+
+
+def test_distinct_tickets_count_once_over_a_quarter(library):
+    reg = _tickets_registry(library)
+    data = pd.DataFrame(
+        {
+            "agent": ["x", "x", "x", "x", "y"],
+            "month": ["2024-01", "2024-01", "2024-02", "2024-03", "2024-03"],
+            "ticket_id": [101, 101, 101, 102, 101],  # 101 updated in January and February
+        }
+    )
+    monthly = evaluate_many(reg.kpis, ["tickets_handled"], data, Request("month", "agent"))
+    assert monthly["tickets_handled"].tolist() == [1.0, 1.0, 2.0]
+    quarter = Request("month", "agent", [], "quarter")
+    out = evaluate_many(reg.kpis, ["tickets_handled"], data, quarter)
+    assert out["tickets_handled"].tolist() == [3.0]  # x: 101 and 102, y: 101
+    with pytest.raises(Exception, match="rows: distinct"):
+        evaluate_many(reg.kpis, ["tickets_handled"], data, Request("month"))
+
+
+@pytest.mark.parametrize("grain", [None, "quarter", "year"])
+def test_distinct_counts_agree_in_every_engine(library, grain):
+    reg = _tickets_registry(library)
+    data = messy_variants()["messy"].assign(ticket_id=lambda f: f["orders"])
+    request = Request("month", "customer", ["segment"], grain)
+    ids = ["tickets_handled", "busy_agents"]
+    want = evaluate_many(reg.kpis, ids, data, request)
+    assert_same(want, evaluate_duckdb(reg.kpis, ids, data, request))
+    dsn = os.environ.get(POSTGRES_DSN)
+    if dsn:
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            assert_same(want, pg_evaluate(conn, reg.kpis, ids, data, request), strict=False)

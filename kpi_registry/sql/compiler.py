@@ -45,6 +45,7 @@ from ..evaluation import (
     check_columns,
     check_grain,
     check_request,
+    distinct_needs_entity,
     missing_datapoint,
     needs_period,
 )
@@ -359,6 +360,8 @@ class _Compiler:
             if column is None and self.known is not None:
                 raise missing_datapoint(name, self.req, self.known)
             column = column or self.req.columns.get(name, name)
+            if not self.grid and spec.rows == "distinct":
+                raise distinct_needs_entity(name)
             if self.grid and spec.rows in ("last", "first") and self._row_order(spec) is None:
                 raise SQLCompileError(
                     f"datapoint {name!r} keeps the {spec.rows} row of each entity-period "
@@ -681,6 +684,8 @@ class _Compiler:
         layers = self.rows.columns
         cells = "cells"
         if self.grid and self.coarse:
+            if self._distinct_names():
+                add(("distinct_cells", self._distinct_cells()))
             add(("period_cells", self._coarse_cells()))
             cells = "period_cells"
         if sparse:
@@ -1020,6 +1025,9 @@ class _Compiler:
             return b.decimal_sum(value, exp.Count(this=value.copy()))
         if how == "mean":
             return exp.Avg(this=value)
+        if how == "distinct":  # no known value: no value, filled as the datapoint says
+            count = exp.Count(this=exp.Distinct(expressions=[value]))
+            return exp.Nullif(this=count, expression=b.num(0))
         if how == "min":
             return exp.Min(this=value)
         if how == "max":
@@ -1043,12 +1051,35 @@ class _Compiler:
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
         items += [b.alias(self._held_flag(cond), name) for name, cond in self.held.items()]
-        return (
+        select = (
             exp.select(*items)
             .from_(exp.to_table("cells").as_("c"))
             .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "c")))
             .join(exp.to_table("periods").as_("p"), on=b.eq(b.col(PERIOD, "p"), b.col(PERIOD, "k")))
-            .group_by(b.col(ENTITY, "c"), b.col(PERIOD, "k"))
+        )
+        if self._distinct_names():
+            on = b.and_(
+                b.eq(b.col(ENTITY, "d"), b.col(ENTITY, "c")),
+                b.eq(b.col(PERIOD, "d"), b.col(PERIOD, "k")),
+            )
+            select = select.join(exp.to_table("distinct_cells").as_("d"), on=on, join_type="LEFT")
+        return select.group_by(b.col(ENTITY, "c"), b.col(PERIOD, "k"))
+
+    def _distinct_names(self) -> list[str]:
+        return [n for spec, _, n in self.datapoints.values() if spec.coarsening == "distinct"]
+
+    def _distinct_cells(self) -> exp.Select:
+        """time: distinct: the different values over all the rows of an entity's coarse
+        period, counted again from the rows (a sum of the months would count twice)."""
+        items: list[exp.Expression] = [b.col(ENTITY, "s"), b.col(PERIOD, "k")]
+        for name in self._distinct_names():
+            count = exp.Count(this=exp.Distinct(expressions=[b.col(name, "s")]))
+            items.append(b.alias(exp.Nullif(this=count, expression=b.num(0)), name))
+        return (
+            exp.select(*items)
+            .from_(exp.to_table("source").as_("s"))
+            .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "s")))
+            .group_by(b.col(ENTITY, "s"), b.col(PERIOD, "k"))
         )
 
     def _coarse_value(self, spec: Datapoint, name: str) -> exp.Expression:
@@ -1056,6 +1087,8 @@ class _Compiler:
         datapoint's time rule (see ``evaluation._coarsen_grid``)."""
         value = b.col(name, "c")
         rule = spec.coarsening
+        if rule == "distinct":
+            return exp.Max(this=b.col(name, "d"))
         if rule in ("closing", "opening"):
             at = b.eq(b.col(BASE, "c"), b.col(STOCK_BASE if rule == "closing" else OPEN_BASE, "p"))
             return exp.Max(this=b.case((at, value)))
