@@ -233,3 +233,21 @@ def test_sql_orders_the_latest_answer_by_the_order_by_column(reg):
             Request("month", "respondent"),
             columns=["respondent", "month", "score"],
         )
+
+
+# -- 7. the last churn ---------------------------------------------------------------------------
+def test_the_last_months_churn_is_in_every_engine(reg):
+    from kpi_registry.billing import subscriptions_to_months
+
+    subs = pd.DataFrame(
+        {
+            "c": ["a", "b"],
+            "start": ["2024-01-01", "2024-01-01"],
+            "end": ["2024-03-01", "2024-03-10"],
+            "amt": [100, 50],
+        }
+    )
+    months = subscriptions_to_months(subs, entity="c", start="start", end="end", amount="amt")
+    months["month"] = months["month"].astype(str)
+    out = _engines(reg, ["churned_revenue"], months, Request("month", "c"))
+    assert out["churned_revenue"].tolist()[1:] == [0.0, 150.0]
