@@ -205,9 +205,11 @@ def test_a_deal_won_and_lost_is_reported(reg):
         [0],
     )
     asked = Request("month", "deal", drop_invalid=True)
-    out = evaluate_many(reg.kpis, ["win_rate"], data, asked)
+    out = _engines(reg, ["win_rate", "average_deal_size"], data.assign(deal_amount=10.0), asked)
     assert out["win_rate"].tolist() == [50.0]
     assert any("exclude each other" in w for w in out.attrs["warnings"])
+    rows = _engines(reg, ["win_rate"], data, Request("month", drop_invalid=True))
+    assert rows["win_rate"].tolist() == [50.0]  # without an entity, the row is left out
 
 
 def test_won_in_one_month_and_lost_in_the_next_contradict_at_quarter_grain(reg):

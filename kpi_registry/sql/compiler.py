@@ -371,9 +371,51 @@ class _Compiler:
                     "timestamp"
                 )
             self.datapoints[name] = (spec, column, self.names.claim(name))
+            if self.req.drop_invalid:  # flags it excludes are read too, to leave both out
+                for other in spec.excludes:
+                    if self.known is not None and self._data_column(other) is not None:
+                        self.specs.setdefault(
+                            other, Datapoint(other, rows=spec.rows, time=spec.time)
+                        )
+                        self.datapoint(other)
         spec, _, sql_name = self.datapoints[name]
-        nullable = not (self.grid and spec.missing == "zero")
+        nullable = not (self.grid and spec.missing == "zero") or self.req.drop_invalid
         return _Value(b.col(sql_name), 0, NUMBER, nullable)
+
+    def _partners(self, name: str) -> list[str]:
+        """With drop_invalid: the read datapoints that ``name`` excludes or is excluded by."""
+        if not self.req.drop_invalid:
+            return []
+        spec = self.datapoints[name][0]
+        out = [o for o in spec.excludes if o in self.datapoints]
+        out += [a for a, (s, _, _) in self.datapoints.items() if name in s.excludes]
+        return list(dict.fromkeys(out))
+
+    def _filled_in(self, table: str) -> Callable[[str], exp.Expression]:
+        def value_of(dp: str) -> exp.Expression:
+            spec, _, name = self.datapoints[dp]
+            return _filled(spec, b.col(name, table))
+
+        return value_of
+
+    def _cell_value(self, name: str, value_of: Callable[[str], exp.Expression]) -> exp.Expression:
+        """A datapoint's cell value; with drop_invalid, none where it and a flag it excludes
+        are both set (the pandas engine leaves both out there)."""
+        value = value_of(name)
+        partners = self._partners(name)
+        if not partners:
+            return value
+        both = [
+            b.and_(
+                b.binary(exp.GT, value_of(name), b.num(0)),
+                b.binary(exp.GT, value_of(other), b.num(0)),
+            )
+            for other in partners
+        ]
+        clash = both[0]
+        for part in both[1:]:
+            clash = exp.Or(this=clash, expression=part)
+        return b.case((clash, exp.Null()), default=value)
 
     def _row_order(self, spec: Datapoint) -> exp.Expression | None:
         """What orders an entity-period's rows for rows: last / first: the datapoint's
@@ -773,8 +815,8 @@ class _Compiler:
     def _present_cells(self, cells: str) -> exp.Select:
         period = b.col(PERIOD, "c") if self.coarse else b.alias(b.col(BASE, "c"), PERIOD)
         items: list[exp.Expression] = [b.col(ENTITY, "c"), period]
-        for spec, _, name in self.datapoints.values():
-            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
+        for dp, (_, _, name) in self.datapoints.items():
+            items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.col(name, "c"))
             if self.coarse:
@@ -925,10 +967,17 @@ class _Compiler:
         items.append(b.alias(base, BASE))
         for user, name in self.groups:
             items.append(b.col(user) if user == name else b.alias(b.col(user), name))
-        for spec, column, name in self.datapoints.values():
+
+        def read(dp: str) -> exp.Expression:
+            spec, column, _ = self.datapoints[dp]
             value = b.numeric_input(b.col(column), self.dialect)
             if self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
                 value = b.case((_within(value.copy(), spec), value))  # outside: no value
+            return value
+
+        for dp, (_, _, name) in self.datapoints.items():
+            # without an entity each row is a cell: a row with two exclusive flags set
+            value = read(dp) if self.grid else self._cell_value(dp, read)
             items.append(b.alias(value, name))
         for column, name, high in self.supplied.values():
             items.append(b.alias(b.numeric_input(b.col(column), self.dialect), name))
@@ -1121,8 +1170,8 @@ class _Compiler:
         """Every entity in every period; an entity without rows there is 0 or NULL."""
         cell_period = PERIOD if self.coarse else BASE
         items: list[exp.Expression] = [b.col(ENTITY, "e"), b.col(PERIOD, "p")]
-        for spec, _, name in self.datapoints.values():
-            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
+        for dp, (_, _, name) in self.datapoints.items():
+            items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.alias(b.col(name, "c"), _row_group(name)))
             if self.dialect != "duckdb":
