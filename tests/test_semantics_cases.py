@@ -190,12 +190,12 @@ def test_reported_rows_are_the_frames_own_labels(reg):
 def test_a_deal_won_and_lost_is_reported(reg):
     data = pd.DataFrame(
         {
-            "deal": ["d1", "d2", "d3"],
-            "month": ["2024-01"] * 3,
-            "is_won": [1, 0, 1],
-            "is_lost": [1, 1, 0],
+            "deal": ["d1", "d2", "d3", "d4"],
+            "month": ["2024-01"] * 4,
+            "is_won": [1, 0, 1, 1],
+            "is_lost": [1, 1, 0, 0],
         }
-    )
+    )  # counted on both sides, d1 made the win rate 3 / (3 + 2) = 60%
     error = _both_raise(reg, ["win_rate"], data, Request("month", "deal"), ContradictoryRowsError)
     assert (error.datapoint, error.other, error.entity, error.period, error.rows) == (
         "is_won",
@@ -206,10 +206,10 @@ def test_a_deal_won_and_lost_is_reported(reg):
     )
     asked = Request("month", "deal", drop_invalid=True)
     out = _engines(reg, ["win_rate", "average_deal_size"], data.assign(deal_amount=10.0), asked)
-    assert out["win_rate"].tolist() == [50.0]
+    assert out["win_rate"].tolist() == pytest.approx([200 / 3])  # d3, d4 won; d2 lost
     assert any("exclude each other" in w for w in out.attrs["warnings"])
     rows = _engines(reg, ["win_rate"], data, Request("month", drop_invalid=True))
-    assert rows["win_rate"].tolist() == [50.0]  # without an entity, the row is left out
+    assert rows["win_rate"].tolist() == pytest.approx([200 / 3])  # without an entity: the row
 
 
 def test_won_in_one_month_and_lost_in_the_next_contradict_at_quarter_grain(reg):
