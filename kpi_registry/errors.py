@@ -181,6 +181,7 @@ class GrainError(DataError):
         self.reason, self.asked_for = reason, asked_for
         via = f" (used by {asked_for[0]!r})" if len(asked_for) > 1 else ""
         why = f": {reason}" if reason else ""
+        why += f"; a definition can add a formula that is right per {grain} (formula.at_grain)"
         super().__init__(
             f"KPI {kpi_id!r}{via} is defined per {' or '.join(self.grains)}, not per {grain}{why}"
         )

@@ -111,7 +111,8 @@ def used_datapoints(
         for name, spec in kpi.datapoints.items():
             if req.columns.get(name, name) in columns:
                 specs.setdefault(name, spec)
-        todo.extend(n.name for n in kpi.expression.walk() if isinstance(n, Name) and n.name in kpis)
+        for node in [kpi.expression, *kpi.grain_expressions.values()]:
+            todo.extend(n.name for n in node.walk() if isinstance(n, Name) and n.name in kpis)
     return specs
 
 
@@ -244,9 +245,14 @@ def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
     the output period's frequency code)."""
     if not kpi.grains:
         return
-    name = next((g for g, code in periods.GRAINS.items() if code == grain), grain)
-    if name not in kpi.grains:
+    name = grain_name(grain)
+    if name not in kpi.grains and name not in kpi.grain_expressions:
         raise GrainError(kpi.id, name, kpi.grains, kpi.grain_reason, list(asked_for))
+
+
+def grain_name(code: str) -> str:
+    """day, week, month, quarter or year for a frequency code."""
+    return next((g for g, c in periods.GRAINS.items() if c == code), code)
 
 
 def distinct_needs_entity(name: str) -> DataError:
@@ -846,13 +852,15 @@ class _Engine:
             kpi = self.kpis[kpi_id]
             if kpi.expression is None:
                 raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            node = kpi.expression
             if self.req.period is not None:
                 check_grain(kpi, self.out_grain, [*self.in_progress, kpi_id])
+                node = kpi.expression_at(grain_name(self.out_grain))
             for name, spec in kpi.datapoints.items():
                 self._datapoint_specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
             try:
-                value = self.period_value(kpi.expression)
+                value = self.period_value(node)
             finally:
                 self.in_progress.pop()
         value = np.where(np.isfinite(value), value, np.nan)

@@ -137,6 +137,8 @@ class KPI:
     origin: str = "bundled"  # "bundled" or the user folder it came from
     expression: Node | None = None  # parsed formula; None until bound
     overridden: list[Path] = field(default_factory=list)  # files this one replaced
+    #: formulas that are right at a grain the main one is not defined at (formula.at_grain)
+    grain_expressions: dict[str, Node] = field(default_factory=dict)
 
     # Typed views of the fields the code uses -------------------------------------------
     @property
@@ -195,6 +197,19 @@ class KPI:
         formula = self.data.get("formula")
         grains = formula.get("grains") if isinstance(formula, dict) else None
         return tuple(g for g in grains or () if isinstance(g, str))
+
+    @property
+    def at_grain_texts(self) -> dict[str, str]:
+        """formula.at_grain: grain -> the expression that is right at that grain."""
+        formula = self.data.get("formula")
+        at = formula.get("at_grain") if isinstance(formula, dict) else None
+        if not isinstance(at, dict):
+            return {}
+        return {g: t for g, t in at.items() if isinstance(g, str) and isinstance(t, str)}
+
+    def expression_at(self, grain: str | None) -> Node | None:
+        """The formula for a grain (its at_grain formula, else the main one)."""
+        return self.grain_expressions.get(grain or "", self.expression)
 
     @property
     def grain_reason(self) -> str:

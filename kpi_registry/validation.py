@@ -215,7 +215,24 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
             report.add(kpi.path, line, col, "formula.expression", e.render())
             continue
         kpi.expression = node
-        graph[kpi.id] = result.kpis
+        graph[kpi.id] = set(result.kpis)
+        kpi.grain_expressions = {}
+        for grain, other in kpi.at_grain_texts.items():
+            try:
+                alt = parse(other.strip())
+                found = analyse(
+                    alt,
+                    is_kpi=lambda n: n in kpis,
+                    is_datapoint=declared.__contains__,
+                    expression=other.strip(),
+                )
+            except FormulaError as e:
+                line, col = value_position(kpi.data, ("formula", "at_grain", grain))
+                report.add(kpi.path, line, col, f"formula.at_grain.{grain}", e.render())
+                continue
+            kpi.grain_expressions[grain] = alt
+            graph[kpi.id] |= found.kpis
+            result.datapoints |= found.datapoints
         below, replaced = _datapoints_below(result.kpis, kpis)
         if replaced:
             continue  # an override below may use other inputs; this file is not at fault

@@ -220,3 +220,70 @@ def test_distinct_counts_agree_in_every_engine(library, grain):
 
         with psycopg.connect(dsn) as conn:
             assert_same(want, pg_evaluate(conn, reg.kpis, ids, data, request), strict=False)
+
+
+def test_a_formula_defined_per_month_refuses_a_quarter_unless_it_has_one_for_it(library):
+    active = {
+        "name": "active_days",
+        "description": "Days the user was active.",
+        "unit": "count",
+        "time": "flow",
+        "missing": "zero",
+    }
+    library.add(
+        "stickiness",
+        "mean(active_days / days_in_period(), active_days > 0) * 100",
+        datapoints=[active],
+        formula={
+            "expression": "mean(active_days / days_in_period(), active_days > 0) * 100",
+            "grains": ["month"],
+            "grain_reason": "a quarter has no single MAU",
+        },
+    )
+    library.add(
+        "stickiness_any",
+        "mean(active_days / days_in_period(), active_days > 0) * 100",
+        datapoints=[active],
+        formula={
+            "expression": "mean(active_days / days_in_period(), active_days > 0) * 100",
+            "grains": ["month"],
+            "at_grain": {"quarter": "sum(active_days) / days_in_period() / 3 * 100"},
+        },
+    )
+    library.add("uses_stickiness", "stickiness * 2", datapoints=[])
+    reg = kpi_registry.load(library.root, include_bundled=False)
+    data = pd.DataFrame(
+        {"user": ["u"] * 3, "month": ["2024-01", "2024-02", "2024-03"], "active_days": [20] * 3}
+    )
+    quarter = Request("month", "user", [], "quarter")
+    from kpi_registry.errors import GrainError
+
+    with pytest.raises(GrainError, match="no single MAU") as error:
+        evaluate_many(reg.kpis, ["uses_stickiness"], data, quarter)
+    assert (error.value.kpi_id, error.value.asked_for) == (
+        "stickiness",
+        ["uses_stickiness", "stickiness"],
+    )
+    with pytest.raises(GrainError):
+        evaluate_duckdb(reg.kpis, ["stickiness"], data, quarter)
+    out = evaluate_many(reg.kpis, ["stickiness_any"], data, quarter)
+    assert out["stickiness_any"].tolist() == pytest.approx([60 / 91 / 3 * 100])
+    assert_same(out, evaluate_duckdb(reg.kpis, ["stickiness_any"], data, quarter))
+    monthly = evaluate_many(reg.kpis, ["stickiness_any"], data, Request("month", "user"))
+    assert monthly["stickiness_any"].tolist() == pytest.approx([2000 / 31, 2000 / 29, 2000 / 31])
+
+
+def test_a_broken_at_grain_formula_is_reported_at_its_field(library):
+    from kpi_registry.errors import DefinitionError
+
+    library.add(
+        "odd",
+        "sum(revenue)",
+        formula={
+            "expression": "sum(revenue)",
+            "grains": ["month"],
+            "at_grain": {"quarter": "sum(revenu)"},
+        },
+    )
+    with pytest.raises(DefinitionError, match=r"formula\.at_grain\.quarter: unknown name"):
+        kpi_registry.load(library.root, include_bundled=False)

@@ -46,6 +46,7 @@ from ..evaluation import (
     check_grain,
     check_request,
     distinct_needs_entity,
+    grain_name,
     missing_datapoint,
     needs_period,
 )
@@ -302,13 +303,15 @@ class _Compiler:
             kpi = self.kpis[kpi_id]
             if kpi.expression is None:
                 raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            node = kpi.expression
             if self.req.period is not None:
                 check_grain(kpi, self.grain, [*self.in_progress, kpi_id])
+                node = kpi.expression_at(grain_name(self.grain))
             for name, spec in kpi.datapoints.items():
                 self.specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
             try:
-                value = self._kpi_column(kpi_id, kpi.expression)
+                value = self._kpi_column(kpi_id, node)
             finally:
                 self.in_progress.pop()
         self.kpi_values[kpi_id] = value
