@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .datafiles import _csv_line as csv_line
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
 from .errors import (
     DataError,
     DefinitionError,
+    InvalidRowsError,
     KPIError,
     MissingColumnsError,
+    RowsError,
     UnknownKPIError,
     _or_list,
     did_you_mean,
@@ -396,9 +399,17 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
             columns=columns,
             engine=args.engine,
             with_targets=with_targets,
+            drop_invalid=args.drop_invalid,
         )
     except MissingColumnsError:
         raise  # names every missing column itself; main() words it for the command line
+    except RowsError as e:  # rows named by their facts: as CSV lines when the file is CSV
+        if checked and checked.kind == "csv":
+            lines = [csv_line(checked, r) if isinstance(r, int) else None for r in e.rows]
+            if all(line is not None for line in lines):
+                what = "line" if isinstance(e, InvalidRowsError) else "lines"
+                raise DataError(f"{args.data}: {e.render(lines, what)}") from None
+        raise DataError(f"{args.data}: {e}") from None
     except DataError as e:
         if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
             message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
@@ -529,6 +540,16 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
+def _add_drop_invalid_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="compute on the rows left after leaving out those outside a datapoint's valid "
+        "range or contradicting each other (they are listed as a warning); without it they "
+        "are an error",
+    )
+
+
 def _add_engine_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
@@ -643,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=".csv (also .tsv, .txt, .csv.gz) or .parquet file; with --engine duckdb a glob too",
     )
     add_request_arguments(p, period_required=False)
+    _add_drop_invalid_argument(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _add_engine_argument(p)
     p.add_argument(
@@ -665,6 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
     add_request_arguments(p, period_required=False)
     _add_engine_argument(p)
+    _add_drop_invalid_argument(p)
     p.add_argument("--html", metavar="FILE", help="also write the scorecard as an HTML page")
     p.add_argument("--title", default="KPI scorecard", help="title of the HTML page")
     add_path_argument(p)

@@ -223,6 +223,32 @@ def months_in(code: str) -> float:
     return MONTHS_IN[code]
 
 
+#: Calendar facts per period, by function name (days_in_period(), business_days_in_period()).
+CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
+
+
+def calendar_days(labels: pd.PeriodIndex, func: str) -> np.ndarray:
+    """Days (``days_in_period``) or Monday-Friday days (``business_days_in_period``) in each
+    period, counted over its whole calendar span, as floats."""
+    if not len(labels):
+        return np.zeros(0)
+    start = labels.asfreq("D", how="start").asi8  # days since 1970-01-01
+    end = labels.asfreq("D", how="end").asi8 + 1
+    if func == "days_in_period":
+        return (end - start).astype(float)
+    if func != "business_days_in_period":
+        raise ValueError(func)
+    return (_weekdays_before(end) - _weekdays_before(start)).astype(float)
+
+
+def _weekdays_before(day: np.ndarray) -> np.ndarray:
+    """Monday-Friday days from Monday 1969-12-29 (day -3) up to ``day``, exclusive: the same
+    integer arithmetic the SQL compiler writes (sqlbuild.calendar_days)."""
+    shifted = day + 3
+    weeks, rest = np.floor_divide(shifted, 7), np.mod(shifted, 7)
+    return weeks * 5 + np.minimum(rest, 5)
+
+
 def grain_code(grain: str | None, base: str) -> str:
     if grain is None:
         return base

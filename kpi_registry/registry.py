@@ -558,6 +558,7 @@ class Registry:
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
@@ -575,6 +576,7 @@ class Registry:
             columns=columns,
             engine=engine,
             with_targets=with_targets,
+            drop_invalid=drop_invalid,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -590,11 +592,17 @@ class Registry:
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
-        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI.
+
+        Rows outside a datapoint's valid range, or contradicting each other (a deal won and
+        lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
+        lists them as a warning (``frame.attrs["warnings"]``)."""
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
+        request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if engine == "pandas":

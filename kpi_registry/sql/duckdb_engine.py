@@ -26,7 +26,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError
-from ..evaluation import Request, gap_warnings
+from ..evaluation import Request, gap_warnings, used_datapoints
 from ..model import KPI
 from . import sqlbuild as b
 from .compiler import compile_tree
@@ -121,6 +121,7 @@ class _Input:
     relation: Any = None  # a DuckDB relation queried through relation.query()
     freq: str | None = None  # the frequency of a pandas Period column, when one was given
     cleanup: list[Any] = field(default_factory=list)  # set when we opened the connection
+    labels: pd.Index | None = None  # a DataFrame's index: what its row numbers are reported as
 
     @classmethod
     def open(cls, data: Any, req: Request) -> _Input:
@@ -176,11 +177,11 @@ class _Input:
                 view[req.period] = series.array.asi8
                 freq = pandas_periods._freq_code(series.dtype.freq)
         order = None
+        view[_ROW] = np.arange(len(view), dtype=np.int64)  # row numbers for data checks too
         if req.entity is not None:
-            view[_ROW] = np.arange(len(view), dtype=np.int64)
             order = b.col(_ROW)
         con.register(_INPUT, view)
-        return cls(con, exp.to_table(_INPUT), names, order, None, freq, cleanup)
+        return cls(con, exp.to_table(_INPUT), names, order, None, freq, cleanup, frame.index)
 
     @classmethod
     def _file(cls, path: str, req: Request) -> _Input:
@@ -289,10 +290,129 @@ def _run(
     kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str = "auto"
 ) -> pd.DataFrame:
     tree, axis, fmt = _compile(kpis, ids, source, req, layout)
+    notes = _check_rows(kpis, ids, source, req, axis, fmt)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
     result = source.query(tree)
-    return _shape(result, ids, req, axis, fmt, source)
+    frame = _shape(result, ids, req, axis, fmt, source)
+    frame.attrs["warnings"] = frame.attrs["warnings"] + notes
+    return frame
+
+
+def _check_rows(kpis, ids, source: _Input, req: Request, axis, fmt) -> list[str]:
+    """The pandas engine's checks of the rows (valid ranges, rows last/first it cannot order,
+    flags that exclude each other), run on the few rows that can fail them.
+
+    DuckDB picks out those rows (outside a range; entity-periods with several differing
+    values; entities with both flags set), and the pandas engine checks them, so errors and
+    warnings are the same, naming the data's rows. Returns the warnings (drop_invalid)."""
+    specs = used_datapoints(kpis, ids, source.columns, req)
+    checked = {
+        name: spec
+        for name, spec in specs.items()
+        if spec.minimum is not None
+        or spec.maximum is not None
+        or spec.excludes
+        or (spec.rows in ("last", "first") and req.entity is not None)
+    }
+    if not checked:
+        return []
+    row = _row_label(source)
+    keep = [req.period, req.entity, *req.by]
+    wanted: set[str] = set()
+    where: list[exp.Expression] = []
+    for name, spec in checked.items():
+        col = req.columns.get(name, name)
+        wanted.add(col)
+        value = b.col(col)
+        if spec.minimum is not None:
+            where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
+        if spec.maximum is not None:
+            where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
+        if spec.rows in ("last", "first") and req.entity is not None:
+            order = req.columns.get(spec.order_by, spec.order_by) if spec.order_by else None
+            if order in source.columns:
+                wanted.add(order)
+            where.append(_in_cells_with_several_values(source, req, fmt, col))
+        for other in spec.excludes:
+            other_col = req.columns.get(other, other)
+            if other_col in source.columns:
+                wanted.add(other_col)
+                where.append(_in_entities_with_both(source, req, col, other_col))
+    columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
+    select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
+    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
+    rows = source.query(select)
+    if rows.empty:
+        return []
+    labels = rows.pop("_kpi_label").to_numpy()
+    if source.labels is not None:
+        labels = source.labels[labels.astype(np.int64)]
+    rows.index = pd.Index(labels)
+    if axis is not None and axis.base == "M" and fmt is not None and fmt.kind == "mapping":
+        # days read as months (monthly rows): the subset is read the same way
+        rows[req.period] = [str(pd.Period(v, "M")) for v in rows[req.period]]
+    from ..evaluation import check_rows
+
+    return check_rows(checked, rows, req, axis)
+
+
+def _row_label(source: _Input) -> exp.Expression:
+    """Each row's number as the pandas engine reports it (a CSV or Parquet file's data row
+    from 0; a DataFrame's position, turned into its index label after the query)."""
+    if source.labels is not None:
+        return b.col(_ROW)
+    if isinstance(source.order, exp.Column):
+        return source.order.copy()
+    number = exp.Window(this=exp.RowNumber())
+    return b.binary(exp.Sub, number, b.num(1))
+
+
+def _or(parts: list[exp.Expression]) -> exp.Expression:
+    out = parts[0]
+    for part in parts[1:]:
+        out = exp.Or(this=out, expression=part)
+    return out
+
+
+def _cell_key(req: Request, fmt) -> list[exp.Expression]:
+    period = b.col(req.period)
+    if fmt is not None and fmt.kind not in ("mapping",):
+        period = b.base_ordinal(b.col(req.period), fmt)
+    return [b.col(req.entity), period]
+
+
+def _in_cells_with_several_values(source: _Input, req: Request, fmt, col: str) -> exp.Expression:
+    """The row is in an entity-period where the column has different values."""
+    keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
+    inner = (
+        exp.select(*[k.copy() for k in keys])
+        .from_(source.table.copy())
+        .group_by(*[k.copy() for k in keys])
+        .having(b.binary(exp.NEQ, exp.Min(this=b.col(col)), exp.Max(this=b.col(col))))
+    )
+    return exp.In(this=exp.Tuple(expressions=keys), query=exp.Subquery(this=inner))
+
+
+def _in_entities_with_both(source: _Input, req: Request, col: str, other: str) -> exp.Expression:
+    """The row belongs to an entity with a row setting each flag (without an entity: the row
+    sets both)."""
+    a = b.binary(exp.GT, b.col(col), b.num(0))
+    z = b.binary(exp.GT, b.col(other), b.num(0))
+    if req.entity is None:
+        return b.and_(a, z)
+    inner = (
+        exp.select(b.col(req.entity))
+        .from_(source.table.copy())
+        .group_by(b.col(req.entity))
+        .having(
+            b.and_(
+                b.binary(exp.GT, exp.Max(this=b.col(col)), b.num(0)),
+                b.binary(exp.GT, exp.Max(this=b.col(other)), b.num(0)),
+            )
+        )
+    )
+    return exp.In(this=b.col(req.entity), query=exp.Subquery(this=inner))
 
 
 def _compile(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str):
