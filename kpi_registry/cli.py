@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
+from .datafiles import check_inputs, file_of_row, find_not_utf8, locate_data_error, read_all
 from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
@@ -263,9 +263,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         reg[kpi_id]
     columns = parse_columns(args.column)
     check_column_keys(reg, args.ids, columns)
-    checked = check_inputs(args.data) if args.engine == "duckdb" else check_data_file(args.data)
-    # DuckDB reads CSV/Parquet files (and globs) itself, without going through pandas.
-    data = args.data if args.engine == "duckdb" else read_data(checked)
+    checked = check_inputs(args.data)  # a glob is expanded once: both engines read this list
+    sizes: list[int] = []
+    if args.engine == "duckdb":  # DuckDB reads the files itself, without going through pandas
+        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
+    else:
+        data, sizes = read_all(checked)
     try:
         result = reg.evaluate_many(
             args.ids,
@@ -278,12 +281,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             engine=args.engine,
         )
     except DataError as e:
-        if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
-            message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
-            if not message.startswith("cannot read"):
-                raise DataError(message) from None
-        located = checked if args.engine == "pandas" else None
-        raise DataError(locate_data_error(str(e), args.data, located)) from None
+        message = str(e)
+        if args.engine == "duckdb" and len(checked) == 1 and checked[0].kind == "csv":
+            if "CSV Error" in message:
+                found = find_not_utf8(checked[0])  # DuckDB says only "CSV Error on Line: 3"
+                if not found.startswith("cannot read"):
+                    raise DataError(found) from None
+        located, where = None, args.data
+        if args.engine == "pandas":
+            located, message = file_of_row(checked, sizes, message)
+            where = str(located.path) if len(checked) > 1 else args.data
+        raise DataError(locate_data_error(message, where, located)) from None
+    if len(checked) > 1:
+        print(f"read {len(checked)} files matching {args.data}:", file=sys.stderr)
+        for c in checked:
+            print(f"  {c.path}", file=sys.stderr)
     _print_frame(result, args.format)
     for note in result.attrs.get("warnings", []):
         print(f"warning: {note}", file=sys.stderr)
@@ -445,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="FILE",
-        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file; with --engine duckdb a glob too",
+        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file, or a glob of such files "
+        "(hidden files, named .*, are not matched)",
     )
     add_request_arguments(p, period_required=False)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")

@@ -167,12 +167,68 @@ def test_data_path_that_is_a_folder_or_a_glob(capsys, tmp_path):
     assert code == 1
     assert err == f"error: data file {str(tmp_path)!r} is a folder; give a .csv or .parquet file\n"
     glob = str(tmp_path / "*.csv")
-    code, _, err = eval_file(capsys, glob)
+    for engine in ("pandas", "duckdb"):
+        code, _, err = eval_file(capsys, glob, "--engine", engine)
+        assert code == 1
+        assert err == f"error: no file matches {glob!r}\n"
+
+
+@pytest.mark.parametrize("pattern", ["*", "*.csv", "**/*.csv"])
+def test_a_glob_reads_the_same_files_in_both_engines_and_says_which(capsys, tmp_path, pattern):
+    """DuckDB's own globbing reads hidden files that Python's skips: the glob is expanded once
+    and both engines read that list."""
+    first = write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    second = write(tmp_path / "b.csv", HEADER + "b,2024-01,10\nb,2024-02,5\n")
+    write(tmp_path / ".hidden.csv", HEADER + "c,2024-01,1000\nc,2024-02,10\n")
+    outputs = []
+    for engine in ("pandas", "duckdb"):
+        code, out, err = eval_file(
+            capsys, str(tmp_path / pattern), "--engine", engine, "--format", "csv"
+        )
+        assert code == 0, err
+        assert err == f"read 2 files matching {tmp_path / pattern}:\n  {first}\n  {second}\n"
+        outputs.append(out)
+    assert (
+        outputs[0]
+        == outputs[1]
+        == "month,net_revenue_retention\n2024-01,\n2024-02,113.63636363636364\n"
+    )
+
+
+def test_the_python_api_globs_as_the_command_does(tmp_path):
+    import kpi_registry
+
+    write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    write(tmp_path / ".hidden.csv", HEADER + "c,2024-01,1000\nc,2024-02,10\n")
+    result = kpi_registry.load().evaluate(
+        "net_revenue_retention",
+        str(tmp_path / "*.csv"),
+        period="month",
+        entity="customer",
+        columns={"revenue": "mrr"},
+        engine="duckdb",
+    )
+    assert list(result["net_revenue_retention"].round(6).fillna(-1)) == [-1, 120.0]
+
+
+def test_a_bad_row_in_the_second_file_of_a_glob_is_placed_in_that_file(capsys, tmp_path):
+    write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    bad = write(tmp_path / "b.csv", HEADER + "b,2024-01,10\n\nb,2024-02,x\n")
+    code, _, err = eval_file(capsys, str(tmp_path / "*.csv"))
     assert code == 1
-    assert err == f"error: data file {glob!r} not found (a glob of files needs --engine duckdb)\n"
-    code, _, err = eval_file(capsys, glob, "--engine", "duckdb")
-    assert code == 1
-    assert err == f"error: no file matches {glob!r}\n"
+    assert err == f"error: {bad}:4: column 'mrr' must be numeric; it has 'x'\n"
+
+
+def test_files_of_one_glob_must_have_the_same_columns(capsys, tmp_path):
+    first = write(tmp_path / "a.csv", HEADER + "a,2024-01,100\n")
+    other = write(tmp_path / "b.csv", "customer,mrr,month\nb,10,2024-01\n")
+    for engine in ("pandas", "duckdb"):
+        code, _, err = eval_file(capsys, str(tmp_path / "*.csv"), "--engine", engine)
+        assert code == 1
+        assert err == (
+            f"error: {other}: columns ['customer', 'mrr', 'month'] differ from {first}'s "
+            "['customer', 'month', 'mrr']; the files of one glob are read as one table\n"
+        )
 
 
 def test_a_bad_file_in_a_duckdb_glob_is_named(capsys, tmp_path):
