@@ -13,10 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datafiles import check_inputs, file_of_row, find_not_utf8, locate_data_error, read_all
+from .datafiles import (
+    check_inputs,
+    date_message,
+    file_of_row,
+    find_not_utf8,
+    locate_data_error,
+    read_all,
+)
 from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
+from .periods import AmbiguousDateError, DateFormatError
 from .registry import Registry, collect, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -279,7 +287,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             grain=args.grain,
             columns=columns,
             engine=args.engine,
+            date_format=args.date_format,
         )
+    except (AmbiguousDateError, DateFormatError) as e:
+        raise DataError(date_message(e, checked, args.data)) from None
     except DataError as e:
         message = str(e)
         if args.engine == "duckdb" and len(checked) == 1 and checked[0].kind == "csv":
@@ -462,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_request_arguments(p, period_required=False)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="how text dates in the period column are written, e.g. %%d/%%m/%%Y or %%m/%%d/%%Y "
+        "(strptime codes); needed for dates that start with the day or the month",
+    )
     p.add_argument(
         "--engine",
         choices=["pandas", "duckdb"],

@@ -306,3 +306,60 @@ def file_of_row(checked: list[DataFile], sizes: list[int], message: str) -> tupl
             return data, message[:start] + str(n) + message[end:]
         n -= size
     return checked[-1], message
+
+
+def _first_place(checked: list[DataFile], column: str, wanted) -> tuple[str, str] | None:
+    """The first cell of a column, in file order, for which ``wanted(text)`` holds, and where
+    it is: file:line for CSV, the file and row (from 1) for Parquet. None when there is no
+    such cell or it cannot be found (a column mapped away, a file unreadable)."""
+    for data in checked:
+        try:
+            if data.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                cells = pq.read_table(data.path, columns=[column]).column(column).to_pylist()
+                for n, cell in enumerate(cells):
+                    if isinstance(cell, str) and wanted(cell):
+                        return cell, f"{data.path}: row {n + 1}"
+                continue
+            with data.open_text() as f:
+                reader = csv.reader(f, delimiter=data.sep)
+                at, start = None, 1
+                for record in reader:
+                    if record:
+                        if at is None:
+                            at = record.index(column) if column in record else -1
+                            if at < 0:
+                                break
+                        elif at < len(record) and wanted(record[at]):
+                            return record[at], f"{data.path}:{start}"
+                    start = reader.line_num + 1
+        except Exception:  # noqa: BLE001 - the place is a courtesy; the message stands without it
+            continue
+    return None
+
+
+def date_message(error, checked: list[DataFile], where: str) -> str:
+    """An ambiguous or unmatched text date (periods.AmbiguousDateError, DateFormatError) as
+    the command reports it: the first such date in file order (the same whichever engine
+    found one), at its file and line, in options."""
+    from .periods import DateFormatError, is_day_or_month_first, matches_date_format
+
+    if isinstance(error, DateFormatError):
+        found = _first_place(
+            checked, error.column, lambda text: not matches_date_format(text, error.date_format)
+        )
+        value, place = found or (error.value, where)
+        return (
+            f"{place}: period column {error.column!r} has {value!r}, which does not match "
+            f"--date-format {error.date_format}"
+        )
+    value, place = _first_place(checked, error.column, is_day_or_month_first) or (
+        error.value,
+        where,
+    )
+    return (
+        f"{place}: period column {error.column!r} has {value!r}: a date written "
+        "day-first or month-first is ambiguous (03/04/2024 is 3 April or March 4); "
+        "give its format: --date-format %d/%m/%Y (day first) or %m/%d/%Y (month first)"
+    )

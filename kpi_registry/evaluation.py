@@ -44,6 +44,7 @@ class Request:
     by: list[str] = field(default_factory=list)
     grain: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    date_format: str | None = None  # how text dates in the period column are written
 
 
 def evaluate_many(
@@ -292,7 +293,9 @@ class _Engine:
         if req.period is not None:
             texts = source.plain(req.period)
             axis = periods.parse_month_texts(texts) if texts is not None else None
-            self.axis = axis or periods.parse(source.series(req.period), req.period)
+            self.axis = axis or periods.parse(
+                source.series(req.period), req.period, req.date_format
+            )
             if self.axis.base == "D":  # monthly rows dated on a billing day? (periods.py)
                 self.axis = periods.monthly_rows(self.axis, self._entity_codes(), req.grain) or (
                     self.axis

@@ -429,11 +429,16 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
-        also be a Parquet/CSV path or glob, or a DuckDB relation)."""
+        also be a Parquet/CSV path or glob, or a DuckDB relation).
+
+        ``date_format``: how text dates in the period column are written, in ``strptime``
+        codes (``"%d/%m/%Y"``); text dates that start with the day or the month are refused
+        without it, since 03/04/2024 could be either."""
         self[kpi_id]
         result = self.evaluate_many(
             [kpi_id],
@@ -444,6 +449,7 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            date_format=date_format,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -458,12 +464,13 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once."""
         ids = [ids] if isinstance(ids, str) else list(ids)
         for kpi_id in ids:
             self[kpi_id]
-        request = _request(period, entity, by, grain, columns)
+        request = _request(period, entity, by, grain, columns, date_format)
         if engine == "pandas":
             return evaluate_many(self.kpis, ids, data, request)
         if engine == "duckdb":
@@ -518,13 +525,14 @@ class Registry:
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns) -> Request:
+def _request(period, entity, by, grain, columns, date_format=None) -> Request:
     request = Request(
         period=period,
         entity=entity,
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        date_format=date_format,
     )
     check_request(request)  # before either engine reads the data
     return request

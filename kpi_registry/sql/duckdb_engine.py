@@ -351,8 +351,8 @@ def _infer_periods(source: _Input, req: Request):
         series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
-    axis, fmt = infer_period_format(values, req.period)
-    months = _monthly_rows(source, req, axis) if fmt.kind in ("date", "text") else None
+    axis, fmt = infer_period_format(values, req.period, req.date_format)
+    months = _monthly_rows(source, req, axis, fmt)
     if months is not None:
         if fmt.kind == "date":
             return months, PeriodFormat("date", "M", fmt.labels)
@@ -362,10 +362,13 @@ def _infer_periods(source: _Input, req: Request):
     return axis, fmt
 
 
-def _monthly_rows(source: _Input, req: Request, axis):
+def _monthly_rows(source: _Input, req: Request, axis, fmt: PeriodFormat):
     """``periods.monthly_rows`` for data in DuckDB: the axis in months, or None. Without an
     entity the distinct days already read decide it; with one, DuckDB checks that no entity
-    has two different days in one month."""
+    has two different days in one month (the day of text it cannot parse, such as 2024/01/31
+    or a --date-format, found through the table of the values seen)."""
+    if fmt.kind not in ("date", "text", "mapping"):
+        return None
     if req.entity is None or req.entity not in source.columns:
         return pandas_periods.monthly_rows(axis, None, req.grain)
     # its other conditions (days, two months or more, no day or week grain), with each
@@ -373,9 +376,19 @@ def _monthly_rows(source: _Input, req: Request, axis):
     months = pandas_periods.monthly_rows(axis, np.arange(len(axis.codes)), req.grain)
     if months is None:
         return None
-    day = f"CAST({b.col(req.period).sql('duckdb')} AS DATE)"  # a timestamp's day, as pandas
-    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
+    period = b.col(req.period).sql("duckdb")
+    day = f"CAST({period} AS DATE)"  # a timestamp's day, as pandas
     table = source.table.sql("duckdb")
+    if fmt.kind == "mapping":
+        days = ", ".join(
+            f"({b.string(text).sql('duckdb')}, DATE '{np.datetime64(ordinal, 'D')}')"
+            for text, ordinal in fmt.mapping
+        )
+        table += (
+            f" JOIN (VALUES {days}) AS _kpi_days(_text, _day) ON CAST({period} AS VARCHAR) = _text"
+        )
+        day = "_day"
+    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
     per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
     found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
     return months if int(found["n"].iloc[0] or 0) <= 1 else None
