@@ -12,7 +12,6 @@ import http.client
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
