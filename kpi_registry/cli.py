@@ -64,6 +64,11 @@ def _width() -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
+    if args.against:
+        from .history import check_against
+
+        files = [k.path for k in result.kpis.values() if k.origin != "bundled" or not paths]
+        check_against(files, args.against, result.report)
     for diag in result.report.diagnostics:
         print(diag)
     errors = len(result.report.errors)
@@ -72,20 +77,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if errors else EXIT_OK
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .history import diff_libraries, library_at, library_now
+    from .registry import bundled_dir
+
+    folders = [Path(f) for f in args.path or []] or [bundled_dir("definitions")]
+    changes = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise KPIError(f"{folder}: no such folder")
+        old = library_at(folder, args.old)
+        new = library_at(folder, args.new) if args.new else library_now(folder)
+        changes.extend(diff_libraries(old, new))
+    if args.format == "json":
+        print(json.dumps([vars(c) for c in changes], indent=2))
+        return EXIT_OK
+    if not changes:
+        print(f"no changes to definitions between {args.old} and {args.new or 'the files now'}")
+        return EXIT_OK
+    current = None
+    for change in changes:
+        if change.kpi != current:
+            current = change.kpi
+            print(change.kpi)
+        print(f"  {change.summary}")
+    return EXIT_OK
+
+
 # -- list / search / show -------------------------------------------------------------------
-def _table(kpis: Sequence[KPI]) -> None:
+def _table(reg: Registry, kpis: Sequence[KPI]) -> None:
     if not kpis:
         print("no KPIs match")
         return
     width = max(len(k.id) for k in kpis)
     for k in kpis:
-        print(f"{k.id:<{width}}  {k.name}  [{k.category}]")
+        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {k.category}]")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     _check_filter(reg, args)
-    _table(reg.filter(category=args.category, industry=args.industry, tag=args.tag))
+    _table(
+        reg,
+        reg.filter(
+            category=args.category, industry=args.industry, tag=args.tag, function=args.function
+        ),
+    )
     return EXIT_OK
 
 
@@ -93,6 +130,11 @@ def _check_filter(reg: Registry, args: argparse.Namespace) -> None:
     if args.category is not None and args.category not in reg.taxonomy:
         raise KPIError(
             f"unknown category {args.category!r}{did_you_mean(args.category, reg.taxonomy)}"
+        )
+    if args.function is not None and args.function not in reg.functions:
+        raise KPIError(
+            f"unknown function {args.function!r}{did_you_mean(args.function, reg.functions)}; "
+            f"functions: {', '.join(sorted(reg.functions))}"
         )
     for label, value, known in (
         ("industry", args.industry, {i for k in reg for i in k.industries}),
@@ -113,9 +155,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         category=args.category,
         industry=args.industry,
         tag=args.tag,
+        function=args.function,
         limit=args.limit,
     )
-    _table(hits)
+    _table(reg, hits)
     return EXIT_OK
 
 
@@ -150,7 +193,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("=" * len(title))
     print(_wrap(kpi.summary, ""))
     print()
+    function = reg.function_of(kpi.id)
     facts = [
+        ("Function", f"{function.name} ({function.id})"),
         ("Category", ", ".join(kpi.categories)),
         ("Unit", kpi.unit),
         ("Direction", kpi.direction.replace("_", " ")),
@@ -267,6 +312,14 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
 
 def cmd_eval(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
+    result = _evaluate_args(reg, args, with_targets=args.targets)
+    _print_frame(result, args.format)
+    _print_warnings(result)
+    return EXIT_OK
+
+
+def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
+    """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
     for kpi_id in args.ids:
         reg[kpi_id]
     columns = parse_columns(args.column)
@@ -288,6 +341,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             columns=columns,
             engine=args.engine,
             date_format=args.date_format,
+            with_targets=with_targets,
         )
     except (AmbiguousDateError, DateFormatError) as e:
         raise DataError(date_message(e, checked, args.data)) from None
@@ -307,11 +361,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"read {len(checked)} files matching {args.data}:", file=sys.stderr)
         for c in checked:
             print(f"  {c.path}", file=sys.stderr)
-    _print_frame(result, args.format)
+    if args.engine == "pandas" and not len(data):
+        result.attrs.setdefault("warnings", []).append(f"{args.data} has no data rows")
+    return result
+
+
+def _print_warnings(result) -> None:
     for note in result.attrs.get("warnings", []):
         print(f"warning: {note}", file=sys.stderr)
-    if args.engine == "pandas" and not len(data):
-        print(f"warning: {args.data} has no data rows", file=sys.stderr)
+
+
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    from .files import replace_text
+    from .scorecard import html_page, scorecard_lines, text_table
+
+    if not args.period:
+        raise KPIError("a scorecard compares periods: give the period column with --period COL")
+    reg = registry_from_args(args)
+    result = _evaluate_args(reg, args, with_targets=True)
+    lines = scorecard_lines(result, [reg[i] for i in args.ids], args.period, list(args.by or []))
+    if not lines:
+        print("(no rows)")
+        return EXIT_OK
+    print(text_table(lines))
+    if args.html:
+        note = (
+            f"Computed by kpi-registry from {Path(args.data).name}, latest period "
+            f"{lines[0].period}; status from each KPI's targets and direction."
+        )
+        replace_text(Path(args.html), html_page(lines, args.title, note))
+        print(f"wrote {args.html}", file=sys.stderr)
+    _print_warnings(result)
     return EXIT_OK
 
 
@@ -404,7 +484,23 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
+def _add_engine_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["pandas", "duckdb"],
+        default="pandas",
+        help="pandas (default) or embedded DuckDB, which reads the file directly",
+    )
+    p.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="how text dates in the period column are written, e.g. %%d/%%m/%%Y or %%m/%%d/%%Y "
+        "(strptime codes); needed for dates that start with the day or the month",
+    )
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--function", help="only KPIs of this business function, e.g. finance")
     p.add_argument("--category", help="only KPIs in this category")
     p.add_argument("--industry", help="only KPIs used in this industry")
     p.add_argument("--tag", help="only KPIs with this tag")
@@ -431,7 +527,32 @@ def build_parser() -> argparse.ArgumentParser:
         "it is loaded too, so your files may reference bundled KPIs)",
     )
     p.add_argument("--no-examples", action="store_true", help="skip re-computing examples")
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="also compare with git revision REV (e.g. HEAD, main): a definition whose formula, "
+        "datapoints or unit changed needs a new version, and a certified one is no longer "
+        "certified",
+    )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "diff",
+        help="what changed in the library between two git revisions",
+        description="List the changes to definitions between two git revisions, KPI by KPI: "
+        "formulas, datapoints, units, directions, relations, examples, added and removed KPIs. "
+        "With one revision, compares it with the files on disk.",
+    )
+    p.add_argument("old", metavar="REV", help="the earlier revision, e.g. v1.2 or HEAD~5")
+    p.add_argument("new", metavar="REV", nargs="?", help="the later one (default: the files now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a definition folder to compare (repeatable; default: the bundled library's)",
+    )
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
@@ -473,20 +594,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_request_arguments(p, period_required=False)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_engine_argument(p)
     p.add_argument(
-        "--date-format",
-        metavar="FORMAT",
-        help="how text dates in the period column are written, e.g. %%d/%%m/%%Y or %%m/%%d/%%Y "
-        "(strptime codes); needed for dates that start with the day or the month",
-    )
-    p.add_argument(
-        "--engine",
-        choices=["pandas", "duckdb"],
-        default="pandas",
-        help="pandas (default) or embedded DuckDB, which reads the file directly",
+        "--targets",
+        action="store_true",
+        help="add each KPI's target and status (on_track, at_risk, off_track, no_data) from "
+        "the targets loaded with the definitions (_targets.yaml, or targets: in a KPI's file)",
     )
     add_path_argument(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "scorecard",
+        help="the latest period of several KPIs against their targets",
+        description="Evaluate KPIs on a data file and show, for the latest period, each "
+        "KPI's value, the period before, its target and status; --html writes the same as "
+        "one self-contained page with a trend line per KPI.",
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
+    p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
+    add_request_arguments(p, period_required=False)
+    _add_engine_argument(p)
+    p.add_argument("--html", metavar="FILE", help="also write the scorecard as an HTML page")
+    p.add_argument("--title", default="KPI scorecard", help="title of the HTML page")
+    add_path_argument(p)
+    p.set_defaults(func=cmd_scorecard)
 
     p = sub.add_parser(
         "schema",
