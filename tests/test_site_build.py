@@ -315,3 +315,17 @@ def test_a_running_build_s_folders_are_not_cleared(tmp_path):
     finally:
         _release(running)
         shutil.rmtree(running)
+
+
+def test_a_lock_left_before_it_was_named_is_cleared_once_old(tmp_path):
+    from kpi_registry.site.build import clear_leftovers
+
+    if site_build.fcntl is None:
+        pytest.skip("no fcntl: killed builds' folders are not cleared on this platform")
+    stray = tmp_path / ".build-lock-abc123"
+    stray.write_text("")
+    clear_leftovers(tmp_path)
+    assert stray.exists()  # it may be a build's, a moment before it names it
+    os.utime(stray, (0, 0))
+    clear_leftovers(tmp_path)
+    assert not stray.exists()

@@ -700,6 +700,9 @@ def clear_leftovers(parent: Path) -> list[Path]:
         return removed
     for lock in sorted(parent.iterdir()):
         name = lock.name
+        if name.startswith(".build-lock-"):
+            _clear_unnamed_lock(lock)
+            continue
         if not (name.startswith(_WORK_PREFIXES) and name.endswith(_LOCK_SUFFIX)):
             continue
         work = lock.with_name(name.removesuffix(_LOCK_SUFFIX))
@@ -724,6 +727,26 @@ def clear_leftovers(parent: Path) -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+def _clear_unnamed_lock(lock: Path) -> None:
+    """A lock a build was killed holding before it gave it its name (``_work_folder``): no
+    folder goes with it. Removed once nobody holds it and it is a minute old (a live build
+    holds it a moment after creating it)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if time.time() - os.fstat(fd).st_mtime > 60 and os.path.samestat(
+            os.fstat(fd), os.stat(lock)
+        ):
+            lock.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _mkdocs(
