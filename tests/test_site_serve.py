@@ -205,3 +205,17 @@ def test_the_theme_scripts_moved_to_files_are_the_theme_s_own():
         ours = (root / "site" / "assets" / asset).read_text()
         code = "\n".join(line for line in ours.splitlines() if not line.startswith("//"))
         assert code == theirs
+
+
+def test_a_page_that_forbids_scripts_is_served_without_the_reload_script(tmp_path):
+    """A page with its own strict policy (kpi scorecard's: default-src 'none') gets no live
+    reload script, which its policy would block (a console error)."""
+    strict = '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'">'
+    (tmp_path / "strict.html").write_text(f"<html><head>{strict}</head><body>s</body></html>")
+    (tmp_path / "open.html").write_text("<html><body>o</body></html>")
+    for address in _running(tmp_path):
+        _, headers, body = get(address, "/strict.html")
+        assert b"__kpi_livereload" not in body
+        assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        _, _, body = get(address, "/open.html")
+        assert b'<script src="/__kpi_livereload.js"></script></body>' in body

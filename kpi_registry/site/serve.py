@@ -74,6 +74,18 @@ _PAGE_POLICY = re.compile(
 LISTEN_BACKLOG = 1024
 
 
+def _allows_own_scripts(policy: str) -> bool:
+    """Whether a Content-Security-Policy lets the page load a script from its own site."""
+    directives = {}
+    for part in policy.split(";"):
+        if words := part.split():
+            directives.setdefault(words[0].lower(), words[1:])
+    sources = directives.get("script-src-elem", directives.get("script-src"))
+    if sources is None:
+        sources = directives.get("default-src", ["*"])
+    return "'self'" in sources or "*" in sources
+
+
 class SiteServer(http.server.ThreadingHTTPServer):
     """A thread per connection, a deep listen queue, and no traceback for a client that went
     away or sent nonsense (the handler answers those itself)."""
@@ -130,9 +142,10 @@ def _handler(root: Path, state: _State):
             if kind == "text/html":
                 if match := _PAGE_POLICY.search(data):
                     self.policy = html.unescape(match.group(1).decode("utf-8", "replace"))
-                data = data.replace(
-                    b"</body>", b'<script src="/__kpi_livereload.js"></script></body>', 1
-                )
+                if _allows_own_scripts(self.policy):  # not a page that forbids scripts
+                    data = data.replace(
+                        b"</body>", b'<script src="/__kpi_livereload.js"></script></body>', 1
+                    )
                 kind = "text/html; charset=utf-8"
             elif kind.startswith("text/") or kind in ("application/json", "image/svg+xml"):
                 kind += "; charset=utf-8"
