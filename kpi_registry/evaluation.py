@@ -53,6 +53,7 @@ class Request:
     grain: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     drop_invalid: bool = False  # compute on the valid rows (with a warning) instead of failing
+    date_format: str | None = None  # how text dates in the period column are written
 
 
 def evaluate_many(
@@ -387,7 +388,9 @@ class _Engine:
         if req.period is not None:
             texts = source.plain(req.period)
             axis = periods.parse_month_texts(texts) if texts is not None else None
-            self.axis = axis or periods.parse(source.series(req.period), req.period)
+            self.axis = axis or periods.parse(
+                source.series(req.period), req.period, req.date_format
+            )
             if self.axis.base == "D":  # monthly rows dated on a billing day? (periods.py)
                 self.axis = periods.monthly_rows(self.axis, self._entity_codes(), req.grain) or (
                     self.axis

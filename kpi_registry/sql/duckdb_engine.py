@@ -1,15 +1,15 @@
 """The DuckDB engine: run the compiled SQL in embedded DuckDB and return the pandas frame.
 
-Data may be a pandas DataFrame, a Parquet or CSV path (or glob), a DuckDB relation, or a
-``(connection, "table")`` pair. Files are read by DuckDB directly, never through pandas, so a
-Parquet file far larger than memory works: DuckDB keeps to ``DEFAULT_MEMORY_LIMIT`` (3 GB; set
-``KPI_DUCKDB_MEMORY_LIMIT`` to change it) and spills beyond it. The period column's format is
-inferred exactly as the pandas engine infers it, from the distinct values only.
+Data may be a pandas DataFrame, a Parquet or CSV path (or glob, or a list of paths), a DuckDB
+relation, or a ``(connection, "table")`` pair. Files are read by DuckDB directly, never through
+pandas, so a Parquet file far larger than memory works: DuckDB keeps to
+``DEFAULT_MEMORY_LIMIT`` (3 GB; set ``KPI_DUCKDB_MEMORY_LIMIT`` to change it) and spills beyond
+it. The period column's format is inferred exactly as the pandas engine infers it, from the
+distinct values only. A glob is expanded by ``datafiles.expand_data_path``, not by DuckDB.
 """
 
 from __future__ import annotations
 
-import glob as globlib
 import os
 import re
 import shutil
@@ -25,6 +25,7 @@ import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
+from ..datafiles import expand_data_path
 from ..errors import DataError, KPIError
 from ..evaluation import Request, gap_warnings, used_datapoints
 from ..model import KPI
@@ -131,6 +132,8 @@ class _Input:
             return cls._frame(data, req)
         if isinstance(data, (str, os.PathLike)):
             return cls._file(str(data), req)
+        if isinstance(data, list) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+            return cls._files([str(p) for p in data], str(data[0]), req)
         if isinstance(data, duckdb.DuckDBPyRelation):
             return cls(None, exp.to_table(_INPUT), list(data.columns), relation=data)
         if (
@@ -185,19 +188,24 @@ class _Input:
 
     @classmethod
     def _file(cls, path: str, req: Request) -> _Input:
-        is_glob = any(ch in path for ch in "*?[")
-        matches = sorted(globlib.glob(path)) if is_glob else [path]
-        if not is_glob and not Path(path).is_file():
+        matches = [str(p) for p in expand_data_path(path)]
+        if not any(ch in path for ch in "*?[") and not Path(path).is_file():
             raise DataError(f"data file {path!r} not found")
         if not matches:
             raise DataError(f"no file matches {path!r}")
-        suffixes = {_suffix(m) for m in matches}
+        return cls._files(matches, path, req)
+
+    @classmethod
+    def _files(cls, paths: list[str], name: str, req: Request) -> _Input:
+        """Read exactly these files (a glob is expanded by ``expand_data_path`` first, so
+        DuckDB never globs: it would also read hidden files the pandas path skips)."""
+        suffixes = {_suffix(p) for p in paths}
         kind = suffixes.pop() if len(suffixes) == 1 else ""
         if kind not in ("parquet", "csv"):
-            raise DataError(f"data file {path!r}: use .parquet or .csv files (or a glob of them)")
+            raise DataError(f"data file {name!r}: use .parquet or .csv files (or a glob of them)")
         con, cleanup = cls._connect()
         try:
-            return cls._read_file(con, cleanup, path, kind, len(matches), req)
+            return cls._read_file(con, cleanup, paths, kind, req)
         except BaseException:
             for step in cleanup:
                 step()
@@ -205,11 +213,14 @@ class _Input:
 
     @classmethod
     def _read_file(
-        cls, con: Any, cleanup: list, path: str, kind: str, files: int, req: Request
+        cls, con: Any, cleanup: list, paths: list[str], kind: str, req: Request
     ) -> _Input:
         order = None
+        files = len(paths)
+        names = [b.string(p) for p in paths]
+        source: exp.Expression = names[0] if files == 1 else exp.Array(expressions=names)
         if kind == "parquet":
-            args: list[exp.Expression] = [b.string(path)]
+            args: list[exp.Expression] = [source.copy()]
             if req.entity is not None:
                 args.append(exp.EQ(this=exp.var("file_row_number"), expression=exp.true()))
                 order = b.col("file_row_number")
@@ -220,7 +231,7 @@ class _Input:
                 this=exp.Anonymous(this="read_parquet", expressions=args)
             )
         else:
-            args = [b.string(path)]
+            args = [source.copy()]
             if req.period is not None:
                 # read periods as text, as pandas.read_csv does, not as dates
                 types = exp.Struct(
@@ -460,8 +471,8 @@ def _infer_periods(source: _Input, req: Request):
         series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
-    axis, fmt = infer_period_format(values, req.period)
-    months = _monthly_rows(source, req, axis) if fmt.kind in ("date", "text") else None
+    axis, fmt = infer_period_format(values, req.period, req.date_format)
+    months = _monthly_rows(source, req, axis, fmt)
     if months is not None:
         if fmt.kind == "date":
             return months, PeriodFormat("date", "M", fmt.labels)
@@ -471,10 +482,13 @@ def _infer_periods(source: _Input, req: Request):
     return axis, fmt
 
 
-def _monthly_rows(source: _Input, req: Request, axis):
+def _monthly_rows(source: _Input, req: Request, axis, fmt: PeriodFormat):
     """``periods.monthly_rows`` for data in DuckDB: the axis in months, or None. Without an
     entity the distinct days already read decide it; with one, DuckDB checks that no entity
-    has two different days in one month."""
+    has two different days in one month (the day of text it cannot parse, such as 2024/01/31
+    or a --date-format, found through the table of the values seen)."""
+    if fmt.kind not in ("date", "text", "mapping"):
+        return None
     if req.entity is None or req.entity not in source.columns:
         return pandas_periods.monthly_rows(axis, None, req.grain)
     # its other conditions (days, two months or more, no day or week grain), with each
@@ -482,9 +496,19 @@ def _monthly_rows(source: _Input, req: Request, axis):
     months = pandas_periods.monthly_rows(axis, np.arange(len(axis.codes)), req.grain)
     if months is None:
         return None
-    day = f"CAST({b.col(req.period).sql('duckdb')} AS DATE)"  # a timestamp's day, as pandas
-    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
+    period = b.col(req.period).sql("duckdb")
+    day = f"CAST({period} AS DATE)"  # a timestamp's day, as pandas
     table = source.table.sql("duckdb")
+    if fmt.kind == "mapping":
+        days = ", ".join(
+            f"({b.string(text).sql('duckdb')}, DATE '{np.datetime64(ordinal, 'D')}')"
+            for text, ordinal in fmt.mapping
+        )
+        table += (
+            f" JOIN (VALUES {days}) AS _kpi_days(_text, _day) ON CAST({period} AS VARCHAR) = _text"
+        )
+        day = "_day"
+    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
     per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
     found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
     return months if int(found["n"].iloc[0] or 0) <= 1 else None
