@@ -66,6 +66,8 @@ from .spec import (
 NUMBER, CONDITION = "number", "condition"
 _COMPARE = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
+# functions a constant formula may call: they read no data
+_CONSTANT = {"months_in_period", "if", "abs", "greatest", "least", "coalesce"}
 
 # Internal column names; user names that collide with them are renamed inside the query.
 ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
@@ -247,6 +249,8 @@ class _Compiler:
         self.held: dict[str, _Value] = {}
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
+        # row-level columns holding a value that SQL reads more than once (see _once)
+        self.row_bound: set[str] = set()
 
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
@@ -447,6 +451,12 @@ class _Compiler:
                 f"{looks_back[0]}() does not compile to SQL; evaluate at the data's own grain or "
                 "with the pandas engine"
             )
+        if self._reads_bound(cond.sql):
+            raise SQLCompileError(
+                f"ever_before({to_text(node)}) at a coarser grain: a condition that raises a "
+                "computed value to a power (^) does not compile to SQL; evaluate at the data's "
+                "own grain or with the pandas engine"
+            )
         if holds_in_empty_cell(node, self._fills()) is not False:
             raise SQLCompileError(
                 f"ever_before({to_text(node)}) at a coarser grain: the condition may hold where "
@@ -481,7 +491,10 @@ class _Compiler:
                 return _Value(b.not_(_cond(v)), v.level, CONDITION, False, v.const)
             return _Value(b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double)
         if isinstance(node, Binary):
-            return self._binary(node.op, recurse(node.left), recurse(node.right))
+            row = recurse == self.row
+            if node.op == "^" and _constant(node):
+                return self._constant_power(node)
+            return self._binary(node.op, recurse(node.left), recurse(node.right), row)
         if isinstance(node, Call) and node.func == "months_in_period":
             months = pandas_periods.months_in(self.grain)
             return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
@@ -498,6 +511,10 @@ class _Compiler:
                 return _Value(exp.Abs(this=x.sql), level, NUMBER, x.nullable, const, x.double)
             nullable = all(a.nullable for a in args)
             if node.func in ("greatest", "least"):
+                if b.extreme_repeats(self.dialect) and any(a.nullable for a in args):
+                    row = recurse == self.row  # each argument is read again for the others
+                    args = [self._once(a, row) for a in args]
+                    level = max(a.level for a in args)
                 sql = b.extreme(
                     node.func, [a.sql for a in args], [a.nullable for a in args], self.dialect
                 )
@@ -507,7 +524,7 @@ class _Compiler:
                 return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
         raise KPIError(f"cannot compile {node!r} to SQL")  # pragma: no cover
 
-    def _binary(self, op: str, left: _Value, right: _Value) -> _Value:
+    def _binary(self, op: str, left: _Value, right: _Value, row: bool = False) -> _Value:
         level = max(left.level, right.level)
         const = left.const and right.const
         nullable = left.nullable or right.nullable
@@ -521,7 +538,9 @@ class _Compiler:
                 divisor = exp.Nullif(this=divisor, expression=b.num(0))
             sql = b.binary(exp.Div, numerator, divisor)
             return _Value(sql, level, NUMBER, True, const)
-        if op == "^":
+        if op == "^":  # POWER's guards read each operand several times: compute them once
+            left, right = self._once(left, row), self._once(right, row)
+            level = max(left.level, right.level)
             return _Value(self._power(left, right), level, NUMBER, True, const)
         if op in _COMPARE:
             return _Value(
@@ -529,6 +548,35 @@ class _Compiler:
             )
         cls = exp.And if op == "and" else exp.Or
         return _Value(b.binary(cls, left.sql, right.sql), level, CONDITION, nullable, const)
+
+    def _once(self, value: _Value, row: bool) -> _Value:
+        """The value as a column of its own when its SQL is more than a column or a literal,
+        so that SQL reading it several times (POWER's guards, greatest() in BigQuery) grows
+        with the formula, not exponentially with its nesting.
+
+        A row-level column goes to the second window layer at the earliest: the sparse
+        layout computes the first layer on the rows with data only (see _sparse_rows)."""
+        if value.const or _simple(value.sql):
+            return value
+        name = self.names.claim("value")
+        if row:
+            level = max(value.level, 1) + 1
+            self.rows.add(level, name, value.sql)
+            self.row_bound.add(name)
+        else:
+            level = value.level + 1
+            self.periods.add(level, name, value.sql)
+        return _Value(b.col(name), level, value.kind, value.nullable, double=value.double)
+
+    def _reads_bound(self, sql: exp.Expression) -> bool:
+        """Does the row-level SQL read a column made by :meth:`_once`?"""
+        return any(c.name in self.row_bound for c in sql.find_all(exp.Column))
+
+    def _constant_power(self, node: Binary) -> _Value:
+        """A power of constants, computed here as the pandas engine computes it."""
+        value = _constant_value(node, pandas_periods.months_in(self.grain))
+        known = value if math.isfinite(value) else None
+        return _Value(_literal(value), 0, NUMBER, math.isnan(value), True, True, known)
 
     def _power(self, base: _Value, exponent: _Value) -> exp.Expression:
         """POWER as numpy computes it: a negative base with a fractional exponent is missing,
@@ -698,6 +746,10 @@ class _Compiler:
             [cond for cond, _ in self.row_ever_before.values()],
             self._fills(),
         )
+        if chosen.kind == SPARSE and any(
+            self._reads_bound(value.sql) for _, value in self.row_previous.values()
+        ):  # the sparse layout rewrites previous() in the first window layer only
+            chosen = Layout(DENSE, "previous() of a value computed in a column of its own (^)")
         if wanted == SPARSE and chosen.kind != SPARSE:
             raise SQLCompileError(
                 f"layout='sparse' would not give the dense grid's numbers: {chosen.reason}"
@@ -1226,6 +1278,40 @@ def _literal(value) -> exp.Expression:
     return b.num(number)
 
 
+def _simple(e: exp.Expression) -> bool:
+    """A column, a literal or NULL (possibly negated or cast): cheap to write twice."""
+    while isinstance(e, exp.Neg | exp.Paren | exp.Cast):
+        e = e.this
+    return isinstance(e, exp.Column | exp.Literal | exp.Null | exp.Boolean)
+
+
+def _constant(node: Node) -> bool:
+    """Is the formula made of numbers and months_in_period() only?"""
+    return all(
+        isinstance(n, Number | Binary | Unary) or (isinstance(n, Call) and n.func in _CONSTANT)
+        for n in node.walk()
+    )
+
+
+def _constant_value(node: Node, months: float) -> float:
+    """A constant formula's value, by the pandas engine's own operators."""
+    from ..evaluation import _SCALAR_FUNCS, _binary
+
+    def value(n: Node):
+        if isinstance(n, Number):
+            return np.float64(n.value)
+        if isinstance(n, Unary):
+            x = value(n.operand)
+            return np.logical_not(x) if n.op == "not" else np.negative(x)
+        if isinstance(n, Binary):
+            return _binary(n.op, value(n.left), value(n.right))
+        if isinstance(n, Call) and n.func == "months_in_period":
+            return np.float64(months)
+        return _SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
+
+    return float(value(node))
+
+
 def _minus_first(p: exp.Expression) -> exp.Expression:
     return b.binary(exp.Sub, p, b.window(exp.Min(this=p.copy()), []))
 
@@ -1235,7 +1321,7 @@ def _is_col(e: exp.Expression, name: str) -> bool:
 
 
 def _extend(relation: str, columns: list[tuple[str, exp.Expression]]) -> exp.Select:
-    return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation)
+    return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation, copy=False)
 
 
 def _hint(node: Node) -> str:

@@ -112,12 +112,19 @@ def and_(*parts: exp.Expression) -> exp.Expression:
 
 
 def case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None):
-    node = exp.Case()
-    for cond, value in whens:
-        node = node.when(cond, value)
-    if default is not None:
-        node = node.else_(default)
-    return node
+    """CASE WHEN ... END, built directly: sqlglot's when()/else_() builders copy the whole
+    CASE at every step, which made deep formulas slow to compile. An expression given twice
+    is copied, so that no node sits in two places of the tree."""
+    seen: set[int] = set()
+
+    def once(e: exp.Expression) -> exp.Expression:
+        if id(e) in seen or e.parent is not None:
+            return e.copy()
+        seen.add(id(e))
+        return e
+
+    ifs = [exp.If(this=once(cond), true=once(value)) for cond, value in whens]
+    return exp.Case(ifs=ifs, default=once(default) if default is not None else None)
 
 
 def coalesce(*args: exp.Expression) -> exp.Expression:
@@ -253,6 +260,11 @@ def median(value: exp.Expression, dialect: str) -> exp.Expression:
     return exp.Median(this=value)  # duckdb, snowflake; the others are refused in spec.py
 
 
+def extreme_repeats(dialect: str) -> bool:
+    """Does :func:`extreme` write each nullable argument more than once in this dialect?"""
+    return dialect in ("bigquery", "trino")
+
+
 def extreme(
     kind: str, args: list[exp.Expression], nullable: list[bool], dialect: str
 ) -> exp.Expression:
@@ -262,7 +274,7 @@ def extreme(
     in BigQuery and Trino a NULL argument makes the result NULL, so there each nullable
     argument falls back to the others."""
     cls = exp.Greatest if kind == "greatest" else exp.Least
-    if dialect in ("bigquery", "trino") and any(nullable):
+    if extreme_repeats(dialect) and any(nullable):
         args = [
             coalesce(a, *[b for j, b in enumerate(args) if j != i]) if nullable[i] else a
             for i, a in enumerate(args)
