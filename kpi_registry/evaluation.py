@@ -864,6 +864,14 @@ def _divide(a: Any, b: Any) -> Any:
     return out if shape else float(out)
 
 
+def _power(a: Any, b: Any) -> Any:
+    """``a ^ b``, missing where either side is (numpy's 1 ^ NaN and NaN ^ 0 are 1, SQL's
+    POWER and the other operators say missing)."""
+    a = np.asarray(a, dtype=float)
+    out = np.where(np.isnan(a) | np.isnan(b), np.nan, np.power(a, b))
+    return out if out.ndim else out[()]
+
+
 def _not_equal(a: Any, b: Any) -> Any:
     return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)  # missing compares false
 
@@ -873,7 +881,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "-": np.subtract,
     "*": np.multiply,
     "/": _divide,
-    "^": lambda a, b: np.power(np.asarray(a, dtype=float), b),
+    "^": _power,
     "=": np.equal,
     "!=": _not_equal,
     "<": np.less,
