@@ -63,12 +63,11 @@ def add_commands(sub: Any) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from ..cli import check_column_keys, parse_columns, registry_from_args
-    from ..errors import KPIError
     from ..registry import _request
     from .compiler import compile_many
+    from .sqlbuild import table_name
 
-    if any(not part.strip() for part in args.table.split(".")):
-        raise KPIError(f"--table {args.table!r}: a table name, or schema.table, with no empty part")
+    table_name(args.table)  # refused before the definitions are read
     reg = registry_from_args(args)
     columns = parse_columns(args.column)
     check_column_keys(reg, args.ids, columns)  # a misspelt --column would be ignored silently

@@ -136,9 +136,7 @@ def compile_tree(
         if kpi_id not in kpis:
             raise UnknownKPIError(kpi_id, kpis)
     if isinstance(table, str):
-        if not table.strip():
-            raise DataError("give the table to read, e.g. --table analytics.mrr")
-        source: exp.Expression = exp.to_table(table)
+        source: exp.Expression = b.table_name(table)
     else:
         source = table
     if isinstance(order, str):

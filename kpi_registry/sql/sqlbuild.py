@@ -27,11 +27,67 @@ _RESERVED = frozenset(
     when where window with""".split()
 )
 _SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_SAFE_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted, so folded as SQL folds it
 
 
 def ident(name: str) -> exp.Identifier:
     """An identifier, quoted only when it has to be (mixed case, spaces, reserved words)."""
     return exp.Identifier(this=name, quoted=not _SAFE.match(name) or name in _RESERVED)
+
+
+_TABLE_PART = re.compile(r'"((?:[^"]|"")*)"|`((?:[^`]|``)*)`|([A-Za-z_][A-Za-z0-9_$-]*)')
+
+
+def table_name(text: str) -> exp.Table:
+    """The table a query reads, from ``[catalog.][schema.]table``: each part a plain name
+    (letters, digits, ``_``, ``$``, ``-``) or one in double quotes or backticks (a quote
+    inside doubled). Anything else is refused, so that the text can only ever name a table:
+    ``read_csv('/etc/passwd')`` or ``(SELECT ...)`` put into the query would run there."""
+    from ..errors import DataError
+
+    def refuse(why: str) -> DataError:
+        return DataError(
+            f"table {text!r} is not a table name: {why}; give [catalog.][schema.]table, e.g. "
+            'analytics.mrr or "My Schema"."Monthly MRR" (kpi sql: --table)'
+        )
+
+    if not text.strip():
+        raise DataError("give the table to read, e.g. --table analytics.mrr")
+    parts: list[exp.Identifier] = []
+    pos, text_end = len(text) - len(text.lstrip()), len(text.rstrip())
+    while True:
+        if pos < text_end and text[pos] in '"`':
+            closing = text.find(text[pos], pos + 1)
+            while 0 <= closing < text_end - 1 and text[closing + 1] == text[pos]:
+                closing = text.find(text[pos], closing + 2)  # a doubled quote is one quote
+            if closing < 0 or closing >= text_end:
+                raise refuse(f"the quote at character {pos + 1} is never closed")
+        match = _TABLE_PART.match(text, pos, text_end)
+        if match is None:
+            found = repr(text[pos]) if pos < text_end else "nothing"
+            raise refuse(f"expected a name at character {pos + 1}, found {found}")
+        quoted, backticked, plain = match.groups()
+        if plain is not None:
+            keep = bool(_SAFE_TABLE.match(plain)) and plain.lower() not in _RESERVED
+            parts.append(exp.Identifier(this=plain, quoted=not keep))
+        else:
+            if quoted is not None:
+                name = quoted.replace('""', '"')
+            else:
+                name = backticked.replace("``", "`")
+            if not name:
+                raise refuse("a quoted name is empty")
+            parts.append(exp.Identifier(this=name, quoted=True))
+        pos = match.end()
+        if pos == text_end:
+            break
+        if text[pos] != ".":
+            raise refuse(f"unexpected {text[pos]!r} at character {pos + 1}")
+        pos += 1
+    if len(parts) > 3:
+        raise refuse(f"{len(parts)} dotted parts, at most 3 (catalog.schema.table)")
+    parts = [None] * (3 - len(parts)) + parts
+    return exp.Table(this=parts[2], db=parts[1], catalog=parts[0])
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
