@@ -258,7 +258,7 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
         except FormulaError as e:
             if e.message.startswith("unknown name"):
                 bad = e.message.split("'")[1]
-                hint = did_you_mean(bad, [*kpis, *declared])
+                hint = did_you_mean(bad, kpis, declared)
                 e = FormulaError(
                     f"unknown name {bad!r}: neither a KPI id nor a datapoint declared in this "
                     f"file{hint}",
