@@ -24,7 +24,7 @@ from typing import Any
 from markupsafe import Markup
 
 from ..errors import DefinitionError, Diagnostic
-from ..formula import FUNCTIONS, OPERATORS, parse
+from ..formula import FUNCTIONS, MISSING_VALUES, OPERATORS, parse
 from ..formula.mathml import to_mathml
 from ..model import ATTRIBUTE_TITLES, KPI
 from ..registry import Registry, bundled_dir
@@ -540,6 +540,7 @@ class SiteGenerator:
             "formula_language.md.j2",
             groups=groups,
             operators=OPERATORS,
+            missing_values=MISSING_VALUES,
         )
         from ..schema import kpi_schema
 

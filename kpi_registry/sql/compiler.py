@@ -159,6 +159,10 @@ class _Value:
     const: bool = False
     double: bool = True  # False only for integer literals (PostgreSQL divides integers)
     number: float | None = None  # the value of a literal number
+    # Within a formula numbers are doubles: an overflow is +-infinity, and infinity less
+    # infinity (or times 0) is NaN, which SQL keeps apart from NULL. Where either may occur:
+    inf: bool = False
+    nan: bool = False
 
 
 class _Names:
@@ -312,7 +316,7 @@ class _Compiler:
         name = self.names.claim(kpi_id)
         level = value.level + 1
         self.periods.add(level, name, value.sql)
-        return _Value(b.col(name), level, NUMBER, value.nullable)
+        return _Value(b.col(name), level, NUMBER, value.nullable, inf=value.inf, nan=value.nan)
 
     def _supplied(self, kpi_id: str, column: str) -> _Value:
         """A KPI given as a column of the data: one value per period and group.
@@ -384,12 +388,29 @@ class _Compiler:
 
     def _period(self, node: Node) -> _Value:
         if isinstance(node, Name):
-            return self.kpi(node.name)
+            return self._kpi_reference(self.kpi(node.name))
         if isinstance(node, Call) and node.func in AGGREGATES:
             return self._aggregate(node)
         if isinstance(node, Call) and node.func == "previous":
             return self._previous(self.period(node.args[0]), self.periods, node.args[0], row=False)
         return self._scalar(node, self.period)
+
+    def _kpi_reference(self, value: _Value) -> _Value:
+        """A KPI as another formula reads it: missing where it is not a finite number, as
+        the pandas engine stores every KPI's value (1 / x is missing, not 0, where x
+        overflowed)."""
+        if not (value.inf or value.nan):
+            return value
+        guarded = b.case((b.finite(value.sql, self.dialect), value.sql.copy()))
+        return _Value(guarded, value.level, NUMBER, True, value.const, value.double)
+
+    def _known(self, value: _Value) -> _Value:
+        """The value with NaN as NULL, for what tells them apart: comparisons, coalesce(),
+        greatest(), least(), aggregates and ^ (NaN ^ 0 is 1, NULL ^ 0 is NULL)."""
+        if not value.nan:
+            return value
+        sql = b.not_nan(value.sql, self.dialect)
+        return _Value(sql, value.level, value.kind, True, value.const, value.double, inf=value.inf)
 
     def _require_period(self, func: str) -> None:
         if self.req.period is None:
@@ -418,7 +439,15 @@ class _Compiler:
         if row:
             self.row_previous[name] = (arg, value)
         nullable = True if value.kind == NUMBER else value.nullable
-        return _Value(b.col(name), level, value.kind, nullable, double=value.double)
+        return _Value(
+            b.col(name),
+            level,
+            value.kind,
+            nullable,
+            double=value.double,
+            inf=value.inf,
+            nan=value.nan,
+        )
 
     def _ever_before(self, node: Node, cond: _Value) -> _Value:
         self._require_period("ever_before")
@@ -487,7 +516,9 @@ class _Compiler:
             v = recurse(node.operand)
             if node.op == "not":
                 return _Value(b.not_(_cond(v)), v.level, CONDITION, False, v.const)
-            return _Value(b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double)
+            return _Value(
+                b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double, inf=v.inf, nan=v.nan
+            )
         if isinstance(node, Binary):
             row = recurse == self.row
             if node.op == "^" and _constant(node):
@@ -500,13 +531,19 @@ class _Compiler:
             args = [recurse(a) for a in node.args]
             level = max(a.level for a in args)
             const = all(a.const for a in args)
+            inf = any(a.inf for a in args)
             if node.func == "if":
                 cond, then, other = args
                 sql = b.case((cond.sql, then.sql), default=other.sql)
-                return _Value(sql, level, NUMBER, then.nullable or other.nullable, const)
+                nullable = then.nullable or other.nullable
+                return _Value(
+                    sql, level, NUMBER, nullable, const, inf=inf, nan=then.nan or other.nan
+                )
             if node.func == "abs":
                 (x,) = args
-                return _Value(exp.Abs(this=x.sql), level, NUMBER, x.nullable, const, x.double)
+                sql = exp.Abs(this=x.sql)
+                return _Value(sql, level, NUMBER, x.nullable, const, x.double, inf=inf, nan=x.nan)
+            args = [self._known(a) for a in args]
             nullable = all(a.nullable for a in args)
             if node.func in ("greatest", "least"):
                 if b.extreme_repeats(self.dialect) and any(a.nullable for a in args):
@@ -516,31 +553,39 @@ class _Compiler:
                 sql = b.extreme(
                     node.func, [a.sql for a in args], [a.nullable for a in args], self.dialect
                 )
-                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+                double = any(a.double for a in args)
+                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
             if node.func == "coalesce":
                 sql = b.coalesce(*[a.sql for a in args])
-                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+                double = any(a.double for a in args)
+                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
         raise KPIError(f"cannot compile {node!r} to SQL")  # pragma: no cover
 
     def _binary(self, op: str, left: _Value, right: _Value, row: bool = False) -> _Value:
         level = max(left.level, right.level)
         const = left.const and right.const
         nullable = left.nullable or right.nullable
+        # an infinite operand can make NaN (inf - inf, 0 * inf, inf / inf)
+        nan = left.inf or right.inf or left.nan or right.nan
         if op in _ARITH:
             sql = b.binary(_ARITH[op], left.sql, right.sql)
-            return _Value(sql, level, NUMBER, nullable, const, left.double or right.double)
+            double = left.double or right.double
+            inf = op == "*" or left.inf or right.inf  # sums of finite inputs are taken as finite
+            return _Value(sql, level, NUMBER, nullable, const, double, inf=inf, nan=nan)
         if op == "/":
             numerator = left.sql if (left.double or right.double) else b.double(left.sql)
             divisor = right.sql
             if right.number is None or right.number == 0:  # x / 0 is missing, as in pandas
                 divisor = exp.Nullif(this=divisor, expression=b.num(0))
             sql = b.binary(exp.Div, numerator, divisor)
-            return _Value(sql, level, NUMBER, True, const)
+            return _Value(sql, level, NUMBER, True, const, inf=True, nan=nan)
         if op == "^":  # POWER's guards read each operand several times: compute them once
-            left, right = self._once(left, row), self._once(right, row)
+            left = self._once(self._known(left), row)
+            right = self._once(self._known(right), row)
             level = max(left.level, right.level)
-            return _Value(self._power(left, right), level, NUMBER, True, const)
+            return _Value(self._power(left, right), level, NUMBER, True, const, inf=True)
         if op in _COMPARE:
+            left, right = self._known(left), self._known(right)
             return _Value(
                 b.binary(_COMPARE[op], left.sql, right.sql), level, CONDITION, nullable, const
             )
@@ -564,7 +609,15 @@ class _Compiler:
         else:
             level = value.level + 1
             self.periods.add(level, name, value.sql)
-        return _Value(b.col(name), level, value.kind, value.nullable, double=value.double)
+        return _Value(
+            b.col(name),
+            level,
+            value.kind,
+            value.nullable,
+            double=value.double,
+            inf=value.inf,
+            nan=value.nan,
+        )
 
     def _reads_bound(self, sql: exp.Expression) -> bool:
         """Does the row-level SQL read a column made by :meth:`_once`?"""
@@ -574,11 +627,13 @@ class _Compiler:
         """A power of constants, computed here as the pandas engine computes it."""
         value = _constant_value(node, pandas_periods.months_in(self.grain))
         known = value if math.isfinite(value) else None
-        return _Value(_literal(value), 0, NUMBER, math.isnan(value), True, True, known)
+        missing = math.isnan(value)
+        return _Value(_literal(value), 0, NUMBER, missing, True, True, known, math.isinf(value))
 
     def _power(self, base: _Value, exponent: _Value) -> exp.Expression:
-        """POWER as numpy computes it: a negative base with a fractional exponent is missing,
-        zero to a negative power is infinite (PostgreSQL would raise an error for both)."""
+        """POWER with the formula language's rule: a negative base with a fractional
+        exponent is missing, and so is zero to a negative power (1 / 0 in disguise);
+        PostgreSQL would raise an error for both."""
         power = exp.Pow(this=base.sql, expression=exponent.sql)
         whens = []
         e = exponent.sql
@@ -588,8 +643,10 @@ class _Compiler:
             frac = b.binary(exp.NEQ, e, exp.Floor(this=e))
             whens.append((b.and_(b.binary(exp.LT, base.sql, b.num(0)), frac), exp.Null()))
         if not known or value < 0:
-            zero = b.and_(b.eq(base.sql, b.num(0)), b.binary(exp.LT, e, b.num(0)))
-            whens.append((zero, b.infinity()))
+            zero = b.eq(base.sql, b.num(0))
+            if not known:
+                zero = b.and_(zero, b.binary(exp.LT, e, b.num(0)))
+            whens.append((zero, exp.Null()))
         return b.case(*whens, default=power) if whens else power
 
     # -- aggregates ---------------------------------------------------------------------------
@@ -599,7 +656,7 @@ class _Compiler:
         func = node.func
         if (func, self.dialect) in UNSUPPORTED:
             raise unsupported(func, self.dialect, self.in_progress[-1] if self.in_progress else "?")
-        x = self.row(node.args[0])
+        x = self._known(self.row(node.args[0]))
         value = x.sql
         if len(node.args) > 1:
             value = b.case((self.row(node.args[1]).sql, value))
@@ -625,6 +682,8 @@ class _Compiler:
         kpi = self.in_progress[-1] if self.in_progress else "?"
         self.aggregates.append(_Aggregate(name, sql, fill, depth, node, kpi))
         result = _Value(b.col(name), 0, NUMBER, nullable=fill is None or depth > 0)
+        if func not in ("count", "count_distinct"):  # a sum of inf and -inf is NaN
+            result.inf = result.nan = x.inf
         self.agg_cache[node] = result
         return result
 

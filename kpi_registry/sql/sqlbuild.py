@@ -347,6 +347,14 @@ def finite(value: exp.Expression, dialect: str) -> exp.Expression:
     return binary(exp.LT, exp.Abs(this=value), infinity)
 
 
+def not_nan(value: exp.Expression, dialect: str) -> exp.Expression:
+    """The value with NaN as NULL (DuckDB and PostgreSQL read NaN = NaN as true), as the
+    pandas engine, where NaN is the missing value, sees it."""
+    if dialect in ("duckdb", "postgres"):
+        return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
+    return value
+
+
 def infinity() -> exp.Expression:
     return cast(string("Infinity"), "DOUBLE")
 

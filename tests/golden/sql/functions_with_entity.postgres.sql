@@ -212,13 +212,7 @@ WITH source AS (
         THEN CASE WHEN value < 0 AND 0.5 <> FLOOR(0.5) THEN NULL ELSE POWER(value, 0.5) END
       END
     ) AS discount_power_sum,
-    SUM(
-      CASE
-        WHEN discount = 0 AND -1 < 0
-        THEN CAST('Infinity' AS DOUBLE PRECISION)
-        ELSE POWER(discount, -1)
-      END
-    ) AS discount_power_sum_2,
+    SUM(CASE WHEN discount = 0 THEN NULL ELSE POWER(discount, -1) END) AS discount_power_sum_2,
     SUM(POWER(revenue, 2)) AS discount_power_sum_3,
     CAST(COUNT(CASE WHEN revenue = 0 AND ever_before THEN revenue END) AS DOUBLE PRECISION) AS lost_customers,
     AVG(discount) AS mean_discount_or_zero_mean,
