@@ -16,11 +16,15 @@ from typing import Any
 
 import pandas as pd
 
-from . import schema, validation
+from . import schema, targets, validation
+from .drafts import check_unfinished
 from .errors import (
+    AmbiguousKPIError,
     DefinitionError,
     Diagnostic,
     KPIError,
+    MissingColumn,
+    MissingColumnsError,
     Report,
     UnknownKPIError,
     did_you_mean,
@@ -28,7 +32,7 @@ from .errors import (
 from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
-from .model import KPI, RELATION_KINDS, Category
+from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -83,13 +87,26 @@ class LoadResult:
     taxonomy: dict[str, Category]
     report: Report
     files: int = 0
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
 
 #: A category id names files and pages (the site's category pages), so it is kept plain.
 CATEGORY_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
 
 
-def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) -> None:
+@dataclass
+class Taxonomy:
+    """Business functions and the categories under them, from every folder's _taxonomy.yaml."""
+
+    categories: dict[str, Category] = field(default_factory=dict)
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    # (category id, file, line, column) of each category's `function:`, checked once every
+    # folder is read: a team's category may sit under a function another folder defines.
+    function_refs: list[tuple[str, Path, int, int]] = field(default_factory=list)
+
+
+def _load_taxonomy(folder: Path, taxonomy: Taxonomy, report: Report) -> None:
     path = folder / TAXONOMY_FILE if folder.is_dir() else None
     if path is None or not path.is_file():
         return
@@ -98,42 +115,89 @@ def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) 
     except DefinitionError as e:
         report.extend(e.diagnostics)
         return
+    functions = doc.data.get("functions")
+    if functions is not None:
+        if not isinstance(functions, dict):
+            line, col = position_of(doc.data, ("functions",))
+            message = "expected a mapping of function id to name/description"
+            report.add(path, line, col, "functions", message)
+        else:
+            for fn_id, body in functions.items():
+                if _check_entry(doc, path, "functions", fn_id, body, taxonomy.functions, report):
+                    taxonomy.functions[fn_id] = BusinessFunction(
+                        fn_id, body["name"], body["description"], str(path)
+                    )
     cats = doc.data.get("categories")
     if not isinstance(cats, dict):
-        report.add(
-            path, 1, 1, "categories", "expected a mapping of category id to name/description"
-        )
+        if functions is None or cats is not None:
+            report.add(
+                path, 1, 1, "categories", "expected a mapping of category id to name/description"
+            )
         return
     for cat_id, body in cats.items():
-        line, col = position_of(doc.data, ("categories", cat_id))
-        if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
-            report.add(path, line, col, f"categories.{cat_id}", "needs a name and a description")
+        if not _check_entry(doc, path, "categories", cat_id, body, taxonomy.categories, report):
             continue
-        if not CATEGORY_ID.fullmatch(cat_id):
-            report.add(
-                path,
-                line,
-                col,
-                f"categories.{cat_id}",
-                "a category id must be lower-case letters, digits and _ (it names a page)",
-            )
-            continue
-        same = cat_id in taxonomy and (
-            (taxonomy[cat_id].name, taxonomy[cat_id].description)
-            == (body["name"], body["description"])
+        function = body.get("function") or ""
+        if function:
+            line, col = position_of(doc.data, ("categories", cat_id, "function"))
+            taxonomy.function_refs.append((cat_id, path, line, col))
+        taxonomy.categories[cat_id] = Category(
+            cat_id, body["name"], body["description"], str(path), str(function)
         )
-        if same:
-            continue  # repeating a category word for word is harmless
-        if cat_id in taxonomy:
+
+
+def _check_entry(
+    doc: Document, path: Path, block: str, entry_id: Any, body: Any, known: dict, report: Report
+) -> bool:
+    """One function or category: named, described, a plain id, and not defined differently
+    elsewhere. False when it must not be (re)defined."""
+    kind = "category" if block == "categories" else "function"
+    line, col = position_of(doc.data, (block, entry_id))
+    if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
+        report.add(path, line, col, f"{block}.{entry_id}", "needs a name and a description")
+        return False
+    if not isinstance(entry_id, str) or not CATEGORY_ID.fullmatch(entry_id):
+        report.add(
+            path,
+            line,
+            col,
+            f"{block}.{entry_id}",
+            f"a {kind} id must be lower-case letters, digits and _ (it names a page)",
+        )
+        return False
+    if entry_id not in known:
+        return True
+    first = known[entry_id]
+    same = (first.name, first.description, getattr(first, "function", "")) == (
+        body["name"],
+        body["description"],
+        body.get("function") or "" if block == "categories" else "",
+    )
+    if not same:  # repeating an entry word for word is harmless
+        report.add(
+            path,
+            line,
+            col,
+            f"{block}.{entry_id}",
+            f"{kind} {entry_id!r} is already defined in {first.path}",
+        )
+    return False
+
+
+def _check_function_refs(taxonomy: Taxonomy, report: Report) -> None:
+    for cat_id, path, line, col in taxonomy.function_refs:
+        function = taxonomy.categories[cat_id].function
+        if function not in taxonomy.functions:
             report.add(
                 path,
                 line,
                 col,
-                f"categories.{cat_id}",
-                f"category {cat_id!r} is already defined in {taxonomy[cat_id].path}",
+                f"categories.{cat_id}.function",
+                f"unknown function {function!r}{did_you_mean(function, taxonomy.functions)}; "
+                "functions are defined under 'functions:' in _taxonomy.yaml",
             )
-            continue
-        taxonomy[cat_id] = Category(cat_id, body["name"], body["description"], str(path))
+    if any(not c.function for c in taxonomy.categories.values()):
+        taxonomy.functions.setdefault(OTHER_FUNCTION.id, OTHER_FUNCTION)
 
 
 def collect(
@@ -155,7 +219,8 @@ def collect(
 def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
     report = Report()
     kpis: dict[str, KPI] = {}
-    taxonomy: dict[str, Category] = {}
+    taxonomy = Taxonomy()
+    book = targets.TargetBook()
     n_files = 0
     loaded: set[Path] = set()
     taxonomy_folders: set[Path] = set()
@@ -164,6 +229,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
         if home.resolve() not in taxonomy_folders and home.is_dir():
             taxonomy_folders.add(home.resolve())
             _load_taxonomy(home, taxonomy, report)
+            if (home / targets.TARGETS_FILE).is_file():
+                book.add(targets.read_targets_file(home / targets.TARGETS_FILE, report))
         try:
             files = definition_files(folder)
         except DefinitionError as e:
@@ -213,7 +280,12 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                 )
             kpis[kpi_id] = kpi
     for kpi in kpis.values():
-        validation.check_taxonomy(kpi, taxonomy, report)
+        book.add(targets.targets_in_definition(kpi.data, kpi.id, str(kpi.path), report))
+    targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
+    _check_function_refs(taxonomy, report)
+    for kpi in kpis.values():
+        check_unfinished(kpi, report)
+        validation.check_taxonomy(kpi, taxonomy.categories, report)
         validation.check_references(kpi, kpis, report)
         validation.check_required_attributes(kpi, report)
     validation.check_datapoints(kpis, report)
@@ -222,7 +294,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     if examples:
         for kpi in kpis.values():
             validation.check_examples(kpis, kpi, report)
-    return LoadResult(kpis, taxonomy, report, n_files)
+    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
 
 
 def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
@@ -231,7 +303,7 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     result = collect(paths, include_bundled=include_bundled, examples=examples)
     if result.report:
         raise DefinitionError(result.report.errors)
-    return Registry(result.kpis, result.taxonomy)
+    return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -258,17 +330,37 @@ class Registry:
 
     kpis: dict[str, KPI]
     taxonomy: dict[str, Category] = field(default_factory=dict)
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
     def __post_init__(self) -> None:
+        self._names: dict[str, set[str]] | None = None  # id, name or alias -> ids
         self._body_words: dict[str, set[str]] | None = None
         self._reverse: dict[tuple[str, str], list[dict[str, str]]] | None = None
 
     # -- collection -------------------------------------------------------------------
     def __getitem__(self, kpi_id: str) -> KPI:
-        try:
-            return self.kpis[kpi_id]
-        except KeyError:
-            raise UnknownKPIError(kpi_id, self.kpis) from None
+        """A KPI by its id, or by its name or an alias that only it has ("NRR")."""
+        return self.kpis[self.resolve(kpi_id)]
+
+    def resolve(self, name: str) -> str:
+        """The id a user means: an id as is; else a name or alias, ignoring case, spaces and
+        punctuation, when exactly one KPI has it (an alias two KPIs share is an error naming
+        both)."""
+        if name in self.kpis:
+            return name
+        if self._names is None:
+            index: dict[str, set[str]] = {}
+            for kpi in self.kpis.values():
+                for text in (kpi.id, kpi.name, *kpi.aliases):
+                    index.setdefault(" ".join(_words(str(text))), set()).add(kpi.id)
+            self._names = index
+        owners = self._names.get(" ".join(_words(str(name))), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        if owners:
+            raise AmbiguousKPIError(name, owners)
+        raise UnknownKPIError(name, self.kpis)
 
     def __contains__(self, kpi_id: object) -> bool:
         return kpi_id in self.kpis
@@ -284,16 +376,29 @@ class Registry:
         return sorted(self.kpis)
 
     def filter(
-        self, *, category: str | None = None, industry: str | None = None, tag: str | None = None
+        self,
+        *,
+        category: str | None = None,
+        industry: str | None = None,
+        tag: str | None = None,
+        function: str | None = None,
     ) -> list[KPI]:
-        """KPIs in a category (primary or extra), an industry and/or with a tag."""
+        """KPIs in a category (primary or extra), an industry, with a tag and/or in a business
+        function (through the primary category)."""
         return [
             k
             for k in self
             if (category is None or category in k.categories)
             and (industry is None or industry in k.industries)
             and (tag is None or tag in k.tags)
+            and (function is None or self.function_of(k.id).id == function)
         ]
+
+    def function_of(self, kpi_id: str) -> BusinessFunction:
+        """The business function a KPI belongs to: that of its primary category."""
+        category = self.taxonomy.get(self[kpi_id].category)
+        function = category.function if category is not None else ""
+        return self.functions.get(function) or OTHER_FUNCTION
 
     # -- search -----------------------------------------------------------------------
     def search(
@@ -303,6 +408,7 @@ class Registry:
         category: str | None = None,
         industry: str | None = None,
         tag: str | None = None,
+        function: str | None = None,
         limit: int | None = None,
     ) -> list[KPI]:
         """KPIs ranked by where the words occur: name and aliases first, then id and summary,
@@ -316,7 +422,7 @@ class Registry:
                 k.id: set(_words(" ".join(_text_of(k.data)))) for k in self.kpis.values()
             }
         scored = []
-        for kpi in self.filter(category=category, industry=industry, tag=tag):
+        for kpi in self.filter(category=category, industry=industry, tag=tag, function=function):
             score = self._score(kpi, query, words)
             if score > 0:
                 scored.append((-score, kpi.id, kpi))
@@ -385,6 +491,28 @@ class Registry:
             return []
         return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
 
+    def inputs(self, kpi_ids: str | Sequence[str], supplied: Iterable[str] = ()) -> list[Datapoint]:
+        """Every raw datapoint the KPIs read, through the KPIs they are built from (first use
+        first): the columns the data needs. A KPI in ``supplied`` (given as a column of its
+        own) stops the walk there."""
+        todo = [self.resolve(i) for i in ([kpi_ids] if isinstance(kpi_ids, str) else kpi_ids)]
+        given = set(supplied) - set(todo)  # a requested KPI is computed, never read
+        seen: set[str] = set()
+        out: dict[str, Datapoint] = {}
+        while todo:
+            kpi_id = todo.pop(0)
+            if kpi_id in seen:
+                continue
+            seen.add(kpi_id)
+            if kpi_id in given:
+                continue
+            kpi = self.kpis[kpi_id]
+            for name, dp in kpi.datapoints.items():
+                if name not in self.kpis:
+                    out.setdefault(name, dp)
+            todo.extend(self.dependencies(kpi_id))
+        return list(out.values())
+
     def used_in(self, kpi_id: str) -> list[str]:
         """KPIs whose formula references this one (computed in reverse)."""
         self[kpi_id]
@@ -430,12 +558,14 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
-        also be a Parquet/CSV path or glob, or a DuckDB relation)."""
-        self[kpi_id]
+        also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
+        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
+        kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
             data,
@@ -445,6 +575,7 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            with_targets=with_targets,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -459,19 +590,46 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
-        """Several KPIs at once, a column each; sub-expressions they share are computed once."""
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        """Several KPIs at once, a column each; sub-expressions they share are computed once.
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns(ids, data, request)
         if engine == "pandas":
-            return evaluate_many(self.kpis, ids, data, request)
-        if engine == "duckdb":
+            result = evaluate_many(self.kpis, ids, data, request)
+        elif engine == "duckdb":
             from .sql import evaluate_duckdb
 
-            return evaluate_duckdb(self.kpis, ids, data, request)
-        raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+            result = evaluate_duckdb(self.kpis, ids, data, request)
+        else:
+            raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+        if not with_targets:
+            return result
+        return targets.add_status(
+            targets.require_frame(result),
+            ids,
+            {i: self.kpis[i].direction for i in ids},
+            self.targets,
+            request.period,
+            request.by,
+        )
+
+    def _check_columns(self, ids: list[str], data: pd.DataFrame, request: Request) -> None:
+        """Name every missing column at once, with what it means, before any engine runs:
+        one error per attempt made a user discover a KPI's inputs one by one."""
+        present = {str(c) for c in data.columns}
+        column = {dp: request.columns.get(dp, dp) for dp in request.columns}
+        supplied = [k for k in self.kpis if column.get(k, k) in present]
+        missing = [
+            MissingColumn(dp.name, dp.description, dp.unit, request.columns.get(dp.name))
+            for dp in self.inputs(ids, supplied)
+            if column.get(dp.name, dp.name) not in present
+        ]
+        if missing:
+            raise MissingColumnsError(missing, list(data.columns))
 
     def to_sql(
         self,
@@ -512,9 +670,7 @@ class Registry:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
