@@ -112,6 +112,17 @@ def _shown(columns: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
+class TableNameError(DataError):
+    """A table to read that is not [catalog.][schema.]table (a call, a subquery, a bad quote)."""
+
+    EXAMPLE = 'give [catalog.][schema.]table, e.g. analytics.mrr or "My Schema"."Monthly MRR"'
+
+    def __init__(self, table: str, reason: str):
+        self.table = table
+        self.reason = reason
+        super().__init__(f"table {table!r} is not a table name: {reason}; {self.EXAMPLE}")
+
+
 class FormulaError(KPIError):
     """A formula that cannot be parsed or does not make sense; points at the position."""
 

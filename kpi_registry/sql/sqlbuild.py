@@ -43,13 +43,10 @@ def table_name(text: str) -> exp.Table:
     (letters, digits, ``_``, ``$``, ``-``) or one in double quotes or backticks (a quote
     inside doubled). Anything else is refused, so that the text can only ever name a table:
     ``read_csv('/etc/passwd')`` or ``(SELECT ...)`` put into the query would run there."""
-    from ..errors import DataError
+    from ..errors import DataError, TableNameError
 
-    def refuse(why: str) -> DataError:
-        return DataError(
-            f"table {text!r} is not a table name: {why}; give [catalog.][schema.]table, e.g. "
-            'analytics.mrr or "My Schema"."Monthly MRR" (kpi sql: --table)'
-        )
+    def refuse(why: str) -> TableNameError:
+        return TableNameError(text, why)
 
     if not text.strip():
         raise DataError("give the table to read, e.g. --table analytics.mrr")
