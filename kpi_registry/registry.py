@@ -252,6 +252,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
             kpi = KPI(kpi_id, doc.data, path, origin)
             validation.check_identity(kpi, report)
+            validation.check_values(kpi, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
                 line, col = position_of(doc.data, ("id",))

@@ -24,7 +24,7 @@ from typing import Any
 from markupsafe import Markup
 
 from ..errors import DefinitionError, Diagnostic
-from ..formula import FUNCTIONS, OPERATORS, parse
+from ..formula import FUNCTIONS, MISSING_VALUES, OPERATORS, parse
 from ..formula.mathml import to_mathml
 from ..history import HistoryEntry, file_histories
 from ..model import ATTRIBUTE_TITLES, KPI, BusinessFunction
@@ -619,6 +619,7 @@ class SiteGenerator:
             "formula_language.md.j2",
             groups=groups,
             operators=OPERATORS,
+            missing_values=MISSING_VALUES,
         )
         from ..schema import kpi_schema
 
