@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import schema, validation
+from .attribution import Driver, driver_tree, explain
 from .errors import (
     DefinitionError,
     Diagnostic,
@@ -471,6 +472,31 @@ class Registry:
 
             return evaluate_duckdb(self.kpis, ids, data, request)
         raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+
+    def drivers(self, kpi_id: str) -> Driver:
+        """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
+        self[kpi_id]
+        return driver_tree(self.kpis, kpi_id)
+
+    def explain(
+        self,
+        kpi_id: str,
+        data: Any,
+        *,
+        start: Any,
+        end: Any,
+        period: str,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+    ) -> pd.DataFrame:
+        """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
+        gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
+        self[kpi_id]
+        request = _request(period, entity, by, grain, columns)
+        return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
 
     def to_sql(
         self,
