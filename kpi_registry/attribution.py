@@ -120,6 +120,8 @@ def driver_tree(kpis: Mapping[str, KPI], kpi_id: str) -> Driver:
     children: list[Driver] = []
     seen: set[str] = set()
     for leaf in _period_inputs(node, kpis):
+        if _is_constant(leaf):  # months_in_period(): fixed within a grain
+            continue
         child = _driver_of(leaf, kpis)
         if child.name not in seen:
             seen.add(child.name)
@@ -952,7 +954,9 @@ def reading(frame: pd.DataFrame, name: str = "", limit: int = 3) -> str:
         text += f" {_num(abs(change))}{unit}"
     text += f" from {_num(a['start_value'])} to {_num(a['end_value'])}"
     text += f" between {a['start']} and {a['end']}"
-    top = frame[frame["depth"] == frame["depth"].min()] if len(frame) else frame
+    top = frame[frame["depth"] == 1]
+    while top["driver"].nunique() == 1 and (frame["depth"] > top["depth"].max()).any():
+        top = frame[(frame["depth"] == top["depth"].max() + 1)]  # one driver: read below it
     if "segments" in a:
         top = top.groupby("driver", sort=False)["contribution"].sum().reset_index()
     moves = sorted(
@@ -985,3 +989,34 @@ def _num(x: float) -> str:
 
 def _signed(x: float) -> str:
     return ("+" if x >= 0 else "-") + _num(abs(x))
+
+
+def tree_text(tree: Driver) -> str:
+    """The driver tree as indented lines: name, then what the node does."""
+    lines = []
+    for depth, d in tree.walk():
+        what = d.operation or d.kind
+        lines.append(f"{'  ' * (depth + 1)}{d.name}" + (f"  [{what}]" if what else ""))
+    return "\n".join(lines)
+
+
+def as_text(frame: pd.DataFrame) -> str:
+    """The attribution as a table, drivers indented under their parents."""
+    a = frame.attrs
+    shown = frame.copy()
+    shown["driver"] = [("  " * (d - 1)) + str(n) for d, n in zip(shown["depth"], shown["driver"])]
+    shown = shown.drop(columns=["parent", "depth"])
+    body = shown.to_string(index=False, float_format=lambda v: f"{v:,.2f}", na_rep="")
+    head = (
+        f"{a['kpi']}: {_num(a['start_value'])} in {a['start']} -> {_num(a['end_value'])} "
+        f"in {a['end']} (change {_signed(a['change'])})"
+    )
+    parts = [head, "", body]
+    if a.get("segments"):
+        segments = pd.DataFrame(a["segments"])
+        parts += [
+            "",
+            "by segment:",
+            segments.to_string(index=False, float_format=lambda v: f"{v:,.3f}"),
+        ]
+    return "\n".join(parts)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .attribution import tree_text
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
 from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
 from .evaluation import Request, check_request, shown_columns
@@ -200,6 +201,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         if items:
             print(f"\n{label}\n{'-' * len(label)}")
             print(_bullets([f"{r['kpi']}: {r['why']}" for r in items]))
+    if kpi.expression is not None and (tree := reg.drivers(kpi.id)).children:
+        print("\nDriver tree\n-----------")
+        print(tree_text(tree))
     for label, ids in (
         ("Uses in its formula", reg.dependencies(kpi.id)),
         ("Used in the formula of", reg.used_in(kpi.id)),
@@ -289,6 +293,43 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"warning: {note}", file=sys.stderr)
     if args.engine == "pandas" and not len(data):
         print(f"warning: {args.data} has no data rows", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
+    from .attribution import as_text, reading
+
+    reg = registry_from_args(args)
+    reg[args.id]
+    columns = parse_columns(args.column)
+    check_column_keys(reg, [args.id], columns)
+    checked = check_inputs(args.data) if args.engine == "duckdb" else check_data_file(args.data)
+    data = args.data if args.engine == "duckdb" else read_data(checked)
+    try:
+        frame = reg.explain(
+            args.id,
+            data,
+            start=args.start,
+            end=args.end,
+            period=args.period,
+            entity=args.entity,
+            by=args.by or None,
+            grain=args.grain,
+            columns=columns,
+            engine=args.engine,
+        )
+    except DataError as e:
+        located = checked if args.engine == "pandas" else None
+        raise DataError(locate_data_error(str(e), args.data, located)) from None
+    if args.format == "table":
+        print(as_text(frame))
+        print()
+        print(_wrap(reading(frame, reg[args.id].name), ""))
+    else:
+        _print_frame(frame, args.format)
+    for note in frame.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -457,6 +498,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_path_argument(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "explain",
+        help="attribute a KPI's change between two periods to its drivers",
+        description="Split the change of a KPI between --from and --to exactly among the "
+        "KPIs and datapoints of its formula (and among segments with --by).",
+    )
+    p.add_argument("id", metavar="ID", help="KPI id")
+    p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
+    p.add_argument("--from", dest="start", required=True, metavar="PERIOD", help="e.g. 2024-01")
+    p.add_argument("--to", dest="end", required=True, metavar="PERIOD", help="e.g. 2024-02")
+    add_request_arguments(p, period_required=True)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--engine", choices=["pandas", "duckdb"], default="pandas")
+    add_path_argument(p)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
         "schema",
