@@ -66,19 +66,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # -- list / search / show -------------------------------------------------------------------
-def _table(kpis: Sequence[KPI]) -> None:
+def _table(reg: Registry, kpis: Sequence[KPI]) -> None:
     if not kpis:
         print("no KPIs match")
         return
     width = max(len(k.id) for k in kpis)
     for k in kpis:
-        print(f"{k.id:<{width}}  {k.name}  [{k.category}]")
+        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {k.category}]")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     _check_filter(reg, args)
-    _table(reg.filter(category=args.category, industry=args.industry, tag=args.tag))
+    _table(
+        reg,
+        reg.filter(
+            category=args.category, industry=args.industry, tag=args.tag, function=args.function
+        ),
+    )
     return EXIT_OK
 
 
@@ -86,6 +91,11 @@ def _check_filter(reg: Registry, args: argparse.Namespace) -> None:
     if args.category is not None and args.category not in reg.taxonomy:
         raise KPIError(
             f"unknown category {args.category!r}{did_you_mean(args.category, reg.taxonomy)}"
+        )
+    if args.function is not None and args.function not in reg.functions:
+        raise KPIError(
+            f"unknown function {args.function!r}{did_you_mean(args.function, reg.functions)}; "
+            f"functions: {', '.join(sorted(reg.functions))}"
         )
     for label, value, known in (
         ("industry", args.industry, {i for k in reg for i in k.industries}),
@@ -106,9 +116,10 @@ def cmd_search(args: argparse.Namespace) -> int:
         category=args.category,
         industry=args.industry,
         tag=args.tag,
+        function=args.function,
         limit=args.limit,
     )
-    _table(hits)
+    _table(reg, hits)
     return EXIT_OK
 
 
@@ -143,7 +154,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("=" * len(title))
     print(_wrap(kpi.summary, ""))
     print()
+    function = reg.function_of(kpi.id)
     facts = [
+        ("Function", f"{function.name} ({function.id})"),
         ("Category", ", ".join(kpi.categories)),
         ("Unit", kpi.unit),
         ("Direction", kpi.direction.replace("_", " ")),
@@ -423,6 +436,7 @@ def check_request_arguments(args: argparse.Namespace) -> None:
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--function", help="only KPIs of this business function, e.g. finance")
     p.add_argument("--category", help="only KPIs in this category")
     p.add_argument("--industry", help="only KPIs used in this industry")
     p.add_argument("--tag", help="only KPIs with this tag")

@@ -78,6 +78,25 @@ class Category:
     name: str
     description: str
     path: str = ""
+    function: str = ""  # the business function the category sits under (see BusinessFunction)
+
+
+@dataclass
+class BusinessFunction:
+    """The level above categories (finance, people, engineering...): every KPI belongs to the
+    function of its primary category, so a company finds its own corner of the library."""
+
+    id: str
+    name: str
+    description: str
+    path: str = ""
+
+
+#: Categories that name no function (a team's taxonomy written before functions existed) sit
+#: under this one, so every KPI still has exactly one function.
+OTHER_FUNCTION = BusinessFunction(
+    "other", "Other", "Categories whose taxonomy does not name a business function."
+)
 
 
 @dataclass

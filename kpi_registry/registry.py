@@ -29,7 +29,7 @@ from .errors import (
 from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
-from .model import KPI, RELATION_KINDS, Category
+from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -84,13 +84,25 @@ class LoadResult:
     taxonomy: dict[str, Category]
     report: Report
     files: int = 0
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
 
 
 #: A category id names files and pages (the site's category pages), so it is kept plain.
 CATEGORY_ID = re.compile(r"[a-z0-9][a-z0-9_]*")
 
 
-def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) -> None:
+@dataclass
+class Taxonomy:
+    """Business functions and the categories under them, from every folder's _taxonomy.yaml."""
+
+    categories: dict[str, Category] = field(default_factory=dict)
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    # (category id, file, line, column) of each category's `function:`, checked once every
+    # folder is read: a team's category may sit under a function another folder defines.
+    function_refs: list[tuple[str, Path, int, int]] = field(default_factory=list)
+
+
+def _load_taxonomy(folder: Path, taxonomy: Taxonomy, report: Report) -> None:
     path = folder / TAXONOMY_FILE if folder.is_dir() else None
     if path is None or not path.is_file():
         return
@@ -99,42 +111,89 @@ def _load_taxonomy(folder: Path, taxonomy: dict[str, Category], report: Report) 
     except DefinitionError as e:
         report.extend(e.diagnostics)
         return
+    functions = doc.data.get("functions")
+    if functions is not None:
+        if not isinstance(functions, dict):
+            line, col = position_of(doc.data, ("functions",))
+            message = "expected a mapping of function id to name/description"
+            report.add(path, line, col, "functions", message)
+        else:
+            for fn_id, body in functions.items():
+                if _check_entry(doc, path, "functions", fn_id, body, taxonomy.functions, report):
+                    taxonomy.functions[fn_id] = BusinessFunction(
+                        fn_id, body["name"], body["description"], str(path)
+                    )
     cats = doc.data.get("categories")
     if not isinstance(cats, dict):
-        report.add(
-            path, 1, 1, "categories", "expected a mapping of category id to name/description"
-        )
+        if functions is None or cats is not None:
+            report.add(
+                path, 1, 1, "categories", "expected a mapping of category id to name/description"
+            )
         return
     for cat_id, body in cats.items():
-        line, col = position_of(doc.data, ("categories", cat_id))
-        if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
-            report.add(path, line, col, f"categories.{cat_id}", "needs a name and a description")
+        if not _check_entry(doc, path, "categories", cat_id, body, taxonomy.categories, report):
             continue
-        if not CATEGORY_ID.fullmatch(cat_id):
-            report.add(
-                path,
-                line,
-                col,
-                f"categories.{cat_id}",
-                "a category id must be lower-case letters, digits and _ (it names a page)",
-            )
-            continue
-        same = cat_id in taxonomy and (
-            (taxonomy[cat_id].name, taxonomy[cat_id].description)
-            == (body["name"], body["description"])
+        function = body.get("function") or ""
+        if function:
+            line, col = position_of(doc.data, ("categories", cat_id, "function"))
+            taxonomy.function_refs.append((cat_id, path, line, col))
+        taxonomy.categories[cat_id] = Category(
+            cat_id, body["name"], body["description"], str(path), str(function)
         )
-        if same:
-            continue  # repeating a category word for word is harmless
-        if cat_id in taxonomy:
+
+
+def _check_entry(
+    doc: Document, path: Path, block: str, entry_id: Any, body: Any, known: dict, report: Report
+) -> bool:
+    """One function or category: named, described, a plain id, and not defined differently
+    elsewhere. False when it must not be (re)defined."""
+    kind = "category" if block == "categories" else "function"
+    line, col = position_of(doc.data, (block, entry_id))
+    if not isinstance(body, dict) or not body.get("name") or not body.get("description"):
+        report.add(path, line, col, f"{block}.{entry_id}", "needs a name and a description")
+        return False
+    if not isinstance(entry_id, str) or not CATEGORY_ID.fullmatch(entry_id):
+        report.add(
+            path,
+            line,
+            col,
+            f"{block}.{entry_id}",
+            f"a {kind} id must be lower-case letters, digits and _ (it names a page)",
+        )
+        return False
+    if entry_id not in known:
+        return True
+    first = known[entry_id]
+    same = (first.name, first.description, getattr(first, "function", "")) == (
+        body["name"],
+        body["description"],
+        body.get("function") or "" if block == "categories" else "",
+    )
+    if not same:  # repeating an entry word for word is harmless
+        report.add(
+            path,
+            line,
+            col,
+            f"{block}.{entry_id}",
+            f"{kind} {entry_id!r} is already defined in {first.path}",
+        )
+    return False
+
+
+def _check_function_refs(taxonomy: Taxonomy, report: Report) -> None:
+    for cat_id, path, line, col in taxonomy.function_refs:
+        function = taxonomy.categories[cat_id].function
+        if function not in taxonomy.functions:
             report.add(
                 path,
                 line,
                 col,
-                f"categories.{cat_id}",
-                f"category {cat_id!r} is already defined in {taxonomy[cat_id].path}",
+                f"categories.{cat_id}.function",
+                f"unknown function {function!r}{did_you_mean(function, taxonomy.functions)}; "
+                "functions are defined under 'functions:' in _taxonomy.yaml",
             )
-            continue
-        taxonomy[cat_id] = Category(cat_id, body["name"], body["description"], str(path))
+    if any(not c.function for c in taxonomy.categories.values()):
+        taxonomy.functions.setdefault(OTHER_FUNCTION.id, OTHER_FUNCTION)
 
 
 def collect(
@@ -156,7 +215,7 @@ def collect(
 def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
     report = Report()
     kpis: dict[str, KPI] = {}
-    taxonomy: dict[str, Category] = {}
+    taxonomy = Taxonomy()
     n_files = 0
     loaded: set[Path] = set()
     taxonomy_folders: set[Path] = set()
@@ -212,8 +271,9 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                     f"override{did_you_mean(kpi_id, kpis)}",
                 )
             kpis[kpi_id] = kpi
+    _check_function_refs(taxonomy, report)
     for kpi in kpis.values():
-        validation.check_taxonomy(kpi, taxonomy, report)
+        validation.check_taxonomy(kpi, taxonomy.categories, report)
         validation.check_references(kpi, kpis, report)
         validation.check_required_attributes(kpi, report)
     validation.check_datapoints(kpis, report)
@@ -222,7 +282,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     if examples:
         for kpi in kpis.values():
             validation.check_examples(kpis, kpi, report)
-    return LoadResult(kpis, taxonomy, report, n_files)
+    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions)
 
 
 def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
@@ -231,7 +291,7 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     result = collect(paths, include_bundled=include_bundled, examples=examples)
     if result.report:
         raise DefinitionError(result.report.errors)
-    return Registry(result.kpis, result.taxonomy)
+    return Registry(result.kpis, result.taxonomy, result.functions)
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -258,6 +318,7 @@ class Registry:
 
     kpis: dict[str, KPI]
     taxonomy: dict[str, Category] = field(default_factory=dict)
+    functions: dict[str, BusinessFunction] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._body_words: dict[str, set[str]] | None = None
@@ -284,16 +345,29 @@ class Registry:
         return sorted(self.kpis)
 
     def filter(
-        self, *, category: str | None = None, industry: str | None = None, tag: str | None = None
+        self,
+        *,
+        category: str | None = None,
+        industry: str | None = None,
+        tag: str | None = None,
+        function: str | None = None,
     ) -> list[KPI]:
-        """KPIs in a category (primary or extra), an industry and/or with a tag."""
+        """KPIs in a category (primary or extra), an industry, with a tag and/or in a business
+        function (through the primary category)."""
         return [
             k
             for k in self
             if (category is None or category in k.categories)
             and (industry is None or industry in k.industries)
             and (tag is None or tag in k.tags)
+            and (function is None or self.function_of(k.id).id == function)
         ]
+
+    def function_of(self, kpi_id: str) -> BusinessFunction:
+        """The business function a KPI belongs to: that of its primary category."""
+        category = self.taxonomy.get(self[kpi_id].category)
+        function = category.function if category is not None else ""
+        return self.functions.get(function) or OTHER_FUNCTION
 
     # -- search -----------------------------------------------------------------------
     def search(
@@ -303,6 +377,7 @@ class Registry:
         category: str | None = None,
         industry: str | None = None,
         tag: str | None = None,
+        function: str | None = None,
         limit: int | None = None,
     ) -> list[KPI]:
         """KPIs ranked by where the words occur: name and aliases first, then id and summary,
@@ -316,7 +391,7 @@ class Registry:
                 k.id: set(_words(" ".join(_text_of(k.data)))) for k in self.kpis.values()
             }
         scored = []
-        for kpi in self.filter(category=category, industry=industry, tag=tag):
+        for kpi in self.filter(category=category, industry=industry, tag=tag, function=function):
             score = self._score(kpi, query, words)
             if score > 0:
                 scored.append((-score, kpi.id, kpi))

@@ -54,14 +54,15 @@ FAMILY = {
 }
 
 ROOT = Path(__file__).resolve().parents[1]
-# Test folders repeat the bundled revenue_retention category word for word (allowed), so they
-# can be loaded on their own or on top of the bundled library.
+# Test folders repeat the bundled revenue_retention category and its function word for word
+# (allowed), so they can be loaded on their own or on top of the bundled library.
 _BUNDLED = yaml.safe_load((ROOT / "definitions" / "_taxonomy.yaml").read_text("utf-8"))
 TAXONOMY = {
+    "functions": {"customer_success": _BUNDLED["functions"]["customer_success"]},
     "categories": {
         "revenue_retention": _BUNDLED["categories"]["revenue_retention"],
         "finance": {"name": "Finance", "description": "Money matters."},
-    }
+    },
 }
 
 

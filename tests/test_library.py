@@ -181,3 +181,34 @@ def test_search_filters(reg):
     hits = reg.search("revenue", category="unit_economics")
     assert hits and all("unit_economics" in k.categories for k in hits)
     assert reg.search("zzzz-no-such-word") == []
+
+
+def test_every_kpi_is_found_by_its_id_name_and_each_alias(reg):
+    # The id and the name find the KPI first. An alias finds it first too, unless several KPIs
+    # share that alias (e.g. "MTTR"): then it is among them, ahead of every KPI that does not.
+    alias_owners = defaultdict(set)
+    for kpi in reg:
+        for alias in kpi.aliases:
+            alias_owners[" ".join(re.findall(r"[a-z0-9]+", alias.lower()))].add(kpi.id)
+    misses = []
+    for kpi in reg:
+        for query in (kpi.id.replace("_", " "), kpi.name):
+            if reg.search(query)[:1] != [kpi]:
+                misses.append((kpi.id, query))
+        for alias in kpi.aliases:
+            owners = alias_owners[" ".join(re.findall(r"[a-z0-9]+", alias.lower()))]
+            top = [k.id for k in reg.search(alias)[: len(owners)]]
+            if kpi.id not in top:
+                misses.append((kpi.id, alias))
+    assert misses == []
+
+
+def test_no_two_definitions_share_a_paragraph(reg):
+    where = defaultdict(set)
+    for kpi in reg:
+        for text in _texts(kpi.data):
+            for paragraph in re.split(r"\n\s*\n", text):
+                normal = " ".join(paragraph.lower().split())
+                if len(normal) >= 40:
+                    where[normal].add(kpi.id)
+    assert {p: sorted(ids) for p, ids in where.items() if len(ids) > 1} == {}

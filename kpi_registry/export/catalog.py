@@ -16,11 +16,11 @@ from typing import Any
 
 from ..formula import Binary, Call, Name, Node, Number, Unary, to_latex, to_text
 from ..loading import to_plain
-from ..model import KPI, RELATION_KINDS
+from ..model import KPI, OTHER_FUNCTION, RELATION_KINDS
 from ..registry import Registry, bundled_dir
 from ..schema import kpi_schema
 
-CATALOG_VERSION = "1.0"
+CATALOG_VERSION = "1.1"
 
 
 @cache
@@ -135,6 +135,7 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
             {
                 "id": kpi.id,
                 "name": kpi.name,
+                "function": registry.function_of(kpi.id).id,
                 "fields": to_plain(kpi.data),
                 "source": {
                     "file": display_path(kpi.path),
@@ -172,6 +173,7 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
     taxonomy = [
         {
             "id": cat.id,
+            "function": cat.function or OTHER_FUNCTION.id,
             "name": cat.name,
             "description": " ".join(cat.description.split()),
             "source": display_path(cat.path) if cat.path else "",
@@ -179,11 +181,22 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
         }
         for cat in sorted(registry.taxonomy.values(), key=lambda c: c.id)
     ]
+    functions = [
+        {
+            "id": fn.id,
+            "name": fn.name,
+            "description": " ".join(fn.description.split()),
+            "source": display_path(fn.path) if fn.path else "",
+            "categories": [c["id"] for c in taxonomy if c["function"] == fn.id],
+        }
+        for fn in sorted(registry.functions.values(), key=lambda f: f.id)
+    ]
     return {
         "catalog_version": CATALOG_VERSION,
         "generator": {"name": "kpi-registry", "version": __version__},
         "kpi_schema": kpi_schema().get("$id", ""),
         "count": len(kpis),
+        "functions": functions,
         "taxonomy": taxonomy,
         "kpis": kpis,
         "datapoints": [datapoints[name] for name in sorted(datapoints)],

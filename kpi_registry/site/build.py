@@ -202,6 +202,8 @@ SHARD_PAGES = 2500
 _NOT_IN_NAV = [
     "/categories/*.md",
     "!/categories/index.md",
+    "/functions/*.md",
+    "!/functions/index.md",
     "/industry/",
     "/tag/",
     "/group/",

@@ -26,7 +26,7 @@ from markupsafe import Markup
 from ..errors import DefinitionError, Diagnostic
 from ..formula import FUNCTIONS, OPERATORS, parse
 from ..formula.mathml import to_mathml
-from ..model import ATTRIBUTE_TITLES, KPI
+from ..model import ATTRIBUTE_TITLES, KPI, BusinessFunction
 from ..registry import Registry, bundled_dir
 from . import listing
 from .calculator import calculator_for, runtime_script
@@ -43,6 +43,21 @@ RECENT = 10
 
 #: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
 ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
+#: Above this many KPIs a catalog table (a function's, or the whole library's) is left out and
+#: the page links its category listings instead: a page stays small whatever the library's size.
+CATALOG_LIMIT = 1500
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    kpi: KPI
+    abbreviation: str
+    function: BusinessFunction
+    category: str
+    unit: str
+    owner: str
+
+
 #: On a KPI page, at most this many relations declared by other KPIs per list (with their
 #: reasons), and this many KPIs under "used in the formula of"; the rest are counted.
 MAX_REVERSE = 4
@@ -160,6 +175,20 @@ class SiteGenerator:
             for tag in kpi.tags:
                 self.tags[tag].append(kpi.id)
         self.categories = sorted(reg.taxonomy, key=lambda c: (reg.taxonomy[c].name.casefold(), c))
+        self.function_members: dict[str, list[str]] = defaultdict(list)  # function -> KPI ids
+        for kpi in reg:
+            self.function_members[reg.function_of(kpi.id).id].append(kpi.id)
+        self.function_categories: dict[str, list[str]] = defaultdict(list)
+        for cat in self.categories:
+            self.function_categories[reg.taxonomy[cat].function or "other"].append(cat)
+        self.functions = sorted(
+            (f for f in reg.functions.values() if self.function_members[f.id]),
+            key=lambda f: (f.name.casefold(), f.id),
+        )
+        add("functions/index.md")
+        for function in self.functions:
+            add(f"functions/{function.id}.md")
+        add("browse/catalog.md")
         self.listings: list[Listing] = []
         self.category_lists: dict[str, tuple[Listing, Listing]] = {}
         for cat in self.categories:
@@ -313,11 +342,29 @@ class SiteGenerator:
         self._copy_static()
         self._home()
         self.write("categories/index.md", "categories.md.j2")
+        self.write("functions/index.md", "functions.md.j2")
         self._browse_indexes()
         self._reference()
 
     def listing_pages(self) -> None:
-        """Category, industry, tag and group pages, and the parts of long listings."""
+        """Function, category, industry, tag and group pages, and the parts of long listings."""
+        for function in self.functions:
+            ids = self.function_members[function.id]
+            self.write(
+                f"functions/{function.id}.md",
+                "function.md.j2",
+                function=function,
+                categories=self.function_categories[function.id],
+                rows=self.catalog_rows(ids) if len(ids) <= CATALOG_LIMIT else [],
+                count=len(ids),
+            )
+        ids = self.registry.ids
+        self.write(
+            "browse/catalog.md",
+            "catalog.md.j2",
+            rows=self.catalog_rows(ids) if len(ids) <= CATALOG_LIMIT else [],
+            count=len(ids),
+        )
         for cat in self.categories:
             primary, also = self.category_lists[cat]
             self.write(
@@ -479,6 +526,25 @@ class SiteGenerator:
         if not hasattr(self, "_group_of"):
             self._group_of = {m: c for c in self.components for m in c.members}
         return self._group_of.get(kpi_id)
+
+    def catalog_rows(self, ids: list[str]) -> list[CatalogRow]:
+        """One row of the sortable catalog table per KPI, by name."""
+        reg = self.registry
+        rows = []
+        for kpi_id in ids:
+            kpi = reg[kpi_id]
+            category = reg.taxonomy.get(kpi.category)
+            rows.append(
+                CatalogRow(
+                    kpi=kpi,
+                    abbreviation=" · ".join(a for a in kpi.aliases if ABBREVIATION.fullmatch(a)),
+                    function=reg.function_of(kpi_id),
+                    category=category.name if category else kpi.category,
+                    unit=UNIT_LABELS.get(kpi.unit, kpi.unit),
+                    owner=str(kpi.data.get("owner") or ""),
+                )
+            )
+        return sorted(rows, key=lambda r: (r.kpi.name.casefold(), r.kpi.id))
 
     # -- the other pages -------------------------------------------------------------------
     def _home(self) -> None:
