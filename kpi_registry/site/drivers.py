@@ -87,7 +87,7 @@ def _lines(tree: Driver, frame: pd.DataFrame | None, url_of) -> list[_Line]:
         points = [c.name for c in node.children if c.kind == "datapoint"]
         note = node.operation if node.kind != "aggregate" else ""
         if points and (node.kind == "kpi" and node.operation.endswith("over rows")):
-            note += " of " + ", ".join(points)
+            note = note.replace(" over rows", "") + " of " + ", ".join(points)
         url = url_of(node.name) if node.kind == "kpi" and depth else None
         out.append(_Line(depth, node.name, note, url, key))
         for child in node.children:
@@ -132,7 +132,7 @@ def driver_figure(
             tree_path.append(f"M{x - 14} {16 + p * ROW + 5}V{y - 4}H{x - 3}")
         last[line.depth] = i
         label = escape(_cut(line.name.replace("_", " "), 46 - 2 * line.depth))
-        note = f'<tspan class="dt-op"> {escape(line.note)}</tspan>' if line.note else ""
+        note = f'<tspan class="o"> {escape(line.note)}</tspan>' if line.note else ""
         row = f'<text x="{x}" y="{y}">{label}{note}</text>'
         text_rows.append(f'<a href="{escape(line.url)}">{row}</a>' if line.url else row)
     if frame is not None:
@@ -143,8 +143,6 @@ def driver_figure(
             "the whole tree)</text>"
         )
     title = f"Driver tree of {tree.name}"
-    if frame is not None:
-        title += f", with what moved it from {frame.attrs['start']} to {frame.attrs['end']}"
     return (
         f'<svg class="kpi-driver-tree" viewBox="0 0 {WIDTH} {height}" role="img">'
         f"<title>{escape(title)}</title>"
@@ -201,6 +199,10 @@ def _waterfall(shown: list[_Line], frame: pd.DataFrame, unit: str) -> list[str]:
     return [*bars, '<g class="dt-v">' + "".join(labels) + "</g>"]
 
 
+def _between(frame: pd.DataFrame) -> str:
+    return f"from {frame.attrs['start']} to {frame.attrs['end']}"
+
+
 def _value(v: float, unit: str, share: bool = False) -> str:
     if share and unit == "percent":
         return f"{v:,.2f} pts"  # a change of a percentage is in points
@@ -217,5 +219,5 @@ def figure_context(reg: Any, kpi: KPI, url_of: Callable[[str], str | None]) -> d
     change = last_change(reg.kpis, kpi)
     return {
         "driver_tree": driver_figure(tree, url_of, change, kpi.unit),
-        "last_change": change.reading if change else "",
+        "last_change": _between(change.frame) if change else "",
     }
