@@ -264,7 +264,7 @@ class _Walk:
         return self.rows[key]
 
     def visit(self, node: Node, slope: float, at: tuple[str, ...]) -> None:
-        if _is_constant(node) or slope == 0.0 and not isinstance(node, Name):
+        if _is_constant(node):
             return
         if self.is_leaf(node):
             self._leaf(node, slope, at)
@@ -334,7 +334,7 @@ class _Walk:
         a1 = [self.end(a) for a in args]
         shares = shapley(lambda xs: float(_apply(node, xs)), a0, a1)
         for arg, share, v0, v1 in zip(args, shares, a0, a1):
-            if _is_constant(arg) or share == 0.0:
+            if _is_constant(arg):
                 continue
             change = float(v1) - float(v0)
             if _is_condition(arg) or not math.isfinite(change):
@@ -348,8 +348,8 @@ class _Walk:
                 )
                 self.notes.append(row.note)
                 continue
-            if change != 0.0:
-                self.visit(arg, slope * share / change, at)
+            # an input that did not move has no share (Shapley's null player): its rows stay
+            self.visit(arg, slope * share / change if change != 0.0 else 0.0, at)
 
 
 _HANDLERS: dict[type, Callable[..., None]] = {
@@ -644,7 +644,12 @@ class _Periods:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """A label given as text ("2024-01") against the result's Period or Timestamp."""
     try:
+        if isinstance(a, pd.Period):
+            return a == pd.Period(str(b), freq=a.freq)
+        if isinstance(a, pd.Timestamp):
+            return a == pd.Timestamp(str(b))
         return bool(a == b)
     except (TypeError, ValueError):
         return False
@@ -876,7 +881,7 @@ def _movement(col: str, total, groups, i0: int, i1: int, name: str) -> np.ndarra
         part = np.array([total.value(col, i)]) if groups is None else groups.values(col, i)
         part = np.nan_to_num(part, nan=0.0)
         acc = part if acc is None else acc + part
-    return sign * direction * acc
+    return sign * direction * acc + 0.0  # no -0.0 for a movement that is zero
 
 
 def _segments(kpis, kpi, walk, plan, total, groups, i0, i1, frame) -> list[dict[str, Any]]:
@@ -953,7 +958,7 @@ def reading(frame: pd.DataFrame, name: str = "", limit: int = 3) -> str:
     if change:
         text += f" {_num(abs(change))}{unit}"
     text += f" from {_num(a['start_value'])} to {_num(a['end_value'])}"
-    text += f" between {a['start']} and {a['end']}"
+    text += f" between {_period(a['start'])} and {_period(a['end'])}"
     top = frame[frame["depth"] == 1]
     while top["driver"].nunique() == 1 and (frame["depth"] > top["depth"].max()).any():
         top = frame[(frame["depth"] == top["depth"].max() + 1)]  # one driver: read below it
@@ -984,7 +989,15 @@ def _label(driver: str) -> str:
 
 
 def _num(x: float) -> str:
+    if x and abs(x) < 0.1:
+        return f"{x:.2g}"  # a small change keeps two significant digits, not "0.0"
     return f"{x:,.1f}" if abs(x) < 1e6 else f"{x:,.0f}"
+
+
+def _period(label: Any) -> str:
+    if isinstance(label, pd.Timestamp) and label == label.normalize():
+        return label.strftime("%Y-%m-%d")
+    return str(label)
 
 
 def _signed(x: float) -> str:
