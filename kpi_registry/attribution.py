@@ -482,6 +482,13 @@ def explain(
     if kpi.expression is None:
         raise KPIError(f"KPI {kpi_id!r} has no valid formula")
     supplied = _supplied(kpis, data, request)
+    if kpi_id in supplied:
+        raise ExplainError(
+            f"the data gives {kpi_id} as a column, so it has no drivers to attribute its change "
+            "to; leave the column out to explain it from its formula",
+            kpi_id=kpi_id,
+            reason="given as a column",
+        )
     plan = _Plan(kpis, kpi_id, supplied, request.entity)
     frames = [_run(plan.kpis, plan.ids, data, _without_by(request), engine)]
     if request.by:

@@ -338,3 +338,53 @@ def test_driver_tree(reg):
     assert {"customer_lifetime_value", "customer_churn_rate", "revenue"} <= names
     depth = max(d for d, _ in ltv.walk())
     assert depth >= 3
+
+
+def test_kpi_explain_cli(tmp_path, data, capsys):
+    from kpi_registry.cli import main
+
+    path = tmp_path / "mrr.csv"
+    data[["customer", "month", "segment", "revenue"]].to_csv(path, index=False)
+    args = ["explain", "net_revenue_retention", "--data", str(path), "--period", "month"]
+    args += ["--entity", "customer", "--from", "2024-06", "--to", "2024-09"]
+    assert main([*args, "--by", "segment"]) == 0
+    out = capsys.readouterr().out
+    assert "churned_revenue" in out and "rate_effect" in out and "mix_effect" in out
+    assert "Net Revenue Retention " in out and " points from " in out and "accounts for" in out
+    assert main([*args, "--format", "csv", "--engine", "duckdb"]) == 0
+    csv = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    assert {"driver", "start_value", "end_value", "contribution"} <= set(csv.columns)
+    # a period where NRR has no value: a message naming it, exit 1, no traceback
+    bad = [a if a != "2024-06" else "2024-01" for a in args]
+    assert main(bad) == 1
+    err = capsys.readouterr().err
+    assert "2024-01" in err and "starting_revenue" in err and "Traceback" not in err
+
+
+def test_kpi_show_prints_the_driver_tree(capsys):
+    from kpi_registry.cli import main
+
+    assert main(["show", "customer_lifetime_value"]) == 0
+    out = capsys.readouterr().out
+    tree = out[out.index("Driver tree\n-----------") :]
+    assert "customer_lifetime_value  [ratio]" in tree
+    assert "\n        revenue  [datapoint]" in tree  # down to the datapoints, indented
+
+
+def test_every_kpi_page_draws_its_driver_tree_and_last_change():
+    from site_helpers import bundled_site, read
+
+    site, _ = bundled_site()
+    nrr = read(site, "kpi/net_revenue_retention/")
+    figure = nrr[nrr.index('id="driver-tree"') :].split("</figure>")[0]
+    assert 'href="../churned_revenue/"' in figure and "kc-s3" in figure  # a share that fell
+    assert "from 2024-02 to 2024-03" in figure and "#attribution" in figure
+    mrr = read(site, "kpi/monthly_recurring_revenue/")
+    bridge = mrr[mrr.index('id="driver-tree"') :].split("</figure>")[0]
+    assert ">churned</text>" in bridge or ">new</text>" in bridge  # the revenue bridge
+    reg = kpi_registry.load()
+    for kpi in reg:
+        if kpi.expression is not None and reg.drivers(kpi.id).children:
+            assert 'class="kpi-driver-tree"' in read(site, f"kpi/{kpi.id}/"), kpi.id
+    reference = read(site, "reference/formula-language/")
+    assert 'id="attribution"' in reference and "Shapley" in reference
