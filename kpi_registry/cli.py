@@ -15,7 +15,15 @@ from typing import Any
 
 from .attribution import tree_text
 from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
-from .errors import DataError, DefinitionError, KPIError, UnknownKPIError, _or_list, did_you_mean
+from .errors import (
+    DataError,
+    DefinitionError,
+    KPIError,
+    MissingColumnsError,
+    UnknownKPIError,
+    _or_list,
+    did_you_mean,
+)
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
 from .registry import Registry, collect, load
@@ -57,33 +65,118 @@ def _width() -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
+    if args.against:
+        from .history import check_against
+
+        files = [k.path for k in result.kpis.values() if k.origin != "bundled" or not paths]
+        check_against(files, args.against, result.report)
     for diag in result.report.diagnostics:
         print(diag)
-    errors = len(result.report.errors)
+    errors, warnings = len(result.report.errors), len(result.report.warnings)
     n = len(result.kpis)
-    print(f"{n} definition{'s' * (n != 1)}, {errors} error{'s' * (errors != 1)}")
-    return EXIT_ERRORS if errors else EXIT_OK
+    summary = f"{n} definition{'s' * (n != 1)}, {errors} error{'s' * (errors != 1)}"
+    if warnings:
+        summary += f", {warnings} warning{'s' * (warnings != 1)}"
+        summary += " (errors with --strict)" if not args.strict else ""
+    print(summary)
+    return EXIT_ERRORS if errors or (args.strict and warnings) else EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from .history import diff_libraries, library_at, library_now
+    from .registry import bundled_dir
+
+    folders = [Path(f) for f in args.path or []] or [bundled_dir("definitions")]
+    changes = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise KPIError(f"{folder}: no such folder")
+        old = library_at(folder, args.old)
+        new = library_at(folder, args.new) if args.new else library_now(folder)
+        changes.extend(diff_libraries(old, new))
+    if args.format == "json":
+        print(json.dumps([vars(c) for c in changes], indent=2))
+        return EXIT_OK
+    if not changes:
+        print(f"no changes to definitions between {args.old} and {args.new or 'the files now'}")
+        return EXIT_OK
+    current = None
+    for change in changes:
+        if change.kpi != current:
+            current = change.kpi
+            print(change.kpi)
+        print(f"  {change.summary}")
+    return EXIT_OK
 
 
 # -- list / search / show -------------------------------------------------------------------
-def _table(reg: Registry, kpis: Sequence[KPI]) -> None:
+def _table(reg: Registry, kpis: Sequence[KPI], category: str | None = None) -> None:
+    """One line per KPI: id, name, [function / categories]. With a category filter the matched
+    category is shown even where it is not the KPI's main one (marked 'also')."""
     if not kpis:
         print("no KPIs match")
         return
     width = max(len(k.id) for k in kpis)
     for k in kpis:
-        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {k.category}]")
+        where = k.category
+        if category is not None and category != k.category:
+            where = f"{k.category}, also {category}"
+        print(f"{k.id:<{width}}  {k.name}  [{reg.function_of(k.id).id} / {where}]")
+
+
+#: The columns of `kpi list --format csv|json`: the catalog a spreadsheet or a script wants.
+LIST_COLUMNS = (
+    "id",
+    "name",
+    "abbreviations",
+    "function",
+    "category",
+    "categories",
+    "unit",
+    "direction",
+    "indicator_type",
+    "status",
+    "owner",
+    "version",
+)
+
+
+def _catalog_rows(reg: Registry, kpis: Sequence[KPI]) -> list[dict[str, str]]:
+    return [
+        {
+            "id": k.id,
+            "name": k.name,
+            "abbreviations": " ".join(a for a in k.aliases if a.isupper() and " " not in a),
+            "function": reg.function_of(k.id).id,
+            "category": k.category,
+            "categories": " ".join(k.categories),
+            "unit": k.unit,
+            "direction": k.direction,
+            "indicator_type": k.indicator_type,
+            "status": k.status,
+            "owner": str(k.data.get("owner") or ""),
+            "version": str(k.data.get("version") or ""),
+        }
+        for k in kpis
+    ]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     _check_filter(reg, args)
-    _table(
-        reg,
-        reg.filter(
-            category=args.category, industry=args.industry, tag=args.tag, function=args.function
-        ),
+    kpis = reg.filter(
+        category=args.category, industry=args.industry, tag=args.tag, function=args.function
     )
+    if args.format == "json":
+        print(json.dumps(_catalog_rows(reg, kpis), indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=LIST_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(_catalog_rows(reg, kpis))
+    else:
+        _table(reg, kpis, args.category)
     return EXIT_OK
 
 
@@ -119,7 +212,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         function=args.function,
         limit=args.limit,
     )
-    _table(reg, hits)
+    _table(reg, hits, args.category)
     return EXIT_OK
 
 
@@ -204,6 +297,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                     [f"{dp.name} ({dp.unit}, {dp.time}, missing={dp.missing}): {dp.description}"]
                 )
             )
+    needed = reg.inputs(kpi.id)
+    if needed and [dp.name for dp in needed] != list(kpi.datapoints):
+        print("\nData columns it needs (with the KPIs it is built from)")
+        print("-" * 54)
+        print(_bullets([f"{dp.name} ({dp.unit}): {dp.description}" for dp in needed]))
     sections = [
         ("Leading indicators", reg.leading(kpi.id)),
         ("Lagging indicators", reg.lagging(kpi.id)),
@@ -276,6 +374,14 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
 
 def cmd_eval(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
+    result = _evaluate_args(reg, args, with_targets=args.targets)
+    _print_frame(result, args.format)
+    _print_warnings(result)
+    return EXIT_OK
+
+
+def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
+    """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
     for kpi_id in args.ids:
         reg[kpi_id]
     columns = parse_columns(args.column)
@@ -293,7 +399,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
             grain=args.grain,
             columns=columns,
             engine=args.engine,
+            with_targets=with_targets,
         )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
     except DataError as e:
         if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
             message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
@@ -301,11 +410,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 raise DataError(message) from None
         located = checked if args.engine == "pandas" else None
         raise DataError(locate_data_error(str(e), args.data, located)) from None
-    _print_frame(result, args.format)
+    if args.engine == "pandas" and not len(data):
+        result.attrs.setdefault("warnings", []).append(f"{args.data} has no data rows")
+    return result
+
+
+def _print_warnings(result) -> None:
     for note in result.attrs.get("warnings", []):
         print(f"warning: {note}", file=sys.stderr)
-    if args.engine == "pandas" and not len(data):
-        print(f"warning: {args.data} has no data rows", file=sys.stderr)
+
+
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    from .files import replace_text
+    from .scorecard import html_page, scorecard_lines, text_table
+
+    if not args.period:
+        raise KPIError("a scorecard compares periods: give the period column with --period COL")
+    reg = registry_from_args(args)
+    result = _evaluate_args(reg, args, with_targets=True)
+    lines = scorecard_lines(result, [reg[i] for i in args.ids], args.period, list(args.by or []))
+    if not lines:
+        print("(no rows)")
+        return EXIT_OK
+    print(text_table(lines))
+    if args.html:
+        note = (
+            f"Computed by kpi-registry from {Path(args.data).name}, latest period "
+            f"{lines[0].period}; status from each KPI's targets and direction."
+        )
+        replace_text(Path(args.html), html_page(lines, args.title, note))
+        print(f"wrote {args.html}", file=sys.stderr)
+    _print_warnings(result)
     return EXIT_OK
 
 
@@ -332,6 +467,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             columns=columns,
             engine=args.engine,
         )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
     except DataError as e:
         located = checked if args.engine == "pandas" else None
         raise DataError(locate_data_error(str(e), args.data, located)) from None
@@ -435,6 +572,15 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
+def _add_engine_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine",
+        choices=["pandas", "duckdb"],
+        default="pandas",
+        help="pandas (default) or embedded DuckDB, which reads the file directly",
+    )
+
+
 def _add_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--function", help="only KPIs of this business function, e.g. finance")
     p.add_argument("--category", help="only KPIs in this category")
@@ -463,10 +609,47 @@ def build_parser() -> argparse.ArgumentParser:
         "it is loaded too, so your files may reference bundled KPIs)",
     )
     p.add_argument("--no-examples", action="store_true", help="skip re-computing examples")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="warnings (a TODO or placeholder left in a draft) are errors too",
+    )
+    p.add_argument(
+        "--against",
+        metavar="REV",
+        help="also compare with git revision REV (e.g. HEAD, main): a definition whose formula, "
+        "datapoints or unit changed needs a new version, and a certified one is no longer "
+        "certified",
+    )
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "diff",
+        help="what changed in the library between two git revisions",
+        description="List the changes to definitions between two git revisions, KPI by KPI: "
+        "formulas, datapoints, units, directions, relations, examples, added and removed KPIs. "
+        "With one revision, compares it with the files on disk.",
+    )
+    p.add_argument("old", metavar="REV", help="the earlier revision, e.g. v1.2 or HEAD~5")
+    p.add_argument("new", metavar="REV", nargs="?", help="the later one (default: the files now)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a definition folder to compare (repeatable; default: the bundled library's)",
+    )
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("list", help="list KPIs", description="List KPIs, optionally filtered.")
     _add_filters(p)
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table (default), or the catalog as CSV or JSON: id, name, abbreviations, "
+        "function, categories, unit, direction, indicator type, status, owner, version",
+    )
     add_path_argument(p)
     p.set_defaults(func=cmd_list)
 
@@ -504,11 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_request_arguments(p, period_required=False)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_engine_argument(p)
     p.add_argument(
-        "--engine",
-        choices=["pandas", "duckdb"],
-        default="pandas",
-        help="pandas (default) or embedded DuckDB, which reads the file directly",
+        "--targets",
+        action="store_true",
+        help="add each KPI's target and status (on_track, at_risk, off_track, no_data) from "
+        "the targets loaded with the definitions (_targets.yaml, or targets: in a KPI's file)",
     )
     add_path_argument(p)
     p.set_defaults(func=cmd_eval)
@@ -525,9 +709,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, metavar="PERIOD", help="e.g. 2024-02")
     add_request_arguments(p, period_required=True)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--engine", choices=["pandas", "duckdb"], default="pandas")
+    _add_engine_argument(p)
     add_path_argument(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "scorecard",
+        help="the latest period of several KPIs against their targets",
+        description="Evaluate KPIs on a data file and show, for the latest period, each "
+        "KPI's value, the period before, its target and status; --html writes the same as "
+        "one self-contained page with a trend line per KPI.",
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
+    p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
+    add_request_arguments(p, period_required=False)
+    _add_engine_argument(p)
+    p.add_argument("--html", metavar="FILE", help="also write the scorecard as an HTML page")
+    p.add_argument("--title", default="KPI scorecard", help="title of the HTML page")
+    add_path_argument(p)
+    p.set_defaults(func=cmd_scorecard)
 
     p = sub.add_parser(
         "schema",
@@ -595,6 +795,9 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_ERRORS
+    except MissingColumnsError as e:
+        print(f"error: {_missing_columns_message(e, getattr(args, 'data', None))}", file=sys.stderr)
+        return EXIT_ERRORS
     except UnknownKPIError as e:
         reg = getattr(args, "registry", None)
         near = near_kpis(reg, e.kpi_id, e.suggestions) if reg is not None else e.suggestions
@@ -617,6 +820,21 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_ERRORS
     except Exception as e:  # a bug of ours, not bad input: say so, keep the trace on request
         return _internal_error(e)
+
+
+def _missing_columns_message(e: MissingColumnsError, data: str | None) -> str:
+    plural = len(e.missing) > 1
+    names = ", ".join(
+        f"{m.datapoint!r}" + (f" (--column {m.datapoint}={m.mapped_to})" if m.mapped_to else "")
+        for m in e.missing
+    )
+    shown = ", ".join(repr(c) for c in e.columns[:12]) + (" ..." if len(e.columns) > 12 else "")
+    options = " ".join(f"--column {m.datapoint}=COL" for m in e.missing)
+    text = (
+        f"{data + ': ' if data else ''}the data has no column for datapoint{'s' * plural} "
+        f"{names}; columns are {shown}. Map {'each' if plural else 'it'} with {options}"
+    )
+    return text + "".join(f"\n  {m.datapoint}: {m.description} ({m.unit})" for m in e.missing)
 
 
 def _internal_error(e: Exception) -> int:

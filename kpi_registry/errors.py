@@ -57,8 +57,57 @@ class UnknownKPIError(KPIError, KeyError):
         return self.args[0]
 
 
+class AmbiguousKPIError(KPIError, KeyError):
+    """A name that is an alias of several KPIs: the caller must say which."""
+
+    def __init__(self, name: str, candidates: Iterable[str]):
+        self.name = name
+        self.candidates = sorted(candidates)
+        super().__init__(
+            f"{name!r} is an alias of {len(self.candidates)} KPIs: "
+            f"{_or_list(self.candidates)}; give the id"
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class DataError(KPIError):
     """The data given to an evaluation does not fit the definition (column, type, period)."""
+
+
+@dataclass(frozen=True)
+class MissingColumn:
+    """A datapoint a request reads that the data has no column for."""
+
+    datapoint: str
+    description: str
+    unit: str
+    mapped_to: str | None = None  # the column the request mapped it to, if any
+
+
+class MissingColumnsError(DataError):
+    """Every column a request needs and the data lacks, at once (not one per attempt)."""
+
+    def __init__(self, missing: list[MissingColumn], columns: Iterable[str]):
+        self.missing = list(missing)
+        self.columns = [str(c) for c in columns]
+        names = ", ".join(
+            f"{m.datapoint!r}" + (f" (mapped to {m.mapped_to!r})" if m.mapped_to else "")
+            for m in self.missing
+        )
+        plural = len(self.missing) > 1
+        mapping = ", ".join(f"{m.datapoint!r}: 'your_column'" for m in self.missing)
+        super().__init__(
+            f"the data has no column for datapoint{'s' * plural} {names}; columns are "
+            f"{_shown(self.columns)}. Map {'each' if plural else 'it'} with columns={{{mapping}}}"
+            + "".join(f"\n  {m.datapoint}: {m.description} ({m.unit})" for m in self.missing)
+        )
+
+
+def _shown(columns: list[str], limit: int = 12) -> str:
+    shown = ", ".join(repr(c) for c in columns[:limit])
+    return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
 class FormulaError(KPIError):
@@ -107,6 +156,16 @@ class Report:
 
     def add(self, path: str, line: int, column: int, field_path: str, message: str) -> None:
         self.diagnostics.append(Diagnostic(str(path), line, column, field_path, message))
+
+    def warn(self, path: str, line: int, column: int, field_path: str, message: str) -> None:
+        """Something to finish rather than a mistake (an error under ``kpi validate --strict``)."""
+        self.diagnostics.append(
+            Diagnostic(str(path), line, column, field_path, message, severity="warning")
+        )
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         self.diagnostics.extend(diagnostics)

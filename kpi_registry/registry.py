@@ -16,12 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import schema, validation
+from . import schema, targets, validation
 from .attribution import Driver, driver_tree, explain
+from .drafts import check_unfinished
 from .errors import (
+    AmbiguousKPIError,
     DefinitionError,
     Diagnostic,
     KPIError,
+    MissingColumn,
+    MissingColumnsError,
     Report,
     UnknownKPIError,
     did_you_mean,
@@ -29,7 +33,7 @@ from .errors import (
 from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
-from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category
+from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -85,6 +89,7 @@ class LoadResult:
     report: Report
     files: int = 0
     functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
 
 #: A category id names files and pages (the site's category pages), so it is kept plain.
@@ -216,6 +221,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     report = Report()
     kpis: dict[str, KPI] = {}
     taxonomy = Taxonomy()
+    book = targets.TargetBook()
     n_files = 0
     loaded: set[Path] = set()
     taxonomy_folders: set[Path] = set()
@@ -224,6 +230,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
         if home.resolve() not in taxonomy_folders and home.is_dir():
             taxonomy_folders.add(home.resolve())
             _load_taxonomy(home, taxonomy, report)
+            if (home / targets.TARGETS_FILE).is_file():
+                book.add(targets.read_targets_file(home / targets.TARGETS_FILE, report))
         try:
             files = definition_files(folder)
         except DefinitionError as e:
@@ -271,8 +279,12 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                     f"override{did_you_mean(kpi_id, kpis)}",
                 )
             kpis[kpi_id] = kpi
+    for kpi in kpis.values():
+        book.add(targets.targets_in_definition(kpi.data, kpi.id, str(kpi.path), report))
+    targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
     _check_function_refs(taxonomy, report)
     for kpi in kpis.values():
+        check_unfinished(kpi, report)
         validation.check_taxonomy(kpi, taxonomy.categories, report)
         validation.check_references(kpi, kpis, report)
         validation.check_required_attributes(kpi, report)
@@ -282,7 +294,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     if examples:
         for kpi in kpis.values():
             validation.check_examples(kpis, kpi, report)
-    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions)
+    return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
 
 
 def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
@@ -291,7 +303,7 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     result = collect(paths, include_bundled=include_bundled, examples=examples)
     if result.report:
         raise DefinitionError(result.report.errors)
-    return Registry(result.kpis, result.taxonomy, result.functions)
+    return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -319,17 +331,36 @@ class Registry:
     kpis: dict[str, KPI]
     taxonomy: dict[str, Category] = field(default_factory=dict)
     functions: dict[str, BusinessFunction] = field(default_factory=dict)
+    targets: targets.TargetBook = field(default_factory=targets.TargetBook)
 
     def __post_init__(self) -> None:
+        self._names: dict[str, set[str]] | None = None  # id, name or alias -> ids
         self._body_words: dict[str, set[str]] | None = None
         self._reverse: dict[tuple[str, str], list[dict[str, str]]] | None = None
 
     # -- collection -------------------------------------------------------------------
     def __getitem__(self, kpi_id: str) -> KPI:
-        try:
-            return self.kpis[kpi_id]
-        except KeyError:
-            raise UnknownKPIError(kpi_id, self.kpis) from None
+        """A KPI by its id, or by its name or an alias that only it has ("NRR")."""
+        return self.kpis[self.resolve(kpi_id)]
+
+    def resolve(self, name: str) -> str:
+        """The id a user means: an id as is; else a name or alias, ignoring case, spaces and
+        punctuation, when exactly one KPI has it (an alias two KPIs share is an error naming
+        both)."""
+        if name in self.kpis:
+            return name
+        if self._names is None:
+            index: dict[str, set[str]] = {}
+            for kpi in self.kpis.values():
+                for text in (kpi.id, kpi.name, *kpi.aliases):
+                    index.setdefault(" ".join(_words(str(text))), set()).add(kpi.id)
+            self._names = index
+        owners = self._names.get(" ".join(_words(str(name))), set())
+        if len(owners) == 1:
+            return next(iter(owners))
+        if owners:
+            raise AmbiguousKPIError(name, owners)
+        raise UnknownKPIError(name, self.kpis)
 
     def __contains__(self, kpi_id: object) -> bool:
         return kpi_id in self.kpis
@@ -460,6 +491,28 @@ class Registry:
             return []
         return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
 
+    def inputs(self, kpi_ids: str | Sequence[str], supplied: Iterable[str] = ()) -> list[Datapoint]:
+        """Every raw datapoint the KPIs read, through the KPIs they are built from (first use
+        first): the columns the data needs. A KPI in ``supplied`` (given as a column of its
+        own) stops the walk there."""
+        todo = [self.resolve(i) for i in ([kpi_ids] if isinstance(kpi_ids, str) else kpi_ids)]
+        given = set(supplied) - set(todo)  # a requested KPI is computed, never read
+        seen: set[str] = set()
+        out: dict[str, Datapoint] = {}
+        while todo:
+            kpi_id = todo.pop(0)
+            if kpi_id in seen:
+                continue
+            seen.add(kpi_id)
+            if kpi_id in given:
+                continue
+            kpi = self.kpis[kpi_id]
+            for name, dp in kpi.datapoints.items():
+                if name not in self.kpis:
+                    out.setdefault(name, dp)
+            todo.extend(self.dependencies(kpi_id))
+        return list(out.values())
+
     def used_in(self, kpi_id: str) -> list[str]:
         """KPIs whose formula references this one (computed in reverse)."""
         self[kpi_id]
@@ -505,12 +558,14 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
-        also be a Parquet/CSV path or glob, or a DuckDB relation)."""
-        self[kpi_id]
+        also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
+        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
+        kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
             data,
@@ -520,6 +575,7 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            with_targets=with_targets,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -534,24 +590,50 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        with_targets: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
-        """Several KPIs at once, a column each; sub-expressions they share are computed once."""
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        """Several KPIs at once, a column each; sub-expressions they share are computed once.
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns(ids, data, request)
         if engine == "pandas":
-            return evaluate_many(self.kpis, ids, data, request)
-        if engine == "duckdb":
+            result = evaluate_many(self.kpis, ids, data, request)
+        elif engine == "duckdb":
             from .sql import evaluate_duckdb
 
-            return evaluate_duckdb(self.kpis, ids, data, request)
-        raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+            result = evaluate_duckdb(self.kpis, ids, data, request)
+        else:
+            raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+        if not with_targets:
+            return result
+        return targets.add_status(
+            targets.require_frame(result),
+            ids,
+            {i: self.kpis[i].direction for i in ids},
+            self.targets,
+            request.period,
+            request.by,
+        )
+
+    def _check_columns(self, ids: list[str], data: pd.DataFrame, request: Request) -> None:
+        """Name every missing column at once, with what it means, before any engine runs:
+        one error per attempt made a user discover a KPI's inputs one by one."""
+        present = {str(c) for c in data.columns}
+        column = {dp: request.columns.get(dp, dp) for dp in request.columns}
+        supplied = [k for k in self.kpis if column.get(k, k) in present]
+        missing = [
+            MissingColumn(dp.name, dp.description, dp.unit, request.columns.get(dp.name))
+            for dp in self.inputs(ids, supplied)
+            if column.get(dp.name, dp.name) not in present
+        ]
+        if missing:
+            raise MissingColumnsError(missing, list(data.columns))
 
     def drivers(self, kpi_id: str) -> Driver:
         """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
-        self[kpi_id]
-        return driver_tree(self.kpis, kpi_id)
+        return driver_tree(self.kpis, self.resolve(kpi_id))
 
     def explain(
         self,
@@ -569,8 +651,10 @@ class Registry:
     ) -> pd.DataFrame:
         """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
         gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
-        self[kpi_id]
+        kpi_id = self.resolve(kpi_id)
         request = _request(period, entity, by, grain, columns)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns([kpi_id], data, request)
         return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
 
     def to_sql(
@@ -612,9 +696,7 @@ class Registry:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
-        ids = [ids] if isinstance(ids, str) else list(ids)
-        for kpi_id in ids:
-            self[kpi_id]
+        ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 

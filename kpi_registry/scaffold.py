@@ -154,6 +154,133 @@ def render(
     )
 
 
+# -- guessing unit and direction from the name ---------------------------------------------
+#: (unit, words): the first group with a word in the name wins, so "Support Cost per Ticket" is
+#: currency and "Revenue Churn Rate" a percent. Only obvious cases; otherwise nothing is guessed.
+_UNIT_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("score", ("score", "nps", "enps", "csat", "ces", "index")),
+    ("currency", ("burn rate", "run rate")),
+    (
+        "percent",
+        (
+            "rate",
+            "percentage",
+            "percent",
+            "share",
+            "margin",
+            "retention",
+            "churn",
+            "conversion",
+            "utilization",
+            "utilisation",
+            "attainment",
+            "yield",
+            "accuracy",
+            "availability",
+            "ctr",
+            "roi",
+        ),
+    ),  # fmt: skip
+    ("ratio", ("ratio", "multiple", "coverage", "turnover", "turns", "roas")),
+    (
+        "duration",
+        (
+            "time",
+            "days",
+            "duration",
+            "cycle",
+            "lead time",
+            "hours",
+            "age",
+            "latency",
+            "tenure",
+            "payback",
+            "mttr",
+            "mtbf",
+            "runway",
+        ),
+    ),  # fmt: skip
+    (
+        "currency",
+        (
+            "cost",
+            "revenue",
+            "price",
+            "value",
+            "spend",
+            "cac",
+            "ltv",
+            "arpa",
+            "aov",
+            "income",
+            "profit",
+            "cash",
+            "budget",
+            "salary",
+            "pay",
+            "gmv",
+            "bookings",
+            "ebitda",
+            "capital",
+            "sales",
+            "arr",
+            "mrr",
+        ),
+    ),  # fmt: skip
+    (
+        "count",
+        (
+            "count",
+            "number",
+            "headcount",
+            "tickets",
+            "backlog",
+            "volume",
+            "users",
+            "customers",
+            "leads",
+            "deployments",
+            "incidents",
+            "defects",
+        ),
+    ),  # fmt: skip
+)
+
+#: Words that make a KPI better when it falls. Anything else keeps "higher is better", which
+#: `kpi new` then says it did not guess.
+_LOWER_WORDS = (
+    "cost", "churn", "attrition", "turnover rate", "time", "days", "cycle", "lead time",
+    "defect", "error", "bounce", "abandonment", "backlog", "downtime", "scrap", "rework",
+    "escalation", "reopen", "absenteeism", "burn", "cac", "payback", "shrinkage", "stockout",
+    "stock-out", "backorder", "failure", "incident", "complaint", "latency", "mttr", "mttd",
+    "contraction", "debt", "spend", "variance", "bias", "waste", "overtime", "returns",
+    "return rate", "unsubscribe", "cpc", "cpm", "cpa",
+)  # fmt: skip
+
+
+def _has(text: str, word: str) -> bool:
+    return re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", text) is not None
+
+
+def guess_unit(name: str) -> tuple[str, str] | None:
+    """(unit, the word it was read from), or None when the name does not make it obvious."""
+    text = name.lower()
+    for unit, words in _UNIT_WORDS:
+        for word in words:
+            if _has(text, word):
+                return unit, word
+    return None
+
+
+def guess_direction(name: str) -> tuple[str, str] | None:
+    """("lower_is_better", the word), or None: then higher is better is only the default."""
+    text = name.lower()
+    for word in _LOWER_WORDS:
+        if _has(text, word):
+            return "lower_is_better", word
+    return None
+
+
 def _category_help(category: str, taxonomy: dict, folder: Path) -> str:
     known = "\n".join(f"  {cid:<20} {cat.name}" for cid, cat in sorted(taxonomy.items()))
     taxonomy_file = folder / TAXONOMY_FILE
@@ -259,16 +386,36 @@ def _new_kpi(name, category, folder, kpi_id, unit, direction, overrides) -> NewK
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    notes = []
+    unit, direction = args.unit, args.direction
+    if unit is None:
+        guess = guess_unit(args.name)
+        unit = guess[0] if guess else "count"
+        notes.append(
+            f"unit: {unit} (from {guess[1]!r} in the name)"
+            if guess
+            else "unit: count (not clear from the name)"
+        )
+    if direction is None:
+        guess = guess_direction(args.name)
+        direction = guess[0] if guess else "higher_is_better"
+        notes.append(
+            f"direction: {direction} (from {guess[1]!r} in the name)"
+            if guess
+            else "direction: higher_is_better (not clear from the name)"
+        )
     result = new_kpi(
         args.name,
         args.category,
         folder=args.dir,
         kpi_id=args.id,
-        unit=args.unit,
-        direction=args.direction,
+        unit=unit,
+        direction=direction,
         overrides=args.overrides,
     )
     print(f"wrote {result.path} (status: draft)")
+    if notes:
+        print(f"guessed {'; '.join(notes)}; check them, or set --unit and --direction")
     if result.schema_copy:
         print(
             f"wrote {result.schema_copy}: the JSON Schema your editor checks definitions "
@@ -300,12 +447,14 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("--id", help="the id (default: the name in snake_case, e.g. gross_margin)")
     p.add_argument(
-        "--unit", default="count", help="currency, percent, ratio, count, duration or score"
+        "--unit",
+        help="currency, percent, ratio, count, duration or score (default: guessed from the "
+        "name where it is obvious, e.g. 'cost' -> currency, 'rate' -> percent; else count)",
     )
     p.add_argument(
         "--direction",
-        default="higher_is_better",
-        help="higher_is_better, lower_is_better or on_target",
+        help="higher_is_better, lower_is_better or on_target (default: guessed from the name, "
+        "e.g. 'cost' or 'churn' -> lower_is_better; else higher_is_better)",
     )
     p.add_argument(
         "--overrides",

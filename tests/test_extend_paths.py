@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,10 @@ def test_pre_commit_entries_are_real_commands(tmp_path, capsys):
     """Run each hook's entry as pre-commit would (args, then file names for kpi-fmt)."""
     team = tmp_path / "kpis"
     shutil.copytree(LIBRARY, team)
+    # pre-commit runs hooks in a git repository, and kpi-validate compares with HEAD.
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "kpis"]):
+        subprocess.run([*git, *args], cwd=tmp_path, check=True, capture_output=True)
     hooks = {h["id"]: h for h in yaml.safe_load(HOOKS.read_text())}
     entry = shlex.split(hooks["kpi-validate"]["entry"])
     assert entry[0] == "kpi"

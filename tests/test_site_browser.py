@@ -218,3 +218,71 @@ def test_injected_markup_in_a_definition_does_not_run(browser):
         page.close()
     finally:
         server.shutdown()
+
+
+def test_catalog_table_sorts_and_filters(browser, served):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    watch = Watch(page, served)
+    page.goto(served + "/browse/catalog/")
+    rows = page.locator("table.kpi-sortable tbody tr")
+    total = rows.count()
+    assert total == len(kpi_registry.load())
+    names = lambda: [n.strip() for n in rows.locator("td:first-child").all_inner_texts()]  # noqa: E731
+    assert names() == sorted(names(), key=str.casefold)  # by name until a header is clicked
+
+    page.fill("input.kpi-filter", "retention percent")
+    visible = page.locator("table.kpi-sortable tbody tr:not([hidden])")
+    kept = visible.count()
+    assert 0 < kept < total
+    for text in visible.all_inner_texts():
+        assert "retention" in text.lower() and "percent" in text.lower()
+    expect(page.locator(".kpi-count")).to_have_text(f"{kept} of {total} KPIs")
+
+    page.fill("input.kpi-filter", "")
+    header = page.locator("table.kpi-sortable th", has_text="Function")
+    header.click()
+    column = header.evaluate("th => th.cellIndex")
+    functions = rows.evaluate_all(f"rs => rs.map(r => r.cells[{column}].textContent.trim())")
+    assert functions == sorted(functions, key=str.casefold)
+    header.click()
+    again = rows.evaluate_all(f"rs => rs.map(r => r.cells[{column}].textContent.trim())")
+    assert again == sorted(functions, key=str.casefold, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
+    watch.check()
+    page.close()
+
+
+def test_scorecard_page_renders_in_a_browser(browser, tmp_path):
+    import pandas as pd
+
+    from kpi_registry.cli import main
+
+    (tmp_path / "defs").mkdir()
+    (tmp_path / "defs" / "_targets.yaml").write_text(
+        "targets:\n  - kpi: net_revenue_retention\n    target: 100\n    at_risk: 95\n"
+    )
+    rows = [("a", "2024-01", 100), ("b", "2024-01", 50), ("a", "2024-02", 90)]
+    rows += [("b", "2024-02", 60), ("a", "2024-03", 95), ("b", "2024-03", 40)]
+    pd.DataFrame(rows, columns=["customer", "month", "mrr"]).to_csv(tmp_path / "m.csv", index=False)
+    out = tmp_path / "scorecard.html"
+    args = ["scorecard", "net_revenue_retention", "monthly_recurring_revenue"]
+    args += ["--data", str(tmp_path / "m.csv"), "--period", "month", "--entity", "customer"]
+    args += ["--column", "revenue=mrr", "--path", str(tmp_path / "defs"), "--html", str(out)]
+    assert main(args) == 0
+    server, base = _serve(tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1000, "height": 600})
+        watch = Watch(page, base)
+        page.goto(base + "/scorecard.html")
+        expect(page.locator("tbody tr")).to_have_count(2)
+        status = page.locator("span.status").first
+        expect(status).to_have_text("off track")  # March NRR: (150 + 5 - 20) / 150 = 90%
+        assert status.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
+        box = page.locator("svg.spark").first.bounding_box()
+        assert box and box["width"] > 50 and box["height"] > 10
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "scorecard.png"))
+        watch.check()
+        page.close()
+    finally:
+        server.shutdown()

@@ -26,6 +26,7 @@ from markupsafe import Markup
 from ..errors import DefinitionError, Diagnostic
 from ..formula import FUNCTIONS, OPERATORS, parse
 from ..formula.mathml import to_mathml
+from ..history import HistoryEntry, file_histories
 from ..model import ATTRIBUTE_TITLES, KPI, BusinessFunction
 from ..registry import Registry, bundled_dir
 from . import listing
@@ -43,6 +44,8 @@ RECENT = 10
 
 #: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
 ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
+#: A KPI page lists this many changes from its history (the newest); kpi diff shows the rest.
+MAX_HISTORY = 6
 #: Above this many KPIs a catalog table (a function's, or the whole library's) is left out and
 #: the page links its category listings instead: a page stays small whatever the library's size.
 CATALOG_LIMIT = 1500
@@ -390,6 +393,7 @@ class SiteGenerator:
         self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
         self._tails, self._names = {}, {}
         self.__dict__.pop("_group_of", None)
+        self.__dict__.pop("_histories", None)
 
     def write_stubs(self) -> None:
         """An empty file for every page, so a partial build already sees the whole site."""
@@ -511,7 +515,16 @@ class SiteGenerator:
             searched=SEARCHED_SECTIONS,
             source_file=self.source_file(kpi),
             group=self.group_of(kpi.id),
+            inputs=reg.inputs(kpi.id),
+            history=self.history_of(kpi)[:MAX_HISTORY],
+            history_more=max(0, len(self.history_of(kpi)) - MAX_HISTORY),
         )
+
+    def history_of(self, kpi: KPI) -> list[HistoryEntry]:
+        """The definition's changes from git, newest first; none outside a repository."""
+        if not hasattr(self, "_histories"):
+            self._histories = file_histories(k.path for k in self.registry.kpis.values())
+        return self._histories.get(kpi.path, [])
 
     def source_file(self, kpi: KPI) -> str:
         """Where the definition lives, as a reader of the repository would write it."""

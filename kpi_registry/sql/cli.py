@@ -70,12 +70,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     if any(not part.strip() for part in args.table.split(".")):
         raise KPIError(f"--table {args.table!r}: a table name, or schema.table, with no empty part")
     reg = registry_from_args(args)
+    ids = [reg.resolve(i) for i in args.ids]  # ids or aliases
     columns = parse_columns(args.column)
-    check_column_keys(reg, args.ids, columns)  # a misspelt --column would be ignored silently
+    check_column_keys(reg, ids, columns)  # a misspelt --column would be ignored silently
     request = _request(args.period, args.entity, args.by, args.grain, columns)
     sql = compile_many(
         reg.kpis,
-        args.ids,
+        ids,
         args.table,
         request,
         dialect=args.dialect,
