@@ -24,7 +24,7 @@ from ..errors import KPIError
 from ..evaluation import Request, evaluate_many
 from ..model import KPI
 from ..validation import example_data, example_request
-from .charts import WIDTH, _cut, _n
+from .charts import WIDTH, _cut
 from .numbers import format_value
 
 MAX_ROWS = 12  # a deeper or wider tree says how many rows are left out
@@ -188,13 +188,13 @@ def _waterfall(shown: list[_Line], frame: pd.DataFrame, unit: str) -> list[str]:
         y = 16 + i * ROW - 12
         left, right = sorted((x(v0), x(v1)))
         groups.setdefault(kind, []).append(
-            f'<rect x="{_n(left)}" y="{y}" width="{_n(max(1.0, right - left))}" height="14"/>'
+            f'<rect x="{left:.0f}" y="{y}" width="{max(1.0, right - left):.0f}" height="14"/>'
         )
         if kind == "kc-s0":
             text = f"{_value(v0, unit)} \u2192 {_value(v1, unit)}"
         else:
             text = ("+" if v1 >= v0 else "\u2212") + _value(abs(v1 - v0), unit, share=True)
-        labels.append(f'<text x="{_n(right + 4)}" y="{y + 11}">{escape(text)}</text>')
+        labels.append(f'<text x="{right + 4:.0f}" y="{y + 11}">{escape(text)}</text>')
     bars = [f'<g class="{k}">' + "".join(rects) + "</g>" for k, rects in groups.items()]
     return [*bars, '<g class="dt-v">' + "".join(labels) + "</g>"]
 
@@ -205,7 +205,7 @@ def _between(frame: pd.DataFrame) -> str:
 
 def _value(v: float, unit: str, share: bool = False) -> str:
     if share and unit == "percent":
-        return f"{v:,.2f} pts"  # a change of a percentage is in points
+        return f"{v:,.2f}"  # a change of a percentage is in points, not a percentage
     return format_value(v, unit)
 
 
