@@ -194,7 +194,10 @@ def _waterfall(shown: list[_Line], frame: pd.DataFrame, unit: str) -> list[str]:
             text = f"{_value(v0, unit)} \u2192 {_value(v1, unit)}"
         else:
             text = ("+" if v1 >= v0 else "\u2212") + _value(abs(v1 - v0), unit, share=True)
-        labels.append(f'<text x="{right + 4:.0f}" y="{y + 11}">{escape(text)}</text>')
+        if right + 4 + 6.5 * len(text) <= WIDTH:
+            labels.append(f'<text x="{right + 4:.0f}" y="{y + 11}">{escape(text)}</text>')
+        else:  # no room on the right: the label ends where the bar starts
+            labels.append(f'<text class="l" x="{left - 4:.0f}" y="{y + 11}">{escape(text)}</text>')
     bars = [f'<g class="{k}">' + "".join(rects) + "</g>" for k, rects in groups.items()]
     return [*bars, '<g class="dt-v">' + "".join(labels) + "</g>"]
 
