@@ -321,6 +321,10 @@ def test_reading_and_segments(reg, data):
     assert set(seg) == {"smb", "mid", "ent", "late"}
     weights = sum(s["start_weight"] for s in seg.values())
     assert weights == pytest.approx(1.0)
+    # "late" had no opening base in June: no ratio there, so its whole share is mix
+    late = seg["late"]
+    assert late["start_weight"] == 0 and late["end_weight"] > 0
+    assert late["rate_effect"] == 0 and late["mix_effect"] == late["contribution"] != 0
 
 
 def test_driver_tree(reg):
