@@ -27,6 +27,7 @@ runs on those few numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -547,7 +548,7 @@ def _supplied(kpis: Mapping[str, KPI], data: Any, request: Request) -> set[str]:
 
 
 def _without_by(request: Request) -> Request:
-    return Request(request.period, request.entity, [], request.grain, dict(request.columns))
+    return dataclasses.replace(request, by=[], columns=dict(request.columns))
 
 
 def _run(kpis: Mapping[str, KPI], ids: list[str], data: Any, request: Request, engine: str):

@@ -558,13 +558,19 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
         also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
-        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
+        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets.
+
+        ``date_format``: how text dates in the period column are written, in ``strptime``
+        codes (``"%d/%m/%Y"``); text dates that start with the day or the month are refused
+        without it, since 03/04/2024 could be either."""
         kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
@@ -575,7 +581,9 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            date_format=date_format,
             with_targets=with_targets,
+            drop_invalid=drop_invalid,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -590,12 +598,19 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
-        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI.
+
+        Rows outside a datapoint's valid range, or contradicting each other (a deal won and
+        lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
+        lists them as a warning (``frame.attrs["warnings"]``)."""
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = _request(period, entity, by, grain, columns, date_format)
+        request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if engine == "pandas":
@@ -648,11 +663,12 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
     ) -> pd.DataFrame:
         """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
         gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
         kpi_id = self.resolve(kpi_id)
-        request = _request(period, entity, by, grain, columns)
+        request = _request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
             self._check_columns([kpi_id], data, request)
         return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
@@ -701,13 +717,14 @@ class Registry:
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns) -> Request:
+def _request(period, entity, by, grain, columns, date_format=None) -> Request:
     request = Request(
         period=period,
         entity=entity,
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        date_format=date_format,
     )
     check_request(request)  # before either engine reads the data
     return request

@@ -11,6 +11,7 @@ span exactly the node's own bar. One picture instead of two keeps a KPI page wit
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pandas as pd
 
 from ..attribution import Driver, ExplainError, explain, reading
 from ..errors import KPIError
-from ..evaluation import Request, evaluate_many
+from ..evaluation import evaluate_many
 from ..model import KPI
 from ..validation import example_data, example_request
 from .charts import WIDTH, _cut
@@ -56,7 +57,7 @@ def last_change(kpis: Mapping[str, KPI], kpi: KPI) -> Change | None:
         request = example_request(example)
         if request.period is None or not isinstance(example.get("data"), list):
             continue
-        request = Request(request.period, request.entity, [], request.grain, request.columns)
+        request = dataclasses.replace(request, by=[])
         data = example_data(example)
         try:
             values = evaluate_many(kpis, [kpi.id], data, request)
