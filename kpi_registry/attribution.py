@@ -479,6 +479,7 @@ def explain(
     """The change of a KPI between two periods, attributed to its drivers (see the module)."""
     if request.period is None:
         raise DataError("explain compares two periods: pass period='your_period_column'")
+    kpis = _at_grain(kpis, request.grain)  # the formulas the engine uses at that grain
     kpi = kpis[kpi_id]
     if kpi.expression is None:
         raise KPIError(f"KPI {kpi_id!r} has no valid formula")
@@ -509,6 +510,17 @@ def explain(
     for value, at, label in ((v0, start_values, start), (v1, end_values, end)):
         if not math.isfinite(value):
             raise _undefined(kpis, kpi_id, at, label)
+        again = float(at(Name(name=kpi_id)))
+        if not math.isclose(again, value, rel_tol=1e-9, abs_tol=1e-9):
+            # the engine used another formula than the one walked here (a formula.at_grain
+            # for the data's own grain): refuse rather than attribute the wrong formula
+            raise ExplainError(
+                f"{kpi_id} in {label} is {value:g} but its drivers give {again:g}: a formula "
+                "in its tree is specific to the data's grain; pass grain= explicitly",
+                kpi_id=kpi_id,
+                period=label,
+                reason="formula differs at this grain",
+            )
 
     walk = _Walk(kpis, start_values, end_values, plan.is_leaf)
     try:
@@ -538,6 +550,18 @@ def explain(
     if groups is not None:
         frame.attrs["segments"] = _segments(kpis, kpi, walk, plan, total, groups, i0, i1, frame)
     return frame
+
+
+def _at_grain(kpis: Mapping[str, KPI], grain: str | None) -> Mapping[str, KPI]:
+    """The KPIs with the formula each has at ``grain`` (formula.at_grain), else as they are."""
+    if grain is None or not any(k.grain_expressions for k in kpis.values()):
+        return kpis
+    return {
+        k: dataclasses.replace(kpi, expression=kpi.expression_at(grain))
+        if kpi.grain_expressions
+        else kpi
+        for k, kpi in kpis.items()
+    }
 
 
 def _supplied(kpis: Mapping[str, KPI], data: Any, request: Request) -> set[str]:

@@ -11,6 +11,8 @@ import pytest
 import kpi_registry
 from kpi_registry import Registry
 from kpi_registry.attribution import ExplainError, reading, shapley, shapley_weight
+from kpi_registry.billing import REVENUE_FAMILY
+from kpi_registry.errors import GrainError
 
 FLAGS = {"is_won", "is_lost", "converted_to_paid", "pql_converted"}
 
@@ -25,7 +27,8 @@ def messy_data(reg: Registry, seed: int = 3, customers: int = 45, months: int = 
     purpose: customers vanish and come back, some months have two rows for one customer, and
     one segment exists only in the second half of the year (empty before)."""
     rng = np.random.default_rng(seed)
-    names = sorted({d for k in reg for d in k.datapoints} - {"revenue"})
+    specs = {d["name"]: d for k in reg for d in k.data.get("datapoints", []) if isinstance(d, dict)}
+    names = sorted(set(specs) - {"revenue"})
     rows = []
     for c in range(customers):
         segment = ["smb", "mid", "ent"][c % 3]
@@ -46,15 +49,16 @@ def messy_data(reg: Registry, seed: int = 3, customers: int = 45, months: int = 
                 mrr = round(mrr * 1.25, 2)
             elif roll < 0.25:
                 mrr = round(mrr * 0.85, 2)
-            extra = {
-                n: float(rng.integers(0, 2)) if n in FLAGS else round(float(rng.random() * 20), 2)
-                for n in names
-            }
+            extra = {n: valid_value(rng, specs[n]) for n in names}
+            for n, spec in specs.items():  # flags that exclude each other: one per customer
+                for other in spec.get("excludes", []):
+                    if n in extra and other in extra:
+                        extra[other if c % 2 else n] = 0.0
             seg = "late" if c % 9 == 0 else segment
             parts = [mrr] if rng.random() > 0.2 else [round(mrr / 3, 2), round(mrr - mrr / 3, 2)]
             for i, part in enumerate(parts):
                 row = {"customer": f"c{c:03d}", "month": f"2024-{m + 1:02d}", "segment": seg}
-                row.update(extra if i == 0 else {n: 0.0 for n in names})
+                row.update(extra if i == 0 else dict.fromkeys(names, float("nan")))
                 row["revenue"] = part
                 rows.append(row)
     frame = pd.DataFrame(rows)
@@ -62,6 +66,17 @@ def messy_data(reg: Registry, seed: int = 3, customers: int = 45, months: int = 
         if n in FLAGS:
             frame[n] = frame.groupby(["customer", "month"])[n].transform("max")
     return frame
+
+
+def valid_value(rng, spec: dict) -> float:
+    """A value inside the datapoint's declared valid range (a 0/1 range is a flag)."""
+    valid = spec.get("valid") or {}
+    lo, hi = valid.get("min", 0.0), valid.get("max")
+    if spec["name"] in FLAGS or (lo == 0 and hi == 1 and spec.get("rows") == "max"):
+        return float(rng.integers(0, 2))
+    if hi is None:
+        hi = lo + 20.0
+    return round(float(lo + rng.random() * (hi - lo)), 2)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +135,14 @@ def last_defined_pair(values: pd.DataFrame, kpi_id: str, period: str):
 @pytest.mark.parametrize("by", [None, "segment"])
 def test_contributions_add_up_for_every_bundled_kpi(reg, data, engine, grain, by):
     checked = 0
-    for kpi_id in periodic(reg):
-        values = reg.evaluate(kpi_id, data, period="month", entity="customer", grain=grain)
+    ids = periodic(reg)
+    if engine == "duckdb":  # a query per KPI is slow: the revenue family and every 6th other
+        ids = [k for i, k in enumerate(ids) if i % 6 == 0 or k in REVENUE_FAMILY]
+    for kpi_id in ids:
+        try:
+            values = reg.evaluate(kpi_id, data, period="month", entity="customer", grain=grain)
+        except GrainError:
+            continue  # not defined at this grain: the engine says why (tested elsewhere)
         pair = last_defined_pair(values, kpi_id, "month")
         if pair is None:
             continue
@@ -143,7 +164,7 @@ def test_contributions_add_up_for_every_bundled_kpi(reg, data, engine, grain, by
         assert not frame["contribution"].isna().any(), kpi_id
         check_adds_up(frame, [by] if by else [])
         checked += 1
-    assert checked >= 50
+    assert checked >= (40 if engine == "duckdb" else 150)
 
 
 def test_duckdb_gives_the_same_attribution(reg, data):
