@@ -13,18 +13,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
+from .attribution import tree_text
+from .datafiles import _csv_line as csv_line
+from .datafiles import (
+    check_inputs,
+    date_message,
+    file_of_row,
+    find_not_utf8,
+    locate_data_error,
+    read_all,
+)
 from .errors import (
     DataError,
     DefinitionError,
+    InvalidRowsError,
     KPIError,
     MissingColumnsError,
+    RowsError,
     UnknownKPIError,
     _or_list,
     did_you_mean,
 )
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
+from .periods import AmbiguousDateError, DateFormatError
 from .registry import Registry, collect, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -311,6 +323,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         if items:
             print(f"\n{label}\n{'-' * len(label)}")
             print(_bullets([f"{r['kpi']}: {r['why']}" for r in items]))
+    if kpi.expression is not None and (tree := reg.drivers(kpi.id)).children:
+        print("\nDriver tree\n-----------")
+        print(tree_text(tree))
     for label, ids in (
         ("Uses in its formula", reg.dependencies(kpi.id)),
         ("Used in the formula of", reg.used_in(kpi.id)),
@@ -382,9 +397,12 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
         reg[kpi_id]
     columns = parse_columns(args.column)
     check_column_keys(reg, args.ids, columns)
-    checked = check_inputs(args.data) if args.engine == "duckdb" else check_data_file(args.data)
-    # DuckDB reads CSV/Parquet files (and globs) itself, without going through pandas.
-    data = args.data if args.engine == "duckdb" else read_data(checked)
+    checked = check_inputs(args.data)  # a glob is expanded once: both engines read this list
+    sizes: list[int] = []
+    if args.engine == "duckdb":  # DuckDB reads the files itself, without going through pandas
+        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
+    else:
+        data, sizes = read_all(checked)
     try:
         result = reg.evaluate_many(
             args.ids,
@@ -395,17 +413,37 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
             grain=args.grain,
             columns=columns,
             engine=args.engine,
+            date_format=args.date_format,
             with_targets=with_targets,
+            drop_invalid=args.drop_invalid,
         )
     except MissingColumnsError:
         raise  # names every missing column itself; main() words it for the command line
+    except (AmbiguousDateError, DateFormatError) as e:
+        raise DataError(date_message(e, checked, args.data)) from None
+    except RowsError as e:  # rows named by their facts: as CSV lines when the file is CSV
+        if len(checked) == 1 and checked[0].kind == "csv":
+            lines = [csv_line(checked[0], r) if isinstance(r, int) else None for r in e.rows]
+            if all(line is not None for line in lines):
+                what = "line" if isinstance(e, InvalidRowsError) else "lines"
+                raise DataError(f"{args.data}: {e.render(lines, what)}") from None
+        raise DataError(f"{args.data}: {e}") from None
     except DataError as e:
-        if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
-            message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
-            if not message.startswith("cannot read"):
-                raise DataError(message) from None
-        located = checked if args.engine == "pandas" else None
-        raise DataError(locate_data_error(str(e), args.data, located)) from None
+        message = str(e)
+        if args.engine == "duckdb" and len(checked) == 1 and checked[0].kind == "csv":
+            if "CSV Error" in message:
+                found = find_not_utf8(checked[0])  # DuckDB says only "CSV Error on Line: 3"
+                if not found.startswith("cannot read"):
+                    raise DataError(found) from None
+        located, where = None, args.data
+        if args.engine == "pandas":
+            located, message = file_of_row(checked, sizes, message)
+            where = str(located.path) if len(checked) > 1 else args.data
+        raise DataError(locate_data_error(message, where, located)) from None
+    if len(checked) > 1:
+        print(f"read {len(checked)} files matching {args.data}:", file=sys.stderr)
+        for c in checked:
+            print(f"  {c.path}", file=sys.stderr)
     if args.engine == "pandas" and not len(data):
         result.attrs.setdefault("warnings", []).append(f"{args.data} has no data rows")
     return result
@@ -437,6 +475,49 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
         replace_text(Path(args.html), html_page(lines, args.title, note))
         print(f"wrote {args.html}", file=sys.stderr)
     _print_warnings(result)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
+    from .attribution import as_text, reading
+
+    reg = registry_from_args(args)
+    reg[args.id]
+    columns = parse_columns(args.column)
+    check_column_keys(reg, [args.id], columns)
+    checked = check_inputs(args.data)  # as kpi eval reads it
+    if args.engine == "duckdb":
+        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
+    else:
+        data, _ = read_all(checked)
+    try:
+        frame = reg.explain(
+            args.id,
+            data,
+            start=args.start,
+            end=args.end,
+            period=args.period,
+            entity=args.entity,
+            by=args.by or None,
+            grain=args.grain,
+            columns=columns,
+            engine=args.engine,
+            date_format=args.date_format,
+        )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
+    except DataError as e:
+        located = checked[0] if args.engine == "pandas" and len(checked) == 1 else None
+        raise DataError(locate_data_error(str(e), args.data, located)) from None
+    if args.format == "table":
+        print(as_text(frame))
+        print()
+        print(_wrap(reading(frame, reg[args.id].name), ""))
+    else:
+        _print_frame(frame, args.format)
+    for note in frame.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -529,12 +610,28 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
+def _add_drop_invalid_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="compute on the rows left after leaving out those outside a datapoint's valid "
+        "range or contradicting each other (they are listed as a warning); without it they "
+        "are an error",
+    )
+
+
 def _add_engine_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=["pandas", "duckdb"],
         default="pandas",
         help="pandas (default) or embedded DuckDB, which reads the file directly",
+    )
+    p.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="how text dates in the period column are written, e.g. %%d/%%m/%%Y or %%m/%%d/%%Y "
+        "(strptime codes); needed for dates that start with the day or the month",
     )
 
 
@@ -640,9 +737,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="FILE",
-        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file; with --engine duckdb a glob too",
+        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file, or a glob of such files "
+        "(hidden files, named .*, are not matched)",
     )
     add_request_arguments(p, period_required=False)
+    _add_drop_invalid_argument(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _add_engine_argument(p)
     p.add_argument(
@@ -655,6 +754,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
+        "explain",
+        help="attribute a KPI's change between two periods to its drivers",
+        description="Split the change of a KPI between --from and --to exactly among the "
+        "KPIs and datapoints of its formula (and among segments with --by).",
+    )
+    p.add_argument("id", metavar="ID", help="KPI id")
+    p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
+    p.add_argument("--from", dest="start", required=True, metavar="PERIOD", help="e.g. 2024-01")
+    p.add_argument("--to", dest="end", required=True, metavar="PERIOD", help="e.g. 2024-02")
+    add_request_arguments(p, period_required=True)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_engine_argument(p)
+    add_path_argument(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
         "scorecard",
         help="the latest period of several KPIs against their targets",
         description="Evaluate KPIs on a data file and show, for the latest period, each "
@@ -665,6 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
     add_request_arguments(p, period_required=False)
     _add_engine_argument(p)
+    _add_drop_invalid_argument(p)
     p.add_argument("--html", metavar="FILE", help="also write the scorecard as an HTML page")
     p.add_argument("--title", default="KPI scorecard", help="title of the HTML page")
     add_path_argument(p)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import schema, targets, validation
+from .attribution import Driver, driver_tree, explain
 from .drafts import check_unfinished
 from .errors import (
     AmbiguousKPIError,
@@ -252,6 +253,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
             kpi = KPI(kpi_id, doc.data, path, origin)
             validation.check_identity(kpi, report)
+            validation.check_values(kpi, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
                 line, col = position_of(doc.data, ("id",))
@@ -557,7 +559,9 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
         spark: Any = None,
         order: str | None = None,
     ) -> pd.DataFrame | float:
@@ -568,7 +572,11 @@ class Registry:
         in Spark where the data lives: a Spark DataFrame, or a table name in ``spark`` (a
         SparkSession); ``order`` names the column that orders its rows, where one matters.
         ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` columns from the
-        loaded targets."""
+        loaded targets.
+
+        ``date_format``: how text dates in the period column are written, in ``strptime``
+        codes (``"%d/%m/%Y"``); text dates that start with the day or the month are refused
+        without it, since 03/04/2024 could be either."""
         kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
@@ -579,7 +587,9 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            date_format=date_format,
             with_targets=with_targets,
+            drop_invalid=drop_invalid,
             spark=spark,
             order=order,
         )
@@ -596,14 +606,21 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
         spark: Any = None,
         order: str | None = None,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
-        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI.
+
+        Rows outside a datapoint's valid range, or contradicting each other (a deal won and
+        lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
+        lists them as a warning (``frame.attrs["warnings"]``)."""
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = _request(period, entity, by, grain, columns, date_format)
+        request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if (spark is not None or order is not None) and engine != "spark":
@@ -644,6 +661,33 @@ class Registry:
         ]
         if missing:
             raise MissingColumnsError(missing, list(data.columns))
+
+    def drivers(self, kpi_id: str) -> Driver:
+        """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
+        return driver_tree(self.kpis, self.resolve(kpi_id))
+
+    def explain(
+        self,
+        kpi_id: str,
+        data: Any,
+        *,
+        start: Any,
+        end: Any,
+        period: str,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+        date_format: str | None = None,
+    ) -> pd.DataFrame:
+        """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
+        gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
+        kpi_id = self.resolve(kpi_id)
+        request = _request(period, entity, by, grain, columns, date_format)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns([kpi_id], data, request)
+        return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
 
     def to_sql(
         self,
@@ -689,13 +733,14 @@ class Registry:
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns) -> Request:
+def _request(period, entity, by, grain, columns, date_format=None) -> Request:
     request = Request(
         period=period,
         entity=entity,
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        date_format=date_format,
     )
     check_request(request)  # before either engine reads the data
     return request

@@ -7,8 +7,10 @@ plain functions over already-parsed KPIs (parsing lives in loading.py, shape in 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -46,6 +48,86 @@ def check_identity(kpi: KPI, report: Report) -> None:
         if isinstance(value, str) and not value.strip():
             line, col = position_of(kpi.data, (name,))
             report.add(kpi.path, line, col, name, "must not be empty")
+
+
+def check_values(kpi: KPI, report: Report) -> None:
+    """Every number is finite, every link http(s) or relative.
+
+    YAML reads ``.inf``, ``.nan`` and ``1e999`` as numbers that JSON, SQL and the site cannot
+    write (they crashed ``kpi sql``, ``kpi export`` and ``kpi site build``); a missing value
+    is ``null``. A ``javascript:`` or ``data:`` link would run or show anything on the site
+    and in the exported catalog."""
+    stack: list[tuple[tuple, Any]] = [((), kpi.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif _non_finite(
+            value, in_data=len(path) > 2 and path[0] == "examples" and path[2] == "data"
+        ):
+            line, col = value_position(kpi.data, path)
+            report.add(
+                kpi.path,
+                line,
+                col,
+                field_name(path),
+                f"{value} is not a finite number; write null where there is no value",
+            )
+    for path, url in _links(kpi):
+        problem = link_problem(url)
+        if problem:
+            line, col = value_position(kpi.data, path)
+            report.add(kpi.path, line, col, field_name(path), problem)
+
+
+def _non_finite(value: Any, in_data: bool) -> bool:
+    """A float that is infinite or NaN; in an example's data also text that reads as one
+    (YAML reads ``1e999`` without a dot as text, the engine then as infinity)."""
+    if isinstance(value, str) and in_data:
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _links(kpi: KPI) -> list[tuple[tuple, str]]:
+    out: list[tuple[tuple, str]] = []
+    for i, source in enumerate(_list(kpi.data.get("sources"))):
+        if isinstance(source, Mapping) and isinstance(source.get("url"), str):
+            out.append((("sources", i, "url"), source["url"]))
+    for i, bench in enumerate(_list(kpi.data.get("benchmarks"))):
+        source = bench.get("source") if isinstance(bench, Mapping) else None
+        if isinstance(source, Mapping) and isinstance(source.get("url"), str):
+            out.append((("benchmarks", i, "source", "url"), source["url"]))
+    return out
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def link_problem(url: str) -> str | None:
+    """Why a link may not be used, or None: only http(s) URLs with a host, and links
+    relative to the site (no scheme, not ``//host``), without spaces or control characters
+    (browsers drop some of them, so a tab inside ``javascript:`` would still run)."""
+    if not url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "a link must not be empty or contain spaces or control characters"
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        if url.startswith(("//", "\\", "/\\")):
+            return "a link to another host must start with https:// or http://"
+        return None  # relative to the page
+    if scheme.group(1).lower() not in ("http", "https"):
+        return f"{scheme.group(1)}: links are not allowed; use an https:// or http:// URL"
+    if not urlsplit(url).hostname:
+        return "an http(s) URL needs a host name, e.g. https://example.com/report"
+    return None
 
 
 def check_taxonomy(kpi: KPI, taxonomy: Mapping[str, Category], report: Report) -> None:
@@ -123,6 +205,35 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
             if dp.name in names:
                 report.add(kpi.path, line, col, where, f"datapoint {dp.name!r} is declared twice")
             names.add(dp.name)
+            if dp.rows in ("last", "first") and not dp.order_by and kpi.status != "draft":
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r} keeps the {dp.rows} row of each entity-period "
+                    f"(rows: {dp.rows}) but names no order_by column: without one the result "
+                    "depends on the order of the rows; name the column that orders them, such "
+                    "as a response timestamp",
+                )
+            if dp.minimum is not None and dp.maximum is not None and dp.minimum > dp.maximum:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r}: valid min is above max"
+                )
+            if (dp.rows == "distinct") != (dp.time == "distinct"):
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r}: rows: distinct and time: distinct go together "
+                    "(different values are counted over all the rows of a coarser period, "
+                    "not added up month by month)",
+                )
+            if dp.name in dp.excludes:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r} cannot exclude itself"
+                )
             if dp.name in kpis:
                 report.add(
                     kpi.path,
@@ -138,9 +249,8 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
                     line,
                     col,
                     where,
-                    f"datapoint {dp.name!r} is declared as rows={dp.rows}, time={dp.time}, "
-                    f"missing={dp.missing} here but rows={other_dp.rows}, time={other_dp.time}, "
-                    f"missing={other_dp.missing} in {other.path}; one name must mean one thing",
+                    f"datapoint {dp.name!r} is declared as {dp.describe()} here but "
+                    f"{other_dp.describe()} in {other.path}; one name must mean one thing",
                 )
             seen.setdefault(dp.name, (dp, kpi))
 
@@ -176,7 +286,7 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
         except FormulaError as e:
             if e.message.startswith("unknown name"):
                 bad = e.message.split("'")[1]
-                hint = did_you_mean(bad, [*kpis, *declared])
+                hint = did_you_mean(bad, kpis, declared)
                 e = FormulaError(
                     f"unknown name {bad!r}: neither a KPI id nor a datapoint declared in this "
                     f"file{hint}",
@@ -187,7 +297,24 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
             report.add(kpi.path, line, col, "formula.expression", e.render())
             continue
         kpi.expression = node
-        graph[kpi.id] = result.kpis
+        graph[kpi.id] = set(result.kpis)
+        kpi.grain_expressions = {}
+        for grain, other in kpi.at_grain_texts.items():
+            try:
+                alt = parse(other.strip())
+                found = analyse(
+                    alt,
+                    is_kpi=lambda n: n in kpis,
+                    is_datapoint=declared.__contains__,
+                    expression=other.strip(),
+                )
+            except FormulaError as e:
+                line, col = value_position(kpi.data, ("formula", "at_grain", grain))
+                report.add(kpi.path, line, col, f"formula.at_grain.{grain}", e.render())
+                continue
+            kpi.grain_expressions[grain] = alt
+            graph[kpi.id] |= found.kpis
+            result.datapoints |= found.datapoints
         below, replaced = _datapoints_below(result.kpis, kpis)
         if replaced:
             continue  # an override below may use other inputs; this file is not at fault

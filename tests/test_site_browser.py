@@ -10,7 +10,6 @@ a failure, not a skip.
 
 from __future__ import annotations
 
-import functools
 import http.server
 import os
 import re
@@ -24,6 +23,7 @@ import pytest
 from site_helpers import ROOT, bundled_site, xss_site
 
 import kpi_registry
+from kpi_registry.site.serve import make_server
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -49,16 +49,10 @@ ARGS = [
 ]
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass
-
-
 def _serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root))
-    )
-    server.daemon_threads = True
+    """The site as ``kpi site serve`` serves it: its security headers and Content-Security-
+    Policy (a header and each page's <meta>) apply, so a script they block is a console error."""
+    server = make_server(root)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 

@@ -76,6 +76,34 @@ FUNCTIONS: dict[str, Function] = {
             "average_revenue_per_account * months_in_period() / (customer_churn_rate / 100)",
         ),
         Function(
+            "days_in_period",
+            "time",
+            0,
+            0,
+            "days_in_period()",
+            "Calendar days in each period of the result: 28 to 31 by month (29 in February "
+            "2024), 90 to 92 by quarter, 365 or 366 by year, 7 by week, 1 by day; a period "
+            "the data ends inside still counts its full length. Read per period, so "
+            "`active_days / days_in_period()` is right in every month and at every grain. "
+            "Needs a period column. The site's calculator, whose inputs are monthly figures, "
+            "uses an average month (30.44 days).",
+            "mean(active_days / days_in_period(), active_days > 0) * 100",
+        ),
+        Function(
+            "business_days_in_period",
+            "time",
+            0,
+            0,
+            "business_days_in_period()",
+            "Monday-to-Friday days in each period of the result (23 in January 2024, 21 in "
+            "February 2024, 5 by week; by day 1 on a weekday and 0 on a weekend). Public "
+            "holidays differ by country and are not subtracted: give them as a datapoint "
+            "where they matter. Needs a period column; the calculator uses an average month "
+            "(21.74 days).",
+            "sum(active_weekdays) / (count(active_weekdays, active_weekdays > 0) * "
+            "business_days_in_period())",
+        ),
+        Function(
             "previous",
             "time",
             1,
@@ -171,15 +199,22 @@ FUNCTIONS: dict[str, Function] = {
     ]
 }
 
+#: The calendar functions in an average Gregorian month: what the site's calculator, whose
+#: inputs are monthly figures, uses for them.
+AVERAGE_MONTH = {"days_in_period": 30.436875, "business_days_in_period": 21.740625}  # x 5/7
+
 AGGREGATES = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "aggregate")
 
 OPERATORS: list[tuple[str, str]] = [
-    ("^", "power, right-associative: `2 ^ 3 ^ 2` is `2 ^ 9`"),
+    (
+        "^",
+        "power, right-associative: `2 ^ 3 ^ 2` is `2 ^ 9`; `0 ^ -1` (a division by zero) and "
+        "a negative base with a fractional exponent, such as `(-8) ^ 0.5`, give a missing value",
+    ),
     ("- (unary)", "negation"),
     (
         "* /",
-        "multiplication and division; division by zero gives a missing value, never an "
-        "error or infinity",
+        "multiplication and division; division by zero gives a missing value, never an error",
     ),
     ("+ -", "addition and subtraction"),
     (
@@ -189,4 +224,25 @@ OPERATORS: list[tuple[str, str]] = [
     ("not", "logical negation"),
     ("and", "logical conjunction"),
     ("or", "logical disjunction"),
+]
+
+#: How every engine (pandas, DuckDB and the generated SQL, the site's calculators) treats a
+#: missing value: one rule, listed in the formula-language reference.
+MISSING_VALUES: list[str] = [
+    "**Missing in, missing out.** `+ - * / ^`, unary `-` and `abs()` give a missing value when "
+    "any operand is missing: `x ^ 0` and `1 ^ x` too.",
+    "**No number, no value.** `x / 0`, `0 ^ -1` and `(-8) ^ 0.5` are missing, and so is a KPI "
+    "whose value is not a finite number (past about ±1.8e308): a KPI is never infinite, and "
+    "another KPI reading it sees a missing value. Within one formula a step may overflow to "
+    "infinity and the formula go on (`1 / (x * y)` is 0 where `x * y` overflows); a step that "
+    "then has no numeric answer (`inf - inf`, `0 * inf`) is missing.",
+    "**Comparisons with a missing value are false**, `!=` included: `x != y` is false where "
+    "either is missing, and `not (x > 0)` is true.",
+    "**Where missing ends.** `coalesce(x, y, ...)` gives its first value that is not missing; "
+    "`greatest()` and `least()` ignore missing arguments (missing only when all are); "
+    "`if(c, a, b)` takes `b` where the condition is false, also because of a missing value; "
+    "aggregates skip missing values (`sum` and `count` of none are 0, the others missing).",
+    "**Limits.** PostgreSQL stops with an error where a step overflows. Sums and differences "
+    "beyond ±1.8e308 are not checked step by step in SQL, so engines may differ there; a "
+    "datapoint column holding infinity is outside the rule.",
 ]
