@@ -25,7 +25,7 @@ from ..evaluation import Request
 from ..model import KPI
 from . import sqlbuild as b
 from .compiler import compile_tree
-from .duckdb_engine import _infer_periods, _shape
+from .duckdb_engine import _check_rows, _infer_periods, _shape
 
 _ROW = "_kpi_row"
 
@@ -58,8 +58,13 @@ def evaluate_spark(
             columns=source.columns,
             layout=layout,
         )
+        # the pandas engine's row checks (valid ranges, ...) need rows that can be named
+        ordered = source.labels is not None or source.order is not None
+        notes = _check_rows(kpis, list(ids), source, request, axis, fmt) if ordered else []
         result = source.query(tree)
-        return _shape(result, list(ids), request, axis, fmt, source)
+        frame = _shape(result, list(ids), request, axis, fmt, source)
+        frame.attrs["warnings"] = frame.attrs["warnings"] + notes
+        return frame
     finally:
         source.close()
 
@@ -112,6 +117,7 @@ class _Source:
     order: exp.Expression | None = None
     view: str | None = None  # a temporary view we registered, dropped on close
     freq: str | None = None  # pandas Period columns are not read here (see _from_pandas)
+    labels: Any = None  # a pandas frame's index labels, by row number (in column _kpi_row)
 
     @classmethod
     def open(cls, data: Any, req: Request, spark: Any, order: str | None) -> _Source:
@@ -124,8 +130,12 @@ class _Source:
             source = cls._view(data.sparkSession, data)
         elif isinstance(data, pd.DataFrame):
             session = _session(spark, "a pandas DataFrame")
-            frame, order = _with_row_order(data, req, order)
-            source = cls._view(session, _from_pandas(session, frame))
+            numbered = data.assign(**{_ROW: np.arange(len(data), dtype=np.int64)})
+            source = cls._view(session, _from_pandas(session, numbered))
+            source.columns.remove(_ROW)
+            source.labels = data.index.to_numpy()
+            if order is None and req.entity is not None:
+                order = _ROW  # a pandas frame is ordered: its last row is the last
         elif isinstance(data, str):
             session = _session(spark, f"table {data!r}")
             source = cls._table(session, data)
@@ -135,7 +145,7 @@ class _Source:
                 f"SparkSession or a pandas DataFrame, not {type(data).__name__}"
             )
         if order is not None:
-            if order not in source.columns:
+            if order not in source.columns and order != _ROW:
                 source.close()
                 raise DataError(f"order column {order!r} is not in the data")
             source.order = b.col(order)
@@ -198,13 +208,6 @@ def _session(spark: Any, what: str) -> Any:
     if active is None:
         raise DataError(f"give the SparkSession to read {what} in: spark=session")
     return active
-
-
-def _with_row_order(frame: pd.DataFrame, req: Request, order: str | None):
-    """A pandas frame is ordered: keep its order in a column, as the DuckDB engine does."""
-    if order is not None or req.entity is None:
-        return frame, order
-    return frame.assign(**{_ROW: np.arange(len(frame), dtype=np.int64)}), _ROW
 
 
 def _from_pandas(session: Any, frame: pd.DataFrame) -> Any:
