@@ -76,7 +76,7 @@ WITH source AS (
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
     SUBSTRING(
-      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 12) AS DATE) AS STRING),
+      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 12 AS INT)) AS DATE) AS STRING),
       1,
       4
     ) AS _label

@@ -65,10 +65,10 @@ WITH source AS (
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
     SUBSTRING(
-      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 3) AS DATE) AS STRING),
+      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 3 AS INT)) AS DATE) AS STRING),
       1,
       4
-    ) || 'Q' || CAST(EXTRACT(QUARTER FROM CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 3) AS DATE)) AS STRING) AS _label
+    ) || 'Q' || CAST(EXTRACT(QUARTER FROM CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 3 AS INT)) AS DATE)) AS STRING) AS _label
   FROM calendar
   GROUP BY
     _period

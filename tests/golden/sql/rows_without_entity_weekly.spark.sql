@@ -28,7 +28,7 @@ WITH source AS (
     _period,
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
-    CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), _period * 7 - 10) AS DATE) AS TIMESTAMP) AS _label
+    CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), CAST(_period * 7 - 10 AS INT)) AS DATE) AS TIMESTAMP) AS _label
   FROM calendar
   GROUP BY
     _period
