@@ -58,10 +58,13 @@ def run_measured(args: Sequence[str], cwd: str | None = None) -> tuple[dict, flo
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss / 1024  # KB on Linux
 
 
-def record(work: str, value: float, target: float, unit: str = "x", note: str = "") -> bool:
+def record(
+    work: str, value: float, target: float, unit: str = "x", note: str = "", judged: bool = True
+) -> bool | None:
     """One measured figure against its target (met when value <= target); printed and, under
-    run_all.py, added to the closing table."""
-    ok = value <= target
+    run_all.py, added to the closing table. ``judged=False``: shown beside the target, not
+    passed or failed (a size the target does not speak of)."""
+    ok = value <= target if judged else None
     row = {
         "work": work,
         "value": value,
@@ -73,7 +76,7 @@ def record(work: str, value: float, target: float, unit: str = "x", note: str = 
     }
     print(
         f"  -> {work}: {fmt(value, unit)} (target <= {fmt(target, unit)}) "
-        f"{'met' if ok else 'NOT MET'} [{row['load']}]",
+        f"{'met' if ok else 'not judged' if ok is None else 'NOT MET'} [{row['load']}]",
         flush=True,
     )
     path = os.environ.get(RESULTS_ENV)
@@ -90,6 +93,6 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.0f} ms"
     if unit == "s":
         return f"{value:.0f} s"
-    if unit == "MB":
-        return f"{value:,.0f} MB"
+    if unit in ("MB", "KB"):
+        return f"{value:,.1f} {unit}" if value < 100 else f"{value:,.0f} {unit}"
     return f"{value:g} {unit}"
