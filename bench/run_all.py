@@ -37,7 +37,7 @@ BENCHES = {
         ["sql_bench.py", "--rows", "100000000", "--source", "parquet", "--repeat", "1"],
         ["sql_bench.py", "--rows", "5000000", "--source", "parquet", "--repeat", "1"],
     ),
-    "site": (["site_scale.py", "--n", "20000"], ["site_scale.py", "--n", "2000"]),
+    "site": (["site_scale.py", "--n", "20000"], ["site_scale.py", "--n", "1000"]),
 }
 
 
