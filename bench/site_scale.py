@@ -40,8 +40,6 @@ report = build_site([src], layout=default_layout(out / "build", out / "docs"),
                     include_bundled=False, progress=Progress(enabled=False), jobs=jobs)
 print(json.dumps({"seconds": report.seconds, "kpis": report.kpis, "pages": report.pages,
                   "warnings": len(report.warnings),
-                  "cpu": sum(getattr(resource.getrusage(who), f) for f in ("ru_utime", "ru_stime")
-                             for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)),
                   "self_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "child_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -183,17 +181,7 @@ def main() -> None:
     size = f"{r['kpis']:,} KPIs"
     full = args.n == 20_000  # the time target speaks of 20,000 KPIs; other sizes are shown
     note = "" if full else "the target is for 20,000 KPIs: not judged at this size"
-    print(f"CPU time of the build, all processes: {r['cpu']:.0f} s")
     record(f"kpi site build, wall time ({size})", r["wall"], TARGETS["seconds"], "s", note, full)
-    record(
-        f"kpi site build, CPU time of all processes ({size})",
-        r["cpu"],
-        TARGETS["seconds"] * (os.cpu_count() or 1),
-        "s",
-        "the wall target times the cores: what an idle machine allows"
-        + ("" if full else "; " + note),
-        full,
-    )
     record(
         f"kpi site build, peak memory, all processes ({size})",
         r["tree_peak_mb"],
