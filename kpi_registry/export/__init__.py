@@ -111,8 +111,7 @@ def add_commands(sub: Any) -> None:
         "--grain",
         choices=GRAINS,
         default="month",
-        help="metricflow, ossie: the period of the input tables (and of previous()); default "
-        "month",
+        help="metricflow, ossie: the period of the input tables (and of previous()); default month",
     )
     p.add_argument(
         "--schema",

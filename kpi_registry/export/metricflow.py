@@ -306,9 +306,7 @@ class MetricflowExport:
             def increase_indent(self, flow: bool = False, indentless: bool = False):
                 return super().increase_indent(flow, False)
 
-        body = yaml.dump(
-            document, Dumper=Dumper, sort_keys=False, width=4096, allow_unicode=True
-        )
+        body = yaml.dump(document, Dumper=Dumper, sort_keys=False, width=4096, allow_unicode=True)
         text = self.header(spec)
         header = "".join(f"# {line}\n" if line else "#\n" for line in text.split("\n"))
         footer = "".join(f"# {line}\n" for line in self.footer().split("\n") if line)
