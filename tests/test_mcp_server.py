@@ -260,3 +260,16 @@ def test_start_up_imports_no_engine_and_answers_tools_list(tmp_path):
     assert "HEAVY:\n" in err, err[-500:]
     print(f"tools/list answered {elapsed:.2f} s after start")
     assert elapsed < 30  # a hang or a heavy import, not the exact figure (shared CI machines)
+
+
+def test_a_root_that_is_not_a_folder_stops_the_server_with_a_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kpi_registry", "mcp", "--root", str(tmp_path / "nope")],
+        input="",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "nope: no such folder" in result.stderr and "Traceback" not in result.stderr
