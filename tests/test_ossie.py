@@ -280,6 +280,7 @@ def test_a_foreign_document_is_translated_and_the_rest_listed(tmp_path):
         "field orders.status",
         "metric row_count: expression not translated",
         "id 'revenue_per_buyer'",
+        "dataset orders (source db.public.orders)",
     ):
         assert expected in unmapped, expected
     assert "field orders.amount" not in unmapped  # read by a translated metric

@@ -95,9 +95,15 @@ def import_ossie(
     drafts: dict[str, dict[str, Any]] = {}
     for model in document["semantic_model"]:
         where = f"semantic_model {model['name']}"
-        _, vendors = _ours(model.get("custom_extensions"))
+        ours_model, vendors = _ours(model.get("custom_extensions"))
         for vendor in vendors:
             result.unmapped.append(f"{where}: the {vendor} extension is not imported")
+        if ours_model is None:  # another tool's model: its tables do not come along
+            for dataset in model["datasets"]:
+                result.unmapped.append(
+                    f"{where}: dataset {dataset['name']} (source {dataset['source']}) is not "
+                    "imported as a table; the columns metrics read become their datapoints"
+                )
         for rel in model.get("relationships") or []:
             result.unmapped.append(
                 f"{where}: relationship {rel['name']} ({rel['from']} -> {rel['to']}) is not "
