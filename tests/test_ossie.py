@@ -124,6 +124,19 @@ def test_the_checks_catch_a_broken_document(document):
     assert any(p.startswith("duplicate metric") for p in problems)
 
 
+def as_assumed_table(frame, entity, datapoints):
+    """The example's rows as the datasets the document describes: one row per entity and
+    period, each datapoint's rows combined by its `rows` rule (sum, mean, min, max, last)."""
+    if entity is None:
+        return frame
+    rules = {
+        dp.name: (lambda s: s.sum(min_count=1)) if dp.rows == "sum" else dp.rows
+        for dp in datapoints
+        if dp.name in frame.columns
+    }
+    return frame.groupby([entity, "period"], sort=False, as_index=False).agg(rules)
+
+
 def test_exact_sql_computes_what_the_engine_computes(bundled, document):
     """Each non-NULL expression, run in DuckDB on the KPI's own worked example (the rows
     registered as every dataset), gives the engine's number period by period."""
@@ -141,6 +154,7 @@ def test_exact_sql_computes_what_the_engine_computes(bundled, document):
                 continue
             renames = {column: dp for dp, column in (params.get("columns") or {}).items()}
             frame = example_data(example).rename(columns={**renames, params["period"]: "period"})
+            frame = as_assumed_table(frame, params.get("entity"), bundled.inputs(kpi.id))
             con = duckdb.connect()
             for name in datasets:
                 con.register(name, frame)
