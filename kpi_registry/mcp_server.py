@@ -1,10 +1,10 @@
 """``kpi mcp``: the registry for AI assistants, as a Model Context Protocol server over stdio.
 
 Read-only. Tools: search KPIs, get one KPI, the columns KPIs need, evaluate KPIs on a data
-file (``kpi eval``'s options, checks and messages, because it runs ``kpi eval`` itself) and the
-SQL for a dialect (``kpi sql``, likewise). A data file must lie under one of the ``--root``
-folders the server was started with (default: the current folder); a path that leaves them,
-also through ``..`` or a symbolic link, is refused.
+file (``kpi eval``'s options, checks and messages, because it runs ``kpi eval`` itself), the
+SQL for a dialect (``kpi sql``, likewise) and why a KPI moved (``kpi explain``). A data file
+must lie under one of the ``--root`` folders the server was started with (default: the
+current folder); a path that leaves them, also through ``..`` or a symbolic link, is refused.
 
 Start-up is kept light so the first answer is fast: the MCP SDK is imported when the server
 starts, the library (and pandas with it) on the first tool call that needs it.
@@ -30,8 +30,8 @@ INSTRUCTIONS = (
     "A library of business KPIs with executable formulas. Find a KPI with search_kpis (by "
     "name, abbreviation such as NRR, business function or words), read it with get_kpi, ask "
     "kpi_inputs which data columns it needs, then evaluate_kpis on a CSV or Parquet file, or "
-    "compile_sql for a warehouse. Numbers come from the registry's engine; never recompute "
-    "them by hand."
+    "compile_sql for a warehouse; explain_change says why a KPI moved between two periods. "
+    "Numbers come from the registry's engine; never recompute them by hand."
 )
 
 
@@ -203,6 +203,7 @@ class KPIServer:
         engine: str = "pandas",
         targets: bool = False,
         max_rows: int = 500,
+        date_format: str | None = None,
     ) -> dict[str, Any]:
         if not kpis:
             raise ToolFailure("give at least one KPI")
@@ -211,6 +212,7 @@ class KPIServer:
         argv = ["eval", *kpis, "--data", self.data_path(data), "--format", "json"]
         argv += _request_options(period, entity, by, grain, columns)
         argv += ["--engine", engine] + (["--targets"] if targets else [])
+        argv += ["--date-format", date_format] if date_format else []
         out, err = self._run_cli(argv)
         rows = json.loads(out)
         warnings = [
@@ -241,6 +243,32 @@ class KPIServer:
         argv = ["sql", *kpis, "--table", table, "--dialect", dialect]
         argv += _request_options(period, entity, by, grain, columns)
         return self._run_cli(argv)[0]
+
+    def explain(
+        self,
+        kpi: str,
+        data: str,
+        start: str,
+        end: str,
+        period: str,
+        entity: str | None = None,
+        by: list[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+        date_format: str | None = None,
+    ) -> dict[str, Any]:
+        """Why a KPI moved between two periods (`kpi explain`, Registry.explain)."""
+        argv = ["explain", kpi, "--data", self.data_path(data), "--from", start, "--to", end]
+        argv += _request_options(period, entity, by, grain, columns)
+        argv += ["--engine", engine, "--format", "json"]
+        argv += ["--date-format", date_format] if date_format else []
+        out, err = self._run_cli(argv)
+        return {"rows": json.loads(out), "notes": _notes(err, "note: ")}
+
+
+def _notes(err: str, prefix: str) -> list[str]:
+    return [line.removeprefix(prefix) for line in err.splitlines() if line.startswith(prefix)]
 
 
 def _plain(line: str) -> str:
@@ -302,6 +330,10 @@ def build_server(service: KPIServer):
         Field(description="datapoint -> column name in the data, where they differ"),
     ]
     Grain = Literal["day", "week", "month", "quarter", "year"]
+    DateFormat = Annotated[
+        str | None,
+        Field(description="how text dates are written, e.g. %d/%m/%Y (strptime codes)"),
+    ]
 
     @server.tool(annotations=read_only)
     def search_kpis(
@@ -341,6 +373,7 @@ def build_server(service: KPIServer):
         engine: Literal["pandas", "duckdb"] = "pandas",
         targets: Annotated[bool, Field(description="add each KPI's target and status")] = False,
         max_rows: int = 500,
+        date_format: DateFormat = None,
     ) -> dict[str, Any]:
         """Evaluate KPIs on a local data file per period (and group), as `kpi eval` does,
         with the same options and error messages."""
@@ -356,6 +389,7 @@ def build_server(service: KPIServer):
             engine,
             targets,
             max_rows,
+            date_format,
         )
 
     @server.tool(annotations=read_only)
@@ -374,6 +408,37 @@ def build_server(service: KPIServer):
         """One SQL statement that computes the KPIs per period (and group) in a warehouse,
         with the same numbers as evaluate_kpis (`kpi sql`)."""
         return run(service.sql, kpis, table, period, dialect, entity, by, grain, columns)
+
+    @server.tool(annotations=read_only)
+    def explain_change(
+        kpi: Annotated[str, Field(description="KPI id, name or alias")],
+        data: Annotated[str, Field(description="CSV or Parquet file under the server's roots")],
+        start: Annotated[str, Field(description="the earlier period, e.g. 2024-01")],
+        end: Annotated[str, Field(description="the later period, e.g. 2024-02")],
+        period: Annotated[str, Field(description="period column")],
+        entity: str | None = None,
+        by: Annotated[list[str] | None, Field(description="segment columns")] = None,
+        grain: Grain | None = None,
+        columns: Columns = None,
+        engine: Literal["pandas", "duckdb"] = "pandas",
+        date_format: DateFormat = None,
+    ) -> dict[str, Any]:
+        """Why a KPI moved between two periods: its change split exactly among the KPIs and
+        datapoints of its formula (and segments with `by`), as `kpi explain` does."""
+        return run(
+            service.explain,
+            kpi,
+            data,
+            start,
+            end,
+            period,
+            entity,
+            by,
+            grain,
+            columns,
+            engine,
+            date_format,
+        )
 
     return server
 

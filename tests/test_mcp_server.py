@@ -18,7 +18,7 @@ pytest.importorskip("mcp")
 from mcp import Client, StdioServerParameters  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = {"search_kpis", "get_kpi", "kpi_inputs", "evaluate_kpis", "compile_sql"}
+TOOLS = {"search_kpis", "get_kpi", "kpi_inputs", "evaluate_kpis", "compile_sql", "explain_change"}
 MRR = """customer,month,segment,revenue
 a,2024-01,SMB,100
 b,2024-01,ENT,200
@@ -128,6 +128,22 @@ def test_every_tool_over_stdio(folders):
             )
             assert not sql.is_error and "billing" in text(sql) and "SELECT" in text(sql)
 
+            explained = await client.call_tool(
+                "explain_change",
+                {
+                    "kpi": "NRR",
+                    "data": "mrr.csv",
+                    "start": "2024-02",
+                    "end": "2024-03",
+                    "period": "month",
+                    "entity": "customer",
+                },
+            )
+            assert not explained.is_error, text(explained)
+            drivers = [r for r in explained.structured_content["rows"] if r["depth"] == 1]
+            # NRR went from 90 to 56.25; the drivers' shares add up to the whole change.
+            assert sum(r["contribution"] for r in drivers) == pytest.approx(56.25 - 90.0)
+
             # Bad input: a tool error the assistant can read, and the server stays up.
             errors = {
                 "unknown KPI": ("get_kpi", {"kpi": "no_such_kpi"}),
@@ -166,6 +182,16 @@ def test_every_tool_over_stdio(folders):
                 "glob outside": (
                     "evaluate_kpis",
                     {"kpis": ["nrr"], "data": str(secret / "*.csv"), "engine": "duckdb"},
+                ),
+                "explain outside": (
+                    "explain_change",
+                    {
+                        "kpi": "nrr",
+                        "data": str(secret / "mrr.csv"),
+                        "start": "2024-02",
+                        "end": "2024-03",
+                        "period": "month",
+                    },
                 ),
                 "bad dialect": (
                     "compile_sql",
