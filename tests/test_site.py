@@ -476,6 +476,26 @@ def test_worked_example_shows_engine_results_steps_and_a_chart():
     assert "109.00%" in nrr  # the scalar example's result
 
 
+def test_benchmarks_table_links_its_source_and_the_chart_shades_the_range():
+    site, _ = fixture_site()
+    html = read(site, "kpi/expansion_revenue/")
+    table = html[html.index('id="benchmarks"') : html.index('id="source"')]
+    assert "<td>Fixture peers</td>" in table and "100.00 to 200.00" in table
+    assert re.search(
+        r'Fixture Council, <a href="https://example.org/survey" rel="noopener nofollow">'
+        r"Fixture survey</a> \(2024\)",
+        table,
+    )
+    example = html[html.index('id="worked-example"') : html.index('id="business-insights"')]
+    band = re.search(
+        r'<g class="kc-bench"><rect [^>]*/><text [^>]*>Fixture peers</text></g>', example
+    )
+    assert band and 'href="#benchmarks"' in example
+    # a KPI without benchmarks draws none
+    nrr = read(site, "kpi/net_revenue_retention/")
+    assert "kc-bench" not in nrr and 'id="benchmarks"' not in nrr
+
+
 def test_relations_are_computed_in_reverse(lib):
     site, _ = fixture_site()
     win = read(site, "kpi/win_rate/")

@@ -10,12 +10,58 @@ page small.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 from .numbers import format_value, short_number
 
 SERIES = 6  # colours kc-s0 … kc-s5 in kpi.css; a chart draws at most this many series
 WIDTH = 640
+BANDS = 4  # a chart draws at most this many benchmark bands; the page's table lists them all
+
+
+@dataclass(frozen=True)
+class Band:
+    """A published reference range (or a single value: low == high) in the chart's own unit."""
+
+    low: float
+    high: float
+    label: str
+
+
+def _span(values: Sequence[float], bands: Sequence[Band]) -> list[float]:
+    """Axis ticks covering the values, zero and every band drawn, so no band is cut off."""
+    edges = [e for b in bands[:BANDS] for e in (b.low, b.high)]
+    everything = [0.0, *values, *edges]
+    return _ticks(min(everything), max(everything))
+
+
+def _bands(bands: Sequence[Band], y, left: int, right: int) -> list[str]:
+    """Light bands behind the data, each labelled at its right end; a single value is a line.
+
+    Drawn before the series so bars and lines stay on top. Labels that would overlap the one
+    above are moved down a line.
+    """
+    out: list[str] = []
+    last_label_y = -1e9
+    for band in bands[:BANDS]:
+        lo, hi = sorted((band.low, band.high))
+        y_top, y_bottom = y(hi), y(lo)
+        if hi > lo:
+            shape = (
+                f'<rect x="{left}" y="{_n(y_top)}" width="{right - left}" '
+                f'height="{_n(max(1.0, y_bottom - y_top))}"/>'
+            )
+        else:
+            shape = f'<path d="M{left} {_n(y_top)}H{right}"/>'
+        label_y = max(y_top + 12, last_label_y + 12)
+        last_label_y = label_y
+        out.append(
+            f'<g class="kc-bench">{shape}<text x="{right - 4}" y="{_n(label_y)}">'
+            f"{escape(_cut(band.label, 48))}</text></g>"
+        )
+    return out
 
 
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
@@ -64,16 +110,24 @@ def _axis(ticks: list[float], y, left: int, right: int) -> list[str]:
 
 
 def line_chart(
-    x: list[str], series: list[tuple[str, list[float | None]]], *, unit: str = "", title: str = ""
+    x: list[str],
+    series: list[tuple[str, list[float | None]]],
+    *,
+    unit: str = "",
+    title: str = "",
+    bands: Sequence[Band] = (),
 ) -> str:
-    """One line per series over the x categories; gaps where a value is missing."""
+    """One line per series over the x categories; gaps where a value is missing.
+
+    ``bands`` are benchmark ranges in the same unit as the series, drawn behind the lines.
+    """
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
         return _empty(title)
     legend = len(series) > 1
     top, bottom, left, right = 28, 36 + (20 if legend else 0), 56, WIDTH - 16
     height = 260 + (20 if legend else 0)
-    ticks = _ticks(min(0.0, *values), max(0.0, *values))
+    ticks = _span(values, bands)
     lo, hi = ticks[0], ticks[-1]
 
     def y(v: float) -> float:
@@ -84,7 +138,7 @@ def line_chart(
     def xpos(i: int) -> float:
         return left + step * (i + 0.5)
 
-    body = _axis(ticks, y, left, right)
+    body = _axis(ticks, y, left, right) + _bands(bands, y, left, right)
     for i, label in enumerate(x):
         body.append(
             f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
@@ -133,14 +187,22 @@ def line_chart(
 
 
 def bar_chart(
-    labels: list[str], values: list[float | None], *, unit: str = "", title: str = ""
+    labels: list[str],
+    values: list[float | None],
+    *,
+    unit: str = "",
+    title: str = "",
+    bands: Sequence[Band] = (),
 ) -> str:
-    """A bar per label, from zero; a missing value leaves its slot empty."""
+    """A bar per label, from zero; a missing value leaves its slot empty.
+
+    ``bands`` are benchmark ranges in the bars' unit, drawn behind the bars.
+    """
     known = [v for v in values if v is not None]
     if not known:
         return _empty(title)
     height, top, bottom, left, right = 260, 28, 36, 56, WIDTH - 16
-    ticks = _ticks(min(0.0, *known), max(0.0, *known))
+    ticks = _span(known, bands)
     lo, hi = ticks[0], ticks[-1]
 
     def y(v: float) -> float:
@@ -148,7 +210,7 @@ def bar_chart(
 
     step = (right - left) / max(1, len(labels))
     width = min(64.0, step * 0.6)
-    body = _axis(ticks, y, left, right)
+    body = _axis(ticks, y, left, right) + _bands(bands, y, left, right)
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
         short = _cut(label, max(6, int(step / 7)))
