@@ -481,16 +481,26 @@ def test_benchmarks_table_links_its_source_and_the_chart_shades_the_range():
     html = read(site, "kpi/expansion_revenue/")
     table = html[html.index('id="benchmarks"') : html.index('id="source"')]
     assert "<td>Fixture peers</td>" in table and "100.00 to 200.00" in table
-    assert re.search(
-        r'Fixture Council, <a href="https://example.org/survey" rel="noopener nofollow">'
-        r"Fixture survey</a> \(2024\)",
-        table,
-    )
+    # each row points to its source, listed once below with its publisher, linked title and year
+    assert re.search(r'<td>Fixture peers</td>.*<td><a href="#bench-1">\[1\]</a></td></tr>', table)
+    assert "<td>n = 1,500. Annual.</td>" in table
+    for n, publisher, url, title, year in [
+        (1, "Fixture Council", "https://example.org/survey", "Fixture survey", 2024),
+        (2, "Other Council", "https://example.org/other", "Other study", 2023),
+    ]:
+        assert (
+            f'<li id="bench-{n}">{publisher}, <a href="{url}" rel="noopener nofollow">'
+            f"{title}</a> ({year})</li>"
+        ) in table
     example = html[html.index('id="worked-example"') : html.index('id="business-insights"')]
     band = re.search(
         r'<g class="kc-bench"><rect [^>]*/><text [^>]*>Fixture peers</text></g>', example
     )
     assert band and 'href="#benchmarks"' in example
+    # a single value is a line at its height, labelled too
+    assert re.search(
+        r'<g class="kc-bench"><path d="M[^"]+"/><text [^>]*>Fixture median</text>', example
+    )
     # a KPI without benchmarks draws none
     nrr = read(site, "kpi/net_revenue_retention/")
     assert "kc-bench" not in nrr and 'id="benchmarks"' not in nrr

@@ -40,12 +40,13 @@ def _span(values: Sequence[float], bands: Sequence[Band]) -> list[float]:
 def _bands(bands: Sequence[Band], y, left: int, right: int) -> list[str]:
     """Light bands behind the data, each labelled at its right end; a single value is a line.
 
-    Drawn before the series so bars and lines stay on top. Labels that would overlap the one
-    above are moved down a line.
+    Drawn before the series so bars and lines stay on top. Labels go from the highest band
+    down, each moved below the one above when they would overlap.
     """
     out: list[str] = []
     last_label_y = -1e9
-    for band in bands[:BANDS]:
+    drawn = sorted(bands[:BANDS], key=lambda b: -max(b.low, b.high))
+    for band in drawn:
         lo, hi = sorted((band.low, band.high))
         y_top, y_bottom = y(hi), y(lo)
         if hi > lo:
@@ -53,9 +54,11 @@ def _bands(bands: Sequence[Band], y, left: int, right: int) -> list[str]:
                 f'<rect x="{left}" y="{_n(y_top)}" width="{right - left}" '
                 f'height="{_n(max(1.0, y_bottom - y_top))}"/>'
             )
+            label_y = y_top + 12
         else:
             shape = f'<path d="M{left} {_n(y_top)}H{right}"/>'
-        label_y = max(y_top + 12, last_label_y + 12)
+            label_y = y_top - 4
+        label_y = max(label_y, last_label_y + 12)
         last_label_y = label_y
         out.append(
             f'<g class="kc-bench">{shape}<text x="{right - 4}" y="{_n(label_y)}">'
