@@ -101,5 +101,8 @@ def test_bar_charts_take_bands_too_and_at_most_a_few_are_drawn():
 
 def test_benchmark_bands_come_from_the_definition_in_its_own_unit():
     lib = kpi_registry.load(LIB, include_bundled=False)
-    assert benchmark_bands(lib["expansion_revenue"]) == [Band(100.0, 200.0, "Fixture peers")]
+    assert benchmark_bands(lib["expansion_revenue"]) == [
+        Band(100.0, 200.0, "Fixture peers"),
+        Band(120.0, 120.0, "Fixture median"),
+    ]
     assert benchmark_bands(lib["net_revenue_retention"]) == []
