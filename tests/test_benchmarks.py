@@ -69,34 +69,42 @@ def test_a_benchmark_source_without_publisher_year_or_link_is_refused_at_its_lin
     assert field in diag.message
 
 
-def _bench(svg: str) -> list[ET.Element]:
-    return ET.fromstring(svg).findall(".//g[@class='kc-bench']")
+def _bench(svg: str) -> tuple[list[ET.Element], list[str]]:
+    """The band shapes (rect or path, highest first) and their labels, in drawing order."""
+    tree = ET.fromstring(svg)
+    shapes = [el for g in tree.findall("g[@class='kc-bench']") for el in g]
+    labels = [el.text for g in tree.findall("g[@class='kc-blabel']") for el in g]
+    return shapes, labels
 
 
 def test_a_range_benchmark_is_a_labelled_band_behind_the_data_and_the_axis_reaches_it():
-    bands = [Band(100.0, 120.0, "Median <SaaS>"), Band(90.0, 90.0, "Floor")]
+    bands = [Band(90.0, 90.0, "Floor"), Band(100.0, 120.0, "Median <SaaS>")]
     svg = line_chart(["m1", "m2"], [("NRR", [80.0, 85.0])], unit="percent", bands=bands)
-    band, line = _bench(svg)
-    rect = band.find("rect")
-    assert band.find("text").text == "Median <SaaS>"  # escaped in the markup, read back here
-    assert line.find("rect") is None and line.find("path").get("d").startswith("M")
+    (rect, line), labels = _bench(svg)
+    assert labels == ["Median <SaaS>", "Floor"]  # escaped in the markup, read back here
+    assert rect.tag == "rect" and line.tag == "path" and line.get("d").startswith("M")
     # the axis goes up to the band's top, though the data stops at 85
-    labels = [t.text for t in ET.fromstring(svg).find(".//g[@class='kc-y']")]
-    assert max(float(v) for v in labels) >= 120
-    # the band is drawn before (under) the series, and spans 100..120 on the chart's scale
-    order = [el.get("class") for el in ET.fromstring(svg)]
-    assert order.index("kc-bench") < order.index("kc-s0")
+    tree = ET.fromstring(svg)
+    ticks = [float(t.text) for t in tree.find("g[@class='kc-y']")]
+    assert max(ticks) >= 120
+    # shapes behind the series, labels on top of it
+    order = [el.get("class") for el in tree]
+    assert order.index("kc-bench") < order.index("kc-s0") < order.index("kc-blabel")
+    # the band spans 100..120 on the chart's scale: 90 lies half its height below it
     y_top, height = float(rect.get("y")), float(rect.get("height"))
-    y_line = float(line.find("path").get("d").split()[1].split("H")[0])
-    assert y_top < y_line and height > 0  # 120 is above 90 on screen; 100..120 has height
-    assert (y_line - (y_top + height)) == pytest.approx(height / 2, abs=1)  # 90 is 10 below 100
+    y_line = float(line.get("d").split()[1].split("H")[0])
+    assert height > 0 and (y_line - (y_top + height)) == pytest.approx(height / 2, abs=1)
 
 
 def test_bar_charts_take_bands_too_and_at_most_a_few_are_drawn():
     many = [Band(float(i), float(i + 1), f"b{i}") for i in range(BANDS + 3)]
     svg = bar_chart(["a", "b"], [2.0, 3.0], bands=many)
-    assert len(_bench(svg)) == BANDS
-    assert _bench(bar_chart(["a"], [2.0])) == []
+    shapes, labels = _bench(svg)
+    assert len(shapes) == len(labels) == BANDS
+    # labels never overlap: each at least a line below the one above
+    ys = [float(t.get("y")) for g in ET.fromstring(svg).findall("g[@class='kc-blabel']") for t in g]
+    assert all(b - a >= 12 for a, b in zip(ys, ys[1:]))
+    assert _bench(bar_chart(["a"], [2.0])) == ([], [])
 
 
 def test_benchmark_bands_come_from_the_definition_in_its_own_unit():

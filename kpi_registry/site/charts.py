@@ -37,34 +37,39 @@ def _span(values: Sequence[float], bands: Sequence[Band]) -> list[float]:
     return _ticks(min(everything), max(everything))
 
 
-def _bands(bands: Sequence[Band], y, left: int, right: int) -> list[str]:
-    """Light bands behind the data, each labelled at its right end; a single value is a line.
+def _bands(bands: Sequence[Band], y, left: int, right: int) -> tuple[list[str], list[str]]:
+    """Benchmark bands as (shapes, labels): light bands (a single value is a dashed line).
 
-    Drawn before the series so bars and lines stay on top. Labels go from the highest band
-    down, each moved below the one above when they would overlap.
+    The shapes go behind the data and the labels on top of it (with a halo from the stylesheet,
+    so a bar or a line under a label leaves it readable). Labels sit at the right end of their
+    band, from the highest band down, each moved below the one above when they would overlap.
     """
-    out: list[str] = []
+    if not bands:
+        return [], []
+    shapes: list[str] = []
+    labels: list[str] = []
     last_label_y = -1e9
-    drawn = sorted(bands[:BANDS], key=lambda b: -max(b.low, b.high))
-    for band in drawn:
+    for band in sorted(bands[:BANDS], key=lambda b: -max(b.low, b.high)):
         lo, hi = sorted((band.low, band.high))
         y_top, y_bottom = y(hi), y(lo)
         if hi > lo:
-            shape = (
+            shapes.append(
                 f'<rect x="{left}" y="{_n(y_top)}" width="{right - left}" '
                 f'height="{_n(max(1.0, y_bottom - y_top))}"/>'
             )
             label_y = y_top + 12
         else:
-            shape = f'<path d="M{left} {_n(y_top)}H{right}"/>'
+            shapes.append(f'<path d="M{left} {_n(y_top)}H{right}"/>')
             label_y = y_top - 4
         label_y = max(label_y, last_label_y + 12)
         last_label_y = label_y
-        out.append(
-            f'<g class="kc-bench">{shape}<text x="{right - 4}" y="{_n(label_y)}">'
-            f"{escape(_cut(band.label, 48))}</text></g>"
+        labels.append(
+            f'<text x="{right - 4}" y="{_n(label_y)}">{escape(_cut(band.label, 48))}</text>'
         )
-    return out
+    return (
+        ['<g class="kc-bench">' + "".join(shapes) + "</g>"],
+        ['<g class="kc-blabel">' + "".join(labels) + "</g>"],
+    )
 
 
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
@@ -141,7 +146,8 @@ def line_chart(
     def xpos(i: int) -> float:
         return left + step * (i + 0.5)
 
-    body = _axis(ticks, y, left, right) + _bands(bands, y, left, right)
+    shapes, labels = _bands(bands, y, left, right)
+    body = _axis(ticks, y, left, right) + shapes
     for i, label in enumerate(x):
         body.append(
             f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
@@ -186,7 +192,7 @@ def line_chart(
             body.append(
                 f'<text class="kc-none" x="{_n(xpos(i))}" y="{_n(y(0) - 9)}">no value</text>'
             )
-    return _frame(title, height, body)
+    return _frame(title, height, body + labels)
 
 
 def bar_chart(
@@ -213,7 +219,8 @@ def bar_chart(
 
     step = (right - left) / max(1, len(labels))
     width = min(64.0, step * 0.6)
-    body = _axis(ticks, y, left, right) + _bands(bands, y, left, right)
+    shapes, band_labels = _bands(bands, y, left, right)
+    body = _axis(ticks, y, left, right) + shapes
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
         short = _cut(label, max(6, int(step / 7)))
@@ -228,7 +235,7 @@ def bar_chart(
             f'<rect x="{_n(cx - width / 2)}" y="{_n(y0)}" width="{_n(width)}" '
             f'height="{_n(max(1.0, y1 - y0))}"/><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
         )
-    return _frame(title, height, body)
+    return _frame(title, height, body + band_labels)
 
 
 def _empty(title: str) -> str:
