@@ -7,7 +7,7 @@ with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,7 @@ def _chart(
     columns: list[str],
     period: str | None,
     by: list[str],
-    bands: list[Band],
+    bands: Sequence[Band] = (),
 ) -> str:
     """A line per group over the periods; bars when there is no time axis to draw along.
 
