@@ -85,6 +85,20 @@ def subscriptions_to_months(
             value: amounts.to_numpy(dtype=float)[idx],
         }
     )
+    if not len(months) or months.max() < last:
+        # No subscription runs in the last month: without a row there the month would not be
+        # in the data at all, and the churn of those ending in it would never show. A zero
+        # row for each of them keeps the month (and reads the same as no row: missing is 0).
+        ending = np.flatnonzero(ends == last)
+        if ending.size:
+            zeros = pd.DataFrame(
+                {
+                    entity: subscriptions[entity].to_numpy()[ending],
+                    period: pd.PeriodIndex.from_ordinals(np.full(ending.size, last), freq="M"),
+                    value: 0.0,
+                }
+            )
+            rows = pd.concat([rows, zeros], ignore_index=True) if len(rows) else zeros
     rows = rows.groupby([entity, period], as_index=False, sort=True)[value].sum()
     return rows
 

@@ -13,18 +13,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .datafiles import check_data_file, check_inputs, find_not_utf8, locate_data_error, read_data
+from .datafiles import _csv_line as csv_line
+from .datafiles import (
+    check_inputs,
+    date_message,
+    file_of_row,
+    find_not_utf8,
+    locate_data_error,
+    read_all,
+)
 from .errors import (
     DataError,
     DefinitionError,
+    InvalidRowsError,
     KPIError,
     MissingColumnsError,
+    RowsError,
     UnknownKPIError,
     _or_list,
     did_you_mean,
 )
 from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
+from .periods import AmbiguousDateError, DateFormatError
 from .registry import Registry, collect, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -382,9 +393,12 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
         reg[kpi_id]
     columns = parse_columns(args.column)
     check_column_keys(reg, args.ids, columns)
-    checked = check_inputs(args.data) if args.engine == "duckdb" else check_data_file(args.data)
-    # DuckDB reads CSV/Parquet files (and globs) itself, without going through pandas.
-    data = args.data if args.engine == "duckdb" else read_data(checked)
+    checked = check_inputs(args.data)  # a glob is expanded once: both engines read this list
+    sizes: list[int] = []
+    if args.engine == "duckdb":  # DuckDB reads the files itself, without going through pandas
+        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
+    else:
+        data, sizes = read_all(checked)
     try:
         result = reg.evaluate_many(
             args.ids,
@@ -395,17 +409,37 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
             grain=args.grain,
             columns=columns,
             engine=args.engine,
+            date_format=args.date_format,
             with_targets=with_targets,
+            drop_invalid=args.drop_invalid,
         )
     except MissingColumnsError:
         raise  # names every missing column itself; main() words it for the command line
+    except (AmbiguousDateError, DateFormatError) as e:
+        raise DataError(date_message(e, checked, args.data)) from None
+    except RowsError as e:  # rows named by their facts: as CSV lines when the file is CSV
+        if len(checked) == 1 and checked[0].kind == "csv":
+            lines = [csv_line(checked[0], r) if isinstance(r, int) else None for r in e.rows]
+            if all(line is not None for line in lines):
+                what = "line" if isinstance(e, InvalidRowsError) else "lines"
+                raise DataError(f"{args.data}: {e.render(lines, what)}") from None
+        raise DataError(f"{args.data}: {e}") from None
     except DataError as e:
-        if args.engine == "duckdb" and checked and checked.kind == "csv" and "CSV Error" in str(e):
-            message = find_not_utf8(checked)  # DuckDB says only "CSV Error on Line: 3"
-            if not message.startswith("cannot read"):
-                raise DataError(message) from None
-        located = checked if args.engine == "pandas" else None
-        raise DataError(locate_data_error(str(e), args.data, located)) from None
+        message = str(e)
+        if args.engine == "duckdb" and len(checked) == 1 and checked[0].kind == "csv":
+            if "CSV Error" in message:
+                found = find_not_utf8(checked[0])  # DuckDB says only "CSV Error on Line: 3"
+                if not found.startswith("cannot read"):
+                    raise DataError(found) from None
+        located, where = None, args.data
+        if args.engine == "pandas":
+            located, message = file_of_row(checked, sizes, message)
+            where = str(located.path) if len(checked) > 1 else args.data
+        raise DataError(locate_data_error(message, where, located)) from None
+    if len(checked) > 1:
+        print(f"read {len(checked)} files matching {args.data}:", file=sys.stderr)
+        for c in checked:
+            print(f"  {c.path}", file=sys.stderr)
     if args.engine == "pandas" and not len(data):
         result.attrs.setdefault("warnings", []).append(f"{args.data} has no data rows")
     return result
@@ -529,12 +563,28 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 
+def _add_drop_invalid_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--drop-invalid",
+        action="store_true",
+        help="compute on the rows left after leaving out those outside a datapoint's valid "
+        "range or contradicting each other (they are listed as a warning); without it they "
+        "are an error",
+    )
+
+
 def _add_engine_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--engine",
         choices=["pandas", "duckdb"],
         default="pandas",
         help="pandas (default) or embedded DuckDB, which reads the file directly",
+    )
+    p.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="how text dates in the period column are written, e.g. %%d/%%m/%%Y or %%m/%%d/%%Y "
+        "(strptime codes); needed for dates that start with the day or the month",
     )
 
 
@@ -640,9 +690,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         required=True,
         metavar="FILE",
-        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file; with --engine duckdb a glob too",
+        help=".csv (also .tsv, .txt, .csv.gz) or .parquet file, or a glob of such files "
+        "(hidden files, named .*, are not matched)",
     )
     add_request_arguments(p, period_required=False)
+    _add_drop_invalid_argument(p)
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     _add_engine_argument(p)
     p.add_argument(
@@ -665,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
     add_request_arguments(p, period_required=False)
     _add_engine_argument(p)
+    _add_drop_invalid_argument(p)
     p.add_argument("--html", metavar="FILE", help="also write the scorecard as an HTML page")
     p.add_argument("--title", default="KPI scorecard", help="title of the HTML page")
     add_path_argument(p)

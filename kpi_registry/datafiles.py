@@ -49,8 +49,7 @@ def check_data_file(path: str | Path) -> DataFile:
     if p.is_dir():
         raise KPIError(f"data file {str(path)!r} is a folder; give a .csv or .parquet file")
     if not p.is_file():
-        hint = " (a glob of files needs --engine duckdb)" if _GLOB.search(str(path)) else ""
-        raise KPIError(f"data file {str(path)!r} not found{hint}")
+        raise KPIError(f"data file {str(path)!r} not found")
     kind = data_kind(p)
     if kind is None:
         raise KPIError(f"data file {str(path)!r}: use .csv or .parquet")
@@ -229,15 +228,138 @@ def locate_data_error(message: str, where: str, data: DataFile | None = None) ->
     return f"{prefix}: {message}"
 
 
-def check_inputs(pattern: str) -> DataFile | None:
-    """For the DuckDB engine: check each file a path or glob names (the engine reports a glob
-    that matches nothing); the checked file when there is exactly one."""
+def expand_data_path(pattern: str) -> list[Path]:
+    """The files a data path names: the path itself, or the files its glob matches.
+
+    The glob is expanded here, once, with Python's rule (a name starting with '.' matches only
+    a pattern part that starts with '.'; '**' crosses folders), and every engine is handed this
+    list: DuckDB's own globbing also reads hidden files, so the engines would see other rows.
+    """
     if not _GLOB.search(pattern):
-        return check_data_file(pattern)
-    matches = sorted(glob.glob(pattern))
+        return [Path(pattern)]
+    return [Path(m) for m in sorted(glob.glob(pattern, recursive=True)) if Path(m).is_file()]
+
+
+def check_inputs(pattern: str) -> list[DataFile]:
+    """Each file a path or glob names, checked; files that engines can read as one table (one
+    kind, one separator, the same columns)."""
+    if not _GLOB.search(pattern):
+        return [check_data_file(pattern)]
+    matches = expand_data_path(pattern)
     if not matches:
         raise KPIError(f"no file matches {pattern!r}")
-    for match in matches:
-        if data_kind(match) is not None and Path(match).is_file():
-            check_data_file(match)
+    checked = [check_data_file(match) for match in matches]
+    first = checked[0]
+    for data in checked[1:]:
+        if data.kind != first.kind:
+            raise KPIError(
+                f"{pattern!r} matches both CSV and Parquet files ({first.path} and {data.path}); "
+                "give a glob of one kind"
+            )
+        if data.sep != first.sep:
+            raise DataError(
+                f"{data.path}: separated by {data.sep!r} where {first.path} uses "
+                f"{first.sep!r}; the files of one glob are read as one table"
+            )
+        if column_names(data) != column_names(first):
+            raise DataError(
+                f"{data.path}: columns {column_names(data)} differ from {first.path}'s "
+                f"{column_names(first)}; the files of one glob are read as one table"
+            )
+    return checked
+
+
+def column_names(data: DataFile) -> list[str]:
+    """The columns a checked file has, in file order."""
+    if data.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(data.path).names)
+    with data.open_text() as f:
+        for row in csv.reader(f, delimiter=data.sep):
+            if row:
+                return row
+    return []
+
+
+def read_all(checked: list[DataFile]):
+    """The rows of several checked files as one DataFrame, in list order (DuckDB reads the
+    same list in the same order), numbered 0, 1, ... across the files; and each file's count
+    of rows."""
+    import pandas as pd
+
+    frames = [read_data(data) for data in checked]
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return frame, [len(f) for f in frames]
+
+
+def file_of_row(checked: list[DataFile], sizes: list[int], message: str) -> tuple[DataFile, str]:
+    """For a data error over several files read as one: the file the row it names is in, and
+    the message with that row counted within the file."""
+    row = _AT_ROW.search(message) or _ROW_HAS.search(message) or _ROW.search(message)
+    if row is None:
+        return checked[0], message
+    n = int(row.group(1))
+    for data, size in zip(checked, sizes):
+        if n < size:
+            start, end = row.span(1)
+            return data, message[:start] + str(n) + message[end:]
+        n -= size
+    return checked[-1], message
+
+
+def _first_place(checked: list[DataFile], column: str, wanted) -> tuple[str, str] | None:
+    """The first cell of a column, in file order, for which ``wanted(text)`` holds, and where
+    it is: file:line for CSV, the file and row (from 1) for Parquet. None when there is no
+    such cell or it cannot be found (a column mapped away, a file unreadable)."""
+    for data in checked:
+        try:
+            if data.kind == "parquet":
+                import pyarrow.parquet as pq
+
+                cells = pq.read_table(data.path, columns=[column]).column(column).to_pylist()
+                for n, cell in enumerate(cells):
+                    if isinstance(cell, str) and wanted(cell):
+                        return cell, f"{data.path}: row {n + 1}"
+                continue
+            with data.open_text() as f:
+                reader = csv.reader(f, delimiter=data.sep)
+                at, start = None, 1
+                for record in reader:
+                    if record:
+                        if at is None:
+                            at = record.index(column) if column in record else -1
+                            if at < 0:
+                                break
+                        elif at < len(record) and wanted(record[at]):
+                            return record[at], f"{data.path}:{start}"
+                    start = reader.line_num + 1
+        except Exception:  # noqa: BLE001 - the place is a courtesy; the message stands without it
+            continue
     return None
+
+
+def date_message(error, checked: list[DataFile], where: str) -> str:
+    """An ambiguous or unmatched text date (periods.AmbiguousDateError, DateFormatError) as
+    the command reports it: the first such date in file order (the same whichever engine
+    found one), at its file and line, in options."""
+    from .periods import DateFormatError, is_day_or_month_first, matches_date_format
+
+    if isinstance(error, DateFormatError):
+        found = _first_place(
+            checked, error.column, lambda text: not matches_date_format(text, error.date_format)
+        )
+        value, place = found or (error.value, where)
+        return (
+            f"{place}: period column {error.column!r} has {value!r}, which does not match "
+            f"--date-format {error.date_format}"
+        )
+    value, place = _first_place(checked, error.column, is_day_or_month_first) or (
+        error.value,
+        where,
+    )
+    return (
+        f"{place}: period column {error.column!r} has {value!r}: a date written "
+        "day-first or month-first is ambiguous (03/04/2024 is 3 April or March 4); "
+        "give its format: --date-format %d/%m/%Y (day first) or %m/%d/%Y (month first)"
+    )

@@ -110,6 +110,138 @@ def _shown(columns: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
+class RowsError(DataError):
+    """A data error about particular rows, carried as ``rows`` (the data's row labels);
+    ``render(labels, what)`` words it with other labels, such as CSV lines."""
+
+    rows: list
+
+    def render(
+        self, rows: list | None = None, what: str = "row", dropped: bool = False
+    ) -> str:  # pragma: no cover
+        raise NotImplementedError
+
+
+class InvalidRowsError(RowsError):
+    """Rows whose value of a datapoint lies outside its valid range (``valid: {min, max}``).
+
+    ``rows`` are the data's row labels (a DataFrame's index; front ends turn them into CSV
+    lines), ``values`` the values found there."""
+
+    def __init__(
+        self,
+        datapoint: str,
+        column: str,
+        rows: list,
+        values: list[float],
+        minimum: float | None,
+        maximum: float | None,
+    ):
+        self.datapoint, self.column = datapoint, column
+        self.rows, self.values = rows, values
+        self.minimum, self.maximum = minimum, maximum
+        super().__init__(self.render())
+
+    def render(self, rows: list | None = None, what: str = "row", dropped: bool = False) -> str:
+        shown = rows if rows is not None else self.rows
+        valid = (
+            f"between {_num(self.minimum)} and {_num(self.maximum)}"
+            if self.minimum is not None and self.maximum is not None
+            else f"at least {_num(self.minimum)}"
+            if self.minimum is not None
+            else f"at most {_num(self.maximum)}"
+        )
+        listed = ", ".join(
+            f"{what} {r} has {_num(v)}" for r, v in zip(shown[:10], self.values[:10], strict=False)
+        )
+        more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+        column = f" (column {self.column!r})" if self.column != self.datapoint else ""
+        return f"datapoint {self.datapoint!r}{column} must be {valid}: {listed}{more}" + (
+            "; those rows were left out, as asked"
+            if dropped
+            else ". Correct those rows, or compute on the others (drop_invalid=True; kpi eval "
+            "--drop-invalid)"
+        )
+
+
+class UnorderedRowsError(RowsError):
+    """Several rows of one entity in one period that a ``rows: last``/``first`` datapoint
+    cannot choose between: no order column, or tied on it, with different values."""
+
+    def __init__(
+        self,
+        datapoint: str,
+        rule: str,
+        order_by: str | None,
+        order_column: str | None,
+        entity,
+        period: str,
+        rows: list,
+    ):
+        self.datapoint, self.rule, self.order_by = datapoint, rule, order_by
+        self.order_column, self.entity, self.period, self.rows = order_column, entity, period, rows
+        super().__init__(self.render())
+
+    def render(self, rows: list | None = None, what: str = "rows") -> str:
+        shown = ", ".join(str(r) for r in (rows if rows is not None else self.rows)[:10])
+        which = "latest" if self.rule == "last" else "earliest"
+        head = (
+            f"datapoint {self.datapoint!r} keeps each entity's {which} row in a period "
+            f"(rows: {self.rule}), but entity {self.entity!r} has several rows in {self.period} "
+            f"with different values ({what} {shown})"
+        )
+        if self.order_column is not None:
+            return f"{head} and the same {self.order_column!r}: make that column tell them apart"
+        if self.order_by:
+            return f"{head} and the data has no column {self.order_by!r} to order them (order_by)"
+        return f"{head} and its definition names no order_by column to order them"
+
+
+class ContradictoryRowsError(RowsError):
+    """One entity in one period with two flags set that its definition says exclude each
+    other (``excludes``): a deal both won and lost."""
+
+    def __init__(self, datapoint: str, other: str, entity, period: str, rows: list, cells: int):
+        self.datapoint, self.other, self.entity, self.period = datapoint, other, entity, period
+        self.rows, self.cells = rows, cells
+        super().__init__(self.render())
+
+    def render(self, rows: list | None = None, what: str = "rows", dropped: bool = False) -> str:
+        shown = ", ".join(str(r) for r in (rows if rows is not None else self.rows)[:10])
+        more = f" ({self.cells} entity-periods in all)" if self.cells > 1 else ""
+        who = f"entity {self.entity!r} has" if self.entity is not None else "a row has"
+        head = (
+            f"{self.datapoint!r} and {self.other!r} exclude each other, but {who} both in "
+            f"{self.period} ({what} {shown}){more}"
+        )
+        if dropped:
+            return f"{head}; both were left out there, as asked"
+        return (
+            f"{head}. Correct those rows, or compute without them (drop_invalid=True; kpi eval "
+            "--drop-invalid)"
+        )
+
+
+class GrainError(DataError):
+    """A KPI asked for at a grain its formula does not hold at (``formula.grains``)."""
+
+    def __init__(self, kpi_id: str, grain: str, grains, reason: str, asked_for: list[str]):
+        self.kpi_id, self.grain, self.grains = kpi_id, grain, tuple(grains)
+        self.reason, self.asked_for = reason, asked_for
+        via = f" (used by {asked_for[0]!r})" if len(asked_for) > 1 else ""
+        why = f": {reason}" if reason else ""
+        why += f"; a definition can add a formula that is right per {grain} (formula.at_grain)"
+        super().__init__(
+            f"KPI {kpi_id!r}{via} is defined per {' or '.join(self.grains)}, not per {grain}{why}"
+        )
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
 class FormulaError(KPIError):
     """A formula that cannot be parsed or does not make sense; points at the position."""
 

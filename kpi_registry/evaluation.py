@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 
 from . import periods
-from .errors import DataError, KPIError, UnknownKPIError
+from .errors import (
+    ContradictoryRowsError,
+    DataError,
+    GrainError,
+    InvalidRowsError,
+    KPIError,
+    UnknownKPIError,
+    UnorderedRowsError,
+)
 from .formula import AGGREGATES, FUNCTIONS, Binary, Call, Name, Node, Number, Unary, gap_depth
 from .model import KPI, Datapoint
 
@@ -44,6 +52,8 @@ class Request:
     by: list[str] = field(default_factory=list)
     grain: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    drop_invalid: bool = False  # compute on the valid rows (with a warning) instead of failing
+    date_format: str | None = None  # how text dates in the period column are written
 
 
 def evaluate_many(
@@ -81,6 +91,47 @@ def compute(
     if scalar:
         return {k: _scalar(v) for k, v in values.items()}
     return engine.result_table(values)
+
+
+def used_datapoints(
+    kpis: Mapping[str, KPI], ids: Sequence[str], columns: Collection[Any], req: Request
+) -> dict[str, Datapoint]:
+    """The datapoints the KPIs read from ``columns`` (a KPI given as a column reads none),
+    each as the first KPI to declare it declares it, as the engines take them."""
+    specs: dict[str, Datapoint] = {}
+    seen: set[str] = set()
+    todo = list(ids)
+    while todo:
+        kpi_id = todo.pop(0)
+        if kpi_id in seen or kpi_id not in kpis:
+            continue
+        seen.add(kpi_id)
+        kpi = kpis[kpi_id]
+        if req.columns.get(kpi_id, kpi_id) in columns or kpi.expression is None:
+            continue
+        for name, spec in kpi.datapoints.items():
+            if req.columns.get(name, name) in columns:
+                specs.setdefault(name, spec)
+        for node in [kpi.expression, *kpi.grain_expressions.values()]:
+            todo.extend(n.name for n in node.walk() if isinstance(n, Name) and n.name in kpis)
+    return specs
+
+
+def check_rows(
+    specs: Mapping[str, Datapoint], rows: pd.DataFrame, req: Request, axis: Any = None
+) -> list[str]:
+    """The checks the engine makes while reading datapoints (valid ranges, rows it cannot
+    order, flags that exclude each other), on ``rows`` alone: raises their errors, or, with
+    ``drop_invalid``, returns their warnings. The DuckDB engine runs it on the rows that can
+    fail them."""
+    columns = {k: v for k, v in req.columns.items() if v in rows.columns}
+    sub = Request(req.period, req.entity, list(req.by), req.grain, columns, req.drop_invalid)
+    engine = _Engine({}, _Source(rows), sub)
+    engine._datapoint_specs.update(specs)
+    for name in specs:
+        if engine._column(name) is not None:
+            engine.datapoint(name)
+    return list(dict.fromkeys(engine.notes))
 
 
 class Rows:
@@ -171,6 +222,45 @@ def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataEr
         )
     return DataError(
         f"{who}, which {what}: pass period='your_period_column' (kpi eval: --period COL)"
+    )
+
+
+def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
+    """days_in_period() or business_days_in_period() evaluated without a period column."""
+    who = f"KPI {kpis[0]!r} uses {func}()" if kpis else f"{func}()"
+    if len(kpis) > 1:
+        who += f" (in {kpis[-1]!r})"
+    if scalar:
+        return DataError(
+            f"{who}, which counts the days of each period; numbers given as a mapping have no "
+            "periods: pass rows as a DataFrame with period='your_period_column'"
+        )
+    return DataError(
+        f"{who}, which counts the days of each period: pass period='your_period_column' "
+        "(kpi eval: --period COL)"
+    )
+
+
+def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
+    """A KPI whose formula is defined at some grains only, asked for at another (``grain``:
+    the output period's frequency code)."""
+    if not kpi.grains:
+        return
+    name = grain_name(grain)
+    if name not in kpi.grains and name not in kpi.grain_expressions:
+        raise GrainError(kpi.id, name, kpi.grains, kpi.grain_reason, list(asked_for))
+
+
+def grain_name(code: str) -> str:
+    """day, week, month, quarter or year for a frequency code."""
+    return next((g for g, c in periods.GRAINS.items() if c == code), code)
+
+
+def distinct_needs_entity(name: str) -> DataError:
+    return DataError(
+        f"datapoint {name!r} counts different values per entity (rows: distinct): pass "
+        "entity='your_entity_column'; without one, count_distinct() counts different values "
+        "over the rows"
     )
 
 
@@ -268,7 +358,13 @@ class _Engine:
         self.in_progress: list[str] = []
         self._datapoint_specs: dict[str, Datapoint] = {}
         self._base_grids: dict[str, np.ndarray] = {}
+        self._known_cells: dict[str, np.ndarray] = {}  # event/latest, missing: zero
+        self._checked: dict[str, np.ndarray] = {}  # datapoint values, valid ranges checked
         self._multi_row_cells: np.ndarray | None = None
+        self.notes: list[str] = []  # warnings found while reading the data
+        self._exclusions_checked: set[tuple[str, str]] = set()
+        self._entity_labels: list | None = None
+        self._dropped_cells: dict[str, list[np.ndarray]] = {}  # contradictory cells left out
         check_request(req)
         check_columns(req, source.columns)
         self._build_layout()
@@ -292,7 +388,9 @@ class _Engine:
         if req.period is not None:
             texts = source.plain(req.period)
             axis = periods.parse_month_texts(texts) if texts is not None else None
-            self.axis = axis or periods.parse(source.series(req.period), req.period)
+            self.axis = axis or periods.parse(
+                source.series(req.period), req.period, req.date_format
+            )
             if self.axis.base == "D":  # monthly rows dated on a billing day? (periods.py)
                 self.axis = periods.monthly_rows(self.axis, self._entity_codes(), req.grain) or (
                     self.axis
@@ -372,8 +470,14 @@ class _Engine:
         customer stays in its last segment), else its first one."""
         if n_ent == 0 or n_base == 0:
             return np.zeros(0, dtype=np.int64)
+        # if one entity-period's rows disagree, the largest group wins (as SQL's MAX), a
+        # missing group only where no row has one: never the row order
         grid = np.full(n_ent * n_base, -1, dtype=np.int64)
-        grid[self.row_cell] = gcodes  # if one entity-period's rows disagree, the last wins
+        null = self._null_groups()[gcodes]
+        np.maximum.at(grid, self.row_cell[null], gcodes[null])
+        known = np.full(n_ent * n_base, -1, dtype=np.int64)
+        np.maximum.at(known, self.row_cell[~null], gcodes[~null])
+        grid = np.where(known >= 0, known, grid)
         grid = grid.reshape(n_ent, n_base)
         cols = np.arange(n_base)
         last_seen = np.maximum.accumulate(np.where(present, cols, -1), axis=1)
@@ -383,6 +487,14 @@ class _Engine:
         if self.coarse is not None:
             carried = carried[:, self.coarse.last_base]
         return carried.reshape(-1)
+
+    def _null_groups(self) -> np.ndarray:
+        """bool per group code: a group whose label (any of its columns) is missing."""
+        columns = list(self.group_labels.values())
+        out = np.zeros(len(columns[0]), dtype=bool)
+        for labels in columns:
+            out |= pd.isna(pd.Series(labels)).to_numpy()
+        return out
 
     @property
     def n_cells(self) -> int:
@@ -424,18 +536,105 @@ class _Engine:
             raise missing_datapoint(name, self.req, self.source.columns)
         lay = self.layout
         if not lay.grid:
-            values = self._numbers(col)
-            if self.coarse is not None and spec.time == "stock":
-                last = self.coarse.last_base[self.coarse.to_coarse[self.row_base]]
-                values = np.where(self.row_base == last, values, np.nan)
+            if spec.rows == "distinct":
+                raise distinct_needs_entity(name)
+            values = self._checked_numbers(name, col, spec)
+            if self.coarse is not None:
+                values = self._coarse_rows(values, spec.coarsening)
+            if (spec.excludes or name in self._dropped_cells) and not base:
+                values = self._exclusive(name, spec, values)
             return values
         grid = self._base_grid(name, col, spec)
-        if self.coarse is not None and not base:
-            if spec.time == "stock":
-                grid = grid[:, self.coarse.last_base]
-            else:
-                grid = _sum_columns(grid, self.coarse.to_coarse, len(self.coarse.labels))
-        return grid.reshape(-1)
+        if self.coarse is not None and not base and spec.coarsening == "distinct":
+            # counted again over all the rows of the coarse period, not added up
+            n_out = len(self.coarse.labels)
+            entity, period = self.row_cell // self.n_base, self.row_cell % self.n_base
+            cells = entity * n_out + self.coarse.to_coarse[period]
+            fill = 0.0 if spec.missing == "zero" else np.nan
+            values = self._checked_numbers(name, col, spec)
+            grid = self._distinct_rows(values, cells, lay.n_entities * n_out, fill)
+        elif self.coarse is not None and not base:
+            known = self._known_cells.get(name)
+            if known is not None:  # months without a value are no month here; then 0
+                grid = np.where(known, grid, np.nan)
+            grid = _coarsen_grid(grid, spec.coarsening, self.coarse)
+            if known is not None:
+                grid = np.where(np.isnan(grid), 0.0, grid)
+        values = grid.reshape(-1)
+        if (spec.excludes or name in self._dropped_cells) and not base:
+            values = self._exclusive(name, spec, values)
+        return values
+
+    def _exclusive(self, name: str, spec: Datapoint, values: np.ndarray) -> np.ndarray:
+        """Cells where this flag and one it excludes are both set (a deal won and lost):
+        reported with their rows, or, when asked, left out of both with a warning."""
+        for other in spec.excludes:
+            if (name, other) in self._exclusions_checked or self._column(other) is None:
+                continue
+            self._exclusions_checked.add((name, other))
+            self._datapoint_specs.setdefault(
+                other, Datapoint(other, rows=spec.rows, time=spec.time)
+            )
+            other_values = self.datapoint(other)
+            with np.errstate(invalid="ignore"):
+                clash = np.flatnonzero((values > 0) & (other_values > 0))
+            if not clash.size:
+                continue
+            labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
+            first = self._first_cell(clash, self.layout.n_periods)
+            period = str(labels[int(self.cell_period()[first])])
+            if self.layout.grid:
+                rows = self._rows_of_cells(np.array([first]), [name, other])
+                entity = self._entity_label(first // self.layout.n_periods)
+            else:  # each row is a cell
+                rows, entity = [_label(self.source.index()[first])], None
+            error = ContradictoryRowsError(name, other, entity, period, rows, int(clash.size))
+            if not self.req.drop_invalid:
+                raise error
+            self.notes.append(error.render(dropped=True))
+            values = values.copy()
+            values[clash] = np.nan
+            self._dropped_cells.setdefault(other, []).append(clash)
+        for cells in self._dropped_cells.get(name, []):
+            values = values.copy()
+            values[cells] = np.nan
+        return values
+
+    def _rows_of_cells(self, cells: np.ndarray, names: list[str]) -> list:
+        """The rows (labels) of the first of ``cells`` (output cells of the entity grid)
+        that set any of the flags ``names``."""
+        n_base, n_out = self.n_base, self.layout.n_periods
+        entity, base = self.row_cell // n_base, self.row_cell % n_base
+        out_period = self.coarse.to_coarse[base] if self.coarse is not None else base
+        in_cell = entity * n_out + out_period == cells[0]
+        setting = np.zeros(len(in_cell), dtype=bool)
+        for flag in names:
+            col = self._column(flag)
+            with np.errstate(invalid="ignore"):
+                setting |= self._numbers(col) > 0
+        return _sorted_labels([_label(v) for v in self.source.index()[in_cell & setting]])
+
+    def _coarse_rows(self, values: np.ndarray, rule: str) -> np.ndarray:
+        """Without an entity each row is a cell: a closing (opening) balance counts only in
+        the coarse period's last (first) base period, the latest in the last base period
+        with a known value; an average balance is a row's share of the months (right for
+        sum()); flows and events count as they are (an event cannot be told apart from
+        another entity's without an entity column)."""
+        coarse = self.coarse
+        period = coarse.to_coarse[self.row_base]
+        if rule == "closing":
+            return np.where(self.row_base == coarse.last_base[period], values, np.nan)
+        if rule == "opening":
+            return np.where(self.row_base == coarse.first_base[period], values, np.nan)
+        if rule == "average":
+            months = (coarse.last_base - coarse.first_base + 1).astype(float)
+            return values / months[period]
+        if rule == "latest":
+            latest = np.full(len(coarse.labels), -1, dtype=np.int64)
+            known = ~np.isnan(values)
+            np.maximum.at(latest, period[known], self.row_base[known])
+            return np.where(self.row_base == latest[period], values, np.nan)
+        return values
 
     def _base_grid(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
         """The datapoint per entity x base period, its rows combined by its rule: computed
@@ -443,9 +642,151 @@ class _Engine:
         if name not in self._base_grids:
             n_ent, n_base = self.layout.n_entities, self.n_base
             fill = 0.0 if spec.missing == "zero" else np.nan
-            grid = self._combine_rows(self._numbers(col), spec.rows, n_ent * n_base, fill)
+            values = self._checked_numbers(name, col, spec)
+            if spec.rows in ("last", "first"):
+                grid = self._ordered_rows(name, values, spec, n_ent * n_base, fill)
+            elif spec.rows == "distinct":
+                grid = self._distinct_rows(values, self.row_cell, n_ent * n_base, fill)
+            else:
+                grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
+            if spec.coarsening in ("event", "latest") and spec.missing == "zero":
+                # these rules read the months that have a value, as SQL reads the cells
+                known = np.bincount(self.row_cell[~np.isnan(values)], minlength=n_ent * n_base)
+                self._known_cells[name] = known.reshape(n_ent, n_base) > 0
         return self._base_grids[name]
+
+    @staticmethod
+    def _distinct_rows(values: np.ndarray, cells: np.ndarray, n: int, fill: float) -> np.ndarray:
+        """rows: distinct: the number of different known values among each cell's rows."""
+        known = ~np.isnan(values)
+        pairs = pd.DataFrame({"cell": cells[known], "value": values[known]}).drop_duplicates()
+        out = np.full(n, fill)
+        counts = np.bincount(pairs["cell"].to_numpy(), minlength=n)
+        out[counts > 0] = counts[counts > 0]
+        return out
+
+    def _checked_numbers(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
+        """A datapoint's column as numbers, its values outside ``valid`` reported (or, when
+        the request says so, left out with a warning)."""
+        if name in self._checked:
+            return self._checked[name]
+        self._checked[name] = values = self._check_range(name, col, spec)
+        return values
+
+    def _check_range(self, name: str, col: str, spec: Datapoint) -> np.ndarray:
+        values = self._numbers(col)
+        if spec.minimum is None and spec.maximum is None:
+            return values
+        with np.errstate(invalid="ignore"):
+            low = values < spec.minimum if spec.minimum is not None else False
+            high = values > spec.maximum if spec.maximum is not None else False
+        bad = np.flatnonzero(low | high)
+        if bad.size:
+            rows = [_label(v) for v in self.source.index()[bad]]
+            shown = [float(v) for v in values[bad]]
+            error = InvalidRowsError(name, col, rows, shown, spec.minimum, spec.maximum)
+            if not self.req.drop_invalid:
+                raise error
+            self.notes.append(error.render(dropped=True))
+            values = values.copy()
+            values[bad] = np.nan
+        return values
+
+    def _ordered_rows(
+        self, name: str, values: np.ndarray, spec: Datapoint, n: int, fill: float
+    ) -> np.ndarray:
+        """rows: last / first: each entity-period's latest (earliest) row by ``order_by``.
+        Rows with no value count as no row. Several rows that the order cannot tell apart
+        (no order column, or the same order value) are an error naming the entity and period,
+        unless they agree."""
+        cells = self.row_cell
+        known = np.flatnonzero(~np.isnan(values))
+        out = np.full(n, fill)
+        if not known.size:
+            return out
+        cells_k, values_k = cells[known], values[known]
+        counts = np.bincount(cells_k, minlength=n)
+        if counts.max() <= 1:
+            out[cells_k] = values_k
+            return out
+        order_col = spec.order_by and self.req.columns.get(spec.order_by, spec.order_by)
+        legacy = not spec.order_by  # a definition from before order_by: the data's order
+        if legacy:
+            order = np.arange(len(known), dtype=float)
+        elif order_col not in self.source.columns:
+            order_col = None
+            order = np.zeros(len(known))  # every row ties: fine only where they agree
+        else:
+            order = _order_values(self.source.series(order_col), order_col)[known]
+        sign = 1.0 if spec.rows == "last" else -1.0
+        frame = pd.DataFrame({"cell": cells_k, "order": sign * order, "value": values_k})
+        top = frame.groupby("cell")["order"].transform("max")
+        chosen = frame[frame["order"] == top]
+        spread = chosen.groupby("cell")["value"].agg(["min", "max"])
+        clash = spread.index[(spread["min"] != spread["max"]).to_numpy()]
+        if len(clash):
+            cell = self._first_cell(clash.to_numpy(), self.n_base)
+            self._raise_unordered(name, spec, order_col, cell, chosen, known)
+        picked = chosen.groupby("cell")["value"].first()
+        out[picked.index.to_numpy()] = picked.to_numpy()
+        if legacy:
+            self._note_data_order(name, spec, frame, known)
+        return out
+
+    def _note_data_order(self, name: str, spec: Datapoint, frame: pd.DataFrame, known) -> None:
+        """A rows: last/first datapoint without order_by chose among different values by the
+        data's row order: say where, so the user can name the column that orders them."""
+        spread = frame.groupby("cell")["value"].agg(["min", "max"])
+        differing = spread.index[(spread["min"] != spread["max"]).to_numpy()]
+        if not len(differing):
+            return
+        cell = self._first_cell(differing.to_numpy(), self.n_base)
+        rows = frame.index.to_numpy()[frame["cell"].to_numpy() == cell]
+        labels = _sorted_labels([_label(v) for v in self.source.index()[known[rows]]])
+        entity = self._entity_label(cell // self.n_base)
+        period = str(self.axis.labels()[cell % self.n_base])
+        more = f" (and {len(differing) - 1} more entity-periods)" if len(differing) > 1 else ""
+        self.notes.append(
+            f"datapoint {name!r} (rows: {spec.rows}) has different values for entity "
+            f"{entity!r} in {period} (rows {', '.join(map(str, labels))}){more} and its "
+            "definition names no order_by column: the row that comes "
+            f"{'last' if spec.rows == 'last' else 'first'} in the data was used, so the "
+            "result depends on the row order; name the column that orders them (order_by)"
+        )
+
+    def _raise_unordered(self, name, spec, order_col, cell, chosen, known) -> None:
+        tied = chosen.index.to_numpy()[chosen["cell"].to_numpy() == cell]
+        rows = _sorted_labels([_label(v) for v in self.source.index()[known[tied]]])
+        entity = self._entity_label(cell // self.n_base)
+        period = str(self.axis.labels()[cell % self.n_base])
+        raise UnorderedRowsError(name, spec.rows, spec.order_by, order_col, entity, period, rows)
+
+    def _first_cell(self, cells: np.ndarray, n_periods: int) -> int:
+        """The cell a message names among several: the earliest period, then the smallest
+        entity (or row) label, so that it does not depend on the order of the rows."""
+        cells = np.asarray(cells, dtype=np.int64)
+        if not self.layout.grid:  # cells are rows
+            index = self.source.index()
+            keys = [(int(self.cell_period()[c]), _label(index[c])) for c in cells]
+        else:
+            keys = [(int(c % n_periods), self._entity_label(int(c // n_periods))) for c in cells]
+        try:
+            return int(cells[min(range(len(keys)), key=keys.__getitem__)])
+        except TypeError:  # labels of mixed types
+            return int(cells[min(range(len(keys)), key=lambda i: (keys[i][0], str(keys[i][1])))])
+
+    def _entity_label(self, code: int) -> Any:
+        """The entity column's value for an entity code (for messages)."""
+        if self._entity_labels is None:
+            ids = self.source.plain(self.req.entity)
+            series = pd.Series(ids) if ids is not None else self.source.series(self.req.entity)
+            fast = _plain_codes(ids) if ids is not None else None
+            codes, n = fast or _entity_codes(series, self.req.entity)
+            first = np.full(n, -1, dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(codes))[::-1]  # each code's first row
+            self._entity_labels = [_label(v) for v in series.to_numpy()[first]]
+        return self._entity_labels[code]
 
     def _combine_rows(self, values: np.ndarray, how: str, n: int, fill: float) -> np.ndarray:
         cells = self.row_cell
@@ -514,11 +855,15 @@ class _Engine:
             kpi = self.kpis[kpi_id]
             if kpi.expression is None:
                 raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            node = kpi.expression
+            if self.req.period is not None:
+                check_grain(kpi, self.out_grain, [*self.in_progress, kpi_id])
+                node = kpi.expression_at(grain_name(self.out_grain))
             for name, spec in kpi.datapoints.items():
                 self._datapoint_specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
             try:
-                value = self.period_value(kpi.expression)
+                value = self.period_value(node)
             finally:
                 self.in_progress.pop()
         value = np.where(np.isfinite(value), value, np.nan)
@@ -592,9 +937,25 @@ class _Engine:
                 return self._ever_before(node.args[0], max(level, _CELL))
             if node.func == "months_in_period":
                 return periods.months_in(self.out_grain)
+            if node.func in periods.CALENDAR_FUNCTIONS:
+                return self._calendar(node.func, level)
             args = [self._eval(a, level) for a in node.args]
             return _SCALAR_FUNCS[node.func](*args)
         raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+
+    def _calendar(self, func: str, level: int) -> np.ndarray:
+        """days_in_period() or business_days_in_period(): one value per output period (per
+        base period at _BASE), laid out like the values of ``level``."""
+        if self.req.period is None:
+            raise calendar_needs_period(func, self.in_progress, self.scalar)
+        if level == _BASE:
+            days = periods.calendar_days(self.axis.labels(), func)
+            return np.tile(days, self.layout.n_entities)
+        labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
+        days = periods.calendar_days(labels, func)
+        if level == _PERIOD:
+            return days[None, :]
+        return days[self.cell_period()]
 
     def _require_grid(self, func: str) -> None:
         if not self.layout.grid:
@@ -701,7 +1062,11 @@ class _Engine:
         lay = self.layout
         if lay.grid and lay.cell_group is None:  # no groups: a column sum of the grid
             return values.reshape(lay.n_entities, lay.n_periods).sum(axis=0, dtype=float)[None, :]
-        flat = np.bincount(self.cell_key(), weights=values, minlength=shape[0] * shape[1])
+        key = self.cell_key()
+        if not lay.grid:  # cells are rows: add them in the order of their values, so that
+            order = np.lexsort((values, key))  # the sum is the same however rows are sorted
+            key, values = key[order], values[order]
+        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1])
         return flat.reshape(shape)
 
     # -- output ---------------------------------------------------------------------------
@@ -737,7 +1102,7 @@ class _Engine:
         return periods.present_labels(labels, axis.kind)
 
     def warnings(self) -> list[str]:
-        return gap_warnings(self.axis if self.req.period is not None else None)
+        return gap_warnings(self.axis if self.req.period is not None else None) + self.notes
 
 
 # --------------------------------------------------------------------------------------
@@ -755,7 +1120,10 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
             used = np.bincount(offsets, minlength=hi - lo + 1) > 0
             remap = np.cumsum(used) - 1
             return remap[offsets], int(used.sum())
-    codes, uniques = pd.factorize(series, sort=False)
+    try:  # in order of the ids, so that no sum depends on the order of the rows
+        codes, uniques = pd.factorize(series, sort=True)
+    except TypeError:  # ids of mixed types cannot be sorted: in order of first appearance
+        codes, uniques = pd.factorize(series, sort=False)
     if (codes < 0).any():
         row = series.index[codes < 0][0]
         raise DataError(f"entity column {column!r} is empty at row {row!r}")
@@ -768,12 +1136,9 @@ def _plain_codes(values: list) -> tuple[np.ndarray, int] | None:
     kinds = {v.__class__ for v in values}
     if not values or not (kinds == {str} or kinds == {int}):
         return None
-    if kinds == {int}:  # numbered like the pandas path: in order of the ids
-        code = {v: i for i, v in enumerate(sorted(set(values)))}
-    else:  # in order of first appearance, as pandas' factorize
-        code = {}
-        for v in values:
-            code.setdefault(v, len(code))
+    # numbered like the pandas path, in order of the ids: the sums over entities then add
+    # up in the same order however the rows are shuffled, to the last bit
+    code = {v: i for i, v in enumerate(sorted(set(values)))}
     return np.fromiter((code[v] for v in values), np.int64, len(values)), len(code)
 
 
@@ -818,6 +1183,58 @@ def _sum_columns(grid: np.ndarray, to_coarse: np.ndarray, n: int) -> np.ndarray:
         flat[several] = round_sums(flat[several], magnitude, terms.reshape(-1)[several])
     out = np.where(any_known, total, np.nan)
     assert out.shape[1] == n
+    return out
+
+
+def _coarsen_grid(grid: np.ndarray, rule: str, coarse: periods.Coarsening) -> np.ndarray:
+    """An entity x base period grid onto the coarse periods, by the datapoint's time rule."""
+    n = len(coarse.labels)
+    if rule == "closing":
+        return grid[:, coarse.last_base]
+    if rule == "opening":
+        return grid[:, coarse.first_base]
+    if rule == "flow":
+        return _sum_columns(grid, coarse.to_coarse, n)
+    starts = np.flatnonzero(np.r_[True, coarse.to_coarse[1:] != coarse.to_coarse[:-1]])
+    known = ~np.isnan(grid)
+    if rule == "event":  # the largest value: a flag set in any base period counts once
+        return np.fmax.reduceat(grid, starts, axis=1)
+    if rule == "average":  # the mean balance over the base periods (missing: null skipped)
+        total = np.add.reduceat(np.where(known, grid, 0.0), starts, axis=1)
+        count = np.add.reduceat(known, starts, axis=1, dtype=np.int64)
+        return _divide(total, count)
+    if rule == "latest":  # the value of the last base period that has one
+        columns = np.where(known, np.arange(grid.shape[1])[None, :], -1)
+        latest = np.maximum.reduceat(columns, starts, axis=1)
+        picked = np.take_along_axis(grid, np.maximum(latest, 0), axis=1)
+        return np.where(latest >= 0, picked, np.nan)
+    raise KPIError(f"unknown time rule {rule!r}")  # pragma: no cover: the schema checks it
+
+
+def _label(value: Any) -> Any:
+    """A row or entity label as a plain Python value (for messages and error fields)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sorted_labels(labels: list) -> list:
+    try:
+        return sorted(labels)
+    except TypeError:  # labels of mixed types: as found
+        return labels
+
+
+def _order_values(series: pd.Series, column: str) -> np.ndarray:
+    """The order_by column as numbers that sort like it: timestamps, dates as text, numbers."""
+    if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        stamps = pd.to_datetime(series, errors="raise", format="mixed")
+    except (ValueError, TypeError):
+        raise DataError(
+            f"order_by column {column!r} must hold dates, timestamps or numbers"
+        ) from None
+    out = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(float)
+    out[stamps.isna().to_numpy()] = np.nan
     return out
 
 
@@ -913,6 +1330,5 @@ _SCALAR_FUNCS: dict[str, Callable[..., Any]] = {
     "coalesce": _coalesce,
 }
 
-assert set(_SCALAR_FUNCS) | AGGREGATES | {"previous", "ever_before", "months_in_period"} == set(
-    FUNCTIONS
-)
+_TIME_FUNCS = {"previous", "ever_before", "months_in_period", *periods.CALENDAR_FUNCTIONS}
+assert set(_SCALAR_FUNCS) | AGGREGATES | _TIME_FUNCS == set(FUNCTIONS)

@@ -25,6 +25,7 @@ import difflib
 import io
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -79,6 +80,28 @@ def format_text(text: str, path: str | Path = "<string>", *, schema: Any = "kpi"
         schema = kpi_schema()
     before = to_plain(parse_text(text, path))  # also refuses unsafe or malformed YAML
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text, end = _split_at_document_end(text)
+    return _format_document(text, path, schema, before) + end
+
+
+def _split_at_document_end(text: str) -> tuple[str, str]:
+    """The document, and from its ``...`` end marker on, the lines after it (comments), which
+    ruamel would drop: they are kept as written, less trailing spaces and blank lines."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, yaml.DocumentEndEvent) and event.explicit:
+            lines = text.split("\n")
+            at = event.start_mark.line
+            tail = [line.rstrip() for line in lines[at:]]
+            while tail and not tail[-1]:
+                tail.pop()
+            return "\n".join(lines[:at]) + "\n", "\n".join(tail) + "\n"
+    return text, ""
+
+
+def _format_document(text: str, path: str, schema: Any, before: Any) -> str:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -91,12 +114,13 @@ def format_text(text: str, path: str | Path = "<string>", *, schema: Any = "kpi"
         except DefinitionError as e:
             if "alias" not in str(e):
                 raise
+            line, column = _first_anchor(text)
             message = (
-                "cannot put the fields in order: the file uses YAML anchors and aliases "
-                "(&name, *name) and an alias would come before its anchor; write the values "
-                "out in full"
+                "anchors and aliases are not supported in definitions whose fields kpi fmt "
+                "puts in order: an alias (*name) would come before its anchor (&name); write "
+                "the value out in full"
             )
-            raise DefinitionError([Diagnostic(path, 1, 1, "", message)]) from None
+            raise DefinitionError([Diagnostic(path, line, column, "", message)]) from None
     _reorder_flow(tree, schema)
     out = io.StringIO()
     _yaml().dump(tree, out)
@@ -180,6 +204,17 @@ def files_to_format(paths: Iterable[str | Path]) -> list[Path]:
     return [f for f in out if not (f.resolve() in seen or seen.add(f.resolve()))]
 
 
+def _first_anchor(text: str) -> tuple[int, int]:
+    """Line and column (1-based) of the first anchor (&name) in a document, else 1, 1."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for event in yaml.parse(text, Loader=loader):
+        if getattr(event, "anchor", None) and not isinstance(event, yaml.AliasEvent):
+            return event.start_mark.line + 1, event.start_mark.column + 1
+    return 1, 1
+
+
 # -- pass 1: reorder block mappings as text -------------------------------------------------
 def _protected(text: str) -> set[int]:
     """Lines inside multi-line scalars: their blank lines and spaces are part of the value,
@@ -208,7 +243,9 @@ def _load(text: str, path: str) -> Any:
     from ruamel.yaml.error import YAMLError
 
     try:
-        return _yaml().load(text)
+        with warnings.catch_warnings():  # a redefined anchor is valid YAML; ruamel would warn
+            warnings.simplefilter("ignore")
+            return _yaml().load(text)
     except YAMLError as e:  # parse_text accepted it, so this is a ruamel-only edge case
         mark = getattr(e, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -264,6 +301,7 @@ def _lead_start(lines, keep, line: int, col: int, floor: int, blanks: bool, top:
 def _mapping(lines, keep, node, schema, lo, hi, top):
     keys = list(node.keys())
     where = [node.lc.key(k) for k in keys]
+    _check_inside([line for line, _ in where], lo, hi)
     col = where[0][1]
     first = where[0][0]
     dash = lines[first][:col] if lines[first][:col].strip() else ""  # "  - name: x"
@@ -319,6 +357,14 @@ def _mapping(lines, keep, node, schema, lo, hi, top):
     return out + lines[tail:hi]
 
 
+def _check_inside(starts: list[int], lo: int, hi: int) -> None:
+    """Items written, in order, within the lines of their collection. An alias (*name) has
+    the position of its anchor, elsewhere in the file: such a collection is left as it is
+    (IndexError: see _block)."""
+    if any(not lo <= line < hi for line in starts) or starts != sorted(set(starts)):
+        raise IndexError("an item is not written inside its collection")
+
+
 def _dash_line(lines: list[str], line: int, col: int) -> int:
     """The line holding the '-' of a sequence item whose value starts at (line, col)."""
     if "-" in lines[line][:col]:
@@ -331,7 +377,9 @@ def _dash_line(lines: list[str], line: int, col: int) -> int:
 
 def _sequence(lines, keep, node, schema, lo, hi):
     item_schema = schema.get("items")
+    _check_inside([node.lc.item(i)[0] for i in range(len(node))], lo, hi)
     dashes = [_dash_line(lines, *node.lc.item(i)) for i in range(len(node))]
+    _check_inside(dashes, lo, hi)
     dash_col = _indent(lines[dashes[0]])
     heads = [
         dashes[0],

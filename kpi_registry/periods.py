@@ -18,6 +18,48 @@ from .errors import DataError
 GRAINS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 _ORDER = {"D": 0, "W": 1, "M": 2, "Q": 3, "Y": 4}
 _MONTH_TEXT = re.compile(r"^\d{4}-\d{2}$")
+#: Text dates that start with the day or the month (03/04/2024, 3.4.24, 03-04-2024 10:00):
+#: pandas would read them month-first without a word, so they need a stated format.
+_DAY_OR_MONTH_FIRST = re.compile(r"^\s*\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2}(?:\d{2})?(?:[ T].*)?$")
+
+
+def is_day_or_month_first(text: str) -> bool:
+    return bool(_DAY_OR_MONTH_FIRST.match(text))
+
+
+def matches_date_format(text: str, date_format: str) -> bool:
+    try:
+        datetime.datetime.strptime(text.strip(), date_format)
+    except ValueError:
+        return False
+    return True
+
+
+class AmbiguousDateError(DataError):
+    """A period written day-first or month-first, with no format given to say which.
+
+    ``row``: the row label where the value first appears, when the rows were at hand."""
+
+    def __init__(self, column: str, value: str, row=None):
+        self.column, self.value, self.row = column, value, row
+        at = f" at row {row!r}" if row is not None else ""
+        super().__init__(
+            f"period column {column!r} has {value!r}{at}: a date written day-first or "
+            "month-first is ambiguous (03/04/2024 is 3 April or March 4); give its format, "
+            "e.g. date_format='%d/%m/%Y'"
+        )
+
+
+class DateFormatError(DataError):
+    """A period that does not match the date format given for it."""
+
+    def __init__(self, column: str, value: str, date_format: str, row=None):
+        self.column, self.value, self.date_format, self.row = column, value, date_format, row
+        at = f" at row {row!r}" if row is not None else ""
+        super().__init__(
+            f"period column {column!r} has {value!r}{at}, which does not match the date "
+            f"format {date_format!r}"
+        )
 
 
 def _freq_code(freq) -> str:
@@ -44,8 +86,15 @@ class TimeAxis:
         return pd.PeriodIndex.from_ordinals(ords, freq=self.base)
 
 
-def parse(series: pd.Series, column: str) -> TimeAxis:
-    """Parse a period column of datetimes, pandas Periods or text such as 2024-01."""
+def parse(
+    series: pd.Series, column: str, date_format: str | None = None, rows: bool = True
+) -> TimeAxis:
+    """Parse a period column of datetimes, pandas Periods or text such as 2024-01.
+
+    ``date_format``: how text dates are written (``strptime`` codes such as ``%d/%m/%Y``);
+    needed for dates that start with the day or the month, refused without it. ``rows``:
+    whether the series' labels are the data's rows (not for a list of distinct values), for
+    messages."""
     if len(series) == 0:
         return TimeAxis(np.zeros(0, np.int64), "M", 0, 0, "text", np.zeros(0, bool))
     if series.isna().any():
@@ -68,7 +117,11 @@ def parse(series: pd.Series, column: str) -> TimeAxis:
     else:
         codes, uniques = pd.factorize(series, sort=False)
         kind = "timestamp" if pd.api.types.is_datetime64_any_dtype(dtype) else "text"
-        uniq_ordinals, base = _parse_uniques(pd.Index(uniques), column, kind)
+
+        def row_of(unique: int):  # the first row with that value, for a message
+            return series.index[int(np.flatnonzero(codes == unique)[0])] if rows else None
+
+        uniq_ordinals, base = _parse_uniques(pd.Index(uniques), column, kind, date_format, row_of)
         ordinals = uniq_ordinals[codes]
     return _axis(ordinals, base, kind)
 
@@ -167,7 +220,34 @@ def _parse_datetimes(values: np.ndarray) -> TimeAxis:
     return _axis(table[offsets], "D", "timestamp")
 
 
-def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarray, str]:
+def _parse_dates(
+    values: list[str], column: str, date_format: str, row_of
+) -> tuple[np.ndarray, str]:
+    """Text dates read with the format given for them, by the rule for datetimes: months when
+    every one is a month start (or every one a month end) at midnight, else days."""
+    stamps = []
+    for n, text in enumerate(values):
+        try:
+            stamps.append(datetime.datetime.strptime(text.strip(), date_format))
+        except ValueError:
+            raise DateFormatError(column, text, date_format, row_of(n)) from None
+    days = [pd.Period(stamp.date(), freq="D") for stamp in stamps]
+    midnight = all(stamp.time() == datetime.time() for stamp in stamps)
+    base = "M" if midnight and _month_dates(days) else "D"
+    return np.array([p.asfreq(base).ordinal for p in days], dtype=np.int64), base
+
+
+def _no_row(unique: int) -> None:
+    return None
+
+
+def _parse_uniques(
+    uniques: pd.Index,
+    column: str,
+    kind: str,
+    date_format: str | None = None,
+    row_of=_no_row,
+) -> tuple[np.ndarray, str]:
     """Ordinals (at the inferred base frequency) of the distinct values of a period column."""
     if kind == "timestamp":
         stamps = pd.DatetimeIndex(uniques)
@@ -179,6 +259,12 @@ def _parse_uniques(uniques: pd.Index, column: str, kind: str) -> tuple[np.ndarra
         base = "M" if midnight and (month_start or month_end) else "D"
         return stamps.to_period(base).asi8, base
     values = [v if isinstance(v, str) else str(v) for v in uniques]
+    if date_format is not None:
+        return _parse_dates(values, column, date_format, row_of)
+    ambiguous = [n for n, text in enumerate(values) if _DAY_OR_MONTH_FIRST.match(text)]
+    if ambiguous:
+        n = min(ambiguous, key=lambda n: values[n])  # one value, whatever order values came in
+        raise AmbiguousDateError(column, values[n], row_of(n))
     if all(_MONTH_TEXT.match(v) for v in values):  # the common case, without pandas parsing
         months = [_month_ordinal(v) for v in values]
         bad = [v for v in values if not 1 <= int(v[5:7]) <= 12]
@@ -221,6 +307,32 @@ MONTHS_IN = {"D": 1 / 30.436875, "W": 7 / 30.436875, "M": 1.0, "Q": 3.0, "Y": 12
 
 def months_in(code: str) -> float:
     return MONTHS_IN[code]
+
+
+#: Calendar facts per period, by function name (days_in_period(), business_days_in_period()).
+CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
+
+
+def calendar_days(labels: pd.PeriodIndex, func: str) -> np.ndarray:
+    """Days (``days_in_period``) or Monday-Friday days (``business_days_in_period``) in each
+    period, counted over its whole calendar span, as floats."""
+    if not len(labels):
+        return np.zeros(0)
+    start = labels.asfreq("D", how="start").asi8  # days since 1970-01-01
+    end = labels.asfreq("D", how="end").asi8 + 1
+    if func == "days_in_period":
+        return (end - start).astype(float)
+    if func != "business_days_in_period":
+        raise ValueError(func)
+    return (_weekdays_before(end) - _weekdays_before(start)).astype(float)
+
+
+def _weekdays_before(day: np.ndarray) -> np.ndarray:
+    """Monday-Friday days from Monday 1969-12-29 (day -3) up to ``day``, exclusive: the same
+    integer arithmetic the SQL compiler writes (sqlbuild.calendar_days)."""
+    shifted = day + 3
+    weeks, rest = np.floor_divide(shifted, 7), np.mod(shifted, 7)
+    return weeks * 5 + np.minimum(rest, 5)
 
 
 def grain_code(grain: str | None, base: str) -> str:

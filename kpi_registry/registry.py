@@ -557,13 +557,19 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
         also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
-        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets."""
+        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets.
+
+        ``date_format``: how text dates in the period column are written, in ``strptime``
+        codes (``"%d/%m/%Y"``); text dates that start with the day or the month are refused
+        without it, since 03/04/2024 could be either."""
         kpi_id = self.resolve(kpi_id)
         result = self.evaluate_many(
             [kpi_id],
@@ -574,7 +580,9 @@ class Registry:
             grain=grain,
             columns=columns,
             engine=engine,
+            date_format=date_format,
             with_targets=with_targets,
+            drop_invalid=drop_invalid,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -589,12 +597,19 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         engine: str = "pandas",
+        date_format: str | None = None,
         with_targets: bool = False,
+        drop_invalid: bool = False,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
-        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI."""
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI.
+
+        Rows outside a datapoint's valid range, or contradicting each other (a deal won and
+        lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
+        lists them as a warning (``frame.attrs["warnings"]``)."""
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = _request(period, entity, by, grain, columns, date_format)
+        request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if engine == "pandas":
@@ -674,13 +689,14 @@ class Registry:
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns) -> Request:
+def _request(period, entity, by, grain, columns, date_format=None) -> Request:
     request = Request(
         period=period,
         entity=entity,
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        date_format=date_format,
     )
     check_request(request)  # before either engine reads the data
     return request

@@ -123,6 +123,35 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
             if dp.name in names:
                 report.add(kpi.path, line, col, where, f"datapoint {dp.name!r} is declared twice")
             names.add(dp.name)
+            if dp.rows in ("last", "first") and not dp.order_by and kpi.status != "draft":
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r} keeps the {dp.rows} row of each entity-period "
+                    f"(rows: {dp.rows}) but names no order_by column: without one the result "
+                    "depends on the order of the rows; name the column that orders them, such "
+                    "as a response timestamp",
+                )
+            if dp.minimum is not None and dp.maximum is not None and dp.minimum > dp.maximum:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r}: valid min is above max"
+                )
+            if (dp.rows == "distinct") != (dp.time == "distinct"):
+                report.add(
+                    kpi.path,
+                    line,
+                    col,
+                    where,
+                    f"datapoint {dp.name!r}: rows: distinct and time: distinct go together "
+                    "(different values are counted over all the rows of a coarser period, "
+                    "not added up month by month)",
+                )
+            if dp.name in dp.excludes:
+                report.add(
+                    kpi.path, line, col, where, f"datapoint {dp.name!r} cannot exclude itself"
+                )
             if dp.name in kpis:
                 report.add(
                     kpi.path,
@@ -138,9 +167,8 @@ def check_datapoints(kpis: Mapping[str, KPI], report: Report) -> None:
                     line,
                     col,
                     where,
-                    f"datapoint {dp.name!r} is declared as rows={dp.rows}, time={dp.time}, "
-                    f"missing={dp.missing} here but rows={other_dp.rows}, time={other_dp.time}, "
-                    f"missing={other_dp.missing} in {other.path}; one name must mean one thing",
+                    f"datapoint {dp.name!r} is declared as {dp.describe()} here but "
+                    f"{other_dp.describe()} in {other.path}; one name must mean one thing",
                 )
             seen.setdefault(dp.name, (dp, kpi))
 
@@ -187,7 +215,24 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
             report.add(kpi.path, line, col, "formula.expression", e.render())
             continue
         kpi.expression = node
-        graph[kpi.id] = result.kpis
+        graph[kpi.id] = set(result.kpis)
+        kpi.grain_expressions = {}
+        for grain, other in kpi.at_grain_texts.items():
+            try:
+                alt = parse(other.strip())
+                found = analyse(
+                    alt,
+                    is_kpi=lambda n: n in kpis,
+                    is_datapoint=declared.__contains__,
+                    expression=other.strip(),
+                )
+            except FormulaError as e:
+                line, col = value_position(kpi.data, ("formula", "at_grain", grain))
+                report.add(kpi.path, line, col, f"formula.at_grain.{grain}", e.render())
+                continue
+            kpi.grain_expressions[grain] = alt
+            graph[kpi.id] |= found.kpis
+            result.datapoints |= found.datapoints
         below, replaced = _datapoints_below(result.kpis, kpis)
         if replaced:
             continue  # an override below may use other inputs; this file is not at fault

@@ -234,11 +234,20 @@ def datapoint_frame(kpis, seed: int = 11, customers: int = 30, months: int = 14)
     rng = np.random.default_rng(seed)
     n = len(base)
     columns = {}
+    exclusive: list[tuple[str, str]] = []
     for kpi in kpis.values():
         for name, dp in kpi.datapoints.items():
             if name in columns:
                 continue
-            if dp.unit == "flag":
+            exclusive += [(name, other) for other in dp.excludes]
+            if dp.order_by and dp.order_by not in columns:  # distinct times: no ties
+                minutes = pd.to_timedelta(rng.permutation(n), unit="min")
+                columns[dp.order_by] = (pd.Timestamp("2020-01-01") + minutes).strftime(
+                    "%Y-%m-%d %H:%M:%S"
+                )
+            if dp.minimum is not None and dp.maximum is not None:  # a scale: within it
+                values = rng.integers(int(dp.minimum), int(dp.maximum) + 1, n).astype(float)
+            elif dp.unit == "flag":
                 values = rng.integers(0, 2, n).astype(float)
             elif dp.unit == "score":
                 values = rng.integers(0, 11, n).astype(float)
@@ -252,6 +261,11 @@ def datapoint_frame(kpis, seed: int = 11, customers: int = 30, months: int = 14)
                 values = rng.choice([0.0, 0.0, 49.0, 99.0, 120.5, 250.0, 999.0], n)
             values[rng.random(n) < 0.06] = np.nan
             columns[name] = values
+    customers = base["customer"].to_numpy()
+    for name, other in exclusive:  # a deal is never both won and lost, in any of its rows
+        if other in columns:
+            won = np.isin(customers, customers[np.nan_to_num(columns[name]) > 0])
+            columns[other] = np.where(won, 0.0, columns[other])
     return pd.concat([base.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
 
 

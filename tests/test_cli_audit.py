@@ -167,12 +167,68 @@ def test_data_path_that_is_a_folder_or_a_glob(capsys, tmp_path):
     assert code == 1
     assert err == f"error: data file {str(tmp_path)!r} is a folder; give a .csv or .parquet file\n"
     glob = str(tmp_path / "*.csv")
-    code, _, err = eval_file(capsys, glob)
+    for engine in ("pandas", "duckdb"):
+        code, _, err = eval_file(capsys, glob, "--engine", engine)
+        assert code == 1
+        assert err == f"error: no file matches {glob!r}\n"
+
+
+@pytest.mark.parametrize("pattern", ["*", "*.csv", "**/*.csv"])
+def test_a_glob_reads_the_same_files_in_both_engines_and_says_which(capsys, tmp_path, pattern):
+    """DuckDB's own globbing reads hidden files that Python's skips: the glob is expanded once
+    and both engines read that list."""
+    first = write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    second = write(tmp_path / "b.csv", HEADER + "b,2024-01,10\nb,2024-02,5\n")
+    write(tmp_path / ".hidden.csv", HEADER + "c,2024-01,1000\nc,2024-02,10\n")
+    outputs = []
+    for engine in ("pandas", "duckdb"):
+        code, out, err = eval_file(
+            capsys, str(tmp_path / pattern), "--engine", engine, "--format", "csv"
+        )
+        assert code == 0, err
+        assert err == f"read 2 files matching {tmp_path / pattern}:\n  {first}\n  {second}\n"
+        outputs.append(out)
+    assert (
+        outputs[0]
+        == outputs[1]
+        == "month,net_revenue_retention\n2024-01,\n2024-02,113.63636363636364\n"
+    )
+
+
+def test_the_python_api_globs_as_the_command_does(tmp_path):
+    import kpi_registry
+
+    write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    write(tmp_path / ".hidden.csv", HEADER + "c,2024-01,1000\nc,2024-02,10\n")
+    result = kpi_registry.load().evaluate(
+        "net_revenue_retention",
+        str(tmp_path / "*.csv"),
+        period="month",
+        entity="customer",
+        columns={"revenue": "mrr"},
+        engine="duckdb",
+    )
+    assert list(result["net_revenue_retention"].round(6).fillna(-1)) == [-1, 120.0]
+
+
+def test_a_bad_row_in_the_second_file_of_a_glob_is_placed_in_that_file(capsys, tmp_path):
+    write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    bad = write(tmp_path / "b.csv", HEADER + "b,2024-01,10\n\nb,2024-02,x\n")
+    code, _, err = eval_file(capsys, str(tmp_path / "*.csv"))
     assert code == 1
-    assert err == f"error: data file {glob!r} not found (a glob of files needs --engine duckdb)\n"
-    code, _, err = eval_file(capsys, glob, "--engine", "duckdb")
-    assert code == 1
-    assert err == f"error: no file matches {glob!r}\n"
+    assert err == f"error: {bad}:4: column 'mrr' must be numeric; it has 'x'\n"
+
+
+def test_files_of_one_glob_must_have_the_same_columns(capsys, tmp_path):
+    first = write(tmp_path / "a.csv", HEADER + "a,2024-01,100\n")
+    other = write(tmp_path / "b.csv", "customer,mrr,month\nb,10,2024-01\n")
+    for engine in ("pandas", "duckdb"):
+        code, _, err = eval_file(capsys, str(tmp_path / "*.csv"), "--engine", engine)
+        assert code == 1
+        assert err == (
+            f"error: {other}: columns ['customer', 'mrr', 'month'] differ from {first}'s "
+            "['customer', 'month', 'mrr']; the files of one glob are read as one table\n"
+        )
 
 
 def test_a_bad_file_in_a_duckdb_glob_is_named(capsys, tmp_path):
@@ -469,3 +525,91 @@ def test_eval_without_period_on_a_previous_kpi_says_to_give_one(capsys, tmp_path
                        "--entity", "customer", "--column", "revenue=mrr")  # fmt: skip
     assert code == 1 and "uses previous()" in err
     assert err.rstrip().endswith("give the period column with --period COL")
+
+
+# -- text dates -------------------------------------------------------------------------------
+CSV = ("--format", "csv")
+DAY_FIRST = HEADER + "a,15/01/2024,100\nb,03/01/2024,50\na,15/02/2024,120\nb,03/02/2024,60\n"
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_day_or_month_first_dates_are_refused_without_a_format(capsys, tmp_path, engine):
+    path = write(tmp_path / "mrr.csv", HEADER + "a,2024-01-01,1\n" + DAY_FIRST[len(HEADER) :])
+    code, out, err = eval_file(capsys, path, "--engine", engine)
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {path}:3: period column 'month' has '15/01/2024': a date written day-first or "
+        "month-first is ambiguous (03/04/2024 is 3 April or March 4); give its format: "
+        "--date-format %d/%m/%Y (day first) or %m/%d/%Y (month first)\n"
+    )
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_date_format_reads_day_first_billing_dates_as_months(capsys, tmp_path, engine):
+    path = write(tmp_path / "mrr.csv", DAY_FIRST)
+    code, out, err = eval_file(capsys, path, "--engine", engine, "--date-format", "%d/%m/%Y", *CSV)
+    assert code == 0, err
+    assert out == "month,net_revenue_retention\n2024-01,\n2024-02,120.0\n"
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_the_same_text_read_month_first_gives_days(capsys, tmp_path, engine):
+    path = write(tmp_path / "mrr.csv", HEADER + "a,03/04/2024,100\na,03/05/2024,120\n")
+    code, out, err = eval_file(capsys, path, "--engine", engine, "--date-format", "%m/%d/%Y", *CSV)
+    assert code == 0, err
+    assert out == "month,net_revenue_retention\n2024-03-04,\n2024-03-05,120.0\n"
+    code, out, err = eval_file(capsys, path, "--engine", engine, "--date-format", "%d/%m/%Y", *CSV)
+    assert code == 0, err
+    assert out == "month,net_revenue_retention\n2024-04,\n2024-05,120.0\n"
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_a_date_that_does_not_match_the_format_names_its_line(capsys, tmp_path, engine):
+    path = write(tmp_path / "mrr.csv", HEADER + "a,01/01/2024,100\n\na,2024-02-01,120\n")
+    code, _, err = eval_file(capsys, path, "--engine", engine, "--date-format", "%d/%m/%Y")
+    assert code == 1
+    assert err == (
+        f"error: {path}:4: period column 'month' has '2024-02-01', which does not match "
+        "--date-format %d/%m/%Y\n"
+    )
+
+
+def test_day_first_dates_in_parquet_are_refused_at_their_row(capsys, tmp_path):
+    path = str(tmp_path / "mrr.parquet")
+    pd.DataFrame(
+        {"customer": ["a", "a"], "month": ["2024-01-01", "03/04/2024"], "mrr": [1, 2]}
+    ).to_parquet(path)
+    for engine in ("pandas", "duckdb"):
+        code, _, err = eval_file(capsys, path, "--engine", engine)
+        assert code == 1
+        assert err.startswith(f"error: {path}: row 2: period column 'month' has '03/04/2024': ")
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_the_python_api_takes_a_date_format(engine):
+    import kpi_registry
+    from kpi_registry.periods import AmbiguousDateError
+
+    frame = pd.DataFrame(
+        {"customer": ["a", "a"], "month": ["01/02/2024", "01/03/2024"], "mrr": [100, 120]}
+    )
+    reg = kpi_registry.load()
+    ask = dict(period="month", entity="customer", columns={"revenue": "mrr"}, engine=engine)
+    with pytest.raises(AmbiguousDateError) as caught:
+        reg.evaluate("net_revenue_retention", frame, **ask)
+    assert (caught.value.column, caught.value.value) == ("month", "01/02/2024")
+    assert caught.value.row == (0 if engine == "pandas" else None)
+    result = reg.evaluate("net_revenue_retention", frame, date_format="%d/%m/%Y", **ask)
+    assert [str(p) for p in result["month"]] == ["2024-02", "2024-03"]
+    assert list(result["net_revenue_retention"].fillna(-1)) == [-1, 120.0]
+
+
+def test_billing_days_in_text_duckdb_cannot_cast_are_months_in_both_engines(capsys, tmp_path):
+    """Monthly rows dated on billing days, in text DuckDB reads through a table of the values
+    seen (2024/01/03): months in DuckDB as in pandas, not 45 days of zeros."""
+    rows = "a,2024/01/03,100\na,2024/02/03,120\nb,2024/01/15,50\nb,2024/02/15,50\n"
+    path = write(tmp_path / "mrr.csv", HEADER + rows)
+    for engine in ("pandas", "duckdb"):
+        code, out, err = eval_file(capsys, path, "--engine", engine, *CSV)
+        assert code == 0, err
+        assert out == "month,net_revenue_retention\n2024-01,\n2024-02,113.33333333333333\n"

@@ -116,10 +116,10 @@ def test_quarter_to_date_when_data_ends_mid_quarter(family):
 def test_flows_are_summed_when_the_grain_coarsens(library):
     import kpi_registry
 
-    bookings = {"name": "bookings", "description": "b", "unit": "currency", "time": "flow"}
-    library.add("total_bookings", "sum(bookings)", datapoints=[bookings])
+    bookings = {"name": "booked_amount", "description": "b", "unit": "currency", "time": "flow"}
+    library.add("total_bookings", "sum(booked_amount)", datapoints=[bookings])
     reg = kpi_registry.load(library.root, include_bundled=False)
-    data = pd.DataFrame({"month": ["2024-01", "2024-02", "2024-04"], "bookings": [1, 2, 4]})
+    data = pd.DataFrame({"month": ["2024-01", "2024-02", "2024-04"], "booked_amount": [1, 2, 4]})
     out = reg.evaluate("total_bookings", data, period="month", grain="quarter")
     assert out["total_bookings"].tolist() == [3.0, 4.0]
 

@@ -105,15 +105,15 @@ def reg(tmp_path_factory):
 
     library = Library(tmp_path_factory.mktemp("decimal")).family()
     bookings = {
-        "name": "bookings",
+        "name": "booked_amount",
         "description": "Bookings of one customer in one period.",
         "unit": "currency",
         "rows": "sum",
         "time": "flow",
         "missing": "null",
     }
-    library.add("total_bookings", "sum(bookings)", datapoints=[bookings])
-    library.add("booked_customers", "count(bookings)", datapoints=[bookings])
+    library.add("total_bookings", "sum(booked_amount)", datapoints=[bookings])
+    library.add("booked_customers", "count(booked_amount)", datapoints=[bookings])
     library.add("paying_customers", "count(revenue, revenue > 0)")
     return kpi_registry.load(library.root, include_bundled=False)
 
@@ -178,7 +178,7 @@ def test_both_engines_give_the_same_doubles(reg, seed, grain):
     """Months, quarters and years of a flow, summed from lines and then from months, are the
     exact decimal totals in both engines. (Up to 1e10 a line: a year of twelve months of three
     such lines stays within the range where cents are kept, 4.5e13 / (terms + 2).)"""
-    data = invoice_lines(seed, large=10**12).assign(bookings=lambda f: f["amount"])
+    data = invoice_lines(seed, large=10**12).assign(booked_amount=lambda f: f["amount"])
     kw = {"grain": grain} if grain else {}
     pandas = per_customer(reg, data, "pandas", **kw)
     duckdb = per_customer(reg, data, "duckdb", **kw)
@@ -220,7 +220,7 @@ def test_flow_totals_of_a_quarter_add_up_in_decimal(reg, engine):
             ("a", "2024-05", NAN),
             ("a", "2024-06", 0.1),  # Q2: 0.9
         ],
-        columns=["customer", "month", "bookings"],
+        columns=["customer", "month", "booked_amount"],
     )
     out = reg.evaluate_many(
         ["total_bookings", "booked_customers"],

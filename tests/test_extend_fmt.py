@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -84,9 +85,11 @@ def test_malformed_yaml_is_reported_with_its_line():
 
 def test_anchors_that_would_break_are_refused_clearly():
     moved = "id: a\nx_base: &b\n  expression: sum(y)\nformula:\n  <<: *b\nname: A\n"
-    with pytest.raises(DefinitionError, match="uses YAML anchors and aliases") as info:
+    with pytest.raises(DefinitionError) as info:
         format_text(moved, "anchors.yaml")
-    assert info.value.diagnostics[0].path == "anchors.yaml"
+    diag = info.value.diagnostics[0]
+    assert (diag.path, diag.line, diag.column) == ("anchors.yaml", 2, 9)  # the anchor
+    assert diag.message.startswith("anchors and aliases are not supported in definitions")
 
 
 def test_check_lists_files_and_changes_nothing(tmp_path, capsys):
@@ -167,3 +170,63 @@ def test_formatting_the_bundled_library_is_idempotent(tmp_path):
         assert sorted(comments(first.new)) == sorted(comments(before))
     result = collect([copy], include_bundled=False, examples=False)
     assert [str(d) for d in result.report.errors] == []
+
+
+def _anchored_definition(folder: Path) -> Path:
+    """A bundled definition under a new id, its owner anchored and used as a tip by alias, in
+    block style, with its name moved after the owner (so kpi fmt has fields to reorder)."""
+    source = (bundled_dir("definitions") / "account_view_through_rate.yaml").read_text()
+    text = source.replace("account_view_through_rate", "avtr_copy")
+    name = re.search(r"^name: .*\n", text, re.M).group(0)
+    text = text.replace(name, "", 1)
+    text = re.sub(
+        r"^owner: (.*)$",
+        lambda m: f"owner: &o {m.group(1)}\n{name.strip()}",
+        text,
+        count=1,
+        flags=re.M,
+    )
+    text = text.replace("tips:\n", "tips:\n  - *o\n", 1)
+    path = folder / "avtr_copy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_file_with_an_anchor_and_aliases_is_formatted_and_validates(tmp_path, capsys):
+    """An alias has its anchor's position in ruamel's tree: the collection holding it is left
+    as written instead of copying the anchor's line into it (a false 'duplicate key'); kpi
+    validate and kpi fmt both accept the file."""
+    path = _anchored_definition(tmp_path)
+    before = parse_text(path.read_text())
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0 and out.endswith(" 0 errors\n"), out + err
+    code, _, err = run(capsys, "fmt", str(path))
+    assert code == 0 and err == ""
+    out = path.read_text()
+    assert parse_text(out) == before
+    assert re.search(r"^owner: &o .*\nversion:", out, re.M)  # name went back to its place
+    assert "\ntips:\n  - *o\n  - " in out
+    code, _, _ = run(capsys, "fmt", "--check", str(path))
+    assert code == 0
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0 and out.endswith(" 0 errors\n"), out + err
+
+
+def test_an_aliased_block_mapping_is_formatted():
+    text = (
+        "id: a\nname: A\nformula:\n  expression: sum(x)\ndatapoints:\n  x: &dp\n"
+        "    unit: currency\n    description: X.\n  y: *dp\n"
+    )
+    out = format_text(text, "a.yaml")
+    assert parse_text(out) == parse_text(text)
+    assert "  y: *dp\n" in out and "duplicate" not in out
+
+
+def test_comments_around_a_document_end_marker_are_kept():
+    text = (
+        "name: A\nid: a\nformula: {expression: sum(x)}\n# before the end\n...\n"
+        "# after  \n\n# two\n\n"
+    )
+    assert format_text(text, "a.yaml") == (
+        "id: a\nname: A\n\nformula: {expression: sum(x)}\n# before the end\n...\n# after\n\n# two\n"
+    )

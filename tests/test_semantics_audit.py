@@ -423,3 +423,22 @@ def test_invoice_lines_in_cents_add_up_to_their_amount(reg, engine):
     assert february["churned_revenue"] == pytest.approx(100.1)
     assert february["quick_ratio"] == pytest.approx(500 / 100.1)
     assert february["customer_churn_rate"] == 50.0
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_the_last_churn_is_kept_when_no_subscription_runs_in_its_month(reg, engine):
+    """a ends on 1 March and b on 10 March: no subscription runs in March, so March was not
+    in the months at all and its churn of 150 never appeared (issue 14, case 7)."""
+    subs = _subscriptions(
+        c=["a", "b"],
+        start=["2024-01-01", "2024-01-01"],
+        end=["2024-03-01", "2024-03-10"],
+        amt=[100, 50],
+    )
+    months = _months(subs)
+    assert [str(m) for m in sorted(set(months["month"]))] == ["2024-01", "2024-02", "2024-03"]
+    assert months.loc[months["month"] == pd.Period("2024-03", "M"), "revenue"].tolist() == [0, 0]
+    out = reg.evaluate(
+        "churned_revenue", months, period="month", entity="c", engine=engine
+    ).set_index("month")
+    assert out["churned_revenue"].tolist()[1:] == [0.0, 150.0]  # January has no month before

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -827,6 +828,9 @@ def test_serve_rebuilds_when_a_definition_changes(tmp_path):
          "--port", str(port), "--out", str(tmp_path / "b"), "--docs-dir", str(tmp_path / "d")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    err_lines: list[str] = []  # read as they come, so the test waits for what serve says
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -835,7 +839,7 @@ def test_serve_rebuilds_when_a_definition_changes(tmp_path):
                 page = _get(f"{base}/kpi/win_rate/")
                 break
             except OSError:
-                assert proc.poll() is None, proc.stderr.read()
+                assert proc.poll() is None, err_lines
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert "/__kpi_livereload.js" in page and "The share of closed deals" in page
@@ -849,12 +853,17 @@ def test_serve_rebuilds_when_a_definition_changes(tmp_path):
         # A broken edit keeps the last good site online.
         second = _get(f"{base}/__kpi_build_id")
         path.write_text(path.read_text().replace("unit: percent", "unit: wrong"))
-        time.sleep(4)
+        deadline = time.monotonic() + 60  # a loaded machine builds slowly
+        while not any("still serving the previous site" in line for line in err_lines):
+            assert proc.poll() is None and time.monotonic() < deadline, err_lines
+            time.sleep(0.2)
         assert _get(f"{base}/__kpi_build_id") == second
         assert "Deals we won" in _get(f"{base}/kpi/win_rate/")
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
+    err = "".join(err_lines)
     assert "win_rate.yaml" in err and "still serving the previous site" in err
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,9 @@ def test_shards_split_the_kpi_pages_and_leave_the_rest_to_one(monkeypatch):
 
 def test_more_shards_than_processes_give_the_same_site(monkeypatch):
     single, _ = bundled_site()
-    monkeypatch.setattr(site_build, "SHARD_PAGES", 20)  # 62 KPIs: at least four shards
+    monkeypatch.setattr(site_build, "SHARD_PAGES", 20)  # 62+ KPIs: at least four shards
     sharded, report = build(include_bundled=True, jobs=2)
-    assert report.kpis == 62 and report.warnings == []
+    assert report.kpis == len(kpi_registry.load()) and report.warnings == []
     assert _files(single) == _files(sharded)
     for page in sorted(p.relative_to(single) for p in single.rglob("*.html")):
         assert (single / page).read_text() == (sharded / page).read_text(), page
@@ -239,3 +240,92 @@ def test_without_fork_the_build_runs_in_this_process_and_leaves_the_collector_as
     with pytest.raises(DefinitionError, match="win_rate.yaml"):
         build([defs], root=tmp_path / "site")
     assert gc.get_freeze_count() == 0
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".build-"))
+
+
+def _killed_build(root: Path, *, group: bool) -> None:
+    """Start ``kpi site build`` and SIGKILL it once it has its work folders (all its processes
+    with ``group``, else only the main one, whose children then find their parent gone)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-m", "kpi_registry.cli", "site", "build", "--no-bundled"]
+    argv += [str(LIB), "--out", str(root / "build"), "--docs-dir", str(root / "docs")]
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len([n for n in _leftovers(root) if not n.endswith(".lock")]) < 2:
+            assert proc.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "the build never made its work folders"
+            time.sleep(0.01)
+        time.sleep(0.3)  # into the rendering
+    finally:
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.wait(timeout=30)
+    if not group:  # its forked children notice and end; wait for them (bounded)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["every-process", "main-process"])
+def test_the_next_build_clears_the_folders_of_a_killed_build(tmp_path, group):
+    site, _ = build([LIB], root=tmp_path)
+    before = (site / "kpi" / "win_rate" / "index.html").read_text()
+    for _ in range(2):
+        _killed_build(tmp_path, group=group)
+    left = _leftovers(tmp_path)
+    assert any(n.startswith(".build-html-") for n in left), left  # what the kill leaves
+    assert (site / "kpi" / "win_rate" / "index.html").read_text() == before
+    build([LIB], root=tmp_path)
+    assert _leftovers(tmp_path) == []
+    assert (site / "kpi" / "win_rate" / "index.html").read_text() == before
+
+
+def test_a_running_build_s_folders_are_not_cleared(tmp_path):
+    """Another build's work folders, locked by it, and anything we did not name stay."""
+    from kpi_registry.site.build import _release, _work_folder, clear_leftovers
+
+    if site_build.fcntl is None:
+        pytest.skip("no fcntl: killed builds' folders are not cleared on this platform")
+    running = _work_folder(".build-html-", tmp_path)
+    (running / "page.html").write_text("in progress")
+    mine = tmp_path / ".build-html-mine"  # no lock beside it: not recognised as a build's
+    mine.mkdir()
+    try:
+        assert clear_leftovers(tmp_path) == []
+        assert (running / "page.html").is_file() and mine.is_dir()
+    finally:
+        _release(running)
+        shutil.rmtree(running)
+
+
+def test_a_lock_left_before_it_was_named_is_cleared_once_old(tmp_path):
+    from kpi_registry.site.build import clear_leftovers
+
+    if site_build.fcntl is None:
+        pytest.skip("no fcntl: killed builds' folders are not cleared on this platform")
+    stray = tmp_path / ".build-lock-abc123"
+    stray.write_text("")
+    clear_leftovers(tmp_path)
+    assert stray.exists()  # it may be a build's, a moment before it names it
+    os.utime(stray, (0, 0))
+    clear_leftovers(tmp_path)
+    assert not stray.exists()

@@ -144,10 +144,10 @@ def test_invoice_lines_add_up_to_the_same_doubles(pg, tmp_path, grain):
     from test_evaluation_decimal import invoice_lines
 
     library = Library(tmp_path / "defs").family()
-    bookings = {"name": "bookings", "description": "b", "unit": "currency", "time": "flow"}
-    library.add("total_bookings", "sum(bookings)", datapoints=[bookings])
+    bookings = {"name": "booked_amount", "description": "b", "unit": "currency", "time": "flow"}
+    library.add("total_bookings", "sum(booked_amount)", datapoints=[bookings])
     kpis = kpi_registry.load(library.root, include_bundled=False).kpis
-    frame = invoice_lines(6, large=10**12).assign(bookings=lambda f: f["amount"])
+    frame = invoice_lines(6, large=10**12).assign(booked_amount=lambda f: f["amount"])
     ids = ["monthly_recurring_revenue", "total_bookings", *REVENUE_FAMILY]
     request = Request("month", "customer", ["customer"], grain, {"revenue": "amount"})
     want = evaluate_many(kpis, ids, frame, request)

@@ -164,10 +164,15 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
                     "unit": dp.unit,
                     "rows": dp.rows,
                     "time": dp.time,
+                    "order_by": dp.order_by,
                     "missing": dp.missing,
                     "declared_in": [],
                 },
             )
+            if dp.minimum is not None or dp.maximum is not None:
+                entry["valid"] = {"min": dp.minimum, "max": dp.maximum}
+            if dp.excludes:
+                entry["excludes"] = list(dp.excludes)
             entry["declared_in"].append(kpi.id)
 
     taxonomy = [

@@ -56,6 +56,20 @@ GRAIN_DEPENDENT = (
     "expression cannot read"
 )
 
+#: days_in_period() and business_days_in_period() vary with the grain and with each period.
+CALENDAR_DEPENDENT = (
+    "{func}() counts the days of each period at the grain the metric is queried at, which a "
+    "MetricFlow expression cannot read"
+)
+
+
+def _grain_dependent(func: str) -> str | None:
+    if func == "months_in_period":
+        return GRAIN_DEPENDENT
+    if func in ("days_in_period", "business_days_in_period"):
+        return CALENDAR_DEPENDENT.format(func=func)
+    return None
+
 
 class NotMappable(Exception):
     """This formula has no exact MetricFlow equivalent; the message says why."""
@@ -116,8 +130,8 @@ def expression_sql(node: Node, name_sql) -> str:
                 return _greatest_least(args, ">=")
             if n.func == "least":
                 return _greatest_least(args, "<=")
-            if n.func == "months_in_period":
-                raise NotMappable(GRAIN_DEPENDENT)
+            if _grain_dependent(n.func):
+                raise NotMappable(_grain_dependent(n.func))
         raise NotMappable(f"{getattr(n, 'func', type(n).__name__)}() has no SQL form here")
 
     return go(node)
@@ -175,8 +189,8 @@ def _at_absent(node: Node, specs: dict[str, Datapoint]) -> float | bool:
                 return max(known) if known else nan
             if n.func == "least":
                 return min(known) if known else nan
-            if n.func == "months_in_period":
-                raise NotMappable(GRAIN_DEPENDENT)
+            if _grain_dependent(n.func):
+                raise NotMappable(_grain_dependent(n.func))
         raise NotMappable(f"{getattr(n, 'func', '?')}() cannot be checked")
 
     return go(node)
@@ -424,7 +438,15 @@ class _Translator:
                     "measure only sees the rows of the period it aggregates"
                 )
         names = sorted({n.name for n in call.walk() if isinstance(n, Name)})
-        times = {specs[n].time for n in names}
+        times = {specs[n].coarsening for n in names}
+        other = times - {"flow", "closing"}
+        if other:
+            rule = sorted(other)[0]
+            raise NotMappable(
+                f"{func}() reads a datapoint with time: {rule} ({', '.join(names)}): a "
+                "MetricFlow measure has no rule that combines the months of a coarser period "
+                "that way"
+            )
         if len(times) > 1:
             raise NotMappable(
                 f"{func}() mixes stock and flow datapoints ({', '.join(names)}): no single "
@@ -472,7 +494,7 @@ class _Translator:
         else:
             expr = value_sql if cond_sql is None else f"CASE WHEN {cond_sql} THEN {value_sql} END"
         measure: dict[str, Any] = {"agg": _MF_AGG[func], "expr": expr}
-        if times == {"stock"}:
+        if times == {"closing"}:
             # A stock (MRR, seats) counts at the period's last date, as in the engine.
             measure["non_additive_dimension"] = {"name": "period", "window_choice": "max"}
         entity = tables.pop()

@@ -76,6 +76,34 @@ FUNCTIONS: dict[str, Function] = {
             "average_revenue_per_account * months_in_period() / (customer_churn_rate / 100)",
         ),
         Function(
+            "days_in_period",
+            "time",
+            0,
+            0,
+            "days_in_period()",
+            "Calendar days in each period of the result: 28 to 31 by month (29 in February "
+            "2024), 90 to 92 by quarter, 365 or 366 by year, 7 by week, 1 by day; a period "
+            "the data ends inside still counts its full length. Read per period, so "
+            "`active_days / days_in_period()` is right in every month and at every grain. "
+            "Needs a period column. The site's calculator, whose inputs are monthly figures, "
+            "uses an average month (30.44 days).",
+            "mean(active_days / days_in_period(), active_days > 0) * 100",
+        ),
+        Function(
+            "business_days_in_period",
+            "time",
+            0,
+            0,
+            "business_days_in_period()",
+            "Monday-to-Friday days in each period of the result (23 in January 2024, 21 in "
+            "February 2024, 5 by week; by day 1 on a weekday and 0 on a weekend). Public "
+            "holidays differ by country and are not subtracted: give them as a datapoint "
+            "where they matter. Needs a period column; the calculator uses an average month "
+            "(21.74 days).",
+            "sum(active_weekdays) / (count(active_weekdays, active_weekdays > 0) * "
+            "business_days_in_period())",
+        ),
+        Function(
             "previous",
             "time",
             1,
@@ -170,6 +198,10 @@ FUNCTIONS: dict[str, Function] = {
         ),
     ]
 }
+
+#: The calendar functions in an average Gregorian month: what the site's calculator, whose
+#: inputs are monthly figures, uses for them.
+AVERAGE_MONTH = {"days_in_period": 30.436875, "business_days_in_period": 21.740625}  # x 5/7
 
 AGGREGATES = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "aggregate")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from .functions import AVERAGE_MONTH
 from .nodes import Binary, Call, Name, Node, Number, Unary
 
 # Binding strength, loosest first; used to add only the parentheses that are needed.
@@ -210,6 +211,8 @@ def to_js(node: Node) -> str:
                 return f"({c} ? {a} : {b})"
             if n.func == "months_in_period":
                 return "1"  # the calculator's inputs are monthly figures
+            if n.func in AVERAGE_MONTH:
+                return format_number(AVERAGE_MONTH[n.func])  # an average month, likewise
             if n.func in _JS_CALL:
                 return f"{_JS_CALL[n.func]}({', '.join(go(a) for a in n.args)})"
             raise NotScalar(f"{n.func}() needs rows or periods")

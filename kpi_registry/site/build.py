@@ -23,6 +23,11 @@ from ..files import umask
 from ..registry import bundled_dir, load
 from .progress import Progress
 
+try:
+    import fcntl
+except ImportError:  # Windows: killed builds' folders are not cleared
+    fcntl = None
+
 
 class SiteBuildError(KPIError):
     """The HTML build failed; the message lists what mkdocs reported."""
@@ -250,6 +255,8 @@ def build_site(
     clock = time.perf_counter()
     _check_targets(layout)
 
+    clear_leftovers(layout.docs.parent)
+    clear_leftovers(layout.out.parent)
     work_docs = _work_folder(".build-docs-", layout.docs.parent)
     work_html = _work_folder(".build-html-", layout.out.parent)
     try:
@@ -270,6 +277,9 @@ def build_site(
         shutil.rmtree(work_docs, ignore_errors=True)
         shutil.rmtree(work_html, ignore_errors=True)
         raise
+    finally:
+        for work in (work_docs, work_html):
+            _release(work)
     report.seconds["total"] = time.perf_counter() - clock
     return report
 
@@ -638,12 +648,105 @@ def _check_targets(layout: Layout) -> None:
             )
 
 
+#: Beside each work folder while its build runs: ``<folder>.lock``, locked by the build. A
+#: build killed outright (SIGKILL, power loss) leaves its folders; the kernel drops its lock,
+#: and the next build in the same place clears them (``clear_leftovers``).
+_LOCK_SUFFIX = ".lock"
+_WORK_PREFIXES = (".build-docs-", ".build-html-")
+_held: dict[Path, int] = {}  # work folder -> the descriptor holding its lock
+
+
 def _work_folder(prefix: str, parent: Path) -> Path:
     """A temporary folder beside the target, readable as the target would be (mkdtemp makes
-    it private, and it becomes the published site)."""
-    work = Path(tempfile.mkdtemp(prefix=prefix, dir=_ready(parent)))
+    it private, and it becomes the published site), and its lock, held until the build ends."""
+    parent = _ready(parent)
+    work = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     work.chmod(0o777 & ~umask())
+    if fcntl is not None:
+        # locked before it takes its name, so no other build ever sees it unlocked
+        fd, temporary = tempfile.mkstemp(prefix=".build-lock-", dir=parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.replace(temporary, _lock_of(work))
+        _held[work] = fd
     return work
+
+
+def _lock_of(work: Path) -> Path:
+    return work.with_name(work.name + _LOCK_SUFFIX)
+
+
+def _old_of(work: Path) -> Path:
+    """Where the previous site waits while ``work`` takes its place, under the same lock."""
+    return work.with_name(work.name + ".old")
+
+
+def _release(work: Path) -> None:
+    fd = _held.pop(work, None)
+    if fd is not None:
+        _lock_of(work).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def clear_leftovers(parent: Path) -> list[Path]:
+    """Remove the work folders of builds that were killed in ``parent``; the removed paths.
+
+    Only what a build names as its own (``.build-docs-*`` or ``.build-html-*``, with its
+    ``.old`` sibling) beside a lock file of ours that no live build holds: a build still
+    running keeps its lock, and the lock is taken here before anything is removed, so two
+    builds never clear each other's folders. Without ``fcntl`` (Windows) nothing is cleared.
+    """
+    removed: list[Path] = []
+    if fcntl is None or not parent.is_dir():
+        return removed
+    for lock in sorted(parent.iterdir()):
+        name = lock.name
+        if name.startswith(".build-lock-"):
+            _clear_unnamed_lock(lock)
+            continue
+        if not (name.startswith(_WORK_PREFIXES) and name.endswith(_LOCK_SUFFIX)):
+            continue
+        work = lock.with_name(name.removesuffix(_LOCK_SUFFIX))
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:
+            continue  # gone meanwhile (its build ended), or not ours to open
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live build holds it
+            if not os.path.samestat(os.fstat(fd), os.stat(lock)):
+                continue  # replaced since we opened it: not the lock we took
+            for folder in (work, _old_of(work)):
+                if folder.is_dir() and not folder.is_symlink():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+            lock.unlink(missing_ok=True)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _clear_unnamed_lock(lock: Path) -> None:
+    """A lock a build was killed holding before it gave it its name (``_work_folder``): no
+    folder goes with it. Removed once nobody holds it and it is a minute old (a live build
+    holds it a moment after creating it)."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if time.time() - os.fstat(fd).st_mtime > 60 and os.path.samestat(
+            os.fstat(fd), os.stat(lock)
+        ):
+            lock.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _mkdocs(
@@ -730,8 +833,9 @@ def compact_html(root: Path) -> None:
 
 
 def _swap(new: Path, target: Path) -> None:
-    """Put a finished folder in place of the old one, then delete the old one."""
-    old = target.parent / f".build-old-{target.name}-{os.getpid()}"
+    """Put a finished folder in place of the old one, then delete the old one (beside the
+    work folder's lock, so a kill midway leaves it to ``clear_leftovers``)."""
+    old = _old_of(new)
     if target.exists():
         os.replace(target, old)
     os.replace(new, target)

@@ -8,6 +8,8 @@ calculator; one made of KPI references, such as Net Revenue Retention, asks for 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -30,6 +32,13 @@ class Field:
 class Calculator:
     fields: list[Field]
     script: str  # one inline <script> body registering this KPI's function
+
+    @property
+    def csp_hash(self) -> str:
+        """The script's source for the page's Content-Security-Policy ('sha256-...'), so that
+        the policy allows this one inline script and no other."""
+        digest = hashlib.sha256(self.script.encode("utf-8")).digest()
+        return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
 def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:

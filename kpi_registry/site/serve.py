@@ -14,13 +14,16 @@ worker processes and its memory with it when it ends.
 from __future__ import annotations
 
 import argparse
-import functools
+import html
 import http.server
+import mimetypes
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -50,37 +53,173 @@ class _State:
         self.lock = threading.Lock()
 
 
-def _handler(root: Path, state: _State):
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
-            if self.path == "/__kpi_build_id":
-                return self._send(state.build_id.encode(), "text/plain")
-            if self.path == "/__kpi_livereload.js":
-                return self._send(RELOAD_SCRIPT, "text/javascript")
-            path = Path(self.translate_path(self.path))
-            if path.is_dir():
-                if not self.path.split("?", 1)[0].endswith("/"):
-                    return super().do_GET()  # the base class redirects to the slash URL
-                path = path / "index.html"
-            if path.suffix == ".html" and path.is_file():
-                body = path.read_bytes().replace(
-                    b"</body>", b'<script src="/__kpi_livereload.js"></script></body>', 1
-                )
-                return self._send(body, "text/html; charset=utf-8")
-            return super().do_GET()
+#: Sent with every answer. The page's own policy (site/overrides/main.html puts it in each page,
+#: with the hashes of the page's inline scripts) is sent as a header too, with frame-ancestors,
+#: which a <meta> policy cannot carry; anything else gets the site's policy without them.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+SITE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'none'"
+)
+FRAMES = "frame-ancestors 'none'"
+_PAGE_POLICY = re.compile(
+    rb'<meta http-equiv="Content-Security-Policy" content="([^"<>]*)"', re.IGNORECASE
+)
+#: Pending connections the listening socket holds (the standard library's 5 drops a burst).
+LISTEN_BACKLOG = 1024
 
-        def _send(self, body: bytes, kind: str) -> None:
+
+def _allows_own_scripts(policy: str) -> bool:
+    """Whether a Content-Security-Policy lets the page load a script from its own site."""
+    directives = {}
+    for part in policy.split(";"):
+        if words := part.split():
+            directives.setdefault(words[0].lower(), words[1:])
+    sources = directives.get("script-src-elem", directives.get("script-src"))
+    if sources is None:
+        sources = directives.get("default-src", ["*"])
+    return "'self'" in sources or "*" in sources
+
+
+class SiteServer(http.server.ThreadingHTTPServer):
+    """A thread per connection, a deep listen queue, and no traceback for a client that went
+    away or sent nonsense (the handler answers those itself)."""
+
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            print(f"error answering {client_address[0]}: {error!r}", file=sys.stderr)
+
+
+def _handler(root: Path, state: _State):
+    site = root.resolve()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        """Files of the built site only: no folder listings (a folder is its index.html or
+        404), nothing outside the site or hidden (.name), and 400 for a path that is not one."""
+
+        server_version = "kpi-site"
+        sys_version = ""
+        policy = SITE_POLICY
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
+            self._answer(body=True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._answer(body=False)
+
+        def _answer(self, body: bool) -> None:
+            self.policy = SITE_POLICY
+            url = urllib.parse.urlsplit(self.path)
+            if url.path == "/__kpi_build_id":
+                return self._send(state.build_id.encode(), "text/plain", body)
+            if url.path == "/__kpi_livereload.js":
+                return self._send(RELOAD_SCRIPT, "text/javascript", body)
+            found = self._locate(url.path)
+            if isinstance(found, int):
+                return self.send_error(found)
+            if found.is_dir():
+                if not url.path.endswith("/"):
+                    location = urllib.parse.urlunsplit(("", "", url.path + "/", url.query, ""))
+                    return self._redirect(location)
+                found = found / "index.html"
+                if not found.is_file():
+                    return self.send_error(404)  # a folder without a page: no listing
+            try:
+                data = found.read_bytes()
+            except OSError:
+                return self.send_error(404)
+            kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+            if kind == "text/html":
+                if match := _PAGE_POLICY.search(data):
+                    self.policy = html.unescape(match.group(1).decode("utf-8", "replace"))
+                if _allows_own_scripts(self.policy):  # not a page that forbids scripts
+                    data = data.replace(
+                        b"</body>", b'<script src="/__kpi_livereload.js"></script></body>', 1
+                    )
+                kind = "text/html; charset=utf-8"
+            elif kind.startswith("text/") or kind in ("application/json", "image/svg+xml"):
+                kind += "; charset=utf-8"
+            return self._send(data, kind, body)
+
+        def _locate(self, path: str) -> Path | int:
+            """The file or folder a URL path names, or the status to answer with."""
+            try:
+                text = urllib.parse.unquote(path, errors="strict")
+            except UnicodeDecodeError:
+                return 400
+            if not text.startswith("/") or "\x00" in text or "\\" in text:
+                return 400
+            parts = [part for part in text.split("/") if part]
+            if any(part.startswith(".") for part in parts):
+                return 404  # .., and hidden files such as the build's marker
+            target = site.joinpath(*parts)
+            try:
+                resolved = target.resolve()
+                exists = resolved.exists()
+            except (OSError, ValueError):  # a name too long, a loop of links
+                return 404
+            if not exists or (resolved != site and site not in resolved.parents):
+                return 404
+            return resolved
+
+        def send_error(self, code: int, message: str | None = None, explain=None) -> None:
+            """The site's own 404 page where it has one; the standard short page otherwise."""
+            page = site / "404.html"
+            if code == 404 and getattr(self, "command", "") in ("GET", "HEAD") and page.is_file():
+                self.close_connection = True
+                data = page.read_bytes()
+                self.send_response(404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                if match := _PAGE_POLICY.search(data):
+                    self.policy = html.unescape(match.group(1).decode("utf-8", "replace"))
+                self.end_headers()
+                if self.command == "GET":
+                    self.wfile.write(data)
+                return
+            super().send_error(code, message, explain)
+
+        def _redirect(self, location: str) -> None:
+            self.send_response(301)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _send(self, data: bytes, kind: str, body: bool = True) -> None:
             self.send_response(200)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if body:
+                self.wfile.write(data)
+
+        def end_headers(self) -> None:
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            self.send_header("Content-Security-Policy", f"{self.policy}; {FRAMES}")
+            super().end_headers()
 
         def log_message(self, format: str, *args) -> None:  # quiet: one line per request is noise
             pass
 
-    return functools.partial(Handler, directory=str(root))
+    return Handler
+
+
+def make_server(root: Path, host: str = "127.0.0.1", port: int = 0) -> SiteServer:
+    """The server ``kpi site serve`` runs, for the built site in ``root`` (tests use it too)."""
+    return SiteServer((host, port), _handler(root, _State()))
 
 
 def watched_paths(args: argparse.Namespace, project: Path) -> list[Path]:
@@ -137,15 +276,12 @@ def serve(args: argparse.Namespace) -> int:
             return code
     state = _State()
     try:
-        server = http.server.ThreadingHTTPServer(
-            (args.host, args.port), _handler(layout.out, state)
-        )
+        server = SiteServer((args.host, args.port), _handler(layout.out, state))
     except OSError as e:  # most often: the port is taken
         raise KPIError(
             f"cannot serve on {args.host}:{args.port}: {e.strerror or e} "
             "(choose another with --port)"
         ) from None
-    server.daemon_threads = True
     paths = watched_paths(args, layout.project)
     stop = threading.Event()
 

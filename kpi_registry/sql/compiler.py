@@ -39,7 +39,17 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
-from ..evaluation import Request, check_columns, check_request, missing_datapoint, needs_period
+from ..evaluation import (
+    Request,
+    calendar_needs_period,
+    check_columns,
+    check_grain,
+    check_request,
+    distinct_needs_entity,
+    grain_name,
+    missing_datapoint,
+    needs_period,
+)
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
@@ -71,10 +81,11 @@ _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
 ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
 CELLS, PRESENT, RUN, ORDER, STOCK_BASE = "_cells", "_present", "_run", "_row_order", "_stock_base"
 CARRIED = "_carried_groups"
+OPEN_BASE, BASE_COUNT = "_open_base", "_base_count"
 FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD = "_first_period", "_last_period", "_next_period"
 FIRST_ROW, MOVED = "_first_row", "_moved"
 _INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
-_INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED}
+_INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED, OPEN_BASE, BASE_COUNT}
 
 
 def compile_many(
@@ -247,6 +258,7 @@ class _Compiler:
         self.held: dict[str, _Value] = {}
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
+        self._order_names: dict[str, str] = {}  # order_by data column -> its SQL name
 
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
@@ -291,11 +303,15 @@ class _Compiler:
             kpi = self.kpis[kpi_id]
             if kpi.expression is None:
                 raise KPIError(f"KPI {kpi_id!r} has no valid formula")
+            node = kpi.expression
+            if self.req.period is not None:
+                check_grain(kpi, self.grain, [*self.in_progress, kpi_id])
+                node = kpi.expression_at(grain_name(self.grain))
             for name, spec in kpi.datapoints.items():
                 self.specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
             try:
-                value = self._kpi_column(kpi_id, kpi.expression)
+                value = self._kpi_column(kpi_id, node)
             finally:
                 self.in_progress.pop()
         self.kpi_values[kpi_id] = value
@@ -347,16 +363,71 @@ class _Compiler:
             if column is None and self.known is not None:
                 raise missing_datapoint(name, self.req, self.known)
             column = column or self.req.columns.get(name, name)
-            if self.grid and spec.rows == "last" and self.order is None:
+            if not self.grid and spec.rows == "distinct":
+                raise distinct_needs_entity(name)
+            if self.grid and spec.rows in ("last", "first") and self._row_order(spec) is None:
                 raise SQLCompileError(
-                    f"datapoint {name!r} keeps the last row of each entity-period (rows: last), "
-                    "but SQL tables have no row order: pass order='COLUMN' (kpi sql --order "
-                    "COLUMN) naming a column that orders the rows, such as a load timestamp"
+                    f"datapoint {name!r} keeps the {spec.rows} row of each entity-period "
+                    f"(rows: {spec.rows}), but SQL tables have no row order: give the datapoint "
+                    "an order_by column that the table has, or pass order='COLUMN' (kpi sql "
+                    "--order COLUMN) naming a column that orders the rows, such as a load "
+                    "timestamp"
                 )
             self.datapoints[name] = (spec, column, self.names.claim(name))
+            if self.req.drop_invalid:  # flags it excludes are read too, to leave both out
+                for other in spec.excludes:
+                    if self.known is not None and self._data_column(other) is not None:
+                        self.specs.setdefault(
+                            other, Datapoint(other, rows=spec.rows, time=spec.time)
+                        )
+                        self.datapoint(other)
         spec, _, sql_name = self.datapoints[name]
-        nullable = not (self.grid and spec.missing == "zero")
+        nullable = not (self.grid and spec.missing == "zero") or self.req.drop_invalid
         return _Value(b.col(sql_name), 0, NUMBER, nullable)
+
+    def _partners(self, name: str) -> list[str]:
+        """With drop_invalid: the read datapoints that ``name`` excludes or is excluded by."""
+        if not self.req.drop_invalid:
+            return []
+        spec = self.datapoints[name][0]
+        out = [o for o in spec.excludes if o in self.datapoints]
+        out += [a for a, (s, _, _) in self.datapoints.items() if name in s.excludes]
+        return list(dict.fromkeys(out))
+
+    def _filled_in(self, table: str) -> Callable[[str], exp.Expression]:
+        def value_of(dp: str) -> exp.Expression:
+            spec, _, name = self.datapoints[dp]
+            return _filled(spec, b.col(name, table))
+
+        return value_of
+
+    def _cell_value(self, name: str, value_of: Callable[[str], exp.Expression]) -> exp.Expression:
+        """A datapoint's cell value; with drop_invalid, none where it and a flag it excludes
+        are both set (the pandas engine leaves both out there)."""
+        value = value_of(name)
+        partners = self._partners(name)
+        if not partners:
+            return value
+        both = [
+            b.and_(
+                b.binary(exp.GT, value_of(name), b.num(0)),
+                b.binary(exp.GT, value_of(other), b.num(0)),
+            )
+            for other in partners
+        ]
+        clash = both[0]
+        for part in both[1:]:
+            clash = exp.Or(this=clash, expression=part)
+        return b.case((clash, exp.Null()), default=value)
+
+    def _row_order(self, spec: Datapoint) -> exp.Expression | None:
+        """What orders an entity-period's rows for rows: last / first: the datapoint's
+        order_by column when the table has it (or its columns are unknown), else ``order``."""
+        if spec.order_by:
+            column = self.req.columns.get(spec.order_by, spec.order_by)
+            if self.known is None or column in self.known:
+                return b.col(self._order_names.setdefault(column, self.names.claim(column)))
+        return b.col(ORDER) if self.order is not None else None
 
     # -- formula nodes ----------------------------------------------------------------------
     def row(self, node: Node) -> _Value:
@@ -485,6 +556,12 @@ class _Compiler:
         if isinstance(node, Call) and node.func == "months_in_period":
             months = pandas_periods.months_in(self.grain)
             return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
+        if isinstance(node, Call) and node.func in pandas_periods.CALENDAR_FUNCTIONS:
+            if self.req.period is None:
+                raise calendar_needs_period(node.func, self.in_progress)
+            days = b.calendar_days(b.col(PERIOD), self.grain, node.func)
+            literal = float(days.this) if isinstance(days, exp.Literal) else None
+            return _Value(days, 0, NUMBER, False, literal is not None, False, literal)
         if isinstance(node, Call):
             args = [recurse(a) for a in node.args]
             level = max(a.level for a in args)
@@ -652,6 +729,8 @@ class _Compiler:
         layers = self.rows.columns
         cells = "cells"
         if self.grid and self.coarse:
+            if self._distinct_names():
+                add(("distinct_cells", self._distinct_cells()))
             add(("period_cells", self._coarse_cells()))
             cells = "period_cells"
         if sparse:
@@ -739,8 +818,8 @@ class _Compiler:
     def _present_cells(self, cells: str) -> exp.Select:
         period = b.col(PERIOD, "c") if self.coarse else b.alias(b.col(BASE, "c"), PERIOD)
         items: list[exp.Expression] = [b.col(ENTITY, "c"), period]
-        for spec, _, name in self.datapoints.values():
-            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
+        for dp, (_, _, name) in self.datapoints.items():
+            items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.col(name, "c"))
             if self.coarse:
@@ -891,14 +970,26 @@ class _Compiler:
         items.append(b.alias(base, BASE))
         for user, name in self.groups:
             items.append(b.col(user) if user == name else b.alias(b.col(user), name))
-        for _spec, column, name in self.datapoints.values():
-            items.append(b.alias(b.numeric_input(b.col(column), self.dialect), name))
+
+        def read(dp: str) -> exp.Expression:
+            spec, column, _ = self.datapoints[dp]
+            value = b.numeric_input(b.col(column), self.dialect)
+            if self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
+                value = b.case((_within(value.copy(), spec), value))  # outside: no value
+            return value
+
+        for dp, (_, _, name) in self.datapoints.items():
+            # without an entity each row is a cell: a row with two exclusive flags set
+            value = read(dp) if self.grid else self._cell_value(dp, read)
+            items.append(b.alias(value, name))
         for column, name, high in self.supplied.values():
             items.append(b.alias(b.numeric_input(b.col(column), self.dialect), name))
             if high != name:
                 items.append(b.alias(b.col(name), high))
         if self.order is not None and self.grid:
             items.append(b.alias(self.order, ORDER))
+        for column, name in self._order_names.items():
+            items.append(b.alias(b.col(column), name))
         select = exp.select(*items).from_(table)
         for values, on in joins:
             select = select.join(values, on=on, join_type="LEFT")
@@ -946,6 +1037,11 @@ class _Compiler:
             b.alias(_minus_first(b.col(PERIOD)), INDEX),
             b.alias(self._label(b.col(PERIOD)), LABEL),
         ]
+        rules = {spec.coarsening for spec, _, _ in self.datapoints.values()}
+        if "opening" in rules:  # only when used: the statement stays as it was otherwise
+            items.append(b.alias(exp.Min(this=b.col(BASE)), OPEN_BASE))
+        if "average" in rules:
+            items.append(b.alias(exp.Count(this=b.col(BASE)), BASE_COUNT))
         return exp.select(*items).from_("calendar").group_by(b.col(PERIOD))
 
     def _label(self, p: exp.Expression) -> exp.Expression:
@@ -955,14 +1051,12 @@ class _Compiler:
         """One row per entity and base period: each datapoint's rows combined per its rule."""
         items: list[exp.Expression] = [b.col(ENTITY), b.col(BASE)]
         for spec, _, name in self.datapoints.values():
-            items.append(b.alias(self._combine(spec.rows, b.col(name)), name))
+            items.append(b.alias(self._combine(spec, b.col(name)), name))
         for _user, name in self.groups:
-            # rows of one entity-period that disagree on the group: the last row wins
-            if self.order is not None:
-                value = b.max_by(b.col(name), b.col(ORDER), self.dialect)
-            else:
-                value = exp.Max(this=b.col(name))
-            items.append(b.alias(value, name))
+            # rows of one entity-period that disagree on the group: the largest group, as
+            # the pandas engine takes it (never the row order, which would make the result
+            # depend on how the rows happen to be sorted)
+            items.append(b.alias(exp.Max(this=b.col(name)), name))
         items += self._supplied_columns(None)
         return exp.select(*items).from_("source").group_by(b.col(ENTITY), b.col(BASE))
 
@@ -977,30 +1071,28 @@ class _Compiler:
     def _supplied_names(self) -> list[str]:
         return [n for _, name, high in self.supplied.values() for n in dict.fromkeys([name, high])]
 
-    def _combine(self, how: str, value: exp.Expression) -> exp.Expression:
+    def _combine(self, spec: Datapoint, value: exp.Expression) -> exp.Expression:
+        how = spec.rows
         if how == "sum":  # rows added in decimal where there are several
             return b.decimal_sum(value, exp.Count(this=value.copy()))
         if how == "mean":
             return exp.Avg(this=value)
+        if how == "distinct":  # no known value: no value, filled as the datapoint says
+            count = exp.Count(this=exp.Distinct(expressions=[value]))
+            return exp.Nullif(this=count, expression=b.num(0))
         if how == "min":
             return exp.Min(this=value)
         if how == "max":
             return exp.Max(this=value)
-        known = b.case((b.not_null(value.copy()), b.col(ORDER)))
-        return b.max_by(value, known, self.dialect)  # last
+        known = b.case((b.not_null(value.copy()), self._row_order(spec)))
+        return b.max_by(value, known, self.dialect, smallest=how == "first")
 
     def _coarse_cells(self) -> exp.Select:
         """Base-period cells onto the output grain: a stock is read at the coarse period's last
         base period, a flow is summed (all-missing stays missing)."""
         items: list[exp.Expression] = [b.col(ENTITY, "c"), b.col(PERIOD, "k")]
         for spec, _, name in self.datapoints.values():
-            if spec.time == "stock":
-                at_end = b.eq(b.col(BASE, "c"), b.col(STOCK_BASE, "p"))
-                value = exp.Max(this=b.case((at_end, b.col(name, "c"))))
-            else:  # a total of several nonzero periods is rounded as rows are
-                nonzero = exp.Nullif(this=b.col(name, "c"), expression=b.num(0))
-                value = b.decimal_sum(b.col(name, "c"), exp.Count(this=nonzero))
-            items.append(b.alias(value, name))
+            items.append(b.alias(self._coarse_value(spec, name), name))
         for _, name in self.groups:  # the group at the coarse period's end (and start)
             latest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect)
             items.append(b.alias(latest, name))
@@ -1011,13 +1103,60 @@ class _Compiler:
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
         items += [b.alias(self._held_flag(cond), name) for name, cond in self.held.items()]
-        return (
+        select = (
             exp.select(*items)
             .from_(exp.to_table("cells").as_("c"))
             .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "c")))
             .join(exp.to_table("periods").as_("p"), on=b.eq(b.col(PERIOD, "p"), b.col(PERIOD, "k")))
-            .group_by(b.col(ENTITY, "c"), b.col(PERIOD, "k"))
         )
+        if self._distinct_names():
+            on = b.and_(
+                b.eq(b.col(ENTITY, "d"), b.col(ENTITY, "c")),
+                b.eq(b.col(PERIOD, "d"), b.col(PERIOD, "k")),
+            )
+            select = select.join(exp.to_table("distinct_cells").as_("d"), on=on, join_type="LEFT")
+        return select.group_by(b.col(ENTITY, "c"), b.col(PERIOD, "k"))
+
+    def _distinct_names(self) -> list[str]:
+        return [n for spec, _, n in self.datapoints.values() if spec.coarsening == "distinct"]
+
+    def _distinct_cells(self) -> exp.Select:
+        """time: distinct: the different values over all the rows of an entity's coarse
+        period, counted again from the rows (a sum of the months would count twice)."""
+        items: list[exp.Expression] = [b.col(ENTITY, "s"), b.col(PERIOD, "k")]
+        for name in self._distinct_names():
+            count = exp.Count(this=exp.Distinct(expressions=[b.col(name, "s")]))
+            items.append(b.alias(exp.Nullif(this=count, expression=b.num(0)), name))
+        return (
+            exp.select(*items)
+            .from_(exp.to_table("source").as_("s"))
+            .join(exp.to_table("calendar").as_("k"), on=b.eq(b.col(BASE, "k"), b.col(BASE, "s")))
+            .group_by(b.col(ENTITY, "s"), b.col(PERIOD, "k"))
+        )
+
+    def _coarse_value(self, spec: Datapoint, name: str) -> exp.Expression:
+        """One entity's base-period cells ``c`` combined into the coarse period ``p`` by the
+        datapoint's time rule (see ``evaluation._coarsen_grid``)."""
+        value = b.col(name, "c")
+        rule = spec.coarsening
+        if rule == "distinct":
+            return exp.Max(this=b.col(name, "d"))
+        if rule in ("closing", "opening"):
+            at = b.eq(b.col(BASE, "c"), b.col(STOCK_BASE if rule == "closing" else OPEN_BASE, "p"))
+            return exp.Max(this=b.case((at, value)))
+        if rule == "event":
+            return exp.Max(this=value)
+        if rule == "latest":
+            known = b.case((b.not_null(value.copy()), b.col(BASE, "c")))
+            return b.max_by(value.copy(), known, self.dialect)
+        if rule == "average":  # cells without rows are 0 (missing: zero) or skipped (null)
+            if spec.missing == "zero":
+                total = exp.Sum(this=b.coalesce(value, b.num(0)))
+                return b.binary(exp.Div, b.double(total), exp.Max(this=b.col(BASE_COUNT, "p")))
+            return exp.Avg(this=b.double(value))
+        # a flow: a total of several nonzero periods is rounded as rows are
+        nonzero = exp.Nullif(this=value, expression=b.num(0))
+        return b.decimal_sum(value.copy(), exp.Count(this=nonzero))
 
     def _entities(self) -> exp.Select:
         """Every entity seen anywhere; outside DuckDB also with its first group (carried back
@@ -1034,8 +1173,8 @@ class _Compiler:
         """Every entity in every period; an entity without rows there is 0 or NULL."""
         cell_period = PERIOD if self.coarse else BASE
         items: list[exp.Expression] = [b.col(ENTITY, "e"), b.col(PERIOD, "p")]
-        for spec, _, name in self.datapoints.values():
-            items.append(b.alias(_filled(spec, b.col(name, "c")), name))
+        for dp, (_, _, name) in self.datapoints.items():
+            items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.alias(b.col(name, "c"), _row_group(name)))
             if self.dialect != "duckdb":
@@ -1069,8 +1208,16 @@ class _Compiler:
         items = [b.col(PERIOD, "k"), *[b.col(n, "s") for _, n in self.groups]]
         for spec, _, name in self.datapoints.values():
             value: exp.Expression = b.col(name, "s")
-            if spec.time == "stock":
-                value = b.case((b.eq(b.col(BASE, "s"), b.col(STOCK_BASE, "p")), value))
+            rule = spec.coarsening
+            if rule in ("closing", "opening"):
+                at = STOCK_BASE if rule == "closing" else OPEN_BASE
+                value = b.case((b.eq(b.col(BASE, "s"), b.col(at, "p")), value))
+            elif rule == "average":  # a row's share of the base periods (right for sum())
+                value = b.binary(exp.Div, b.double(value), b.col(BASE_COUNT, "p"))
+            elif rule == "latest":  # rows of the last base period with a known value
+                known = b.case((b.not_null(value.copy()), b.col(BASE, "s")))
+                window = exp.Window(this=exp.Max(this=known), partition_by=[b.col(PERIOD, "k")])
+                value = b.case((b.eq(b.col(BASE, "s"), window), value))
             items.append(b.alias(value, name))
         items += [b.col(n, "s") for n in self._supplied_names()]
         return (
@@ -1182,6 +1329,16 @@ def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expressi
 def _filled(spec: Datapoint, value: exp.Expression) -> exp.Expression:
     """A datapoint's value in a cell: where the entity has no row, 0 or NULL as it declares."""
     return b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
+
+
+def _within(value: exp.Expression, spec: Datapoint) -> exp.Expression:
+    """The datapoint's value lies in its valid range."""
+    parts = []
+    if spec.minimum is not None:
+        parts.append(b.binary(exp.GTE, value.copy(), b.num(spec.minimum)))
+    if spec.maximum is not None:
+        parts.append(b.binary(exp.LTE, value.copy(), b.num(spec.maximum)))
+    return b.and_(*parts)
 
 
 def _cond(v: _Value) -> exp.Expression:

@@ -1,15 +1,15 @@
 """The DuckDB engine: run the compiled SQL in embedded DuckDB and return the pandas frame.
 
-Data may be a pandas DataFrame, a Parquet or CSV path (or glob), a DuckDB relation, or a
-``(connection, "table")`` pair. Files are read by DuckDB directly, never through pandas, so a
-Parquet file far larger than memory works: DuckDB keeps to ``DEFAULT_MEMORY_LIMIT`` (3 GB; set
-``KPI_DUCKDB_MEMORY_LIMIT`` to change it) and spills beyond it. The period column's format is
-inferred exactly as the pandas engine infers it, from the distinct values only.
+Data may be a pandas DataFrame, a Parquet or CSV path (or glob, or a list of paths), a DuckDB
+relation, or a ``(connection, "table")`` pair. Files are read by DuckDB directly, never through
+pandas, so a Parquet file far larger than memory works: DuckDB keeps to
+``DEFAULT_MEMORY_LIMIT`` (3 GB; set ``KPI_DUCKDB_MEMORY_LIMIT`` to change it) and spills beyond
+it. The period column's format is inferred exactly as the pandas engine infers it, from the
+distinct values only. A glob is expanded by ``datafiles.expand_data_path``, not by DuckDB.
 """
 
 from __future__ import annotations
 
-import glob as globlib
 import os
 import re
 import shutil
@@ -25,8 +25,9 @@ import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
+from ..datafiles import expand_data_path
 from ..errors import DataError, KPIError
-from ..evaluation import Request, gap_warnings
+from ..evaluation import Request, gap_warnings, used_datapoints
 from ..model import KPI
 from . import sqlbuild as b
 from .compiler import compile_tree
@@ -121,6 +122,7 @@ class _Input:
     relation: Any = None  # a DuckDB relation queried through relation.query()
     freq: str | None = None  # the frequency of a pandas Period column, when one was given
     cleanup: list[Any] = field(default_factory=list)  # set when we opened the connection
+    labels: pd.Index | None = None  # a DataFrame's index: what its row numbers are reported as
 
     @classmethod
     def open(cls, data: Any, req: Request) -> _Input:
@@ -130,6 +132,8 @@ class _Input:
             return cls._frame(data, req)
         if isinstance(data, (str, os.PathLike)):
             return cls._file(str(data), req)
+        if isinstance(data, list) and data and all(isinstance(p, (str, os.PathLike)) for p in data):
+            return cls._files([str(p) for p in data], str(data[0]), req)
         if isinstance(data, duckdb.DuckDBPyRelation):
             return cls(None, exp.to_table(_INPUT), list(data.columns), relation=data)
         if (
@@ -176,27 +180,32 @@ class _Input:
                 view[req.period] = series.array.asi8
                 freq = pandas_periods._freq_code(series.dtype.freq)
         order = None
+        view[_ROW] = np.arange(len(view), dtype=np.int64)  # row numbers for data checks too
         if req.entity is not None:
-            view[_ROW] = np.arange(len(view), dtype=np.int64)
             order = b.col(_ROW)
         con.register(_INPUT, view)
-        return cls(con, exp.to_table(_INPUT), names, order, None, freq, cleanup)
+        return cls(con, exp.to_table(_INPUT), names, order, None, freq, cleanup, frame.index)
 
     @classmethod
     def _file(cls, path: str, req: Request) -> _Input:
-        is_glob = any(ch in path for ch in "*?[")
-        matches = sorted(globlib.glob(path)) if is_glob else [path]
-        if not is_glob and not Path(path).is_file():
+        matches = [str(p) for p in expand_data_path(path)]
+        if not any(ch in path for ch in "*?[") and not Path(path).is_file():
             raise DataError(f"data file {path!r} not found")
         if not matches:
             raise DataError(f"no file matches {path!r}")
-        suffixes = {_suffix(m) for m in matches}
+        return cls._files(matches, path, req)
+
+    @classmethod
+    def _files(cls, paths: list[str], name: str, req: Request) -> _Input:
+        """Read exactly these files (a glob is expanded by ``expand_data_path`` first, so
+        DuckDB never globs: it would also read hidden files the pandas path skips)."""
+        suffixes = {_suffix(p) for p in paths}
         kind = suffixes.pop() if len(suffixes) == 1 else ""
         if kind not in ("parquet", "csv"):
-            raise DataError(f"data file {path!r}: use .parquet or .csv files (or a glob of them)")
+            raise DataError(f"data file {name!r}: use .parquet or .csv files (or a glob of them)")
         con, cleanup = cls._connect()
         try:
-            return cls._read_file(con, cleanup, path, kind, len(matches), req)
+            return cls._read_file(con, cleanup, paths, kind, req)
         except BaseException:
             for step in cleanup:
                 step()
@@ -204,11 +213,14 @@ class _Input:
 
     @classmethod
     def _read_file(
-        cls, con: Any, cleanup: list, path: str, kind: str, files: int, req: Request
+        cls, con: Any, cleanup: list, paths: list[str], kind: str, req: Request
     ) -> _Input:
         order = None
+        files = len(paths)
+        names = [b.string(p) for p in paths]
+        source: exp.Expression = names[0] if files == 1 else exp.Array(expressions=names)
         if kind == "parquet":
-            args: list[exp.Expression] = [b.string(path)]
+            args: list[exp.Expression] = [source.copy()]
             if req.entity is not None:
                 args.append(exp.EQ(this=exp.var("file_row_number"), expression=exp.true()))
                 order = b.col("file_row_number")
@@ -219,7 +231,7 @@ class _Input:
                 this=exp.Anonymous(this="read_parquet", expressions=args)
             )
         else:
-            args = [b.string(path)]
+            args = [source.copy()]
             if req.period is not None:
                 # read periods as text, as pandas.read_csv does, not as dates
                 types = exp.Struct(
@@ -289,10 +301,129 @@ def _run(
     kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str = "auto"
 ) -> pd.DataFrame:
     tree, axis, fmt = _compile(kpis, ids, source, req, layout)
+    notes = _check_rows(kpis, ids, source, req, axis, fmt)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
     result = source.query(tree)
-    return _shape(result, ids, req, axis, fmt, source)
+    frame = _shape(result, ids, req, axis, fmt, source)
+    frame.attrs["warnings"] = frame.attrs["warnings"] + notes
+    return frame
+
+
+def _check_rows(kpis, ids, source: _Input, req: Request, axis, fmt) -> list[str]:
+    """The pandas engine's checks of the rows (valid ranges, rows last/first it cannot order,
+    flags that exclude each other), run on the few rows that can fail them.
+
+    DuckDB picks out those rows (outside a range; entity-periods with several differing
+    values; entities with both flags set), and the pandas engine checks them, so errors and
+    warnings are the same, naming the data's rows. Returns the warnings (drop_invalid)."""
+    specs = used_datapoints(kpis, ids, source.columns, req)
+    checked = {
+        name: spec
+        for name, spec in specs.items()
+        if spec.minimum is not None
+        or spec.maximum is not None
+        or spec.excludes
+        or (spec.rows in ("last", "first") and req.entity is not None)
+    }
+    if not checked:
+        return []
+    row = _row_label(source)
+    keep = [req.period, req.entity, *req.by]
+    wanted: set[str] = set()
+    where: list[exp.Expression] = []
+    for name, spec in checked.items():
+        col = req.columns.get(name, name)
+        wanted.add(col)
+        value = b.col(col)
+        if spec.minimum is not None:
+            where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
+        if spec.maximum is not None:
+            where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
+        if spec.rows in ("last", "first") and req.entity is not None:
+            order = req.columns.get(spec.order_by, spec.order_by) if spec.order_by else None
+            if order in source.columns:
+                wanted.add(order)
+            where.append(_in_cells_with_several_values(source, req, fmt, col))
+        for other in spec.excludes:
+            other_col = req.columns.get(other, other)
+            if other_col in source.columns:
+                wanted.add(other_col)
+                where.append(_in_entities_with_both(source, req, col, other_col))
+    columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
+    select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
+    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
+    rows = source.query(select)
+    if rows.empty:
+        return []
+    labels = rows.pop("_kpi_label").to_numpy()
+    if source.labels is not None:
+        labels = source.labels[labels.astype(np.int64)]
+    rows.index = pd.Index(labels)
+    if axis is not None and axis.base == "M" and fmt is not None and fmt.kind == "mapping":
+        # days read as months (monthly rows): the subset is read the same way
+        rows[req.period] = [str(pd.Period(v, "M")) for v in rows[req.period]]
+    from ..evaluation import check_rows
+
+    return check_rows(checked, rows, req, axis)
+
+
+def _row_label(source: _Input) -> exp.Expression:
+    """Each row's number as the pandas engine reports it (a CSV or Parquet file's data row
+    from 0; a DataFrame's position, turned into its index label after the query)."""
+    if source.labels is not None:
+        return b.col(_ROW)
+    if isinstance(source.order, exp.Column):
+        return source.order.copy()
+    number = exp.Window(this=exp.RowNumber())
+    return b.binary(exp.Sub, number, b.num(1))
+
+
+def _or(parts: list[exp.Expression]) -> exp.Expression:
+    out = parts[0]
+    for part in parts[1:]:
+        out = exp.Or(this=out, expression=part)
+    return out
+
+
+def _cell_key(req: Request, fmt) -> list[exp.Expression]:
+    period = b.col(req.period)
+    if fmt is not None and fmt.kind not in ("mapping",):
+        period = b.base_ordinal(b.col(req.period), fmt)
+    return [b.col(req.entity), period]
+
+
+def _in_cells_with_several_values(source: _Input, req: Request, fmt, col: str) -> exp.Expression:
+    """The row is in an entity-period where the column has different values."""
+    keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
+    inner = (
+        exp.select(*[k.copy() for k in keys])
+        .from_(source.table.copy())
+        .group_by(*[k.copy() for k in keys])
+        .having(b.binary(exp.NEQ, exp.Min(this=b.col(col)), exp.Max(this=b.col(col))))
+    )
+    return exp.In(this=exp.Tuple(expressions=keys), query=exp.Subquery(this=inner))
+
+
+def _in_entities_with_both(source: _Input, req: Request, col: str, other: str) -> exp.Expression:
+    """The row belongs to an entity with a row setting each flag (without an entity: the row
+    sets both)."""
+    a = b.binary(exp.GT, b.col(col), b.num(0))
+    z = b.binary(exp.GT, b.col(other), b.num(0))
+    if req.entity is None:
+        return b.and_(a, z)
+    inner = (
+        exp.select(b.col(req.entity))
+        .from_(source.table.copy())
+        .group_by(b.col(req.entity))
+        .having(
+            b.and_(
+                b.binary(exp.GT, exp.Max(this=b.col(col)), b.num(0)),
+                b.binary(exp.GT, exp.Max(this=b.col(other)), b.num(0)),
+            )
+        )
+    )
+    return exp.In(this=b.col(req.entity), query=exp.Subquery(this=inner))
 
 
 def _compile(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str):
@@ -340,8 +471,8 @@ def _infer_periods(source: _Input, req: Request):
         series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
         axis = pandas_periods.parse(series, req.period)
         return axis, PeriodFormat("ordinal", axis.base, "text")
-    axis, fmt = infer_period_format(values, req.period)
-    months = _monthly_rows(source, req, axis) if fmt.kind in ("date", "text") else None
+    axis, fmt = infer_period_format(values, req.period, req.date_format)
+    months = _monthly_rows(source, req, axis, fmt)
     if months is not None:
         if fmt.kind == "date":
             return months, PeriodFormat("date", "M", fmt.labels)
@@ -351,10 +482,13 @@ def _infer_periods(source: _Input, req: Request):
     return axis, fmt
 
 
-def _monthly_rows(source: _Input, req: Request, axis):
+def _monthly_rows(source: _Input, req: Request, axis, fmt: PeriodFormat):
     """``periods.monthly_rows`` for data in DuckDB: the axis in months, or None. Without an
     entity the distinct days already read decide it; with one, DuckDB checks that no entity
-    has two different days in one month."""
+    has two different days in one month (the day of text it cannot parse, such as 2024/01/31
+    or a --date-format, found through the table of the values seen)."""
+    if fmt.kind not in ("date", "text", "mapping"):
+        return None
     if req.entity is None or req.entity not in source.columns:
         return pandas_periods.monthly_rows(axis, None, req.grain)
     # its other conditions (days, two months or more, no day or week grain), with each
@@ -362,9 +496,19 @@ def _monthly_rows(source: _Input, req: Request, axis):
     months = pandas_periods.monthly_rows(axis, np.arange(len(axis.codes)), req.grain)
     if months is None:
         return None
-    day = f"CAST({b.col(req.period).sql('duckdb')} AS DATE)"  # a timestamp's day, as pandas
-    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
+    period = b.col(req.period).sql("duckdb")
+    day = f"CAST({period} AS DATE)"  # a timestamp's day, as pandas
     table = source.table.sql("duckdb")
+    if fmt.kind == "mapping":
+        days = ", ".join(
+            f"({b.string(text).sql('duckdb')}, DATE '{np.datetime64(ordinal, 'D')}')"
+            for text, ordinal in fmt.mapping
+        )
+        table += (
+            f" JOIN (VALUES {days}) AS _kpi_days(_text, _day) ON CAST({period} AS VARCHAR) = _text"
+        )
+        day = "_day"
+    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
     per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
     found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
     return months if int(found["n"].iloc[0] or 0) <= 1 else None

@@ -100,7 +100,9 @@ _CANONICAL = {
 }
 
 
-def infer_period_format(values: Any, column: str) -> tuple[Any, PeriodFormat]:
+def infer_period_format(
+    values: Any, column: str, date_format: str | None = None
+) -> tuple[Any, PeriodFormat]:
     """(time axis, format) of a period column, inferred from its distinct values exactly as the
     pandas engine infers it. Text the SQL cannot parse itself (such as 2024-Q1 or 2024/01) is
     translated through a table of the values seen."""
@@ -109,7 +111,8 @@ def infer_period_format(values: Any, column: str) -> tuple[Any, PeriodFormat]:
     from .. import periods
 
     values = pd.Series(values).reset_index(drop=True)
-    axis = periods.parse(values, column)  # reads datetime.date (a DATE column) as dates too
+    # reads datetime.date (a DATE column) as dates too; the values are distinct, not rows
+    axis = periods.parse(values, column, date_format, rows=False)
     if axis.kind == "timestamp":
         return axis, PeriodFormat("date", axis.base, "timestamp")
     texts = [v if isinstance(v, str) else str(v) for v in values]

@@ -444,3 +444,29 @@ def period_label(p: exp.Expression, freq: str, labels: str) -> exp.Expression:
         cast(_add_days(binary(exp.Sub, binary(exp.Mul, p, num(7)), num(4))), "DATE"), "VARCHAR"
     )
     return binary(exp.DPipe, binary(exp.DPipe, text, string("/")), end)
+
+
+def calendar_days(p: exp.Expression, freq: str, func: str) -> exp.Expression:
+    """days_in_period() or business_days_in_period() of period number ``p``: the same counts
+    as ``periods.calendar_days``, by the same integer arithmetic on days since 1970-01-01."""
+    if func == "days_in_period" and freq in ("D", "W"):
+        return num(1 if freq == "D" else 7)
+    if func == "business_days_in_period" and freq == "W":
+        return num(5)
+    start = _day_of_date(period_start(p, freq))
+    if freq == "D":
+        end: exp.Expression = binary(exp.Add, start, num(1))
+    else:
+        end = _day_of_date(period_start(binary(exp.Add, p, num(1)), freq))
+    if func == "days_in_period":
+        return exp.Paren(this=binary(exp.Sub, end, start))
+    return exp.Paren(this=binary(exp.Sub, _weekdays_before(end), _weekdays_before(start)))
+
+
+def _weekdays_before(day: exp.Expression) -> exp.Expression:
+    """Monday-Friday days from Monday 1969-12-29 up to ``day`` (exclusive)."""
+    shifted = binary(exp.Add, day, num(3))
+    weeks = _floor_div(shifted, 7)
+    rest = binary(exp.Sub, shifted.copy(), binary(exp.Mul, weeks.copy(), num(7)))
+    capped = case((binary(exp.LT, rest, num(5)), rest.copy()), default=num(5))
+    return binary(exp.Add, binary(exp.Mul, weeks, num(5)), capped)

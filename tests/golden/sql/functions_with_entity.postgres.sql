@@ -53,14 +53,8 @@ WITH source AS (
     )[1] AS score,
     MAX(plan_price) AS plan_price,
     MAX(seats_used) AS seats_used,
-    (
-      ARRAY_AGG(region ORDER BY _row_order DESC NULLS LAST) FILTER(WHERE
-        NOT _row_order IS NULL)
-    )[1] AS region,
-    (
-      ARRAY_AGG(plan ORDER BY _row_order DESC NULLS LAST) FILTER(WHERE
-        NOT _row_order IS NULL)
-    )[1] AS plan
+    MAX(region) AS region,
+    MAX(plan) AS plan
   FROM source
   GROUP BY
     _entity,

@@ -50,8 +50,8 @@ WITH source AS (
     MAX_BY(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
     MAX(plan_price) AS plan_price,
     MAX(seats_used) AS seats_used,
-    MAX_BY(region, _row_order) AS region,
-    MAX_BY(plan, _row_order) AS plan
+    MAX(region) AS region,
+    MAX(plan) AS plan
   FROM source
   GROUP BY
     _entity,
