@@ -57,7 +57,8 @@ def _bands(bands: Sequence[Band], y, left: int, right: int) -> tuple[list[str], 
                 f'<rect x="{left}" y="{_n(y_top)}" width="{right - left}" '
                 f'height="{_n(max(1.0, y_bottom - y_top))}"/>'
             )
-            label_y = y_top + 12
+            # inside the band when it is tall enough for a line of text, else just above it
+            label_y = y_top + 12 if y_bottom - y_top >= 16 else y_top - 4
         else:
             shapes.append(f'<path d="M{left} {_n(y_top)}H{right}"/>')
             label_y = y_top - 4
