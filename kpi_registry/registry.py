@@ -562,12 +562,17 @@ class Registry:
         date_format: str | None = None,
         with_targets: bool = False,
         drop_invalid: bool = False,
+        spark: Any = None,
+        order: str | None = None,
     ) -> pd.DataFrame | float:
         """One KPI per period (and group). A mapping of scalars gives back a float.
 
         ``engine="duckdb"`` runs the same formula as SQL in embedded DuckDB (``data`` may then
-        also be a Parquet/CSV path or glob, or a DuckDB relation). ``with_targets=True`` adds
-        ``<kpi>_target`` and ``<kpi>_status`` columns from the loaded targets.
+        also be a Parquet/CSV path or glob, or a DuckDB relation). ``engine="spark"`` runs it
+        in Spark where the data lives: a Spark DataFrame, or a table name in ``spark`` (a
+        SparkSession); ``order`` names the column that orders its rows, where one matters.
+        ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` columns from the
+        loaded targets.
 
         ``date_format``: how text dates in the period column are written, in ``strptime``
         codes (``"%d/%m/%Y"``); text dates that start with the day or the month are refused
@@ -585,6 +590,8 @@ class Registry:
             date_format=date_format,
             with_targets=with_targets,
             drop_invalid=drop_invalid,
+            spark=spark,
+            order=order,
         )
         return result[kpi_id] if isinstance(result, dict) else result
 
@@ -602,6 +609,8 @@ class Registry:
         date_format: str | None = None,
         with_targets: bool = False,
         drop_invalid: bool = False,
+        spark: Any = None,
+        order: str | None = None,
     ) -> pd.DataFrame | dict[str, float]:
         """Several KPIs at once, a column each; sub-expressions they share are computed once.
         ``with_targets=True`` adds ``<kpi>_target`` and ``<kpi>_status`` after each KPI.
@@ -614,14 +623,20 @@ class Registry:
         request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
+        if (spark is not None or order is not None) and engine != "spark":
+            raise KPIError("spark= and order= are options of engine='spark'")
         if engine == "pandas":
             result = evaluate_many(self.kpis, ids, data, request)
         elif engine == "duckdb":
             from .sql import evaluate_duckdb
 
             result = evaluate_duckdb(self.kpis, ids, data, request)
+        elif engine == "spark":
+            from .sql.spark_engine import evaluate_spark
+
+            result = evaluate_spark(self.kpis, ids, data, request, spark=spark, order=order)
         else:
-            raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
+            raise KPIError(f"unknown engine {engine!r}; use 'pandas', 'duckdb' or 'spark'")
         if not with_targets:
             return result
         return targets.add_status(

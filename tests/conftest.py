@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -123,3 +124,54 @@ def family(tmp_path: Path):
 
     lib = Library(tmp_path / "family").family()
     return kpi_registry.load(lib.root, include_bundled=False)
+
+
+# -- Apache Spark --------------------------------------------------------------------------------
+#: Small settings for a local session on tiny tables: one thread, one shuffle partition, no UI,
+#: no adaptive re-planning (which costs more than it saves here), listening on 127.0.0.1 only.
+SPARK_CONF = {
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": "127.0.0.1",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "1",
+    "spark.default.parallelism": "1",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "1g",
+}
+
+
+def spark_unavailable() -> str | None:
+    """Why a local Spark cannot start here (no pyspark, no Java), or None."""
+    import shutil
+
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return "pyspark is not installed (pip install -e '.[dev]')"
+    java_home = os.environ.get("JAVA_HOME")
+    if not shutil.which("java") and not (java_home and Path(java_home, "bin", "java").exists()):
+        return "no Java runtime (apt-get install default-jre-headless)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the whole run, stopped at its end. Skipped where Spark
+    cannot run; under CI (CI=true), where .ci/run installs Java, a missing one fails."""
+    reason = spark_unavailable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but Spark cannot start: {reason}")
+        pytest.skip(reason)
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[1]").appName("kpi-registry-tests")
+    for key, value in SPARK_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

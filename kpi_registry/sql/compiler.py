@@ -156,7 +156,20 @@ def compile_tree(
     compiler = _Compiler(kpis, request, dialect, fmt, order, columns)
     for kpi_id in ids:
         compiler.kpi(kpi_id)
-    return compiler.statement(source, list(ids), layout)
+    tree = compiler.statement(source, list(ids), layout)
+    return _spark_int_days(tree) if dialect == "spark" else tree
+
+
+def _spark_int_days(tree: exp.Select) -> exp.Select:
+    """Spark's DATE_ADD takes an INT count of days and refuses the BIGINT that period numbers
+    become after SEQUENCE/EXPLODE: cast them (found by running the SQL on Spark)."""
+
+    def cast_days(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.DateAdd) and not isinstance(node.expression, exp.Cast):
+            node.set("expression", b.cast(node.expression, "INT"))
+        return node
+
+    return tree.transform(cast_days, copy=False)
 
 
 @dataclass

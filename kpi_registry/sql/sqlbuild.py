@@ -386,10 +386,11 @@ def decimal_sum(value: exp.Expression, terms: exp.Expression) -> exp.Expression:
 
 
 def numeric_input(column: exp.Expression, dialect: str) -> exp.Expression:
-    """A data column as a double; in DuckDB and PostgreSQL a stored NaN also becomes NULL,
-    since the pandas engine treats NaN as a missing value."""
+    """A data column as a double; in DuckDB, PostgreSQL and Spark a stored NaN also becomes
+    NULL, since the pandas engine treats NaN as a missing value (a Spark DataFrame made from
+    pandas keeps NaN, and Spark sums it into NaN)."""
     value = double(column)
-    if dialect in ("duckdb", "postgres"):
+    if dialect in ("duckdb", "postgres", "spark"):
         return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
     return value
 

@@ -6,11 +6,11 @@ WITH source AS (
     ) * 4 + CAST(SUBSTRING(CAST(quarter AS STRING), 6, 1) AS INT) - 1 AS _base_period,
     region,
     plan,
-    CAST(arr AS DOUBLE) AS revenue,
-    CAST(discount AS DOUBLE) AS discount,
-    CAST(score AS DOUBLE) AS score,
-    CAST(plan_price AS DOUBLE) AS plan_price,
-    CAST(seats_used AS DOUBLE) AS seats_used,
+    NULLIF(CAST(arr AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue,
+    NULLIF(CAST(discount AS DOUBLE), CAST('NaN' AS DOUBLE)) AS discount,
+    NULLIF(CAST(score AS DOUBLE), CAST('NaN' AS DOUBLE)) AS score,
+    NULLIF(CAST(plan_price AS DOUBLE), CAST('NaN' AS DOUBLE)) AS plan_price,
+    NULLIF(CAST(seats_used AS DOUBLE), CAST('NaN' AS DOUBLE)) AS seats_used,
     loaded_at AS _row_order
   FROM warehouse.accounts
   WHERE
@@ -76,7 +76,7 @@ WITH source AS (
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
     SUBSTRING(
-      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 12) AS DATE) AS STRING),
+      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 12 AS INT)) AS DATE) AS STRING),
       1,
       4
     ) AS _label

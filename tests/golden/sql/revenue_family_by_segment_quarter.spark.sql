@@ -5,7 +5,7 @@ WITH source AS (
       CAST(SUBSTRING(CAST(month AS STRING), 1, 4) AS INT) - 1970
     ) * 12 + CAST(SUBSTRING(CAST(month AS STRING), 6, 2) AS INT) - 1 AS _base_period,
     segment,
-    CAST(mrr AS DOUBLE) AS revenue
+    NULLIF(CAST(mrr AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue
   FROM analytics.mrr
   WHERE
     NOT customer_id IS NULL
@@ -65,10 +65,10 @@ WITH source AS (
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
     SUBSTRING(
-      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 3) AS DATE) AS STRING),
+      CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 3 AS INT)) AS DATE) AS STRING),
       1,
       4
-    ) || 'Q' || CAST(EXTRACT(QUARTER FROM CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _period * 3) AS DATE)) AS STRING) AS _label
+    ) || 'Q' || CAST(EXTRACT(QUARTER FROM CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_period * 3 AS INT)) AS DATE)) AS STRING) AS _label
   FROM calendar
   GROUP BY
     _period

@@ -4,7 +4,7 @@ WITH source AS (
     CAST((
       EXTRACT(YEAR FROM billing_month) - 1970
     ) * 12 + EXTRACT(MONTH FROM billing_month) - 1 AS INT) AS _base_period,
-    CAST(mrr_usd AS DOUBLE) AS revenue
+    NULLIF(CAST(mrr_usd AS DOUBLE), CAST('NaN' AS DOUBLE)) AS revenue
   FROM billing.customer_months
   WHERE
     NOT account IS NULL
@@ -57,7 +57,7 @@ WITH source AS (
     _base_period AS _period,
     _base_period AS _stock_base,
     _base_period - MIN(_base_period) OVER () AS _period_index,
-    CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), _base_period) AS DATE) AS TIMESTAMP) AS _label
+    CAST(CAST(ADD_MONTHS(CAST('1970-01-01' AS DATE), CAST(_base_period AS INT)) AS DATE) AS TIMESTAMP) AS _label
   FROM base_periods
 ), span AS (
   SELECT

@@ -2,10 +2,10 @@ WITH source AS (
   SELECT
     DATEDIFF(DAY, CAST('1970-01-01' AS DATE), CAST(event_date AS DATE)) AS _base_period,
     plan,
-    CAST(seats_used AS DOUBLE) AS seats_used,
-    CAST(seats_bought AS DOUBLE) AS seats_bought,
-    CAST(order_value AS DOUBLE) AS order_value,
-    CAST(score AS DOUBLE) AS score
+    NULLIF(CAST(seats_used AS DOUBLE), CAST('NaN' AS DOUBLE)) AS seats_used,
+    NULLIF(CAST(seats_bought AS DOUBLE), CAST('NaN' AS DOUBLE)) AS seats_bought,
+    NULLIF(CAST(order_value AS DOUBLE), CAST('NaN' AS DOUBLE)) AS order_value,
+    NULLIF(CAST(score AS DOUBLE), CAST('NaN' AS DOUBLE)) AS score
   FROM events
 ), bounds AS (
   SELECT
@@ -28,7 +28,7 @@ WITH source AS (
     _period,
     MAX(_base_period) AS _stock_base,
     _period - MIN(_period) OVER () AS _period_index,
-    CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), _period * 7 - 10) AS DATE) AS TIMESTAMP) AS _label
+    CAST(CAST(DATE_ADD(CAST('1970-01-01' AS DATE), CAST(_period * 7 - 10 AS INT)) AS DATE) AS TIMESTAMP) AS _label
   FROM calendar
   GROUP BY
     _period
