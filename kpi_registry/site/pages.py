@@ -127,7 +127,22 @@ def search_boost(name: str) -> float:
     matched title word counts far more than five percent).
     """
     words = re.findall(r"[A-Za-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name))
-    return round(5 * 0.95 ** max(1, len(words)), 4)
+    # Words the search drops (its English stop words) match nothing, so they do not count:
+    # "On-Time In-Full" is two searched words, like "Full-Time Equivalents" is three.
+    searched = [w for w in words if w.lower() not in SEARCH_STOP_WORDS]
+    return round(5 * 0.95 ** max(1, len(searched)), 4)
+
+
+#: lunr.js's English stop words, which the theme's search leaves out of queries and pages.
+SEARCH_STOP_WORDS = frozenset(
+    """a able about across after all almost also am among an and any are as at be because been
+    but by can cannot could dear did do does either else ever every for from get got had has
+    have he her hers him his how however i if in into is it its just least let like likely may
+    me might most must my neither no nor not of off often on only or other our own rather said
+    say says she should since so some than that the their them then there these they this tis
+    to too twas us wants was we were what when where which while who whom why will with would
+    yet you your""".split()
+)
 
 
 def title_case(ident: str) -> str:
