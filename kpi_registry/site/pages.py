@@ -35,6 +35,7 @@ from .examples import example_views
 from .graph import Component, components
 from .links import Links
 from .markup import environment, md_inline, text
+from .mathfit import fitted
 from .numbers import UNIT_LABELS
 from .recent import last_changed
 from .relation_map import Neighbour, relation_map
@@ -438,7 +439,9 @@ class SiteGenerator:
     def formula_mathml(self, kpi: KPI, display: str = "block") -> Markup:
         if kpi.expression is None:
             return Markup("")
-        return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
+        if display != "block":
+            return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
+        return Markup(fitted(kpi.expression, self.label, name=kpi.id))
 
     def kpi_page(self, kpi: KPI) -> None:
         reg = self.registry
@@ -461,6 +464,8 @@ class SiteGenerator:
         # What other KPIs declare about this one grows with the library: show the first few
         # (its own declarations are always shown) so a page keeps its size at any scale.
         more = {}
+        full = dict(relations)  # the map counts every neighbour, as the API does
+        all_used_in = used_in
         for kind, items in relations.items():
             own = [r for r in items if kind != "influences" and "declared_in" not in r]
             reverse = [r for r in items if r not in own]
@@ -470,12 +475,12 @@ class SiteGenerator:
         used_in = used_in[:MAX_USED_IN]
         source = kpi_path(kpi.id)
         neighbours = [
-            *(("leading", r["kpi"]) for r in relations["leading"]),
+            *(("leading", r["kpi"]) for r in full["leading"]),
             *(("uses", d) for d in deps),
-            *(("lagging", r["kpi"]) for r in relations["lagging"]),
-            *(("lagging", r["kpi"]) for r in relations["influences"]),
-            *(("used_in", u) for u in used_in),
-            *(("related", r["kpi"]) for r in relations["related"]),
+            *(("lagging", r["kpi"]) for r in full["lagging"]),
+            *(("lagging", r["kpi"]) for r in full["influences"]),
+            *(("used_in", u) for u in all_used_in),
+            *(("related", r["kpi"]) for r in full["related"]),
         ]
         picture = relation_map(
             kpi.name,

@@ -1,0 +1,101 @@
+"""The built site's layout in a real browser (Chromium): formulas that fit, pages that fit a
+phone, legible pictures, calculator warnings, the reader's dark-mode preference (issue 19).
+
+Runs wherever /usr/bin/chromium exists and always under CI (CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from site_helpers import bundled_site
+
+from kpi_registry.site.serve import make_server
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[Path, str]]:
+    site, _ = bundled_site()
+    server = make_server(site)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield site, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+_FORMULA_BOX = re.compile(r'<div class="kpi-math">.*?</div>', re.S)
+
+#: For each formula box's markup: put it in the page's own formula box (same column, same
+#: styles) and report the shown formulas that stick out of it or make it scroll.
+_MEASURE = """(boxes) => {
+  const box = document.querySelector('.kpi-math');
+  const out = [];
+  boxes.forEach(([id, html]) => {
+    box.outerHTML = html;
+    const now = document.querySelector('.kpi-math');
+    const frame = now.getBoundingClientRect();
+    const shown = [...now.querySelectorAll(':scope > math')]
+      .filter(m => getComputedStyle(m).display !== 'none');
+    const wide = shown.some(m => {
+      const r = m.getBoundingClientRect();
+      const inner = [...m.querySelectorAll('*')].map(e => e.getBoundingClientRect().right);
+      return Math.max(r.right, ...inner) > frame.right + 0.5;
+    });
+    if (shown.length === 0 || shown.length > 2 || wide || now.scrollWidth > now.clientWidth + 1)
+      out.push([id, shown.length, now.scrollWidth, now.clientWidth]);
+  });
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 400, 360])
+def test_no_formula_overflows_its_box(browser, served, width):
+    """Every bundled KPI's formula, in a KPI page's formula box at this window width."""
+    site, base = served
+    boxes = []
+    for page in sorted((site / "kpi").glob("*/index.html")):
+        found = _FORMULA_BOX.search(page.read_text("utf-8"))
+        if found:
+            boxes.append((page.parent.name, found.group(0)))
+    assert len(boxes) >= 200
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(base + "/kpi/net_revenue_retention/")
+    assert page.evaluate(_MEASURE, boxes) == []
+    page.close()
+
+
+def test_long_formula_is_broken_into_lines_not_clipped(browser, served):
+    _, base = served
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(base + "/kpi/net_revenue_retention/")
+    text = page.evaluate(
+        "() => [...document.querySelectorAll('.kpi-math > math')]"
+        ".filter(m => getComputedStyle(m).display !== 'none').map(m => m.textContent).join(' ')"
+    )
+    assert "Contraction Revenue" in text and "100" in text
+    box = page.locator(".kpi-math").first
+    assert box.evaluate("b => b.scrollWidth <= b.clientWidth")
+    page.close()
