@@ -394,6 +394,15 @@ def test_recently_changed_uses_git_dates_and_mtime_for_edits(tmp_path):
     assert dates[old].year == 2001  # the commit, not the fresh checkout's mtime
     assert dates[new].year >= 2024  # untracked: its own mtime
 
+    # A rebased commit keeps its author date (when the change was written); its committer
+    # date is when the rebase ran, the same for every commit it moved.
+    env["GIT_AUTHOR_DATE"] = "2003-04-05T06:07:08Z"
+    env["GIT_COMMITTER_DATE"] = "2020-01-01T00:00:00Z"
+    run("git", "add", "new.yaml")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "2")
+    dates = last_changed([old, new])
+    assert (dates[old].year, dates[new].year) == (2001, 2003)
+
 
 # -- a whole build of the fixture library --------------------------------------------------
 

@@ -99,3 +99,73 @@ def test_long_formula_is_broken_into_lines_not_clipped(browser, served):
     box = page.locator(".kpi-math").first
     assert box.evaluate("b => b.scrollWidth <= b.clientWidth")
     page.close()
+
+
+def _first(site: Path, folder: str) -> str:
+    """The URL of the first page in a folder of the built site (a page of that type)."""
+    return (
+        "/"
+        + min(p.parent for p in (site / folder).glob("*/index.html")).relative_to(site).as_posix()
+        + "/"
+    )
+
+
+#: What a page may not do on a phone: stick out sideways, break a table header mid-word, or
+#: draw chart or map text smaller than ~11 px.
+_PHONE = """() => {
+  const w = document.documentElement.clientWidth;
+  const broken = [];
+  for (const th of document.querySelectorAll('.md-typeset th')) {
+    const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        const lines = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  const tiny = [];
+  for (const t of document.querySelectorAll('svg.kpi-chart text, svg.kpi-relation-map text')) {
+    const svg = t.ownerSVGElement;
+    const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+    const px = parseFloat(getComputedStyle(t).fontSize) * scale;
+    if (px < 10.9) tiny.push(t.textContent + ' ' + px.toFixed(1));
+  }
+  return {scroll: document.documentElement.scrollWidth - w, broken, tiny: tiny.slice(0, 5)};
+}"""
+
+
+@pytest.mark.parametrize("width", [360, 400])
+def test_no_page_type_overflows_a_phone(browser, served, width):
+    site, base = served
+    pages = [
+        "/",
+        "/functions/",
+        _first(site, "functions"),
+        "/browse/catalog/",
+        "/categories/",
+        _first(site, "categories"),
+        "/kpi/net_revenue_retention/",
+        "/kpi/expansion_revenue/",
+        "/kpi/customer_lifetime_value/",
+        "/guides/adding-kpis/",
+        "/reference/formula-language/",
+        "/reference/definition-format/",
+        "/browse/a-z/",
+        "/browse/groups/",
+        _first(site, "group"),
+        _first(site, "industry"),
+        _first(site, "tag"),
+    ]
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    bad = {}
+    for url in pages:
+        page.goto(base + url)
+        found = page.evaluate(_PHONE)
+        if found["scroll"] > 0 or found["broken"] or found["tiny"]:
+            bad[url] = found
+    page.close()
+    assert bad == {}

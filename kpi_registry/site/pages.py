@@ -563,10 +563,17 @@ class SiteGenerator:
         reg = self.registry
         changed = last_changed(k.path for k in reg.kpis.values())
         recent = sorted(reg.kpis.values(), key=lambda k: (changed[k.path], k.id), reverse=True)
+        days = [changed[k.path].date() for k in recent[:RECENT]]
+        # Several changes on one day (a busy day of edits) are told apart by their time.
+        form = "%Y-%m-%d %H:%M UTC" if len(set(days)) < len(days) else "%Y-%m-%d"
+
+        def stamp(when):
+            return when.strftime(form)
+
         self.write(
             "index.md",
             "home.md.j2",
-            recent=[(k, changed[k.path].strftime("%Y-%m-%d")) for k in recent[:RECENT]],
+            recent=[(k, stamp(changed[k.path])) for k in recent[:RECENT]],
         )
 
     def _browse_indexes(self) -> None:
