@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed", allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
@@ -169,3 +169,28 @@ def test_no_page_type_overflows_a_phone(browser, served, width):
             bad[url] = found
     page.close()
     assert bad == {}
+
+
+def test_colour_scheme_follows_the_system_until_the_reader_toggles(browser, served):
+    _, base = served
+    context = browser.new_context(color_scheme="light")
+    page = context.new_page()
+    scheme = lambda: page.evaluate("() => document.body.dataset.mdColorScheme")  # noqa: E731
+    page.goto(base + "/")
+    assert scheme() == "default"
+    # The system turns dark: the open page follows, and so does the next one (the theme had
+    # kept the light palette it stored on the first visit).
+    page.emulate_media(color_scheme="dark")
+    expect(page.locator("body")).to_have_attribute("data-md-color-scheme", "slate")
+    page.goto(base + "/browse/catalog/")
+    assert scheme() == "slate"
+    page.emulate_media(color_scheme="light")
+    page.goto(base + "/")
+    assert scheme() == "default"
+    # The reader chooses dark with the toggle: that choice stays, whatever the system says.
+    page.locator("label.md-header__button[for^=__palette]:visible").first.click()
+    expect(page.locator("body")).to_have_attribute("data-md-color-scheme", "slate")
+    page.emulate_media(color_scheme="light")
+    page.goto(base + "/kpi/net_revenue_retention/")
+    assert scheme() == "slate"
+    context.close()
