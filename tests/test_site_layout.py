@@ -194,3 +194,28 @@ def test_colour_scheme_follows_the_system_until_the_reader_toggles(browser, serv
     page.goto(base + "/kpi/net_revenue_retention/")
     assert scheme() == "slate"
     context.close()
+
+
+def test_calculator_warns_about_an_input_outside_its_valid_range(browser, served):
+    """Customer Effort Score averages ratings declared valid from 1 to 7: a 9 is a typo, and
+    the calculator says so instead of showing a score no survey can give."""
+    _, base = served
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(base + "/kpi/customer_effort_score/")
+    form = page.locator("form.kpi-calculator")
+    out = form.locator("output.kpi-calc-result")
+    warning = form.locator(".kpi-calc-warning")
+    rating = form.locator('input[data-name="ease_rating"]')
+    rating.fill("5.5")
+    expect(out).to_have_text("5.50")
+    expect(warning).to_be_hidden()
+    rating.fill("9")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("between 1 and 7")
+    expect(out).to_have_text("\u2014")
+    rating.fill("0.5")
+    expect(warning).to_be_visible()
+    rating.fill("7")
+    expect(warning).to_be_hidden()
+    expect(out).to_have_text("7.00")
+    page.close()
