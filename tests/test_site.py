@@ -342,8 +342,11 @@ def test_calculator_only_for_scalar_formulas_and_fields_for_referenced_kpis(lib)
     assert [f.default for f in calc.fields] == ["200000", "30000", "12000"]
     assert 'K.div(((v["starting_revenue"]' in calc.script
     assert "</" not in calc.script
-    for aggregate in ("expansion_revenue", "win_rate", "starting_revenue"):
+    for aggregate in ("expansion_revenue", "starting_revenue"):  # previous() needs periods
         assert calculator_for(lib, lib[aggregate]) is None
+    # sum(won) / (sum(won) + sum(lost)): the period's totals give the value (issue 19)
+    win = calculator_for(lib, lib["win_rate"])
+    assert [f.label for f in win.fields] == ["total won in the period", "total lost in the period"]
 
 
 def test_shards_split_pages_evenly_by_last_character():
@@ -394,6 +397,15 @@ def test_recently_changed_uses_git_dates_and_mtime_for_edits(tmp_path):
     assert dates[old].year == 2001  # the commit, not the fresh checkout's mtime
     assert dates[new].year >= 2024  # untracked: its own mtime
 
+    # A rebased commit keeps its author date (when the change was written); its committer
+    # date is when the rebase ran, the same for every commit it moved.
+    env["GIT_AUTHOR_DATE"] = "2003-04-05T06:07:08Z"
+    env["GIT_COMMITTER_DATE"] = "2020-01-01T00:00:00Z"
+    run("git", "add", "new.yaml")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "2")
+    dates = last_changed([old, new])
+    assert (dates[old].year, dates[new].year) == (2001, 2003)
+
 
 # -- a whole build of the fixture library --------------------------------------------------
 
@@ -425,7 +437,7 @@ SECTION_ORDER = [
 
 def test_fixture_site_has_a_page_per_kpi_with_sections_in_order(lib):
     site, report = fixture_site()
-    assert report.kpis == len(lib) and report.examples == 4 and report.calculators == 1
+    assert report.kpis == len(lib) and report.examples == 4 and report.calculators == 3
     for kpi in lib:
         html = read(site, f"kpi/{kpi.id}/")
         ids = re.findall(r"<h2[^>]*\bid=\"([^\"]+)\"", html)
@@ -718,7 +730,7 @@ def test_two_process_build_gives_the_same_site():
     first, second = shard_chars(ids, 2, head_start)
     assert first and second  # both processes get KPI pages, so the split is really exercised
     double, report = build([LIB], jobs=2)
-    assert report.kpis == 6 and report.calculators == 1
+    assert report.kpis == 6 and report.calculators == 3
     files = lambda root: sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())  # noqa: E731
     assert files(single) == files(double)
     for page in ("kpi/win_rate/", "kpi/net_revenue_retention/", ""):

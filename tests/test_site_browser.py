@@ -144,7 +144,7 @@ def test_newcomer_finds_understands_and_uses_a_kpi(browser, served):
 
     page.goto(served + "/")
     expect(page.locator("h1")).to_have_text("KPI Registry")
-    expect(page.locator("#categories + table")).to_be_visible()
+    expect(page.locator("#categories + .kpi-scroll > table")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "site-home.png"), full_page=True)
 
     # Search "upsell" and follow the result to Expansion Revenue.
@@ -154,11 +154,11 @@ def test_newcomer_finds_understands_and_uses_a_kpi(browser, served):
     assert urlsplit(page.url).path == "/kpi/expansion_revenue/"
 
     # The formula (MathML), the example's tables and its chart are visible.
-    expect(page.locator(".kpi-formula math").first).to_be_visible()
+    expect(page.locator(".kpi-formula .kpi-math > math:visible").first).to_be_visible()
     expect(page.locator(".kpi-example table").first).to_be_visible()
     expect(page.locator(".kpi-result td").first).to_be_visible()
     expect(page.locator("svg.kpi-chart").first).to_be_visible()
-    assert page.locator(".kpi-formula math").first.bounding_box()["height"] > 10
+    assert page.locator(".kpi-formula .kpi-math > math:visible").first.bounding_box()["height"] > 10
     result = page.locator(".kpi-result").first.inner_text()
     assert re.search(r"2024-03\s+140\.00", result), result
     page.screenshot(path=str(ARTIFACTS / "site-kpi-expansion_revenue.png"), full_page=True)

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from ..formula import JS_RUNTIME, Name, NotScalar, to_js_function
+from ..formula.nodes import Binary, Call, Node, Number, Unary
 from ..model import KPI
 from ..registry import Registry
 
@@ -26,6 +27,8 @@ class Field:
     unit: str
     default: str  # pre-filled from a scalar worked example, so a result shows at once
     kpi_id: str | None  # set when the input is another KPI (the label links to it)
+    minimum: float | None = None  # the valid range: outside it the result is a warning
+    maximum: float | None = None
 
 
 @dataclass
@@ -41,10 +44,102 @@ class Calculator:
         return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
-def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
-    node = kpi.expression
-    if node is None:
+#: Aggregates whose one argument, when it is linear in datapoints, the calculator can take as
+#: the period's figures: sum(a - b) is (total a) - (total b), mean(0.5 * a + 0.5 * b) is
+#: 0.5 * (average a) + 0.5 * (average b). Filters, counts, medians and time functions need rows.
+_AGGREGATES = {"sum": "total", "mean": "average"}
+
+
+def _linear(node: Node, datapoints) -> bool:
+    """Whether a node is a linear combination of datapoints (constants may scale it)."""
+    if isinstance(node, Number):
+        return True
+    if isinstance(node, Name):
+        return node.name in datapoints
+    if isinstance(node, Unary):
+        return node.op == "-" and _linear(node.operand, datapoints)
+    if isinstance(node, Binary):
+        if node.op in ("+", "-"):
+            return _linear(node.left, datapoints) and _linear(node.right, datapoints)
+        if node.op == "*":
+            return (_constant(node.left) and _linear(node.right, datapoints)) or (
+                _constant(node.right) and _linear(node.left, datapoints)
+            )
+        if node.op == "/":
+            return _constant(node.right) and _linear(node.left, datapoints)
+    return False
+
+
+def _constant(node: Node) -> bool:
+    return not any(isinstance(n, Name) for n in node.walk())
+
+
+def scalar_form(kpi: KPI) -> tuple[Node, dict[str, str]] | None:
+    """The formula with each sum()/mean() of a linear expression replaced by that expression
+    over the period's totals or averages, and each such name's role; None if it needs rows."""
+    roles: dict[str, str] = {}
+    clash = False
+
+    def go(n: Node) -> Node:
+        nonlocal clash
+        if isinstance(n, Call) and n.func in _AGGREGATES and len(n.args) == 1:
+            if _linear(n.args[0], kpi.datapoints):
+                for name in (m.name for m in n.args[0].walk() if isinstance(m, Name)):
+                    clash |= roles.setdefault(name, _AGGREGATES[n.func]) != _AGGREGATES[n.func]
+                return n.args[0]
+            return n
+        if isinstance(n, Name):
+            clash |= roles.setdefault(n.name, "value") != "value"
+            return n
+        if isinstance(n, Unary):
+            return Unary(op=n.op, operand=go(n.operand))
+        if isinstance(n, Binary):
+            return Binary(op=n.op, left=go(n.left), right=go(n.right))
+        if isinstance(n, Call):
+            return Call(func=n.func, args=tuple(go(a) for a in n.args))
+        return n
+
+    node = go(kpi.expression)
+    return None if clash else (node, roles)
+
+
+def lower_bound(
+    registry: Registry, kpi_id: str, seen: frozenset[str] = frozenset()
+) -> float | None:
+    """0 when a KPI cannot be negative: its formula adds, multiplies, divides or aggregates
+    values that cannot be (datapoints declared valid from 0 up, counts, constants >= 0)."""
+    if kpi_id in seen:
         return None
+    kpi = registry[kpi_id]
+
+    def nonneg(n: Node) -> bool:
+        if isinstance(n, Number):
+            return n.value >= 0
+        if isinstance(n, Name):
+            if n.name in kpi.datapoints:
+                low = kpi.datapoints[n.name].minimum
+                return low is not None and low >= 0
+            return n.name in registry and lower_bound(registry, n.name, seen | {kpi_id}) == 0
+        if isinstance(n, Binary) and n.op in ("+", "*", "/"):
+            return nonneg(n.left) and nonneg(n.right)
+        if isinstance(n, Call):
+            if n.func in ("count", "abs", "months_in_period"):
+                return True
+            if n.func in ("sum", "mean", "median", "previous", "greatest", "least"):
+                values = n.args[:1] if n.func in ("sum", "mean", "median", "previous") else n.args
+                return all(nonneg(a) for a in values)
+        return False
+
+    return 0.0 if kpi.expression is not None and nonneg(kpi.expression) else None
+
+
+def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
+    if kpi.expression is None:
+        return None
+    scalar = scalar_form(kpi)
+    if scalar is None:
+        return None
+    node, roles = scalar
     try:
         function = to_js_function(node)
     except NotScalar:
@@ -52,25 +147,44 @@ def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
     names = list(dict.fromkeys(n.name for n in node.walk() if isinstance(n, Name)))
     if not names:
         return None
-    defaults = _defaults(kpi, names)
+    defaults = _defaults(kpi, names) if all(roles.get(n) == "value" for n in names) else {}
     datapoints = kpi.datapoints
     fields = []
     for name in names:
         if name in registry:
             other = registry[name]
             fields.append(
-                Field(name, other.name, other.summary, other.unit, defaults.get(name, ""), name)
+                Field(
+                    name,
+                    other.name,
+                    other.summary,
+                    other.unit,
+                    defaults.get(name, ""),
+                    name,
+                    minimum=lower_bound(registry, name),
+                )
             )
         else:
             dp = datapoints.get(name)
+            role = roles.get(name, "value")
+            label = name.replace("_", " ")
+            low, high = (dp.minimum, dp.maximum) if dp else (None, None)
+            if role == "total":
+                # a total of values from `low` up is at least `low` when low >= 0; no upper bound
+                label, high = f"total {label} in the period", None
+                low = low if low is not None and low >= 0 else None
+            elif role == "average":
+                label = f"average {label} per row"
             fields.append(
                 Field(
                     name,
-                    name.replace("_", " "),
+                    label,
                     dp.description if dp else "",
                     dp.unit if dp else "",
                     defaults.get(name, ""),
                     None,
+                    minimum=low,
+                    maximum=high,
                 )
             )
     return Calculator(fields, _script(kpi, function))

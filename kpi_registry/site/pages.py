@@ -36,6 +36,7 @@ from .examples import example_views
 from .graph import Component, components
 from .links import Links
 from .markup import environment, md_inline, text
+from .mathfit import fitted
 from .numbers import UNIT_LABELS
 from .recent import last_changed
 from .relation_map import Neighbour, relation_map
@@ -454,7 +455,9 @@ class SiteGenerator:
     def formula_mathml(self, kpi: KPI, display: str = "block") -> Markup:
         if kpi.expression is None:
             return Markup("")
-        return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
+        if display != "block":
+            return Markup(to_mathml(kpi.expression, self.label, display=display, name=kpi.id))
+        return Markup(fitted(kpi.expression, self.label, name=kpi.id))
 
     def kpi_page(self, kpi: KPI) -> None:
         reg = self.registry
@@ -477,6 +480,8 @@ class SiteGenerator:
         # What other KPIs declare about this one grows with the library: show the first few
         # (its own declarations are always shown) so a page keeps its size at any scale.
         more = {}
+        full = dict(relations)  # the map counts every neighbour, as the API does
+        all_used_in = used_in
         for kind, items in relations.items():
             own = [r for r in items if kind != "influences" and "declared_in" not in r]
             reverse = [r for r in items if r not in own]
@@ -486,12 +491,12 @@ class SiteGenerator:
         used_in = used_in[:MAX_USED_IN]
         source = kpi_path(kpi.id)
         neighbours = [
-            *(("leading", r["kpi"]) for r in relations["leading"]),
+            *(("leading", r["kpi"]) for r in full["leading"]),
             *(("uses", d) for d in deps),
-            *(("lagging", r["kpi"]) for r in relations["lagging"]),
-            *(("lagging", r["kpi"]) for r in relations["influences"]),
-            *(("used_in", u) for u in used_in),
-            *(("related", r["kpi"]) for r in relations["related"]),
+            *(("lagging", r["kpi"]) for r in full["lagging"]),
+            *(("lagging", r["kpi"]) for r in full["influences"]),
+            *(("used_in", u) for u in all_used_in),
+            *(("related", r["kpi"]) for r in full["related"]),
         ]
         picture = relation_map(
             kpi.name,
@@ -579,10 +584,17 @@ class SiteGenerator:
         reg = self.registry
         changed = last_changed(k.path for k in reg.kpis.values())
         recent = sorted(reg.kpis.values(), key=lambda k: (changed[k.path], k.id), reverse=True)
+        days = [changed[k.path].date() for k in recent[:RECENT]]
+        # Several changes on one day (a busy day of edits) are told apart by their time.
+        form = "%Y-%m-%d %H:%M UTC" if len(set(days)) < len(days) else "%Y-%m-%d"
+
+        def stamp(when):
+            return when.strftime(form)
+
         self.write(
             "index.md",
             "home.md.j2",
-            recent=[(k, changed[k.path].strftime("%Y-%m-%d")) for k in recent[:RECENT]],
+            recent=[(k, stamp(changed[k.path])) for k in recent[:RECENT]],
         )
 
     def _browse_indexes(self) -> None:

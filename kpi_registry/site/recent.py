@@ -31,7 +31,10 @@ def _committed_times(folder: Path) -> dict[Path, float]:
     if not root:
         return {}
     top = Path(root.strip())
-    log = _git(["log", "--format=@%ct", "--name-only", "--", "."], folder)
+    # The author date: when the change was written. A rebase or cherry-pick, as merging
+    # helpers' branches does, sets every commit's committer date to the moment it ran, which
+    # gave every definition the same date (issue 19).
+    log = _git(["log", "--format=@%at", "--name-only", "--", "."], folder)
     dirty = _git(["status", "--porcelain", "--untracked-files=all", "--", "."], folder)
     if log is None:
         return {}

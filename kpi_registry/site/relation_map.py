@@ -13,7 +13,9 @@ from html import escape
 
 WIDTH = 640
 BOX_W, BOX_H, ROW = 180, 30, 40
-PER_SIDE, PER_BOTTOM = 5, 3  # the lists under the map name every neighbour
+#: Boxes drawn per side; "+ N more" counts the side's other neighbours (every one, as the
+#: Registry answers: the lists under the map show the same totals, some as "… and N more").
+PER_SIDE, PER_BOTTOM = 5, 3
 
 KINDS = {
     # kind: (side, legend); colours and dashes come from the rm-<kind> classes in kpi.css
@@ -118,7 +120,7 @@ def relation_map(center_name: str, neighbours: list[Neighbour]) -> str:
         if count:
             x = {"left": 8 + BOX_W / 2, "right": WIDTH - 8 - BOX_W / 2, "bottom": WIDTH / 2}[side]
             y = 20 + mid_h - 8 if side != "bottom" else 20 + mid_h + 20 + BOX_H + 14
-            body.append(f'<text x="{x:.0f}" y="{y:.0f}">+ {count} more (listed below)</text>')
+            body.append(f'<text class="rm-more" x="{x:.0f}" y="{y:.0f}">+ {count} more</text>')
     body.append(
         f'<g class="rm-centre"><rect x="{cx - centre_w / 2:.0f}" y="{cy - 22:.0f}" '
         f'width="{centre_w}" height="44" rx="8"/><text x="{cx:.0f}" y="{cy + 5:.0f}">'
