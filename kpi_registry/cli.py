@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .attribution import tree_text
 from .datafiles import _csv_line as csv_line
 from .datafiles import (
     check_inputs,
@@ -322,6 +323,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         if items:
             print(f"\n{label}\n{'-' * len(label)}")
             print(_bullets([f"{r['kpi']}: {r['why']}" for r in items]))
+    if kpi.expression is not None and (tree := reg.drivers(kpi.id)).children:
+        print("\nDriver tree\n-----------")
+        print(tree_text(tree))
     for label, ids in (
         ("Uses in its formula", reg.dependencies(kpi.id)),
         ("Used in the formula of", reg.used_in(kpi.id)),
@@ -471,6 +475,49 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
         replace_text(Path(args.html), html_page(lines, args.title, note))
         print(f"wrote {args.html}", file=sys.stderr)
     _print_warnings(result)
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
+    from .attribution import as_text, reading
+
+    reg = registry_from_args(args)
+    reg[args.id]
+    columns = parse_columns(args.column)
+    check_column_keys(reg, [args.id], columns)
+    checked = check_inputs(args.data)  # as kpi eval reads it
+    if args.engine == "duckdb":
+        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
+    else:
+        data, _ = read_all(checked)
+    try:
+        frame = reg.explain(
+            args.id,
+            data,
+            start=args.start,
+            end=args.end,
+            period=args.period,
+            entity=args.entity,
+            by=args.by or None,
+            grain=args.grain,
+            columns=columns,
+            engine=args.engine,
+            date_format=args.date_format,
+        )
+    except MissingColumnsError:
+        raise  # names every missing column itself; main() words it for the command line
+    except DataError as e:
+        located = checked[0] if args.engine == "pandas" and len(checked) == 1 else None
+        raise DataError(locate_data_error(str(e), args.data, located)) from None
+    if args.format == "table":
+        print(as_text(frame))
+        print()
+        print(_wrap(reading(frame, reg[args.id].name), ""))
+    else:
+        _print_frame(frame, args.format)
+    for note in frame.attrs.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -705,6 +752,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_path_argument(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "explain",
+        help="attribute a KPI's change between two periods to its drivers",
+        description="Split the change of a KPI between --from and --to exactly among the "
+        "KPIs and datapoints of its formula (and among segments with --by).",
+    )
+    p.add_argument("id", metavar="ID", help="KPI id")
+    p.add_argument("--data", required=True, metavar="FILE", help="as for kpi eval")
+    p.add_argument("--from", dest="start", required=True, metavar="PERIOD", help="e.g. 2024-01")
+    p.add_argument("--to", dest="end", required=True, metavar="PERIOD", help="e.g. 2024-02")
+    add_request_arguments(p, period_required=True)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    _add_engine_argument(p)
+    add_path_argument(p)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
         "scorecard",

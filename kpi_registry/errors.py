@@ -8,8 +8,10 @@ and can be acted on without reading our code.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import heapq
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 
 @dataclass(frozen=True, order=True)
@@ -242,6 +244,17 @@ def _num(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+class TableNameError(DataError):
+    """A table to read that is not [catalog.][schema.]table (a call, a subquery, a bad quote)."""
+
+    EXAMPLE = 'give [catalog.][schema.]table, e.g. analytics.mrr or "My Schema"."Monthly MRR"'
+
+    def __init__(self, table: str, reason: str):
+        self.table = table
+        self.reason = reason
+        super().__init__(f"table {table!r} is not a table name: {reason}; {self.EXAMPLE}")
+
+
 class FormulaError(KPIError):
     """A formula that cannot be parsed or does not make sense; points at the position."""
 
@@ -258,19 +271,176 @@ class FormulaError(KPIError):
         return f"{self.message}\n    {self.expression}\n    {caret}"
 
 
-def suggest(word: str, known: Iterable[str], n: int = 3) -> list[str]:
-    """Near matches for a misspelt name, best first."""
-    known = list(known)
-    found = difflib.get_close_matches(word, known, n=n, cutoff=0.6)
-    if not found:
+def suggest(word: str, known: Iterable[str], *more: Iterable[str], n: int = 3) -> list[str]:
+    """Near matches for a misspelt name among ``known`` (and ``more`` lists), best first.
+
+    The ranking is difflib's (``get_close_matches``, cutoff 0.6); a large list is read
+    through an index (see :class:`_Index`) so that thousands of broken references in a
+    library of thousands of ids take seconds, not minutes."""
+    lists = [_names(k) for k in (known, *more)]
+    scored: list[tuple[float, str]] = []
+    for names in lists:
+        if len(names) <= _MOST_RATIOS:
+            scored += _close(word, names, n)
+        else:
+            scored += _index(names).close(word, n)
+    found = [name for _, name in heapq.nlargest(n, scored)]
+    if not found and word:
         # prefix or substring hits help with abbreviations such as "expansion" -> expansion_*
-        found = [k for k in known if word and (k.startswith(word) or word in k)][:n]
+        for names in lists:
+            found += (
+                [k for k in names if word in k]
+                if len(names) <= _MOST_RATIOS
+                else (_index(names).containing(word, n))
+            )
+        found = found[:n]
     return found
 
 
-def did_you_mean(word: str, known: Iterable[str]) -> str:
-    hits = suggest(word, known)
+def did_you_mean(word: str, known: Iterable[str], *more: Iterable[str]) -> str:
+    hits = suggest(word, known, *more)
     return f" (did you mean {_or_list(hits)}?)" if hits else ""
+
+
+_CUTOFF = 0.6  # difflib.get_close_matches's default
+_FIRST = 6  # candidates read first: those sharing the most letter pairs with the word
+_MOST_RATIOS = 10  # difflib ratios computed per look-up in a large list, at most
+
+
+def _names(known: Iterable[str]) -> tuple[str, ...]:
+    return known if isinstance(known, tuple) else tuple(known)
+
+
+def _close(word: str, names: Sequence[str], n: int) -> list[tuple[float, str]]:
+    """(ratio, name) of the n best names with a ratio of at least the cutoff, as
+    difflib.get_close_matches ranks them."""
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(word)
+    scored = []
+    for name in names:
+        matcher.set_seq1(name)
+        if matcher.real_quick_ratio() >= _CUTOFF and matcher.quick_ratio() >= _CUTOFF:
+            ratio = matcher.ratio()
+            if ratio >= _CUTOFF:
+                scored.append((ratio, name))
+    return heapq.nlargest(n, scored)
+
+
+def _pairs(word: str) -> set[str]:
+    padded = f"\x02{word}\x03"
+    return {padded[i : i + 2] for i in range(len(padded) - 1)}
+
+
+class _Index:
+    """Names prepared for many look-ups: letter counts (an upper bound on difflib's ratio,
+    its own quick_ratio, for every name in one numpy step), the names holding each pair of
+    letters, and the names joined for substring search.
+
+    A look-up computes the exact ratio of the names sharing the most letter pairs with the
+    word (a typo keeps most of them), then of the others in order of their upper bound,
+    until no remaining name can beat the third best or a fixed number of ratios is spent.
+    So a look-up costs a few numpy passes over the names plus at most 10 ratios: a typo
+    finds what difflib over every name finds; only among many equally poor matches can
+    the second or third suggestion differ."""
+
+    def __init__(self, names: tuple[str, ...]):
+        import numpy as np
+
+        self.names = names
+        self.column = {c: i for i, c in enumerate(sorted({c for name in names for c in name}))}
+        counts = np.zeros((len(names), len(self.column)), dtype=np.int32)
+        postings: dict[str, list[int]] = {}
+        for row, name in enumerate(names):
+            for c in name:
+                counts[row, self.column[c]] += 1
+            for pair in _pairs(name):
+                postings.setdefault(pair, []).append(row)
+        self.counts = counts
+        self.lengths = np.array([len(name) for name in names], dtype=np.float64)
+        self.postings = {pair: np.array(rows, dtype=np.int64) for pair, rows in postings.items()}
+        self.joined = "\x00".join(names)
+        self.starts = np.cumsum([0] + [len(name) + 1 for name in names[:-1]])
+
+    def close(self, word: str, n: int) -> list[tuple[float, str]]:
+        import numpy as np
+
+        letters = np.zeros(len(self.column), dtype=np.int32)
+        for c in word:
+            if c in self.column:
+                letters[self.column[c]] += 1
+        total = self.lengths + len(word)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bound = np.minimum(
+                2.0 * np.minimum(self.lengths, len(word)) / total,
+                2.0 * np.minimum(self.counts, letters).sum(axis=1) / total,
+            )
+        bound = np.nan_to_num(bound, nan=1.0)  # two empty strings: difflib says 1.0
+        rows = [self.postings[p] for p in _pairs(word) if p in self.postings]
+        shared = np.bincount(np.concatenate(rows), minlength=len(self.names)) if rows else None
+        order = _top(-bound, _FIRST + _MOST_RATIOS)  # enough for the loop below
+        first: list[int] = []
+        if shared is not None:
+            shared = np.where(bound >= _CUTOFF, shared, -1)
+            first = [i for i in _top(-shared, _FIRST) if shared[i] > 0]
+        matcher = difflib.SequenceMatcher()
+        matcher.set_seq2(word)
+        best: list[tuple[float, str]] = []  # a heap of the n best so far
+        done: set[int] = set()
+
+        def read(row: int) -> None:
+            done.add(row)
+            matcher.set_seq1(self.names[row])
+            ratio = matcher.ratio()
+            if ratio >= _CUTOFF:
+                item = (ratio, self.names[row])
+                if len(best) < n:
+                    heapq.heappush(best, item)
+                else:
+                    heapq.heappushpop(best, item)
+
+        for row in first:
+            read(row)
+        for row in order:  # by upper bound: stop where none left can make the n best
+            if len(done) >= _MOST_RATIOS or bound[row] < _CUTOFF:
+                break
+            if len(best) == n and bound[row] < best[0][0]:
+                break
+            if row not in done:
+                read(row)
+        return best
+
+    def containing(self, word: str, n: int) -> list[str]:
+        """The first n names that contain the word, in their order."""
+        import numpy as np
+
+        found: list[str] = []
+        if "\x00" in word:
+            return found
+        at = self.joined.find(word)
+        while at >= 0 and len(found) < n:
+            row = int(np.searchsorted(self.starts, at, side="right")) - 1
+            end = self.starts[row] + len(self.names[row])
+            if at + len(word) <= end:
+                found.append(self.names[row])
+                at = self.joined.find(word, end + 1)
+            else:
+                at = self.joined.find(word, at + 1)
+        return found
+
+
+def _top(keys, k: int):
+    """The rows of the k smallest keys, smallest first (ties in row order)."""
+    import numpy as np
+
+    if len(keys) > k:
+        rows = np.argpartition(keys, k)[:k]
+        return rows[np.lexsort((rows, keys[rows]))]
+    return np.argsort(keys, kind="stable")
+
+
+@lru_cache(maxsize=8)
+def _index(names: tuple[str, ...]) -> _Index:
+    return _Index(names)
 
 
 def _or_list(items: list[str]) -> str:

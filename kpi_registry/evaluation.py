@@ -1281,6 +1281,20 @@ def _divide(a: Any, b: Any) -> Any:
     return out if shape else float(out)
 
 
+def _power(a: Any, b: Any) -> Any:
+    """``a ^ b``, missing where either side is (numpy's 1 ^ NaN and NaN ^ 0 are 1; SQL's
+    POWER and the other operators say missing), where the base is 0 and the exponent
+    negative (1 / 0 in disguise, as division by zero), and where a negative base (also -inf,
+    which numpy would raise to 0 or inf) has a fractional exponent."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore"):
+        fractional = (a < 0) & (b != np.floor(b))
+    missing = np.isnan(a) | np.isnan(b) | ((a == 0) & (b < 0)) | fractional
+    out = np.where(missing, np.nan, np.power(a, b))
+    return out if out.ndim else out[()]
+
+
 def _not_equal(a: Any, b: Any) -> Any:
     return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)  # missing compares false
 
@@ -1290,7 +1304,7 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "-": np.subtract,
     "*": np.multiply,
     "/": _divide,
-    "^": lambda a, b: np.power(np.asarray(a, dtype=float), b),
+    "^": _power,
     "=": np.equal,
     "!=": _not_equal,
     "<": np.less,

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import schema, targets, validation
+from .attribution import Driver, driver_tree, explain
 from .drafts import check_unfinished
 from .errors import (
     AmbiguousKPIError,
@@ -252,6 +253,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
             kpi = KPI(kpi_id, doc.data, path, origin)
             validation.check_identity(kpi, report)
+            validation.check_values(kpi, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
                 line, col = position_of(doc.data, ("id",))
@@ -644,6 +646,33 @@ class Registry:
         ]
         if missing:
             raise MissingColumnsError(missing, list(data.columns))
+
+    def drivers(self, kpi_id: str) -> Driver:
+        """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
+        return driver_tree(self.kpis, self.resolve(kpi_id))
+
+    def explain(
+        self,
+        kpi_id: str,
+        data: Any,
+        *,
+        start: Any,
+        end: Any,
+        period: str,
+        entity: str | None = None,
+        by: str | Sequence[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+        date_format: str | None = None,
+    ) -> pd.DataFrame:
+        """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
+        gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
+        kpi_id = self.resolve(kpi_id)
+        request = _request(period, entity, by, grain, columns, date_format)
+        if isinstance(data, pd.DataFrame):
+            self._check_columns([kpi_id], data, request)
+        return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
 
     def to_sql(
         self,

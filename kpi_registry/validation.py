@@ -7,8 +7,10 @@ plain functions over already-parsed KPIs (parsing lives in loading.py, shape in 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -46,6 +48,86 @@ def check_identity(kpi: KPI, report: Report) -> None:
         if isinstance(value, str) and not value.strip():
             line, col = position_of(kpi.data, (name,))
             report.add(kpi.path, line, col, name, "must not be empty")
+
+
+def check_values(kpi: KPI, report: Report) -> None:
+    """Every number is finite, every link http(s) or relative.
+
+    YAML reads ``.inf``, ``.nan`` and ``1e999`` as numbers that JSON, SQL and the site cannot
+    write (they crashed ``kpi sql``, ``kpi export`` and ``kpi site build``); a missing value
+    is ``null``. A ``javascript:`` or ``data:`` link would run or show anything on the site
+    and in the exported catalog."""
+    stack: list[tuple[tuple, Any]] = [((), kpi.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            stack.extend(((*path, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in enumerate(value))
+        elif _non_finite(
+            value, in_data=len(path) > 2 and path[0] == "examples" and path[2] == "data"
+        ):
+            line, col = value_position(kpi.data, path)
+            report.add(
+                kpi.path,
+                line,
+                col,
+                field_name(path),
+                f"{value} is not a finite number; write null where there is no value",
+            )
+    for path, url in _links(kpi):
+        problem = link_problem(url)
+        if problem:
+            line, col = value_position(kpi.data, path)
+            report.add(kpi.path, line, col, field_name(path), problem)
+
+
+def _non_finite(value: Any, in_data: bool) -> bool:
+    """A float that is infinite or NaN; in an example's data also text that reads as one
+    (YAML reads ``1e999`` without a dot as text, the engine then as infinity)."""
+    if isinstance(value, str) and in_data:
+        try:
+            value = float(value)
+        except ValueError:
+            return False
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _links(kpi: KPI) -> list[tuple[tuple, str]]:
+    out: list[tuple[tuple, str]] = []
+    for i, source in enumerate(_list(kpi.data.get("sources"))):
+        if isinstance(source, Mapping) and isinstance(source.get("url"), str):
+            out.append((("sources", i, "url"), source["url"]))
+    for i, bench in enumerate(_list(kpi.data.get("benchmarks"))):
+        source = bench.get("source") if isinstance(bench, Mapping) else None
+        if isinstance(source, Mapping) and isinstance(source.get("url"), str):
+            out.append((("benchmarks", i, "source", "url"), source["url"]))
+    return out
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def link_problem(url: str) -> str | None:
+    """Why a link may not be used, or None: only http(s) URLs with a host, and links
+    relative to the site (no scheme, not ``//host``), without spaces or control characters
+    (browsers drop some of them, so a tab inside ``javascript:`` would still run)."""
+    if not url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "a link must not be empty or contain spaces or control characters"
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        if url.startswith(("//", "\\", "/\\")):
+            return "a link to another host must start with https:// or http://"
+        return None  # relative to the page
+    if scheme.group(1).lower() not in ("http", "https"):
+        return f"{scheme.group(1)}: links are not allowed; use an https:// or http:// URL"
+    if not urlsplit(url).hostname:
+        return "an http(s) URL needs a host name, e.g. https://example.com/report"
+    return None
 
 
 def check_taxonomy(kpi: KPI, taxonomy: Mapping[str, Category], report: Report) -> None:
@@ -204,7 +286,7 @@ def bind_formulas(kpis: Mapping[str, KPI], report: Report) -> dict[str, set[str]
         except FormulaError as e:
             if e.message.startswith("unknown name"):
                 bad = e.message.split("'")[1]
-                hint = did_you_mean(bad, [*kpis, *declared])
+                hint = did_you_mean(bad, kpis, declared)
                 e = FormulaError(
                     f"unknown name {bad!r}: neither a KPI id nor a datapoint declared in this "
                     f"file{hint}",

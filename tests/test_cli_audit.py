@@ -506,10 +506,8 @@ def test_site_out_inside_a_file_is_an_error_not_a_bug(capsys, tmp_path):
 def test_sql_checks_its_table_name_and_column_keys(capsys):
     code, _, err = run(capsys, "sql", "monthly_recurring_revenue", "--table", "a..b",
                        "--period", "month")  # fmt: skip
-    assert (
-        code == 1
-        and err == "error: --table 'a..b': a table name, or schema.table, with no empty part\n"
-    )
+    assert code == 1 and err.startswith("error: --table 'a..b' is not a table name: ")
+    assert "character 3" in err and "Traceback" not in err
     code, _, err = run(capsys, "sql", "monthly_recurring_revenue", "--table", "t", "--period",
                        "month", "--column", "revenu=mrr")  # fmt: skip
     assert code == 1 and "--column revenu=mrr" in err and "did you mean 'revenue'?" in err

@@ -531,6 +531,7 @@ def test_listing_pages_home_and_reference(lib):
         assert f'id="fn-{name}"' in language
     for op, _ in OPERATORS:
         assert op.split()[0].replace("<", "&lt;").replace(">", "&gt;") in language
+    assert 'id="missing-values"' in language and "Missing in, missing out" in language
     schema = json.loads((site / "schema" / "kpi.schema.json").read_text())
     assert schema == json.loads((ROOT / "kpi_registry/schema/kpi.schema.json").read_text())
     assert "definition" in read(site, "reference/definition-format/")

@@ -181,7 +181,7 @@ def test_time_functions_need_an_entity(reg):
 def test_names_are_quoted_not_pasted(reg):
     """Odd column and table names become quoted identifiers; nothing can break out."""
     request = Request('month "x"', "customer id", ["Segment"], None, {"revenue": "MRR ($)"})
-    sql = compile_many(reg.kpis, ["total_revenue"], "mrr; DROP TABLE users", request)
+    sql = compile_many(reg.kpis, ["total_revenue"], '"mrr; DROP TABLE users"', request)
     assert '"mrr; DROP TABLE users"' in sql
     assert '"month ""x"""' in sql and '"customer id" AS _entity' in sql
     assert '"MRR ($)"' in sql and '"Segment"' in sql
@@ -243,3 +243,61 @@ def test_kpi_sql_command_reports_errors_without_traceback(capsys):
     assert err.startswith("error: KPI 'sql_test_median_hours': median() does not compile to bigq")
     assert "Traceback" not in err
     assert main([*args, "--dialect", "duckdb"]) == 0
+
+
+@pytest.mark.parametrize(
+    "table, why",
+    [
+        ("read_csv('/etc/passwd', sep='|')", "unexpected '\\(' at character 9"),
+        ("(SELECT * FROM secrets)", "expected a name at character 1"),
+        ("mrr; DROP TABLE users", "unexpected ';'"),
+        ("analytics.mrr WHERE 1 = 1", "unexpected ' '"),
+        ('"analytics.mrr', "the quote at character 1 is never closed"),
+        ("`analytics.mrr", "the quote at character 1 is never closed"),
+        ("a.b.c.d", "4 dotted parts"),
+        ("analytics..mrr", "expected a name at character 11"),
+    ],
+)
+def test_table_is_a_name_never_an_expression(reg, table, why, capsys):
+    """--table and to_sql(..., table) name a table; a function call (DuckDB's read_csv reads
+    any file), a subquery or an unbalanced quote is refused with a clear error."""
+    from kpi_registry.cli import main
+
+    with pytest.raises(DataError, match=why):
+        reg.to_sql("total_revenue", table, period="month")
+    code = main(["sql", "total_revenue", "--table", table, "--period", "month"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "is not a table name" in err and "--table" in err
+    assert "Traceback" not in err
+
+
+def test_table_names_are_quoted_identifiers(reg):
+    cases = {
+        "analytics.mrr": "FROM analytics.mrr",
+        "cat.analytics.mrr": "FROM cat.analytics.mrr",
+        '"My Schema"."Monthly ""MRR"""': 'FROM "My Schema"."Monthly ""MRR"""',
+        "`my-project`.billing.mrr": 'FROM "my-project".billing.mrr',
+        "my-project.billing.mrr": 'FROM "my-project".billing.mrr',
+        "order": 'FROM "order"',
+    }
+    for table, want in cases.items():
+        assert want in reg.to_sql("total_revenue", table, period="month"), table
+    bigquery = reg.to_sql("total_revenue", "my-project.billing.mrr", period="m", dialect="bigquery")
+    assert "FROM `my-project`.billing.mrr" in bigquery
+
+
+def test_duckdb_connection_and_table_pair_takes_a_name_only(reg, tmp_path):
+    import duckdb
+
+    from kpi_registry.sql import evaluate_duckdb
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("month,revenue\n2024-01,1\n")
+    con = duckdb.connect()
+    request = Request("month", None, [], None, {})
+    with pytest.raises(DataError, match="is not a table name"):
+        evaluate_duckdb(reg.kpis, ["total_revenue"], (con, f"read_csv('{secret}')"), request)
+    con.execute(f"CREATE TABLE mrr AS SELECT * FROM read_csv('{secret}')")
+    got = evaluate_duckdb(reg.kpis, ["total_revenue"], (con, "mrr"), request)
+    assert got["total_revenue"].tolist() == [1.0]

@@ -1,16 +1,17 @@
 """The formula language: parse once, then evaluate, render or analyse the same AST."""
 
 from .analysis import Analysis, analyse, gap_depth
-from .functions import AGGREGATES, FUNCTIONS, OPERATORS, Function
+from .functions import AGGREGATES, FUNCTIONS, MISSING_VALUES, OPERATORS, Function
 from .mathml import to_mathml
 from .nodes import Binary, Call, Name, Node, Number, Unary
 from .parser import parse
-from .render import JS_RUNTIME, NotScalar, to_js, to_latex, to_text
+from .render import JS_RUNTIME, NotScalar, to_js, to_js_function, to_latex, to_text
 
 __all__ = [
     "AGGREGATES",
     "FUNCTIONS",
     "JS_RUNTIME",
+    "MISSING_VALUES",
     "OPERATORS",
     "Analysis",
     "Binary",
@@ -25,6 +26,7 @@ __all__ = [
     "gap_depth",
     "parse",
     "to_js",
+    "to_js_function",
     "to_latex",
     "to_mathml",
     "to_text",

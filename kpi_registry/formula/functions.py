@@ -206,12 +206,15 @@ AVERAGE_MONTH = {"days_in_period": 30.436875, "business_days_in_period": 21.7406
 AGGREGATES = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "aggregate")
 
 OPERATORS: list[tuple[str, str]] = [
-    ("^", "power, right-associative: `2 ^ 3 ^ 2` is `2 ^ 9`"),
+    (
+        "^",
+        "power, right-associative: `2 ^ 3 ^ 2` is `2 ^ 9`; `0 ^ -1` (a division by zero) and "
+        "a negative base with a fractional exponent, such as `(-8) ^ 0.5`, give a missing value",
+    ),
     ("- (unary)", "negation"),
     (
         "* /",
-        "multiplication and division; division by zero gives a missing value, never an "
-        "error or infinity",
+        "multiplication and division; division by zero gives a missing value, never an error",
     ),
     ("+ -", "addition and subtraction"),
     (
@@ -221,4 +224,25 @@ OPERATORS: list[tuple[str, str]] = [
     ("not", "logical negation"),
     ("and", "logical conjunction"),
     ("or", "logical disjunction"),
+]
+
+#: How every engine (pandas, DuckDB and the generated SQL, the site's calculators) treats a
+#: missing value: one rule, listed in the formula-language reference.
+MISSING_VALUES: list[str] = [
+    "**Missing in, missing out.** `+ - * / ^`, unary `-` and `abs()` give a missing value when "
+    "any operand is missing: `x ^ 0` and `1 ^ x` too.",
+    "**No number, no value.** `x / 0`, `0 ^ -1` and `(-8) ^ 0.5` are missing, and so is a KPI "
+    "whose value is not a finite number (past about ±1.8e308): a KPI is never infinite, and "
+    "another KPI reading it sees a missing value. Within one formula a step may overflow to "
+    "infinity and the formula go on (`1 / (x * y)` is 0 where `x * y` overflows); a step that "
+    "then has no numeric answer (`inf - inf`, `0 * inf`) is missing.",
+    "**Comparisons with a missing value are false**, `!=` included: `x != y` is false where "
+    "either is missing, and `not (x > 0)` is true.",
+    "**Where missing ends.** `coalesce(x, y, ...)` gives its first value that is not missing; "
+    "`greatest()` and `least()` ignore missing arguments (missing only when all are); "
+    "`if(c, a, b)` takes `b` where the condition is false, also because of a missing value; "
+    "aggregates skip missing values (`sum` and `count` of none are 0, the others missing).",
+    "**Limits.** PostgreSQL stops with an error where a step overflows. Sums and differences "
+    "beyond ±1.8e308 are not checked step by step in SQL, so engines may differ there; a "
+    "datapoint column holding infinity is outside the rule.",
 ]

@@ -16,6 +16,7 @@ Grammar, loosest binding first::
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -169,8 +170,11 @@ class _Parser:
     def atom(self) -> Node:
         tok = self.tok
         if tok.kind == "number":
+            value = float(tok.text)
+            if not math.isfinite(value):  # SQL, JSON and the site cannot write it
+                raise self.error(f"number {tok.text} is too large (beyond about 1.8e308)")
             self.i += 1
-            return Number(tok.pos, float(tok.text))
+            return Number(tok.pos, value)
         if tok.kind == "name":
             self.i += 1
             if self.accept("("):

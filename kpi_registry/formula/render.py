@@ -158,9 +158,9 @@ _JS_BINARY = {
     "-": "({l} - {r})",
     "*": "({l} * {r})",
     "/": "K.div({l}, {r})",
-    "^": "Math.pow({l}, {r})",
+    "^": "K.pow({l}, {r})",
     "=": "({l} === {r})",
-    "!=": "({l} !== {r})",
+    "!=": "K.ne({l}, {r})",
     "<": "({l} < {r})",
     "<=": "({l} <= {r})",
     ">": "({l} > {r})",
@@ -175,9 +175,27 @@ _JS_CALL = {
     "coalesce": "K.coalesce",
 }
 
-#: Runtime helpers the generated JavaScript calls (division by zero gives NaN, as in the engine).
+#: Runtime helpers the generated JavaScript calls. They follow the engines' rule for missing
+#: values (see MISSING_VALUES in functions.py): NaN is the missing value; an input or a result
+#: that is not a finite number is missing; x / 0, 0 ^ -1 and (-8) ^ 0.5 are missing; missing
+#: in, missing out, also for ^ (Math.pow(NaN, 0) is 1); a comparison with a missing value is
+#: false, also != (NaN !== x is true in JavaScript); and Math.pow(1, Infinity), NaN in
+#: JavaScript, is 1 as in C, numpy and SQL.
 JS_RUNTIME = """const K = {
+  num: (x) => (typeof x === "number" && Number.isFinite(x) ? x : NaN),
+  inputs: (v) => {
+    const out = Object.create(null);
+    for (const k of Object.keys(v)) out[k] = K.num(v[k]);
+    return out;
+  },
   div: (a, b) => (b === 0 || Number.isNaN(b) ? NaN : a / b),
+  pow: (a, b) => {
+    if (Number.isNaN(a) || Number.isNaN(b) || (a === 0 && b < 0)) return NaN;
+    if (a < 0 && b !== Math.floor(b)) return NaN;
+    if ((a === 1 || a === -1) && !Number.isFinite(b)) return 1;
+    return Math.pow(a, b);
+  },
+  ne: (a, b) => !Number.isNaN(a) && !Number.isNaN(b) && a !== b,
   known: (xs) => xs.filter((x) => !Number.isNaN(x)),
   greatest: (...xs) => (K.known(xs).length ? Math.max(...K.known(xs)) : NaN),
   least: (...xs) => (K.known(xs).length ? Math.min(...K.known(xs)) : NaN),
@@ -219,3 +237,9 @@ def to_js(node: Node) -> str:
         raise TypeError(type(n).__name__)
 
     return go(node)
+
+
+def to_js_function(node: Node) -> str:
+    """A JavaScript function of the named inputs giving the formula's value as the engines
+    do: inputs and the result that are not finite numbers are missing (NaN)."""
+    return f"function (v) {{ v = K.inputs(v); return K.num({to_js(node)}); }}"

@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..formula import JS_RUNTIME, Name, NotScalar, to_js
+from ..formula import JS_RUNTIME, Name, NotScalar, to_js_function
 from ..model import KPI
 from ..registry import Registry
 
@@ -46,7 +46,7 @@ def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
     if node is None:
         return None
     try:
-        expression = to_js(node)
+        function = to_js_function(node)
     except NotScalar:
         return None
     names = list(dict.fromkeys(n.name for n in node.walk() if isinstance(n, Name)))
@@ -73,7 +73,7 @@ def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
                     None,
                 )
             )
-    return Calculator(fields, _script(kpi, expression))
+    return Calculator(fields, _script(kpi, function))
 
 
 def _defaults(kpi: KPI, names: list[str]) -> dict[str, str]:
@@ -88,18 +88,19 @@ def _number(v: float) -> str:
     return str(int(v)) if float(v) == int(v) else repr(float(v))
 
 
-def _script(kpi: KPI, expression: str) -> str:
+def _script(kpi: KPI, function: str) -> str:
     """``kpiCalculators[id] = {unit, f}``; the site's calculator.js wires up the form."""
-    if "</" in expression or "<!--" in expression:  # cannot happen: names are identifiers
+    if "</" in function or "<!--" in function:  # cannot happen: names are identifiers
         raise ValueError(f"unexpected markup in generated script for {kpi.id}")
     key = json.dumps(kpi.id).replace("<", "\\u003c")
     unit = json.dumps(kpi.unit).replace("<", "\\u003c")
     return (
         "(window.kpiCalculators = window.kpiCalculators || {})"
-        f"[{key}] = {{unit: {unit}, f: function (v) {{ return {expression}; }}}};"
+        f"[{key}] = {{unit: {unit}, f: {function}}};"
     )
 
 
 def runtime_script() -> str:
-    """The helpers generated code calls (division by zero gives no value, as in the engine)."""
+    """The helpers generated code calls: the engines' rule for missing values in JavaScript
+    (see ``formula.render.JS_RUNTIME``)."""
     return JS_RUNTIME + "\n"

@@ -24,13 +24,14 @@ from typing import Any
 from markupsafe import Markup
 
 from ..errors import DefinitionError, Diagnostic
-from ..formula import FUNCTIONS, OPERATORS, parse
+from ..formula import FUNCTIONS, MISSING_VALUES, OPERATORS, parse
 from ..formula.mathml import to_mathml
 from ..history import HistoryEntry, file_histories
 from ..model import ATTRIBUTE_TITLES, KPI, BusinessFunction
 from ..registry import Registry, bundled_dir
 from . import listing
 from .calculator import calculator_for, runtime_script
+from .drivers import figure_context
 from .examples import example_views
 from .graph import Component, components
 from .links import Links
@@ -484,9 +485,14 @@ class SiteGenerator:
                 for kind, k in neighbours
             ],
         )
+        drivers = figure_context(
+            reg, kpi, lambda k: self.links.url(source, kpi_path(k)) if k in reg else None
+        )
         self.write(
             source,
             "kpi.md.j2",
+            driver_tree=Markup(drivers["driver_tree"]),
+            last_change=drivers["last_change"],
             kpi=kpi,
             d=kpi.data,
             examples=examples,
@@ -619,6 +625,7 @@ class SiteGenerator:
             "formula_language.md.j2",
             groups=groups,
             operators=OPERATORS,
+            missing_values=MISSING_VALUES,
         )
         from ..schema import kpi_schema
 

@@ -63,12 +63,17 @@ def add_commands(sub: Any) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from ..cli import check_column_keys, parse_columns, registry_from_args
-    from ..errors import KPIError
+    from ..errors import KPIError, TableNameError
     from ..registry import _request
     from .compiler import compile_many
+    from .sqlbuild import table_name
 
-    if any(not part.strip() for part in args.table.split(".")):
-        raise KPIError(f"--table {args.table!r}: a table name, or schema.table, with no empty part")
+    try:
+        table_name(args.table)  # refused before the definitions are read
+    except TableNameError as e:
+        raise KPIError(
+            f"--table {e.table!r} is not a table name: {e.reason}; {TableNameError.EXAMPLE}"
+        ) from None
     reg = registry_from_args(args)
     ids = [reg.resolve(i) for i in args.ids]  # ids or aliases
     columns = parse_columns(args.column)

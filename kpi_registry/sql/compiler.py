@@ -76,6 +76,8 @@ from .spec import (
 NUMBER, CONDITION = "number", "condition"
 _COMPARE = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
+# functions a constant formula may call: they read no data
+_CONSTANT = {"months_in_period", "if", "abs", "greatest", "least", "coalesce"}
 
 # Internal column names; user names that collide with them are renamed inside the query.
 ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
@@ -145,9 +147,7 @@ def compile_tree(
         if kpi_id not in kpis:
             raise UnknownKPIError(kpi_id, kpis)
     if isinstance(table, str):
-        if not table.strip():
-            raise DataError("give the table to read, e.g. --table analytics.mrr")
-        source: exp.Expression = exp.to_table(table)
+        source: exp.Expression = b.table_name(table)
     else:
         source = table
     if isinstance(order, str):
@@ -170,6 +170,10 @@ class _Value:
     const: bool = False
     double: bool = True  # False only for integer literals (PostgreSQL divides integers)
     number: float | None = None  # the value of a literal number
+    # Within a formula numbers are doubles: an overflow is +-infinity, and infinity less
+    # infinity (or times 0) is NaN, which SQL keeps apart from NULL. Where either may occur:
+    inf: bool = False
+    nan: bool = False
 
 
 class _Names:
@@ -259,6 +263,8 @@ class _Compiler:
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
         self._order_names: dict[str, str] = {}  # order_by data column -> its SQL name
+        # row-level columns holding a value that SQL reads more than once (see _once)
+        self.row_bound: set[str] = set()
 
     # -- request ----------------------------------------------------------------------------
     def _check_request(self) -> None:
@@ -326,7 +332,7 @@ class _Compiler:
         name = self.names.claim(kpi_id)
         level = value.level + 1
         self.periods.add(level, name, value.sql)
-        return _Value(b.col(name), level, NUMBER, value.nullable)
+        return _Value(b.col(name), level, NUMBER, value.nullable, inf=value.inf, nan=value.nan)
 
     def _supplied(self, kpi_id: str, column: str) -> _Value:
         """A KPI given as a column of the data: one value per period and group.
@@ -453,12 +459,29 @@ class _Compiler:
 
     def _period(self, node: Node) -> _Value:
         if isinstance(node, Name):
-            return self.kpi(node.name)
+            return self._kpi_reference(self.kpi(node.name))
         if isinstance(node, Call) and node.func in AGGREGATES:
             return self._aggregate(node)
         if isinstance(node, Call) and node.func == "previous":
             return self._previous(self.period(node.args[0]), self.periods, node.args[0], row=False)
         return self._scalar(node, self.period)
+
+    def _kpi_reference(self, value: _Value) -> _Value:
+        """A KPI as another formula reads it: missing where it is not a finite number, as
+        the pandas engine stores every KPI's value (1 / x is missing, not 0, where x
+        overflowed)."""
+        if not (value.inf or value.nan):
+            return value
+        guarded = b.case((b.finite(value.sql, self.dialect), value.sql.copy()))
+        return _Value(guarded, value.level, NUMBER, True, value.const, value.double)
+
+    def _known(self, value: _Value) -> _Value:
+        """The value with NaN as NULL, for what tells them apart: comparisons, coalesce(),
+        greatest(), least(), aggregates and ^ (NaN ^ 0 is 1, NULL ^ 0 is NULL)."""
+        if not value.nan:
+            return value
+        sql = b.not_nan(value.sql, self.dialect)
+        return _Value(sql, value.level, value.kind, True, value.const, value.double, inf=value.inf)
 
     def _require_period(self, func: str) -> None:
         if self.req.period is None:
@@ -487,7 +510,15 @@ class _Compiler:
         if row:
             self.row_previous[name] = (arg, value)
         nullable = True if value.kind == NUMBER else value.nullable
-        return _Value(b.col(name), level, value.kind, nullable, double=value.double)
+        return _Value(
+            b.col(name),
+            level,
+            value.kind,
+            nullable,
+            double=value.double,
+            inf=value.inf,
+            nan=value.nan,
+        )
 
     def _ever_before(self, node: Node, cond: _Value) -> _Value:
         self._require_period("ever_before")
@@ -517,6 +548,12 @@ class _Compiler:
                 f"ever_before({to_text(node)}) at a coarser grain: a condition that uses "
                 f"{looks_back[0]}() does not compile to SQL; evaluate at the data's own grain or "
                 "with the pandas engine"
+            )
+        if self._reads_bound(cond.sql):
+            raise SQLCompileError(
+                f"ever_before({to_text(node)}) at a coarser grain: a condition that raises a "
+                "computed value to a power (^) does not compile to SQL; evaluate at the data's "
+                "own grain or with the pandas engine"
             )
         if holds_in_empty_cell(node, self._fills()) is not False:
             raise SQLCompileError(
@@ -550,9 +587,14 @@ class _Compiler:
             v = recurse(node.operand)
             if node.op == "not":
                 return _Value(b.not_(_cond(v)), v.level, CONDITION, False, v.const)
-            return _Value(b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double)
+            return _Value(
+                b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double, inf=v.inf, nan=v.nan
+            )
         if isinstance(node, Binary):
-            return self._binary(node.op, recurse(node.left), recurse(node.right))
+            row = recurse == self.row
+            if node.op == "^" and _constant(node):
+                return self._constant_power(node)
+            return self._binary(node.op, recurse(node.left), recurse(node.right), row)
         if isinstance(node, Call) and node.func == "months_in_period":
             months = pandas_periods.months_in(self.grain)
             return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
@@ -566,50 +608,109 @@ class _Compiler:
             args = [recurse(a) for a in node.args]
             level = max(a.level for a in args)
             const = all(a.const for a in args)
+            inf = any(a.inf for a in args)
             if node.func == "if":
                 cond, then, other = args
                 sql = b.case((cond.sql, then.sql), default=other.sql)
-                return _Value(sql, level, NUMBER, then.nullable or other.nullable, const)
+                nullable = then.nullable or other.nullable
+                return _Value(
+                    sql, level, NUMBER, nullable, const, inf=inf, nan=then.nan or other.nan
+                )
             if node.func == "abs":
                 (x,) = args
-                return _Value(exp.Abs(this=x.sql), level, NUMBER, x.nullable, const, x.double)
+                sql = exp.Abs(this=x.sql)
+                return _Value(sql, level, NUMBER, x.nullable, const, x.double, inf=inf, nan=x.nan)
+            args = [self._known(a) for a in args]
             nullable = all(a.nullable for a in args)
             if node.func in ("greatest", "least"):
+                if b.extreme_repeats(self.dialect) and any(a.nullable for a in args):
+                    row = recurse == self.row  # each argument is read again for the others
+                    args = [self._once(a, row) for a in args]
+                    level = max(a.level for a in args)
                 sql = b.extreme(
                     node.func, [a.sql for a in args], [a.nullable for a in args], self.dialect
                 )
-                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+                double = any(a.double for a in args)
+                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
             if node.func == "coalesce":
                 sql = b.coalesce(*[a.sql for a in args])
-                return _Value(sql, level, NUMBER, nullable, const, any(a.double for a in args))
+                double = any(a.double for a in args)
+                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
         raise KPIError(f"cannot compile {node!r} to SQL")  # pragma: no cover
 
-    def _binary(self, op: str, left: _Value, right: _Value) -> _Value:
+    def _binary(self, op: str, left: _Value, right: _Value, row: bool = False) -> _Value:
         level = max(left.level, right.level)
         const = left.const and right.const
         nullable = left.nullable or right.nullable
+        # an infinite operand can make NaN (inf - inf, 0 * inf, inf / inf)
+        nan = left.inf or right.inf or left.nan or right.nan
         if op in _ARITH:
             sql = b.binary(_ARITH[op], left.sql, right.sql)
-            return _Value(sql, level, NUMBER, nullable, const, left.double or right.double)
+            double = left.double or right.double
+            inf = op == "*" or left.inf or right.inf  # sums of finite inputs are taken as finite
+            return _Value(sql, level, NUMBER, nullable, const, double, inf=inf, nan=nan)
         if op == "/":
             numerator = left.sql if (left.double or right.double) else b.double(left.sql)
             divisor = right.sql
             if right.number is None or right.number == 0:  # x / 0 is missing, as in pandas
                 divisor = exp.Nullif(this=divisor, expression=b.num(0))
             sql = b.binary(exp.Div, numerator, divisor)
-            return _Value(sql, level, NUMBER, True, const)
-        if op == "^":
-            return _Value(self._power(left, right), level, NUMBER, True, const)
+            return _Value(sql, level, NUMBER, True, const, inf=True, nan=nan)
+        if op == "^":  # POWER's guards read each operand several times: compute them once
+            left = self._once(self._known(left), row)
+            right = self._once(self._known(right), row)
+            level = max(left.level, right.level)
+            return _Value(self._power(left, right), level, NUMBER, True, const, inf=True)
         if op in _COMPARE:
+            left, right = self._known(left), self._known(right)
             return _Value(
                 b.binary(_COMPARE[op], left.sql, right.sql), level, CONDITION, nullable, const
             )
         cls = exp.And if op == "and" else exp.Or
         return _Value(b.binary(cls, left.sql, right.sql), level, CONDITION, nullable, const)
 
+    def _once(self, value: _Value, row: bool) -> _Value:
+        """The value as a column of its own when its SQL is more than a column or a literal,
+        so that SQL reading it several times (POWER's guards, greatest() in BigQuery) grows
+        with the formula, not exponentially with its nesting.
+
+        A row-level column goes to the second window layer at the earliest: the sparse
+        layout computes the first layer on the rows with data only (see _sparse_rows)."""
+        if value.const or _simple(value.sql):
+            return value
+        name = self.names.claim("value")
+        if row:
+            level = max(value.level, 1) + 1
+            self.rows.add(level, name, value.sql)
+            self.row_bound.add(name)
+        else:
+            level = value.level + 1
+            self.periods.add(level, name, value.sql)
+        return _Value(
+            b.col(name),
+            level,
+            value.kind,
+            value.nullable,
+            double=value.double,
+            inf=value.inf,
+            nan=value.nan,
+        )
+
+    def _reads_bound(self, sql: exp.Expression) -> bool:
+        """Does the row-level SQL read a column made by :meth:`_once`?"""
+        return any(c.name in self.row_bound for c in sql.find_all(exp.Column))
+
+    def _constant_power(self, node: Binary) -> _Value:
+        """A power of constants, computed here as the pandas engine computes it."""
+        value = _constant_value(node, pandas_periods.months_in(self.grain))
+        known = value if math.isfinite(value) else None
+        missing = math.isnan(value)
+        return _Value(_literal(value), 0, NUMBER, missing, True, True, known, math.isinf(value))
+
     def _power(self, base: _Value, exponent: _Value) -> exp.Expression:
-        """POWER as numpy computes it: a negative base with a fractional exponent is missing,
-        zero to a negative power is infinite (PostgreSQL would raise an error for both)."""
+        """POWER with the formula language's rule: a negative base with a fractional
+        exponent is missing, and so is zero to a negative power (1 / 0 in disguise);
+        PostgreSQL would raise an error for both."""
         power = exp.Pow(this=base.sql, expression=exponent.sql)
         whens = []
         e = exponent.sql
@@ -619,8 +720,10 @@ class _Compiler:
             frac = b.binary(exp.NEQ, e, exp.Floor(this=e))
             whens.append((b.and_(b.binary(exp.LT, base.sql, b.num(0)), frac), exp.Null()))
         if not known or value < 0:
-            zero = b.and_(b.eq(base.sql, b.num(0)), b.binary(exp.LT, e, b.num(0)))
-            whens.append((zero, b.infinity()))
+            zero = b.eq(base.sql, b.num(0))
+            if not known:
+                zero = b.and_(zero, b.binary(exp.LT, e, b.num(0)))
+            whens.append((zero, exp.Null()))
         return b.case(*whens, default=power) if whens else power
 
     # -- aggregates ---------------------------------------------------------------------------
@@ -630,7 +733,7 @@ class _Compiler:
         func = node.func
         if (func, self.dialect) in UNSUPPORTED:
             raise unsupported(func, self.dialect, self.in_progress[-1] if self.in_progress else "?")
-        x = self.row(node.args[0])
+        x = self._known(self.row(node.args[0]))
         value = x.sql
         if len(node.args) > 1:
             value = b.case((self.row(node.args[1]).sql, value))
@@ -656,6 +759,8 @@ class _Compiler:
         kpi = self.in_progress[-1] if self.in_progress else "?"
         self.aggregates.append(_Aggregate(name, sql, fill, depth, node, kpi))
         result = _Value(b.col(name), 0, NUMBER, nullable=fill is None or depth > 0)
+        if func not in ("count", "count_distinct"):  # a sum of inf and -inf is NaN
+            result.inf = result.nan = x.inf
         self.agg_cache[node] = result
         return result
 
@@ -777,6 +882,10 @@ class _Compiler:
             [cond for cond, _ in self.row_ever_before.values()],
             self._fills(),
         )
+        if chosen.kind == SPARSE and any(
+            self._reads_bound(value.sql) for _, value in self.row_previous.values()
+        ):  # the sparse layout rewrites previous() in the first window layer only
+            chosen = Layout(DENSE, "previous() of a value computed in a column of its own (^)")
         if wanted == SPARSE and chosen.kind != SPARSE:
             raise SQLCompileError(
                 f"layout='sparse' would not give the dense grid's numbers: {chosen.reason}"
@@ -1383,6 +1492,40 @@ def _literal(value) -> exp.Expression:
     return b.num(number)
 
 
+def _simple(e: exp.Expression) -> bool:
+    """A column, a literal or NULL (possibly negated or cast): cheap to write twice."""
+    while isinstance(e, exp.Neg | exp.Paren | exp.Cast):
+        e = e.this
+    return isinstance(e, exp.Column | exp.Literal | exp.Null | exp.Boolean)
+
+
+def _constant(node: Node) -> bool:
+    """Is the formula made of numbers and months_in_period() only?"""
+    return all(
+        isinstance(n, Number | Binary | Unary) or (isinstance(n, Call) and n.func in _CONSTANT)
+        for n in node.walk()
+    )
+
+
+def _constant_value(node: Node, months: float) -> float:
+    """A constant formula's value, by the pandas engine's own operators."""
+    from ..evaluation import _SCALAR_FUNCS, _binary
+
+    def value(n: Node):
+        if isinstance(n, Number):
+            return np.float64(n.value)
+        if isinstance(n, Unary):
+            x = value(n.operand)
+            return np.logical_not(x) if n.op == "not" else np.negative(x)
+        if isinstance(n, Binary):
+            return _binary(n.op, value(n.left), value(n.right))
+        if isinstance(n, Call) and n.func == "months_in_period":
+            return np.float64(months)
+        return _SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
+
+    return float(value(node))
+
+
 def _minus_first(p: exp.Expression) -> exp.Expression:
     return b.binary(exp.Sub, p, b.window(exp.Min(this=p.copy()), []))
 
@@ -1392,7 +1535,7 @@ def _is_col(e: exp.Expression, name: str) -> bool:
 
 
 def _extend(relation: str, columns: list[tuple[str, exp.Expression]]) -> exp.Select:
-    return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation)
+    return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation, copy=False)
 
 
 def _hint(node: Node) -> str:

@@ -264,7 +264,7 @@ class _Input:
 
     @classmethod
     def _table(cls, con: Any, name: str) -> _Input:
-        table = exp.to_table(name)
+        table = b.table_name(name)
         probe = exp.select(exp.Star()).from_(table.copy()).limit(0)
         columns = list(con.execute(probe.sql("duckdb")).fetch_df().columns)
         kind = con.execute(

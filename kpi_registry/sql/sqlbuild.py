@@ -27,11 +27,64 @@ _RESERVED = frozenset(
     when where window with""".split()
 )
 _SAFE = re.compile(r"^[a-z_][a-z0-9_]*$")
+_SAFE_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # unquoted, so folded as SQL folds it
 
 
 def ident(name: str) -> exp.Identifier:
     """An identifier, quoted only when it has to be (mixed case, spaces, reserved words)."""
     return exp.Identifier(this=name, quoted=not _SAFE.match(name) or name in _RESERVED)
+
+
+_TABLE_PART = re.compile(r'"((?:[^"]|"")*)"|`((?:[^`]|``)*)`|([A-Za-z_][A-Za-z0-9_$-]*)')
+
+
+def table_name(text: str) -> exp.Table:
+    """The table a query reads, from ``[catalog.][schema.]table``: each part a plain name
+    (letters, digits, ``_``, ``$``, ``-``) or one in double quotes or backticks (a quote
+    inside doubled). Anything else is refused, so that the text can only ever name a table:
+    ``read_csv('/etc/passwd')`` or ``(SELECT ...)`` put into the query would run there."""
+    from ..errors import DataError, TableNameError
+
+    def refuse(why: str) -> TableNameError:
+        return TableNameError(text, why)
+
+    if not text.strip():
+        raise DataError("give the table to read, e.g. --table analytics.mrr")
+    parts: list[exp.Identifier] = []
+    pos, text_end = len(text) - len(text.lstrip()), len(text.rstrip())
+    while True:
+        if pos < text_end and text[pos] in '"`':
+            closing = text.find(text[pos], pos + 1)
+            while 0 <= closing < text_end - 1 and text[closing + 1] == text[pos]:
+                closing = text.find(text[pos], closing + 2)  # a doubled quote is one quote
+            if closing < 0 or closing >= text_end:
+                raise refuse(f"the quote at character {pos + 1} is never closed")
+        match = _TABLE_PART.match(text, pos, text_end)
+        if match is None:
+            found = repr(text[pos]) if pos < text_end else "nothing"
+            raise refuse(f"expected a name at character {pos + 1}, found {found}")
+        quoted, backticked, plain = match.groups()
+        if plain is not None:
+            keep = bool(_SAFE_TABLE.match(plain)) and plain.lower() not in _RESERVED
+            parts.append(exp.Identifier(this=plain, quoted=not keep))
+        else:
+            if quoted is not None:
+                name = quoted.replace('""', '"')
+            else:
+                name = backticked.replace("``", "`")
+            if not name:
+                raise refuse("a quoted name is empty")
+            parts.append(exp.Identifier(this=name, quoted=True))
+        pos = match.end()
+        if pos == text_end:
+            break
+        if text[pos] != ".":
+            raise refuse(f"unexpected {text[pos]!r} at character {pos + 1}")
+        pos += 1
+    if len(parts) > 3:
+        raise refuse(f"{len(parts)} dotted parts, at most 3 (catalog.schema.table)")
+    parts = [None] * (3 - len(parts)) + parts
+    return exp.Table(this=parts[2], db=parts[1], catalog=parts[0])
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
@@ -112,12 +165,19 @@ def and_(*parts: exp.Expression) -> exp.Expression:
 
 
 def case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None):
-    node = exp.Case()
-    for cond, value in whens:
-        node = node.when(cond, value)
-    if default is not None:
-        node = node.else_(default)
-    return node
+    """CASE WHEN ... END, built directly: sqlglot's when()/else_() builders copy the whole
+    CASE at every step, which made deep formulas slow to compile. An expression given twice
+    is copied, so that no node sits in two places of the tree."""
+    seen: set[int] = set()
+
+    def once(e: exp.Expression) -> exp.Expression:
+        if id(e) in seen or e.parent is not None:
+            return e.copy()
+        seen.add(id(e))
+        return e
+
+    ifs = [exp.If(this=once(cond), true=once(value)) for cond, value in whens]
+    return exp.Case(ifs=ifs, default=once(default) if default is not None else None)
 
 
 def coalesce(*args: exp.Expression) -> exp.Expression:
@@ -253,6 +313,11 @@ def median(value: exp.Expression, dialect: str) -> exp.Expression:
     return exp.Median(this=value)  # duckdb, snowflake; the others are refused in spec.py
 
 
+def extreme_repeats(dialect: str) -> bool:
+    """Does :func:`extreme` write each nullable argument more than once in this dialect?"""
+    return dialect in ("bigquery", "trino")
+
+
 def extreme(
     kind: str, args: list[exp.Expression], nullable: list[bool], dialect: str
 ) -> exp.Expression:
@@ -262,7 +327,7 @@ def extreme(
     in BigQuery and Trino a NULL argument makes the result NULL, so there each nullable
     argument falls back to the others."""
     cls = exp.Greatest if kind == "greatest" else exp.Least
-    if dialect in ("bigquery", "trino") and any(nullable):
+    if extreme_repeats(dialect) and any(nullable):
         args = [
             coalesce(a, *[b for j, b in enumerate(args) if j != i]) if nullable[i] else a
             for i, a in enumerate(args)
@@ -277,6 +342,14 @@ def finite(value: exp.Expression, dialect: str) -> exp.Expression:
         return exp.func("ISFINITE", value)
     infinity = cast(string("Infinity"), "DOUBLE")
     return binary(exp.LT, exp.Abs(this=value), infinity)
+
+
+def not_nan(value: exp.Expression, dialect: str) -> exp.Expression:
+    """The value with NaN as NULL (DuckDB and PostgreSQL read NaN = NaN as true), as the
+    pandas engine, where NaN is the missing value, sees it."""
+    if dialect in ("duckdb", "postgres"):
+        return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
+    return value
 
 
 def infinity() -> exp.Expression:

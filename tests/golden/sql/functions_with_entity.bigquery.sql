@@ -163,7 +163,9 @@ WITH source AS (
       THEN _first_plan
       ELSE MAX(_row_plan) OVER (PARTITION BY _entity, _run)
     END AS plan,
-    LAG(previous_revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_previous_revenue
+    LAG(previous_revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_previous_revenue,
+    revenue - 100 AS value,
+    seats_used / 100 AS value_2
   FROM rows_1
 ), aggregates AS (
   SELECT
@@ -189,20 +191,10 @@ WITH source AS (
     SUM(
       CASE
         WHEN revenue > 0
-        THEN CASE
-          WHEN revenue - 100 < 0 AND 0.5 <> FLOOR(0.5)
-          THEN NULL
-          ELSE POWER(revenue - 100, 0.5)
-        END
+        THEN CASE WHEN value < 0 AND 0.5 <> FLOOR(0.5) THEN NULL ELSE POWER(value, 0.5) END
       END
     ) AS discount_power_sum,
-    SUM(
-      CASE
-        WHEN discount = 0 AND -1 < 0
-        THEN CAST('Infinity' AS FLOAT64)
-        ELSE POWER(discount, -1)
-      END
-    ) AS discount_power_sum_2,
+    SUM(CASE WHEN discount = 0 THEN NULL ELSE POWER(discount, -1) END) AS discount_power_sum_2,
     SUM(POWER(revenue, 2)) AS discount_power_sum_3,
     CAST(COUNT(CASE WHEN revenue = 0 AND ever_before THEN revenue END) AS FLOAT64) AS lost_customers,
     AVG(discount) AS mean_discount_or_zero_mean,
@@ -221,11 +213,7 @@ WITH source AS (
     CAST(COUNT(DISTINCT CASE WHEN revenue > 0 THEN plan_price END) AS FLOAT64) AS price_points,
     AVG(LEAST(COALESCE(seats_used, 20), 20)) AS capped_usage_mean,
     SUM(
-      GREATEST(
-        COALESCE(discount, 0.1, seats_used / 100),
-        0.1,
-        COALESCE(seats_used / 100, discount, 0.1)
-      )
+      GREATEST(COALESCE(discount, 0.1, value_2), 0.1, COALESCE(value_2, discount, 0.1))
     ) AS capped_usage_sum
   FROM rows_2
   GROUP BY

@@ -160,7 +160,8 @@ WITH source AS (
     *,
     _carried_groups.region AS region,
     _carried_groups.plan AS plan,
-    LAG(previous_revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_previous_revenue
+    LAG(previous_revenue) OVER (PARTITION BY _entity ORDER BY _period) AS previous_previous_revenue,
+    revenue - 100 AS value
   FROM rows_1
 ), aggregates AS (
   SELECT
@@ -186,20 +187,10 @@ WITH source AS (
     SUM(
       CASE
         WHEN revenue > 0
-        THEN CASE
-          WHEN revenue - 100 < 0 AND 0.5 <> FLOOR(0.5)
-          THEN NULL
-          ELSE POWER(revenue - 100, 0.5)
-        END
+        THEN CASE WHEN value < 0 AND 0.5 <> FLOOR(0.5) THEN NULL ELSE POWER(value, 0.5) END
       END
     ) AS discount_power_sum,
-    SUM(
-      CASE
-        WHEN discount = 0 AND -1 < 0
-        THEN CAST('Infinity' AS DOUBLE)
-        ELSE POWER(discount, -1)
-      END
-    ) AS discount_power_sum_2,
+    SUM(CASE WHEN discount = 0 THEN NULL ELSE POWER(discount, -1) END) AS discount_power_sum_2,
     SUM(POWER(revenue, 2)) AS discount_power_sum_3,
     CAST(COUNT(CASE WHEN revenue = 0 AND ever_before THEN revenue END) AS DOUBLE) AS lost_customers,
     AVG(discount) AS mean_discount_or_zero_mean,

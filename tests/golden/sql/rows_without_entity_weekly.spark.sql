@@ -88,12 +88,20 @@ WITH source AS (
 ), kpis_2 AS (
   SELECT
     *,
-    LAG(seat_utilization) OVER (PARTITION BY plan ORDER BY _period) AS previous_seat_utilization
+    LAG(
+      CASE
+        WHEN ABS(seat_utilization) < CAST('Infinity' AS DOUBLE)
+        THEN seat_utilization
+      END
+    ) OVER (PARTITION BY plan ORDER BY _period) AS previous_seat_utilization
   FROM kpis_1
 ), kpis_3 AS (
   SELECT
     *,
-    seat_utilization - previous_seat_utilization AS seat_utilization_change
+    CASE
+      WHEN ABS(seat_utilization) < CAST('Infinity' AS DOUBLE)
+      THEN seat_utilization
+    END - previous_seat_utilization AS seat_utilization_change
   FROM kpis_2
 )
 SELECT

@@ -1,0 +1,227 @@
+"""A KPI page's driver tree, with the waterfall of its worked example's last change beside it.
+
+One SVG, drawn at build time from the formula and the engine (``kpi_registry.attribution``), so
+it cannot drift from the definition. On the left the tree: the KPI, the KPIs and aggregates it
+is computed from, recursively (datapoints are named on their aggregate's row). On the right, when
+a worked example has two periods with a value, a horizontal waterfall aligned with the rows: the
+KPI's own row is a bar from its start to its end value, and every driver's row is a bar of its
+exact share, floating where its siblings before it left off, so the bars of a node's children
+span exactly the node's own bar. One picture instead of two keeps a KPI page within its budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import pandas as pd
+
+from ..attribution import Driver, ExplainError, explain, reading
+from ..errors import KPIError
+from ..evaluation import evaluate_many
+from ..model import KPI
+from ..validation import example_data, example_request
+from .charts import WIDTH, _cut
+from .numbers import format_value
+
+MAX_ROWS = 12  # a deeper or wider tree says how many rows are left out
+ROW = 22
+BARS = (372, WIDTH - 60)  # the x range of the waterfall
+
+
+@dataclass
+class Change:
+    """The attribution of a worked example's last change, for the picture and its caption."""
+
+    frame: pd.DataFrame
+    reading: str
+
+
+@dataclass
+class _Line:
+    depth: int
+    name: str
+    note: str
+    url: str | None
+    key: tuple[str, ...]
+
+
+def last_change(kpis: Mapping[str, KPI], kpi: KPI) -> Change | None:
+    """The last change in the first worked example with two periods where the KPI has a value
+    (over the whole example: a ``by`` is left out)."""
+    for example in kpi.examples:
+        request = example_request(example)
+        if request.period is None or not isinstance(example.get("data"), list):
+            continue
+        request = dataclasses.replace(request, by=[])
+        data = example_data(example)
+        try:
+            values = evaluate_many(kpis, [kpi.id], data, request)
+            periods = values[values[kpi.id].notna()][request.period].tolist()
+            if len(periods) < 2:
+                continue
+            frame = explain(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
+        except (ExplainError, KPIError):
+            continue
+        return Change(frame, reading(frame, kpi.name))
+    return None
+
+
+def _lines(tree: Driver, frame: pd.DataFrame | None, url_of) -> list[_Line]:
+    """The rows: tree nodes (datapoints folded into their parent's note), plus the revenue
+    bridge's movements where the attribution has them."""
+    movements: dict[tuple, list[str]] = {}
+    if frame is not None:
+        path: list[str] = []
+        for depth, driver, kind in zip(frame["depth"], frame["driver"], frame["kind"]):
+            del path[depth - 1 :]
+            path.append(driver)
+            if kind == "movement":
+                movements.setdefault(tuple(path[:-1]), []).append(driver)
+    out: list[_Line] = []
+
+    def add(node: Driver, depth: int, key: tuple[str, ...]) -> None:
+        points = [c.name for c in node.children if c.kind == "datapoint"]
+        note = node.operation if node.kind != "aggregate" else ""
+        if points and (node.kind == "kpi" and node.operation.endswith("over rows")):
+            note = note.replace(" over rows", "") + " of " + ", ".join(points)
+        url = url_of(node.name) if node.kind == "kpi" and depth else None
+        out.append(_Line(depth, node.name, note, url, key))
+        for child in node.children:
+            if child.kind != "datapoint":
+                add(child, depth + 1, (*key, child.name))
+        for m in movements.get(key if key else (), []):
+            out.append(_Line(depth + 1, m, "", None, (*key, m)))
+
+    add(tree, 0, ())
+    if not tree.children or all(c.kind == "datapoint" for c in tree.children):
+        # a KPI that is one aggregate: its bridge hangs under its own row in the frame
+        leaf = frame[frame["depth"] == 1]["driver"].tolist()[:1] if frame is not None else []
+        for m in movements.get(tuple(leaf), []):
+            out.append(_Line(1, m, "", None, (*leaf, m)))
+    return out
+
+
+def _shares(frame: pd.DataFrame) -> dict[tuple[str, ...], float]:
+    path: list[str] = []
+    out: dict[tuple[str, ...], float] = {}
+    for depth, driver, c in zip(frame["depth"], frame["driver"], frame["contribution"]):
+        del path[depth - 1 :]
+        path.append(driver)
+        out[tuple(path)] = float(c)
+    return out
+
+
+def driver_figure(
+    tree: Driver, url_of: Callable[[str], str | None], change: Change | None, unit: str
+) -> str:
+    """The tree (and the waterfall, given a change) as one SVG."""
+    frame = change.frame if change is not None else None
+    lines = _lines(tree, frame, url_of)
+    shown, hidden = lines[:MAX_ROWS], max(0, len(lines) - MAX_ROWS)
+    height = ROW * (len(shown) + (1 if hidden else 0)) + 8
+    text_rows, tree_path, bars = [], [], []
+    last: dict[int, int] = {}
+    for i, line in enumerate(shown):
+        x, y = 8 + line.depth * 18, 16 + i * ROW
+        if line.depth:
+            p = last[line.depth - 1]
+            tree_path.append(f"M{x - 14} {16 + p * ROW + 5}V{y - 4}H{x - 3}")
+        last[line.depth] = i
+        label = escape(_cut(line.name.replace("_", " "), 46 - 2 * line.depth))
+        note = f'<tspan class="o"> {escape(line.note)}</tspan>' if line.note else ""
+        row = f'<text x="{x}" y="{y}">{label}{note}</text>'
+        text_rows.append(f'<a href="{escape(line.url)}">{row}</a>' if line.url else row)
+    if frame is not None:
+        bars = _waterfall(shown, frame, unit)
+    if hidden:
+        text_rows.append(
+            f'<text x="8" y="{16 + len(shown) * ROW}">+ {hidden} more rows (kpi show lists '
+            "the whole tree)</text>"
+        )
+    title = f"Driver tree of {tree.name}"
+    return (
+        f'<svg class="kpi-driver-tree" viewBox="0 0 {WIDTH} {height}" role="img">'
+        f"<title>{escape(title)}</title>"
+        f'<path class="dt-line" d="{"".join(tree_path)}"/>' + "".join(text_rows + bars) + "</svg>"
+    )
+
+
+def _waterfall(shown: list[_Line], frame: pd.DataFrame, unit: str) -> list[str]:
+    """Bars right of the rows: the KPI from start to end, each driver its share from where the
+    siblings before it ended."""
+    a = frame.attrs
+    shares = _shares(frame)
+    begin: dict[tuple[str, ...], float] = {(): a["start_value"]}
+    spans: list[tuple[int, float, float, str]] = []
+    cursor: dict[tuple[str, ...], float] = {}
+    for i, line in enumerate(shown):
+        if not line.key:
+            spans.append((i, a["start_value"], a["end_value"], "kc-s0"))
+            continue
+        parent = line.key[:-1]
+        share = shares.get(line.key)
+        if parent not in begin and len(parent) == 1:  # the bridge of a one-aggregate KPI
+            begin[parent] = a["start_value"]
+        if share is None or parent not in begin:
+            continue
+        lo = cursor.get(parent, begin[parent])
+        cursor[parent] = lo + share
+        begin[line.key] = lo
+        spans.append((i, lo, lo + share, "kc-s2" if share >= 0 else "kc-s3"))
+    ends = [v for _, lo, hi, _ in spans for v in (lo, hi) if math.isfinite(v)]
+    if not ends:
+        return []
+    lo_v, hi_v = min(ends), max(ends)
+    if hi_v == lo_v:
+        hi_v = lo_v + (abs(lo_v) or 1.0)
+
+    def x(v: float) -> float:
+        return BARS[0] + (v - lo_v) / (hi_v - lo_v) * (BARS[1] - BARS[0])
+
+    groups: dict[str, list[str]] = {}
+    labels = []
+    for i, v0, v1, kind in spans:
+        y = 16 + i * ROW - 12
+        left, right = sorted((x(v0), x(v1)))
+        groups.setdefault(kind, []).append(
+            f'<rect x="{left:.0f}" y="{y}" width="{max(1.0, right - left):.0f}" height="14"/>'
+        )
+        if kind == "kc-s0":
+            text = f"{_value(v0, unit)} \u2192 {_value(v1, unit)}"
+        else:
+            text = ("+" if v1 >= v0 else "\u2212") + _value(abs(v1 - v0), unit, share=True)
+        if right + 4 + 6.5 * len(text) <= WIDTH:
+            labels.append(f'<text x="{right + 4:.0f}" y="{y + 11}">{escape(text)}</text>')
+        else:  # no room on the right: the label ends where the bar starts
+            labels.append(f'<text class="l" x="{left - 4:.0f}" y="{y + 11}">{escape(text)}</text>')
+    bars = [f'<g class="{k}">' + "".join(rects) + "</g>" for k, rects in groups.items()]
+    return [*bars, '<g class="dt-v">' + "".join(labels) + "</g>"]
+
+
+def _between(frame: pd.DataFrame) -> str:
+    return f"from {frame.attrs['start']} to {frame.attrs['end']}"
+
+
+def _value(v: float, unit: str, share: bool = False) -> str:
+    if share and unit == "percent":
+        return f"{v:,.2f}"  # a change of a percentage is in points, not a percentage
+    return format_value(v, unit)
+
+
+def figure_context(reg: Any, kpi: KPI, url_of: Callable[[str], str | None]) -> dict[str, Any]:
+    """What the KPI page template needs: the SVG and the caption of the change, if any."""
+    if kpi.expression is None:
+        return {"driver_tree": "", "last_change": ""}
+    tree = reg.drivers(kpi.id)
+    if not tree.children:
+        return {"driver_tree": "", "last_change": ""}
+    change = last_change(reg.kpis, kpi)
+    return {
+        "driver_tree": driver_figure(tree, url_of, change, kpi.unit),
+        "last_change": _between(change.frame) if change else "",
+    }
