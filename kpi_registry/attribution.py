@@ -42,6 +42,7 @@ from .errors import DataError, KPIError
 from .evaluation import _BINARY, _SCALAR_FUNCS, Request, evaluate_many
 from .formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, parse, to_text
 from .model import KPI
+from .periods import CALENDAR_FUNCTIONS
 
 # --------------------------------------------------------------------------------------
 # Errors
@@ -159,7 +160,8 @@ def _period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
 
 def _is_leaf_call(node: Node) -> bool:
     return isinstance(node, Call) and (
-        node.func in AGGREGATES or node.func in ("previous", "months_in_period")
+        node.func in AGGREGATES
+        or node.func in ("previous", "months_in_period", *CALENDAR_FUNCTIONS)
     )
 
 
