@@ -166,8 +166,12 @@ def _is_leaf_call(node: Node) -> bool:
 
 
 def _is_constant(node: Node) -> bool:
-    """No data below: a number, or arithmetic on numbers and months_in_period()."""
-    return not any(isinstance(n, Name) for n in node.walk())
+    """No data below: a number, or arithmetic on numbers and months_in_period(). The days and
+    business days of a period change from one month to the next, so they are drivers."""
+    return not any(
+        isinstance(n, Name) or (isinstance(n, Call) and n.func in CALENDAR_FUNCTIONS)
+        for n in node.walk()
+    )
 
 
 def _terms(node: Node, sign: int) -> list[tuple[Node, int]]:
