@@ -8,7 +8,10 @@
 
 from .errors import DataError, DefinitionError, Diagnostic, FormulaError, KPIError, UnknownKPIError
 from .model import KPI, Datapoint
-from .registry import Registry, load
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .registry import Registry, load
 
 __all__ = [
     "KPI",
@@ -23,3 +26,13 @@ __all__ = [
     "load",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``Registry`` and ``load`` on first use: the registry brings pandas, which a command
+    that never evaluates (``kpi mcp`` answering its first request) should not wait for."""
+    if name in ("Registry", "load"):
+        from . import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
