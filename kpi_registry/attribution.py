@@ -42,6 +42,7 @@ from .errors import DataError, KPIError
 from .evaluation import _BINARY, _SCALAR_FUNCS, Request, evaluate_many
 from .formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, parse, to_text
 from .model import KPI
+from .periods import CALENDAR_FUNCTIONS
 
 # --------------------------------------------------------------------------------------
 # Errors
@@ -159,13 +160,18 @@ def _period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
 
 def _is_leaf_call(node: Node) -> bool:
     return isinstance(node, Call) and (
-        node.func in AGGREGATES or node.func in ("previous", "months_in_period")
+        node.func in AGGREGATES
+        or node.func in ("previous", "months_in_period", *CALENDAR_FUNCTIONS)
     )
 
 
 def _is_constant(node: Node) -> bool:
-    """No data below: a number, or arithmetic on numbers and months_in_period()."""
-    return not any(isinstance(n, Name) for n in node.walk())
+    """No data below: a number, or arithmetic on numbers and months_in_period(). The days and
+    business days of a period change from one month to the next, so they are drivers."""
+    return not any(
+        isinstance(n, Name) or (isinstance(n, Call) and n.func in CALENDAR_FUNCTIONS)
+        for n in node.walk()
+    )
 
 
 def _terms(node: Node, sign: int) -> list[tuple[Node, int]]:
