@@ -46,7 +46,7 @@ RECENT = 10
 #: Aliases shown (and searched) in a KPI's title: NRR, LTV, ARPA.
 ABBREVIATION = re.compile(r"[A-Z][A-Z0-9]{1,5}")
 #: A KPI page lists this many changes from its history (the newest); kpi diff shows the rest.
-MAX_HISTORY = 6
+MAX_HISTORY = 3
 #: Above this many KPIs a catalog table (a function's, or the whole library's) is left out and
 #: the page links its category listings instead: a page stays small whatever the library's size.
 CATALOG_LIMIT = 1500
@@ -64,7 +64,7 @@ class CatalogRow:
 
 #: On a KPI page, at most this many relations declared by other KPIs per list (with their
 #: reasons), and this many KPIs under "used in the formula of"; the rest are counted.
-MAX_REVERSE = 4
+MAX_REVERSE = 3
 MAX_USED_IN = 20
 #: Sections of a KPI page that go into the search index; the rest is marked
 #: data-search-exclude, which keeps the index small (see the issue's scale figures).

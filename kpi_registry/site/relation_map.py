@@ -15,7 +15,7 @@ WIDTH = 640
 BOX_W, BOX_H, ROW = 180, 30, 40
 #: Boxes drawn per side; "+ N more" counts the side's other neighbours (every one, as the
 #: Registry answers: the lists under the map show the same totals, some as "… and N more").
-PER_SIDE, PER_BOTTOM = 5, 3
+PER_SIDE, PER_BOTTOM = 4, 3
 
 KINDS = {
     # kind: (side, legend); colours and dashes come from the rm-<kind> classes in kpi.css
