@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .attribution import tree_text
 from .datafiles import _csv_line as csv_line
 from .datafiles import (
     check_inputs,
@@ -34,9 +33,7 @@ from .errors import (
     _or_list,
     did_you_mean,
 )
-from .evaluation import Request, check_request, shown_columns
 from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
-from .periods import AmbiguousDateError, DateFormatError
 from .registry import Registry, collect, load
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
@@ -325,6 +322,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(_bullets([f"{r['kpi']}: {r['why']}" for r in items]))
     if kpi.expression is not None and (tree := reg.drivers(kpi.id)).children:
         print("\nDriver tree\n-----------")
+        from .drivertree import tree_text
+
         print(tree_text(tree))
     for label, ids in (
         ("Uses in its formula", reg.dependencies(kpi.id)),
@@ -375,6 +374,8 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
             todo.extend(reg.dependencies(kpi_id))
     for key, column in columns.items():
         if key not in inputs:
+            from .evaluation import shown_columns
+
             datapoints = sorted(name for name in inputs if name not in reg)
             raise KPIError(
                 f"--column {key}={column}: {', '.join(ids)} read{'s' * (len(ids) == 1)} "
@@ -393,6 +394,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
     """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
+    from .periods import AmbiguousDateError, DateFormatError
+
     for kpi_id in args.ids:
         reg[kpi_id]
     columns = parse_columns(args.column)
@@ -607,6 +610,8 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     """The period, entity and group columns of one request name different columns (main()
     calls this for every command with these arguments, before the command runs): the
     engines' own rule (evaluation.check_request), worded as options by _CLI_WORDING."""
+    from .evaluation import Request, check_request
+
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 

@@ -12,12 +12,9 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import schema, targets, validation
-from .attribution import Driver, driver_tree, explain
 from .drafts import check_unfinished
 from .errors import (
     AmbiguousKPIError,
@@ -30,10 +27,15 @@ from .errors import (
     UnknownKPIError,
     did_you_mean,
 )
-from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
+
+if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not for browsing
+    import pandas as pd
+
+    from .drivertree import Driver
+    from .evaluation import Request
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -609,6 +611,10 @@ class Registry:
         Rows outside a datapoint's valid range, or contradicting each other (a deal won and
         lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
         lists them as a warning (``frame.attrs["warnings"]``)."""
+        import pandas as pd
+
+        from .evaluation import evaluate_many
+
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns, date_format)
         request.drop_invalid = drop_invalid
@@ -649,6 +655,8 @@ class Registry:
 
     def drivers(self, kpi_id: str) -> Driver:
         """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
+        from .drivertree import driver_tree
+
         return driver_tree(self.kpis, self.resolve(kpi_id))
 
     def explain(
@@ -668,6 +676,10 @@ class Registry:
     ) -> pd.DataFrame:
         """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
         gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
+        import pandas as pd
+
+        from .attribution import explain
+
         kpi_id = self.resolve(kpi_id)
         request = _request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
@@ -719,6 +731,8 @@ class Registry:
 
 
 def _request(period, entity, by, grain, columns, date_format=None) -> Request:
+    from .evaluation import Request, check_request
+
     request = Request(
         period=period,
         entity=entity,
