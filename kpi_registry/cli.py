@@ -11,7 +11,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .datafiles import _csv_line as csv_line
 from .datafiles import (
@@ -33,8 +33,10 @@ from .errors import (
     _or_list,
     did_you_mean,
 )
-from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
-from .registry import Registry, collect, load
+
+if TYPE_CHECKING:
+    from .model import KPI
+    from .registry import Registry
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -44,7 +46,9 @@ def registry_from_args(args: argparse.Namespace) -> Registry:
     Loaded once per command: main() reuses it to suggest KPIs for an unknown id."""
     reg = getattr(args, "registry", None)
     if reg is None:
-        reg = load(*getattr(args, "path", []) or [])
+        from .registry import load_cached
+
+        reg = load_cached(*getattr(args, "path", []) or [])
         args.registry = reg
     return reg
 
@@ -71,6 +75,8 @@ def _width() -> int:
 
 # -- validate -------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .registry import collect
+
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
     if args.against:
@@ -276,6 +282,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for label, value in facts:
         if value:
             print(f"{label + ':':<13}{value}")
+    from .model import ATTRIBUTE_TITLES, ATTRIBUTES
+
     for attr in ATTRIBUTES:
         if attr not in d:
             continue

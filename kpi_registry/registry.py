@@ -309,6 +309,87 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
 
 
+#: Overrides where loaded libraries are cached (default: the user's cache folder).
+CACHE_ENV = "KPI_REGISTRY_CACHE"
+
+
+def cache_dir() -> Path:
+    """The folder for cached libraries: $KPI_REGISTRY_CACHE, else the user's cache folder;
+    never inside the checkout, which must stay clean."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kpi-registry"
+
+
+def _library_key(paths: Sequence[str | Path], include_bundled: bool) -> str:
+    """What a loaded library depends on: the search path, the list of definition, taxonomy and
+    targets files with their contents (a file rewritten within the clock's granularity keeps
+    its modification time), and this package's source files by size and modification time (a
+    changed model or loader must not read an old pickle)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{os.environ.get(ENV_PATH, '')}\0{include_bundled}".encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        st = path.stat()
+        digest.update(f"\0{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for folder, _ in search_paths(paths, include_bundled):
+        home = folder if folder.is_dir() else folder.parent
+        try:
+            files = [home / TAXONOMY_FILE, home / targets.TARGETS_FILE, *definition_files(folder)]
+        except DefinitionError:
+            files = []
+        digest.update(f"\0folder {folder.resolve()}".encode())
+        for path in files:
+            digest.update(f"\0{path.resolve()}\0".encode())
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"\0missing")
+    return digest.hexdigest()
+
+
+def load_cached(*paths: str | Path, include_bundled: bool = True) -> Registry:
+    """``load`` for commands that only browse: a library loaded before from the very same files
+    is read back from a pickle in ``cache_dir()`` (about 7x faster than parsing and checking
+    240 definitions). Any change to a file, the file list or the code loads afresh; a cache
+    that cannot be read or written is ignored."""
+    import pickle
+
+    key = _library_key(paths, include_bundled)
+    cached = cache_dir() / f"library-{key[:32]}.pickle"
+    try:
+        with open(cached, "rb") as f:
+            reg = pickle.load(f)  # noqa: S301 - the user's own cache folder, keyed by content
+        if isinstance(reg, Registry):
+            return reg
+    except Exception:  # noqa: BLE001, S110 - missing, stale or unreadable: load afresh
+        pass
+    reg = load(*paths, include_bundled=include_bundled)
+    fresh = Registry(reg.kpis, reg.taxonomy, reg.functions, reg.targets)  # no lazy indexes
+    try:
+        _write_atomically(cached, pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
+    except (OSError, pickle.PicklingError, RecursionError):
+        pass
+    return reg
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Another process reading the cache meanwhile sees the old file or the new, never half."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
 _WORD = re.compile(r"[a-z0-9]+")
 
 
