@@ -395,9 +395,69 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
 def cmd_eval(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     result = _evaluate_args(reg, args, with_targets=args.targets)
-    _print_frame(result, args.format)
+    shown = _grain_heading(result, args.period, args.grain)
+    if args.format == "table":
+        period_col = next((c for c in (args.grain, args.period) if c in shown.columns), None)
+        _print_readable(shown, period_col, args.grain or "period", result.attrs)
+    else:
+        _print_frame(shown, args.format)
     _print_warnings(result)
     return EXIT_OK
+
+
+def _grain_heading(frame, period: str | None, grain: str | None):
+    """The result as `kpi eval` shows it: the period column headed by the grain asked for
+    ("quarter" for 2024Q2, not the data's "month"). Only the command line renames it: the API
+    frame keeps the caller's column name, which code downstream selects by."""
+    if not (period and grain) or grain == period or period not in frame.columns:
+        return frame
+    if grain in frame.columns:  # a group or KPI column of that name: keep both distinct
+        return frame
+    return frame.rename(columns={period: grain})
+
+
+def _print_readable(frame, period_col: str | None, grain: str, attrs: dict) -> None:
+    """A table for people: numbers with separators, a dash where a KPI has no value (as on the
+    site), partial periods marked, and how many cells are undefined."""
+    import math
+
+    if not len(frame):
+        print("(no rows)")
+        return
+    partial = {str(p) for p in attrs.get("partial_periods", [])}
+    cells: dict[str, list[str]] = {}
+    for col in frame.columns:
+        texts = []
+        for value in frame[col]:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                texts.append("-")
+            elif isinstance(value, float):
+                texts.append(f"{value:,.2f}")
+            else:
+                text = str(value)
+                if text in ("NaT", "<NA>", "nan"):
+                    text = "-"
+                if col == period_col and partial:
+                    text += " *" if str(value) in partial else "  "
+                texts.append(text)
+        cells[str(col)] = texts
+    numeric = {str(c) for c in frame.columns if frame[c].dtype.kind in "fiu"}
+    widths = {c: max(len(c), *(len(t) for t in texts)) for c, texts in cells.items()}
+
+    def cell(col: str, text: str) -> str:
+        return text.rjust(widths[col]) if col in numeric else text.ljust(widths[col])
+
+    print("  ".join(cell(c, c) for c in cells).rstrip())
+    for i in range(len(frame)):
+        print("  ".join(cell(c, cells[c][i]) for c in cells).rstrip())
+    if partial:
+        labels = ", ".join(sorted(partial))
+        print(f"* partial {grain}: the data covers only part of {labels}")
+    undefined = {k: n for k, n in attrs.get("undefined", {}).items() if n}
+    if undefined:
+        total = sum(undefined.values())
+        per_kpi = ", ".join(f"{k} {n}" for k, n in undefined.items())
+        print(f"- {total} undefined cell{'s' * (total != 1)} (no value): {per_kpi}")
 
 
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _library_cache(tmp_path_factory):
     """Commands cache loaded libraries (registry.load_cached): in a folder of this run, not in
