@@ -873,7 +873,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Modules that bring their own subcommands: each has ``add_commands(subparsers)`` and keeps
 #: heavy imports (mkdocs, duckdb, ruamel) inside the command functions.
-FEATURE_MODULES: tuple[str, ...] = ("site", "sql", "scaffold", "formatting", "export")
+FEATURE_MODULES: tuple[str, ...] = (
+    "site",
+    "sql",
+    "scaffold",
+    "formatting",
+    "export",
+    "mcp_server",
+)
 
 
 #: Python API wording in engine messages, as a command-line user writes it.
@@ -899,16 +906,20 @@ def cli_message(message: str) -> str:
     return message
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, registry: Registry | None = None) -> int:
+    """Run one command; ``registry`` (already loaded) spares a long-running caller such as
+    ``kpi mcp`` loading the library again for every command it runs."""
     try:
-        return _main(argv)
+        return _main(argv, registry)
     except KeyboardInterrupt:  # also while the feature modules are imported
         return 130
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, registry: Registry | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if registry is not None:
+        args.registry = registry
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -173,7 +173,10 @@ def test_export_json_command(tmp_path, capsys):
 # -- MetricFlow -----------------------------------------------------------------------------
 def to_semantic_interfaces(document: dict) -> str:
     """dbt's YAML -> the documents dbt-semantic-interfaces parses, as dbt-core does: each
-    semantic model and metric its own document, ref() resolved, plus a project config."""
+    semantic model and metric its own document, ref() resolved, plus a project config.
+    A document in the latest spec (``models:``) goes through latest_to_manifest first."""
+    if "models" in document:
+        return latest_to_manifest(document)
     docs = []
     for model in document["semantic_models"]:
         model = dict(model)
@@ -189,6 +192,77 @@ def to_semantic_interfaces(document: dict) -> str:
     }
     docs.append({"project_configuration": {"time_spine_table_configurations": [spine]}})
     return "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+_SPINE = {
+    "location": "analytics.metricflow_time_spine",
+    "column_name": "date_day",
+    "grain": "day",
+}
+
+
+def latest_to_manifest(document: dict) -> str:
+    """dbt's latest YAML spec -> the semantic-manifest objects dbt Core 1.12 builds from it,
+    in the YAML dbt-semantic-interfaces parses: a semantic model per model (entities and time
+    dimensions from its columns, no measures), each simple metric with its aggregation in
+    ``metric_aggregation_params`` (the folded measure), ratio and derived inputs under
+    ``type_params``. dbt-semantic-interfaces 0.10 has no parser for the model YAML itself (that
+    is dbt Core's), so this mapping is ours; what the validator then checks is the manifest."""
+    docs = []
+
+    def manifest_metric(metric: dict, model: str | None) -> dict:
+        out = {k: metric[k] for k in ("name", "label", "description", "type") if k in metric}
+        if metric["type"] == "simple":
+            assert model is not None, f"{metric['name']}: a simple metric outside a model"
+            agg = {"semantic_model": model, "agg": metric["agg"]}
+            if "non_additive_dimension" in metric:
+                agg["non_additive_dimension"] = metric["non_additive_dimension"]
+            out["type_params"] = {"expr": metric["expr"], "metric_aggregation_params": agg}
+        elif metric["type"] == "ratio":
+            out["type_params"] = {
+                "numerator": {"name": metric["numerator"]},
+                "denominator": {"name": metric["denominator"]},
+            }
+        else:
+            out["type_params"] = {"expr": metric["expr"], "metrics": metric["input_metrics"]}
+        assert not {"type_params", "measures"} & set(metric), "legacy keys in the latest spec"
+        return out
+
+    for model in document["models"]:
+        assert model["semantic_model"] == {"enabled": True}
+        entities, dimensions = [], []
+        for column in model["columns"]:
+            assert not {"entity", "dimension"} <= set(column), "a column is one or the other"
+            if "entity" in column:
+                entity = column["entity"]
+                entities.append(
+                    {"name": entity["name"], "type": entity["type"], "expr": column["name"]}
+                )
+            if "dimension" in column:
+                dimension = {"name": column["name"], "type": column["dimension"]["type"]}
+                if dimension["type"] == "time":
+                    dimension["type_params"] = {"time_granularity": column["granularity"]}
+                dimensions.append(dimension)
+        semantic_model = {
+            "name": model["name"],
+            "description": model["description"],
+            "node_relation": {"alias": model["name"], "schema_name": "analytics"},
+            "defaults": {"agg_time_dimension": model["agg_time_dimension"]},
+            "primary_entity": model["primary_entity"],
+            "entities": entities,
+            "dimensions": dimensions,
+            "measures": [],
+        }
+        docs.append({"semantic_model": semantic_model})
+        docs += [{"metric": manifest_metric(m, model["name"])} for m in model["metrics"]]
+    docs += [{"metric": manifest_metric(m, None)} for m in document.get("metrics", [])]
+    docs.append({"project_configuration": {"time_spine_table_configurations": [_SPINE]}})
+    return "\n---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def latest_metrics(document: dict) -> list[dict]:
+    """Every metric of a latest-spec document: on its model or at the top level."""
+    return [*document.get("metrics", []), *(m for x in document["models"] for m in x["metrics"])]
 
 
 def dsi_issues(yaml_text: str) -> list[str]:
@@ -211,9 +285,10 @@ def dsi_issues(yaml_text: str) -> list[str]:
     return issues + [f"{type(i).__name__}: {i.message}" for i in result.all_issues]
 
 
-def test_metricflow_output_passes_dbt_semantic_interfaces(library):
+@pytest.mark.parametrize("spec", ["latest", "legacy"])
+def test_metricflow_output_passes_dbt_semantic_interfaces(library, spec):
     export = metricflow(library)
-    assert dsi_issues(export.to_yaml()) == []
+    assert dsi_issues(export.to_yaml(spec)) == []
     assert sorted(export.exported) == [
         "annual_revenue",
         "average_score",
@@ -233,6 +308,45 @@ def test_the_validator_catches_a_broken_export(library):
     growth = next(m for m in document["metrics"] if m["name"] == "revenue_growth")
     growth["type_params"]["metrics"][0]["name"] = "no_such_metric"
     assert any("no_such_metric" in issue for issue in dsi_issues(yaml.safe_dump(document)))
+    # The latest spec, likewise: an input that does not exist, and a simple metric whose
+    # column is not a time dimension of its model.
+    latest = yaml.safe_load(metricflow(library).to_yaml("latest"))
+    derived = next(m for m in latest_metrics(latest) if m["name"] == "revenue_growth")
+    derived["input_metrics"][0]["name"] = "no_such_metric"
+    assert any("no_such_metric" in issue for issue in dsi_issues(yaml.safe_dump(latest)))
+    latest = yaml.safe_load(metricflow(library).to_yaml("latest"))
+    latest["models"][0]["agg_time_dimension"] = "no_such_time"
+    assert any("no_such_time" in issue for issue in dsi_issues(yaml.safe_dump(latest)))
+
+
+def test_latest_spec_folds_measures_into_simple_metrics(library):
+    """dbt's latest spec: models under `models:` with `semantic_model` enabled, entity and
+    time dimension on columns, measures gone (each a simple metric with agg and expr), ratio
+    and derived parameters as top-level keys; the legacy spec keeps measures and type_params."""
+    export = metricflow(library)
+    latest = yaml.safe_load(export.to_yaml("latest"))
+    legacy = yaml.safe_load(export.to_yaml("legacy"))
+    assert "semantic_models" not in latest and "semantic_models" in legacy
+    assert "type_params" not in yaml.safe_dump(latest) and "measures:" not in yaml.safe_dump(latest)
+    (model,) = [m for m in latest["models"] if m["name"] == "customer_inputs"]
+    assert model["semantic_model"] == {"enabled": True}
+    assert model["agg_time_dimension"] == "period"
+    period = next(c for c in model["columns"] if c["name"] == "period")
+    assert period["dimension"] == {"type": "time"} and period["granularity"] == "month"
+    simple = {m["name"]: m for m in model["metrics"]}
+    assert simple["total_revenue"]["agg"] == "sum" and simple["total_revenue"]["expr"] == "revenue"
+    assert simple["total_revenue"]["non_additive_dimension"]["name"] == "period"  # a stock
+    top = {
+        m["name"]: m
+        for m in latest.get("metrics", []) + [m for x in latest["models"] for m in x["metrics"]]
+    }
+    legacy_metrics = {m["name"]: m for m in legacy["metrics"]}
+    assert set(top) == set(legacy_metrics)  # the same metrics, written the other way
+    growth = top["revenue_growth"]
+    assert growth["type"] == "derived"
+    assert growth["input_metrics"] == legacy_metrics["revenue_growth"]["type_params"]["metrics"]
+    ratio = top["revenue_per_account"]
+    assert (ratio["numerator"], ratio["denominator"]) == ("total_revenue", "paying_accounts")
 
 
 def test_metric_types_offsets_and_reasons(library):
@@ -357,14 +471,27 @@ def test_bundled_library_exports_valid_metricflow(tmp_path, capsys):
     out = tmp_path / "kpi_metrics.yml"
     code, _, err = run(capsys, "export", "--format", "metricflow", "--out", str(out))
     assert code == 0 and "KPIs exported as MetricFlow metrics" in err
+    latest = out.read_text()
+    assert latest.startswith("# Generated by `kpi export --format metricflow`")
+    assert "latest metrics spec" in latest.splitlines()[0]
+    assert "# Not exported (no exact MetricFlow equivalent):" in latest
+    assert dsi_issues(latest) == []
+    flag = ["--metricflow-spec", "legacy"]
+    code, _, err = run(capsys, "export", "--format", "metricflow", "--out", str(out), *flag)
+    assert code == 0
     text = out.read_text()
-    assert text.startswith("# Generated by `kpi export --format metricflow`")
-    assert "# Not exported (no exact MetricFlow equivalent):" in text
+    assert "legacy metrics spec" in text.splitlines()[0]
     assert dsi_issues(text) == []
     document = yaml.safe_load(text)
     names = {m["name"] for m in document["metrics"]}
     assert "monthly_recurring_revenue" in names and "expansion_revenue" not in names
     assert all(valid_name(n) for n in names)
+    in_latest = yaml.safe_load(latest)
+    latest_names = {m["name"] for m in in_latest.get("metrics", [])}
+    latest_names |= {m["name"] for model in in_latest["models"] for m in model["metrics"]}
+    assert latest_names == names
+    code, _, err = run(capsys, "export", "--format", "json", *flag)
+    assert code == 1 and "--metricflow-spec" in err
 
 
 def test_nothing_to_export_is_an_error(tmp_path, capsys):

@@ -118,7 +118,17 @@ def _texts(value):
         yield value
     elif isinstance(value, dict):
         for k, v in value.items():
-            if k not in ("data", "expected", "expression", "parameters"):
+            # a benchmark's source and coverage (stage, industry) are citations and labels, not
+            # prose: two KPIs may cite the same survey of the same companies
+            if k not in (
+                "data",
+                "expected",
+                "expression",
+                "parameters",
+                "source",
+                "stage",
+                "industry",
+            ):
                 yield from _texts(v)
     elif isinstance(value, list):
         for v in value:

@@ -477,6 +477,35 @@ def test_worked_example_shows_engine_results_steps_and_a_chart():
     assert "109.00%" in nrr  # the scalar example's result
 
 
+def test_benchmarks_table_links_its_source_and_the_chart_shades_the_range():
+    site, _ = fixture_site()
+    html = read(site, "kpi/expansion_revenue/")
+    table = html[html.index('id="benchmarks"') : html.index('id="source"')]
+    assert "<td>Fixture peers</td>" in table and "100.00 to 200.00" in table
+    # each row points to its source, listed once below with its publisher, linked title and year
+    assert re.search(r'<td>Fixture peers</td>.*<td><a href="#bench-1">\[1\]</a></td></tr>', table)
+    assert "<td>n = 1,500. Annual.</td>" in table
+    for n, publisher, url, title, year in [
+        (1, "Fixture Council", "https://example.org/survey", "Fixture survey", 2024),
+        (2, "Other Council", "https://example.org/other", "Other study", 2023),
+    ]:
+        assert (
+            f'<li id="bench-{n}">{publisher}, <a href="{url}" rel="noopener nofollow">'
+            f"{title}</a> ({year})</li>"
+        ) in table
+    example = html[html.index('id="worked-example"') : html.index('id="business-insights"')]
+    # the range is a band and the single value a line, both labelled, on the example's chart
+    assert re.search(r'<g class="kc-bench"><rect [^>]*/><path d="M[^"]+"/></g>', example)
+    assert re.search(
+        r'<g class="kc-blabel"><text [^>]*>Fixture peers</text><text [^>]*>Fixture median</text>',
+        example,
+    )
+    assert 'href="#benchmarks"' in example
+    # a KPI without benchmarks draws none
+    nrr = read(site, "kpi/net_revenue_retention/")
+    assert "kc-bench" not in nrr and 'id="benchmarks"' not in nrr
+
+
 def test_relations_are_computed_in_reverse(lib):
     site, _ = fixture_site()
     win = read(site, "kpi/win_rate/")

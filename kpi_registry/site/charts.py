@@ -10,12 +10,67 @@ page small.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 from .numbers import format_value, short_number
 
 SERIES = 6  # colours kc-s0 … kc-s5 in kpi.css; a chart draws at most this many series
 WIDTH = 640
+BANDS = 4  # a chart draws at most this many benchmark bands; the page's table lists them all
+
+
+@dataclass(frozen=True)
+class Band:
+    """A published reference range (or a single value: low == high) in the chart's own unit."""
+
+    low: float
+    high: float
+    label: str
+
+
+def _span(values: Sequence[float], bands: Sequence[Band]) -> list[float]:
+    """Axis ticks covering the values, zero and every band drawn, so no band is cut off."""
+    edges = [e for b in bands[:BANDS] for e in (b.low, b.high)]
+    everything = [0.0, *values, *edges]
+    return _ticks(min(everything), max(everything))
+
+
+def _bands(bands: Sequence[Band], y, left: int, right: int) -> tuple[list[str], list[str]]:
+    """Benchmark bands as (shapes, labels): light bands (a single value is a dashed line).
+
+    The shapes go behind the data and the labels on top of it (with a halo from the stylesheet,
+    so a bar or a line under a label leaves it readable). Labels sit at the right end of their
+    band, from the highest band down, each moved below the one above when they would overlap.
+    """
+    if not bands:
+        return [], []
+    shapes: list[str] = []
+    labels: list[str] = []
+    last_label_y = -1e9
+    for band in sorted(bands[:BANDS], key=lambda b: -max(b.low, b.high)):
+        lo, hi = sorted((band.low, band.high))
+        y_top, y_bottom = y(hi), y(lo)
+        if hi > lo:
+            shapes.append(
+                f'<rect x="{left}" y="{_n(y_top)}" width="{right - left}" '
+                f'height="{_n(max(1.0, y_bottom - y_top))}"/>'
+            )
+            # inside the band when it is tall enough for a line of text, else just above it
+            label_y = y_top + 12 if y_bottom - y_top >= 16 else y_top - 4
+        else:
+            shapes.append(f'<path d="M{left} {_n(y_top)}H{right}"/>')
+            label_y = y_top - 4
+        label_y = max(label_y, last_label_y + 12)
+        last_label_y = label_y
+        labels.append(
+            f'<text x="{right - 4}" y="{_n(label_y)}">{escape(_cut(band.label, 48))}</text>'
+        )
+    return (
+        ['<g class="kc-bench">' + "".join(shapes) + "</g>"],
+        ['<g class="kc-blabel">' + "".join(labels) + "</g>"],
+    )
 
 
 def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
@@ -64,16 +119,24 @@ def _axis(ticks: list[float], y, left: int, right: int) -> list[str]:
 
 
 def line_chart(
-    x: list[str], series: list[tuple[str, list[float | None]]], *, unit: str = "", title: str = ""
+    x: list[str],
+    series: list[tuple[str, list[float | None]]],
+    *,
+    unit: str = "",
+    title: str = "",
+    bands: Sequence[Band] = (),
 ) -> str:
-    """One line per series over the x categories; gaps where a value is missing."""
+    """One line per series over the x categories; gaps where a value is missing.
+
+    ``bands`` are benchmark ranges in the same unit as the series, drawn behind the lines.
+    """
     values = [v for _, vs in series for v in vs if v is not None]
     if not values:
         return _empty(title)
     legend = len(series) > 1
     top, bottom, left, right = 28, 36 + (20 if legend else 0), 56, WIDTH - 16
     height = 260 + (20 if legend else 0)
-    ticks = _ticks(min(0.0, *values), max(0.0, *values))
+    ticks = _span(values, bands)
     lo, hi = ticks[0], ticks[-1]
 
     def y(v: float) -> float:
@@ -84,7 +147,8 @@ def line_chart(
     def xpos(i: int) -> float:
         return left + step * (i + 0.5)
 
-    body = _axis(ticks, y, left, right)
+    shapes, labels = _bands(bands, y, left, right)
+    body = _axis(ticks, y, left, right) + shapes
     for i, label in enumerate(x):
         body.append(
             f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
@@ -129,18 +193,26 @@ def line_chart(
             body.append(
                 f'<text class="kc-none" x="{_n(xpos(i))}" y="{_n(y(0) - 9)}">no value</text>'
             )
-    return _frame(title, height, body)
+    return _frame(title, height, body + labels)
 
 
 def bar_chart(
-    labels: list[str], values: list[float | None], *, unit: str = "", title: str = ""
+    labels: list[str],
+    values: list[float | None],
+    *,
+    unit: str = "",
+    title: str = "",
+    bands: Sequence[Band] = (),
 ) -> str:
-    """A bar per label, from zero; a missing value leaves its slot empty."""
+    """A bar per label, from zero; a missing value leaves its slot empty.
+
+    ``bands`` are benchmark ranges in the bars' unit, drawn behind the bars.
+    """
     known = [v for v in values if v is not None]
     if not known:
         return _empty(title)
     height, top, bottom, left, right = 260, 28, 36, 56, WIDTH - 16
-    ticks = _ticks(min(0.0, *known), max(0.0, *known))
+    ticks = _span(known, bands)
     lo, hi = ticks[0], ticks[-1]
 
     def y(v: float) -> float:
@@ -148,7 +220,8 @@ def bar_chart(
 
     step = (right - left) / max(1, len(labels))
     width = min(64.0, step * 0.6)
-    body = _axis(ticks, y, left, right)
+    shapes, band_labels = _bands(bands, y, left, right)
+    body = _axis(ticks, y, left, right) + shapes
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
         short = _cut(label, max(6, int(step / 7)))
@@ -163,7 +236,7 @@ def bar_chart(
             f'<rect x="{_n(cx - width / 2)}" y="{_n(y0)}" width="{_n(width)}" '
             f'height="{_n(max(1.0, y1 - y0))}"/><text x="{_n(cx)}" y="{_n(y0 - 6)}">{text}</text>'
         )
-    return _frame(title, height, body)
+    return _frame(title, height, body + band_labels)
 
 
 def _empty(title: str) -> str:

@@ -7,7 +7,7 @@ with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..evaluation import Table as Result
 from ..loading import position_of
 from ..model import KPI
 from ..validation import compare_expected, example_request, example_result
-from .charts import bar_chart, line_chart
+from .charts import BANDS, Band, bar_chart, line_chart
 from .numbers import format_input, format_value, is_missing
 
 #: Longer inputs are cut on the page (the full data stays in the definition file).
@@ -48,6 +48,7 @@ class ExampleView:
     step_table: Table | None
     result: Table
     chart: str  # SVG markup, built from numbers only
+    bands: int = 0  # benchmark bands drawn on the chart (the caption says what they are)
 
 
 def example_views(kpis: Mapping[str, KPI], kpi: KPI) -> list[ExampleView]:
@@ -75,6 +76,23 @@ def _view(kpis: Mapping[str, KPI], kpi: KPI, i: int, example: Mapping[str, Any])
     if isinstance(result, dict):
         return _scalar_view(kpis, kpi, example, result, show)
     return _frame_view(kpis, kpi, example, result, show)
+
+
+def benchmark_bands(kpi: KPI) -> list[Band]:
+    """The KPI's published benchmarks as bands for a chart of its own values.
+
+    Benchmarks are written in the KPI's unit and grain (the schema says so), so they can be
+    drawn on a chart of the KPI's results; they never go on a chart of the inputs, whose units
+    differ. A range is a band, a single value a line.
+    """
+    bands = []
+    for b in kpi.data.get("benchmarks") or []:
+        if "range" in b:
+            low, high = (float(v) for v in b["range"])
+        else:
+            low = high = float(b["value"])
+        bands.append(Band(low, high, str(b["segment"])))
+    return bands
 
 
 def _unit(kpis: Mapping[str, KPI], kpi_id: str) -> str:
@@ -154,6 +172,7 @@ def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleV
         )
 
     steps = [s for s in show if s in columns]
+    bands = benchmark_bands(kpi)
     return ExampleView(
         title=example.get("title", ""),
         description=example.get("description", ""),
@@ -163,7 +182,10 @@ def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleV
         steps=steps,
         step_table=table(steps) if steps else None,
         result=table([kpi.id]),
-        chart=_chart(kpi, records, columns, req.period if req.period in keys else None, req.by),
+        chart=_chart(
+            kpi, records, columns, req.period if req.period in keys else None, req.by, bands
+        ),
+        bands=min(len(bands), BANDS),
     )
 
 
@@ -173,7 +195,12 @@ def _missing(v: Any) -> bool:
 
 
 def _chart(
-    kpi: KPI, records: list[dict], columns: list[str], period: str | None, by: list[str]
+    kpi: KPI,
+    records: list[dict],
+    columns: list[str],
+    period: str | None,
+    by: list[str],
+    bands: Sequence[Band] = (),
 ) -> str:
     """A line per group over the periods; bars when there is no time axis to draw along.
 
@@ -198,7 +225,8 @@ def _chart(
             (" / ".join(map(str, key)) or label, [value(points.get(p)) for p in x])
             for key, points in groups.items()
         ]
-        return line_chart(x, series, unit=kpi.unit, title=label)
+        return line_chart(x, series, unit=kpi.unit, title=label, bands=bands)
     keys = [k for k in [period, *by] if k]
     labels = [" / ".join(_text(r[k]) for k in keys) or label for r in records]
-    return bar_chart(labels, [value(r[kpi.id]) for r in records], unit=kpi.unit, title=label)
+    values = [value(r[kpi.id]) for r in records]
+    return bar_chart(labels, values, unit=kpi.unit, title=label, bands=bands)

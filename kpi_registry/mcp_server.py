@@ -1,0 +1,499 @@
+"""``kpi mcp``: the registry for AI assistants, as a Model Context Protocol server over stdio.
+
+Read-only. Tools: search KPIs, get one KPI, the columns KPIs need, evaluate KPIs on a data
+file (``kpi eval``'s options, checks and messages, because it runs ``kpi eval`` itself), the
+SQL for a dialect (``kpi sql``, likewise) and why a KPI moved (``kpi explain``). A data file
+must lie under one of the ``--root`` folders the server was started with (default: the
+current folder); a path that leaves them, also through ``..`` or a symbolic link, is refused.
+
+Start-up is kept light so the first answer is fast: the MCP SDK is imported when the server
+starts, the library (and pandas with it) on the first tool call that needs it.
+"""
+
+import argparse
+import contextlib
+import glob
+import io
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: The SQL dialects of ``kpi sql`` (kept here so listing the tools needs no sqlglot).
+DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery", "spark", "trino")
+GRAINS = ("day", "week", "month", "quarter", "year")
+_GLOB = set("*?[")
+
+INSTRUCTIONS = (
+    "A library of business KPIs with executable formulas. Find a KPI with search_kpis (by "
+    "name, abbreviation such as NRR, business function or words), read it with get_kpi, ask "
+    "kpi_inputs which data columns it needs, then evaluate_kpis on a CSV or Parquet file, or "
+    "compile_sql for a warehouse; explain_change says why a KPI moved between two periods. "
+    "Numbers come from the registry's engine; never recompute them by hand."
+)
+
+
+class ToolFailure(Exception):
+    """Bad input to a tool: the assistant reads the message and can correct the call."""
+
+
+class KPIServer:
+    """The tools' logic, independent of the MCP transport (tests call it directly too)."""
+
+    def __init__(self, roots: Sequence[str | Path], paths: Sequence[str | Path] = ()):
+        self.roots = [Path(r).resolve() for r in roots] or [Path.cwd().resolve()]
+        for root in self.roots:
+            if not root.is_dir():
+                raise ToolFailure(f"--root {root}: no such folder")
+        self.paths = [str(p) for p in paths]
+        self._registry = None
+        self._catalog: dict[str, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    # -- the library, loaded on first use ---------------------------------------------
+    @property
+    def registry(self):
+        with self._lock:
+            if self._registry is None:
+                from .errors import DefinitionError
+                from .registry import load
+
+                try:
+                    self._registry = load(*self.paths)
+                except DefinitionError as e:
+                    raise ToolFailure(
+                        "the definitions do not load; run 'kpi validate':\n"
+                        + "\n".join(str(d) for d in e.diagnostics[:20])
+                    ) from None
+            return self._registry
+
+    def _resolve(self, name: str) -> str:
+        from .errors import KPIError
+
+        try:
+            return self.registry.resolve(name)
+        except KPIError as e:
+            raise ToolFailure(str(e)) from None
+
+    # -- search / get / inputs ----------------------------------------------------------
+    def search(
+        self,
+        text: str = "",
+        function: str | None = None,
+        category: str | None = None,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        reg = self.registry
+        if function is not None and function not in reg.functions:
+            raise ToolFailure(
+                f"unknown function {function!r}; functions are {', '.join(sorted(reg.functions))}"
+            )
+        if category is not None and category not in reg.taxonomy:
+            raise ToolFailure(
+                f"unknown category {category!r}; categories are {', '.join(sorted(reg.taxonomy))}"
+            )
+        if limit < 1:
+            raise ToolFailure("limit must be 1 or more")
+        if text.strip():
+            hits = reg.search(text, function=function, category=category, limit=limit)
+        else:
+            hits = reg.filter(function=function, category=category)[:limit]
+        return [
+            {
+                "id": k.id,
+                "name": k.name,
+                "aliases": list(k.aliases),
+                "function": reg.function_of(k.id).id,
+                "category": k.category,
+                "unit": k.unit,
+                "direction": k.direction,
+                "summary": " ".join(k.summary.split()),
+            }
+            for k in hits
+        ]
+
+    def get(self, kpi: str) -> dict[str, Any]:
+        kpi_id = self._resolve(kpi)
+        if self._catalog is None:
+            from .export.catalog import catalog_json
+
+            self._catalog = {k["id"]: k for k in catalog_json(self.registry)["kpis"]}
+        entry = dict(self._catalog[kpi_id])
+        formula = dict(entry.get("formula") or {})
+        formula.pop("ast", None)  # the tree is for programs; the text says the same
+        entry["formula"] = formula
+        entry["columns_needed"] = self.inputs([kpi_id])
+        return entry
+
+    def inputs(self, kpis: list[str]) -> list[dict[str, Any]]:
+        if not kpis:
+            raise ToolFailure("give at least one KPI")
+        ids = [self._resolve(k) for k in kpis]
+        return [
+            {
+                "name": dp.name,
+                "unit": dp.unit,
+                "description": dp.description,
+                "time": dp.time,
+                "missing": dp.missing,
+            }
+            for dp in self.registry.inputs(ids)
+        ]
+
+    # -- files ---------------------------------------------------------------------------
+    def _inside_roots(self, path: Path) -> bool:
+        return any(path == root or root in path.parents for root in self.roots)
+
+    def data_path(self, data: str) -> str:
+        """The data file as an absolute path under a root, or a ToolFailure saying why not.
+        Relative names are read from the first root."""
+        if not data.strip():
+            raise ToolFailure("give the data file (a path under the server's roots)")
+        raw = Path(data).expanduser()
+        if ".." in raw.parts:
+            raise ToolFailure(f"{data}: '..' is not allowed; give a path under {self._roots()}")
+        full = raw if raw.is_absolute() else self.roots[0] / raw
+        if _GLOB & set(str(full)):
+            base = Path(*[p for p in _parts_before_glob(full)])
+            matches = [Path(m) for m in glob.glob(str(full))]
+            targets = [base, *matches]
+        else:
+            targets = [full]
+        for target in targets:
+            if not self._inside_roots(target.resolve()):
+                raise ToolFailure(
+                    f"{data}: outside the folders this server may read ({self._roots()}); "
+                    "start it with --root DIR to allow another folder"
+                )
+        return str(full)
+
+    def _roots(self) -> str:
+        return ", ".join(str(r) for r in self.roots)
+
+    # -- eval / sql: the CLI's own commands ---------------------------------------------
+    def _run_cli(self, argv: list[str]) -> tuple[str, str]:
+        """Run a `kpi` command on the loaded library; its standard output, or its error
+        message (exactly what the command line prints) as a ToolFailure."""
+        from .cli import main as cli_main
+
+        registry = self.registry
+        out, err = io.StringIO(), io.StringIO()
+        with self._lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli_main(argv, registry=registry)
+            except SystemExit as e:  # argparse: a value it refuses
+                code = e.code if isinstance(e.code, int) else 2
+        if code != 0:
+            text = err.getvalue().strip()
+            lines = [line for line in text.splitlines() if not line.startswith("usage:")]
+            raise ToolFailure("\n".join(_plain(line) for line in lines) or text)
+        return out.getvalue(), err.getvalue()
+
+    def evaluate(
+        self,
+        kpis: list[str],
+        data: str,
+        period: str | None = None,
+        entity: str | None = None,
+        by: list[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+        targets: bool = False,
+        max_rows: int = 500,
+        date_format: str | None = None,
+    ) -> dict[str, Any]:
+        if not kpis:
+            raise ToolFailure("give at least one KPI")
+        if max_rows < 1:
+            raise ToolFailure("max_rows must be 1 or more")
+        argv = ["eval", *kpis, "--data", self.data_path(data), "--format", "json"]
+        argv += _request_options(period, entity, by, grain, columns)
+        argv += ["--engine", engine] + (["--targets"] if targets else [])
+        argv += ["--date-format", date_format] if date_format else []
+        out, err = self._run_cli(argv)
+        rows = json.loads(out)
+        warnings = [
+            line.removeprefix("warning: ")
+            for line in err.splitlines()
+            if line.startswith("warning: ")
+        ]
+        return {
+            "rows": rows[:max_rows],
+            "row_count": len(rows),
+            "truncated": len(rows) > max_rows,
+            "warnings": warnings,
+        }
+
+    def sql(
+        self,
+        kpis: list[str],
+        table: str,
+        period: str,
+        dialect: str = "duckdb",
+        entity: str | None = None,
+        by: list[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+    ) -> str:
+        if not kpis:
+            raise ToolFailure("give at least one KPI")
+        argv = ["sql", *kpis, "--table", table, "--dialect", dialect]
+        argv += _request_options(period, entity, by, grain, columns)
+        return self._run_cli(argv)[0]
+
+    def explain(
+        self,
+        kpi: str,
+        data: str,
+        start: str,
+        end: str,
+        period: str,
+        entity: str | None = None,
+        by: list[str] | None = None,
+        grain: str | None = None,
+        columns: dict[str, str] | None = None,
+        engine: str = "pandas",
+        date_format: str | None = None,
+    ) -> dict[str, Any]:
+        """Why a KPI moved between two periods (`kpi explain`, Registry.explain)."""
+        argv = ["explain", kpi, "--data", self.data_path(data), "--from", start, "--to", end]
+        argv += _request_options(period, entity, by, grain, columns)
+        argv += ["--engine", engine, "--format", "json"]
+        argv += ["--date-format", date_format] if date_format else []
+        out, err = self._run_cli(argv)
+        return {"rows": json.loads(out), "notes": _notes(err, "note: ")}
+
+
+def _notes(err: str, prefix: str) -> list[str]:
+    return [line.removeprefix(prefix) for line in err.splitlines() if line.startswith(prefix)]
+
+
+def _plain(line: str) -> str:
+    """A CLI error line without the command line's own prefixes."""
+    for prefix in ("kpi: error: ", "kpi: ", "error: "):
+        if line.startswith(prefix):
+            return line[len(prefix) :]
+    return line
+
+
+def _parts_before_glob(path: Path) -> list[str]:
+    out = []
+    for part in path.parts:
+        if _GLOB & set(part):
+            break
+        out.append(part)
+    return out
+
+
+def _request_options(period, entity, by, grain, columns) -> list[str]:
+    argv: list[str] = []
+    if period is not None:
+        argv += ["--period", period]
+    if entity is not None:
+        argv += ["--entity", entity]
+    for column in by or []:
+        argv += ["--by", column]
+    if grain is not None:
+        argv += ["--grain", grain]
+    for datapoint, column in (columns or {}).items():
+        argv += ["--column", f"{datapoint}={column}"]
+    return argv
+
+
+# -- the MCP server -----------------------------------------------------------------------
+def build_server(service: KPIServer):
+    """The MCPServer with one tool per KPIServer method; a ToolFailure becomes a tool error
+    (is_error, the message for the assistant), never a crash of the server."""
+    from typing import Annotated, Literal
+
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+    from pydantic import Field
+
+    from . import __version__
+
+    server = MCPServer(name="kpi-registry", version=__version__, instructions=INSTRUCTIONS)
+    read_only = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
+
+    def run(method, *args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except ToolFailure as e:
+            raise ToolError(str(e)) from None
+
+    Columns = Annotated[
+        dict[str, str] | None,
+        Field(description="datapoint -> column name in the data, where they differ"),
+    ]
+    Grain = Literal["day", "week", "month", "quarter", "year"]
+    DateFormat = Annotated[
+        str | None,
+        Field(description="how text dates are written, e.g. %d/%m/%Y (strptime codes)"),
+    ]
+
+    @server.tool(annotations=read_only)
+    def search_kpis(
+        text: Annotated[str, Field(description="words, a name or an abbreviation (NRR)")] = "",
+        function: Annotated[str | None, Field(description="business function id")] = None,
+        category: Annotated[str | None, Field(description="category id")] = None,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Find KPIs by name, alias, business function, category or text; best match first."""
+        return run(service.search, text, function, category, limit)
+
+    @server.tool(annotations=read_only)
+    def get_kpi(
+        kpi: Annotated[str, Field(description="KPI id, name or unambiguous alias")],
+    ) -> dict[str, Any]:
+        """Everything about one KPI: its attributes, formula, datapoints, relations to other
+        KPIs, worked examples and the data columns it needs."""
+        return run(service.get, kpi)
+
+    @server.tool(annotations=read_only)
+    def kpi_inputs(
+        kpis: Annotated[list[str], Field(description="KPI ids, names or aliases")],
+    ) -> list[dict[str, Any]]:
+        """The raw data columns (datapoints) the KPIs read, through the KPIs they are built
+        from: what a data file must contain to evaluate them."""
+        return run(service.inputs, kpis)
+
+    @server.tool(annotations=read_only)
+    def evaluate_kpis(
+        kpis: Annotated[list[str], Field(description="KPI ids, names or aliases")],
+        data: Annotated[str, Field(description="CSV or Parquet file under the server's roots")],
+        period: Annotated[str | None, Field(description="period column")] = None,
+        entity: Annotated[str | None, Field(description="entity column (customer, ...)")] = None,
+        by: Annotated[list[str] | None, Field(description="columns to group by")] = None,
+        grain: Grain | None = None,
+        columns: Columns = None,
+        engine: Literal["pandas", "duckdb"] = "pandas",
+        targets: Annotated[bool, Field(description="add each KPI's target and status")] = False,
+        max_rows: int = 500,
+        date_format: DateFormat = None,
+    ) -> dict[str, Any]:
+        """Evaluate KPIs on a local data file per period (and group), as `kpi eval` does,
+        with the same options and error messages."""
+        return run(
+            service.evaluate,
+            kpis,
+            data,
+            period,
+            entity,
+            by,
+            grain,
+            columns,
+            engine,
+            targets,
+            max_rows,
+            date_format,
+        )
+
+    @server.tool(annotations=read_only)
+    def compile_sql(
+        kpis: Annotated[list[str], Field(description="KPI ids, names or aliases")],
+        table: Annotated[str, Field(description="table to read, e.g. analytics.mrr")],
+        period: Annotated[str, Field(description="period column")],
+        dialect: Literal["duckdb", "postgres", "snowflake", "bigquery", "spark", "trino"] = (
+            "duckdb"
+        ),
+        entity: str | None = None,
+        by: list[str] | None = None,
+        grain: Grain | None = None,
+        columns: Columns = None,
+    ) -> str:
+        """One SQL statement that computes the KPIs per period (and group) in a warehouse,
+        with the same numbers as evaluate_kpis (`kpi sql`)."""
+        return run(service.sql, kpis, table, period, dialect, entity, by, grain, columns)
+
+    @server.tool(annotations=read_only)
+    def explain_change(
+        kpi: Annotated[str, Field(description="KPI id, name or alias")],
+        data: Annotated[str, Field(description="CSV or Parquet file under the server's roots")],
+        start: Annotated[str, Field(description="the earlier period, e.g. 2024-01")],
+        end: Annotated[str, Field(description="the later period, e.g. 2024-02")],
+        period: Annotated[str, Field(description="period column")],
+        entity: str | None = None,
+        by: Annotated[list[str] | None, Field(description="segment columns")] = None,
+        grain: Grain | None = None,
+        columns: Columns = None,
+        engine: Literal["pandas", "duckdb"] = "pandas",
+        date_format: DateFormat = None,
+    ) -> dict[str, Any]:
+        """Why a KPI moved between two periods: its change split exactly among the KPIs and
+        datapoints of its formula (and segments with `by`), as `kpi explain` does."""
+        return run(
+            service.explain,
+            kpi,
+            data,
+            start,
+            end,
+            period,
+            entity,
+            by,
+            grain,
+            columns,
+            engine,
+            date_format,
+        )
+
+    return server
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kpi mcp", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+DESCRIPTION = (
+    "Serve the registry to AI assistants over the Model Context Protocol (stdio): search, "
+    "show, the columns KPIs need, evaluate on a local data file, compile SQL. Read-only; data "
+    "files only under the --root folders."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--root",
+        action="append",
+        metavar="DIR",
+        help="a folder whose data files the tools may read (repeatable; default: the current "
+        "folder)",
+    )
+    p.add_argument(
+        "--path",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own definitions to add to the bundled library "
+        "(repeatable; KPI_REGISTRY_PATH works too)",
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        service = KPIServer(args.root or [Path.cwd()], args.path or [])
+    except ToolFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    build_server(service).run("stdio")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``kpi mcp`` without the rest of the command line (see kpi_registry.__main__)."""
+    return serve(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("mcp", help="serve the registry to AI assistants (MCP, stdio)")
+    p.description = DESCRIPTION
+    add_arguments(p)
+    p.set_defaults(func=serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

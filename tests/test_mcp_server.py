@@ -1,0 +1,301 @@
+"""`kpi mcp` end to end: the MCP SDK's own client starts the server over stdio, initializes,
+lists the tools and calls each one; bad arguments are tool errors, and the server lives on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mcp")
+
+from mcp import Client, StdioServerParameters  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = {"search_kpis", "get_kpi", "kpi_inputs", "evaluate_kpis", "compile_sql", "explain_change"}
+MRR = """customer,month,segment,revenue
+a,2024-01,SMB,100
+b,2024-01,ENT,200
+a,2024-02,SMB,120
+b,2024-02,ENT,150
+c,2024-02,SMB,50
+a,2024-03,SMB,120
+c,2024-03,SMB,60
+"""
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KPI_REGISTRY_PATH"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def server(*args: str, cwd: Path) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable, args=["-m", "kpi_registry", "mcp", *args], env=_env(), cwd=cwd
+    )
+
+
+def text(result) -> str:
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mrr.csv").write_text(MRR)
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "mrr.csv").write_text(MRR)
+    (data / "link.csv").symlink_to(secret / "mrr.csv")
+    return data, secret
+
+
+def test_every_tool_over_stdio(folders):
+    data, secret = folders
+
+    async def session():
+        async with Client(server("--root", str(data), cwd=data.parent)) as client:
+            listed = await client.list_tools()
+            assert {t.name for t in listed.tools} == TOOLS
+            assert all(t.annotations and t.annotations.read_only_hint for t in listed.tools)
+
+            found = await client.call_tool("search_kpis", {"text": "NRR", "limit": 3})
+            assert not found.is_error
+            hits = json.loads(text(found)) if not found.structured_content else None
+            hits = hits or found.structured_content["result"]
+            assert hits[0]["id"] == "net_revenue_retention"
+            by_function = await client.call_tool("search_kpis", {"function": "finance"})
+            assert by_function.structured_content["result"]
+            assert {h["function"] for h in by_function.structured_content["result"]} == {"finance"}
+
+            kpi = (await client.call_tool("get_kpi", {"kpi": "NRR"})).structured_content
+            assert kpi["id"] == "net_revenue_retention"
+            assert kpi["formula"]["text"] and "ast" not in kpi["formula"]
+            assert kpi["fields"]["examples"] and kpi["fields"]["definition"]
+            assert set(kpi["relations"]) == {"leading", "lagging", "related", "influences"}
+            assert [c["name"] for c in kpi["columns_needed"]] == ["revenue"]
+
+            needed = await client.call_tool("kpi_inputs", {"kpis": ["quick_ratio"]})
+            assert [c["name"] for c in needed.structured_content["result"]] == ["revenue"]
+
+            evaluated = await client.call_tool(
+                "evaluate_kpis",
+                {
+                    "kpis": ["net_revenue_retention"],
+                    "data": "mrr.csv",
+                    "period": "month",
+                    "entity": "customer",
+                },
+            )
+            assert not evaluated.is_error, text(evaluated)
+            rows = evaluated.structured_content["rows"]
+            # Jan 300 -> Feb: a 120 + b 150 of the 300 = 90 %; Feb 320 -> Mar: a 120 + c 60.
+            assert [r["net_revenue_retention"] for r in rows] == [None, 90.0, 56.25]
+
+            quarterly = await client.call_tool(
+                "evaluate_kpis",
+                {
+                    "kpis": ["churned_revenue"],
+                    "data": str(data / "mrr.csv"),
+                    "period": "month",
+                    "entity": "customer",
+                    "by": ["segment"],
+                    "engine": "duckdb",
+                },
+            )
+            assert not quarterly.is_error, text(quarterly)
+            assert quarterly.structured_content["row_count"] == len(
+                quarterly.structured_content["rows"]
+            )
+
+            sql = await client.call_tool(
+                "compile_sql",
+                {
+                    "kpis": ["nrr"],
+                    "table": "billing.mrr",
+                    "period": "month",
+                    "entity": "customer",
+                    "dialect": "snowflake",
+                },
+            )
+            assert not sql.is_error and "billing" in text(sql) and "SELECT" in text(sql)
+
+            explained = await client.call_tool(
+                "explain_change",
+                {
+                    "kpi": "NRR",
+                    "data": "mrr.csv",
+                    "start": "2024-02",
+                    "end": "2024-03",
+                    "period": "month",
+                    "entity": "customer",
+                },
+            )
+            assert not explained.is_error, text(explained)
+            drivers = [r for r in explained.structured_content["rows"] if r["depth"] == 1]
+            # NRR went from 90 to 56.25; the drivers' shares add up to the whole change.
+            assert sum(r["contribution"] for r in drivers) == pytest.approx(56.25 - 90.0)
+
+            # Bad input: a tool error the assistant can read, and the server stays up.
+            errors = {
+                "unknown KPI": ("get_kpi", {"kpi": "no_such_kpi"}),
+                "not a number": ("search_kpis", {"limit": "many"}),
+                "missing column": (
+                    "evaluate_kpis",
+                    {
+                        "kpis": ["quick_ratio"],
+                        "data": "mrr.csv",
+                        "period": "month",
+                        "entity": "customer",
+                        "columns": {"revenue": "mrr"},
+                    },
+                ),
+                "no entity": (
+                    "evaluate_kpis",
+                    {"kpis": ["quick_ratio"], "data": "mrr.csv", "period": "month"},
+                ),
+                "misspelt column": (
+                    "evaluate_kpis",
+                    {
+                        "kpis": ["quick_ratio"],
+                        "data": "mrr.csv",
+                        "period": "month",
+                        "entity": "customer",
+                        "columns": {"revenu": "x"},
+                    },
+                ),
+                "no such file": ("evaluate_kpis", {"kpis": ["quick_ratio"], "data": "nope.csv"}),
+                "dot dot": ("evaluate_kpis", {"kpis": ["nrr"], "data": "../elsewhere/mrr.csv"}),
+                "absolute outside": (
+                    "evaluate_kpis",
+                    {"kpis": ["nrr"], "data": str(secret / "mrr.csv"), "period": "month"},
+                ),
+                "symlink outside": ("evaluate_kpis", {"kpis": ["nrr"], "data": "link.csv"}),
+                "glob outside": (
+                    "evaluate_kpis",
+                    {"kpis": ["nrr"], "data": str(secret / "*.csv"), "engine": "duckdb"},
+                ),
+                "explain outside": (
+                    "explain_change",
+                    {
+                        "kpi": "nrr",
+                        "data": str(secret / "mrr.csv"),
+                        "start": "2024-02",
+                        "end": "2024-03",
+                        "period": "month",
+                    },
+                ),
+                "bad dialect": (
+                    "compile_sql",
+                    {"kpis": ["nrr"], "table": "t", "period": "month", "dialect": "oracle"},
+                ),
+            }
+            messages = {}
+            for label, (tool, arguments) in errors.items():
+                result = await client.call_tool(tool, arguments)
+                assert result.is_error, label
+                messages[label] = text(result)
+            assert "no_such_kpi" in messages["unknown KPI"]
+            assert "revenu" in messages["misspelt column"]
+            assert "revenue=mrr" in messages["missing column"]
+            assert "--entity" in messages["no entity"]
+            for label in ("dot dot", "absolute outside", "symlink outside", "glob outside"):
+                assert str(secret) not in messages[label] or "outside" in messages[label], label
+                assert "secret" not in messages[label]
+            # ... and answers again after all of them.
+            again = await client.call_tool("search_kpis", {"text": "churn", "limit": 1})
+            assert not again.is_error
+
+    asyncio.run(asyncio.wait_for(session(), timeout=300))
+
+
+def test_data_outside_the_roots_is_refused_before_reading(folders):
+    """The path check is the server's own, not a side effect of a failed read."""
+    from kpi_registry.mcp_server import KPIServer, ToolFailure
+
+    data, secret = folders
+    service = KPIServer([data])
+    assert service.data_path("mrr.csv") == str(data / "mrr.csv")
+    for bad in ("../elsewhere/mrr.csv", str(secret / "mrr.csv"), "link.csv", str(secret / "*")):
+        with pytest.raises(ToolFailure, match="outside|not allowed"):
+            service.data_path(bad)
+
+
+def test_start_up_imports_no_engine_and_answers_tools_list(tmp_path):
+    """tools/list is answered without pandas, DuckDB or the library loaded; we measure the
+    time from start to the answer (the figure is printed; the MCP SDK's own import is most
+    of it) and require the server to stay light."""
+    probe = (
+        "import sys, runpy; sys.argv = ['kpi', 'mcp'];"
+        "import atexit; atexit.register(lambda: sys.stderr.write('HEAVY:' + ','.join("
+        "m for m in ('pandas', 'duckdb', 'numpy', 'sqlglot', 'kpi_registry.registry') "
+        "if m in sys.modules) + '\\n'));"
+        "runpy.run_module('kpi_registry', run_name='__main__')"
+    )
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", probe],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=_env(),
+        text=True,
+    )
+    try:
+        for message in messages:
+            proc.stdin.write(json.dumps(message) + "\n")
+        proc.stdin.flush()
+        answer = None
+        while answer is None:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            reply = json.loads(line)
+            if reply.get("id") == 2:
+                answer = reply
+        elapsed = time.perf_counter() - started
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert {t["name"] for t in answer["result"]["tools"]} == TOOLS
+    assert "HEAVY:\n" in err, err[-500:]
+    print(f"tools/list answered {elapsed:.2f} s after start")
+    assert elapsed < 30  # a hang or a heavy import, not the exact figure (shared CI machines)
+
+
+def test_a_root_that_is_not_a_folder_stops_the_server_with_a_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "kpi_registry", "mcp", "--root", str(tmp_path / "nope")],
+        input="",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "nope: no such folder" in result.stderr and "Traceback" not in result.stderr
