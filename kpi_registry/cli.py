@@ -13,15 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .datafiles import _csv_line as csv_line
-from .datafiles import (
-    check_inputs,
-    date_message,
-    file_of_row,
-    find_not_utf8,
-    locate_data_error,
-    read_all,
-)
 from .errors import (
     DataError,
     DefinitionError,
@@ -462,6 +453,15 @@ def _print_readable(frame, period_col: str | None, grain: str, attrs: dict) -> N
 
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
     """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
+    from .datafiles import _csv_line as csv_line
+    from .datafiles import (
+        check_inputs,
+        date_message,
+        file_of_row,
+        find_not_utf8,
+        locate_data_error,
+        read_all,
+    )
     from .periods import AmbiguousDateError, DateFormatError
 
     for kpi_id in args.ids:
@@ -552,6 +552,7 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
     from .attribution import as_text, reading
+    from .datafiles import check_inputs, locate_data_error, read_all
 
     reg = registry_from_args(args)
     reg[args.id]
