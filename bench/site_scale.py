@@ -5,8 +5,9 @@ Usage: python bench/site_scale.py [--n 20000] [--jobs N] [--keep DIR]
 Generates N synthetic definitions (bench/site_synthetic.py; not timed), then times
 `kpi site build` on them in a child process (load, validate, evaluate worked examples, render,
 mkdocs build), sampling the memory of the whole process tree. Prints the figures next to the
-targets of issue 5: under 150 s, under 1.5 GB, a KPI page under 40 KB, the search index under
-25 MB, no page over 2 MB.
+targets (issue 21: under 120 s for 20,000 KPIs, scaled linearly for other sizes, and under
+1.5 GB; issue 5: a KPI page under 40 KB, the search index under 25 MB, no page over 2 MB).
+Everything is generated and built in a temporary folder, removed at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-TARGETS = {"seconds": 150, "peak_mb": 1536, "kpi_page_kb": 40, "index_mb": 25, "page_mb": 2}
+from common import load, record  # noqa: E402
+
+TARGETS = {"seconds": 120, "peak_mb": 1536, "kpi_page_kb": 40, "index_mb": 25, "page_mb": 2}
 
 CHILD = """
 import json, resource, sys
@@ -175,6 +178,24 @@ def main() -> None:
     ]  # fmt: skip
     for name, value, target, ok in rows:
         print(f"{name:<34} {value:<40} {target:<12} {'ok' if ok else 'MISSED' if target else ''}")
+    size = f"{r['kpis']:,} KPIs"
+    full = args.n == 20_000  # the time target speaks of 20,000 KPIs; other sizes are shown
+    note = "" if full else "the target is for 20,000 KPIs: not judged at this size"
+    record(f"kpi site build, wall time ({size})", r["wall"], TARGETS["seconds"], "s", note, full)
+    record(
+        f"kpi site build, peak memory, all processes ({size})",
+        r["tree_peak_mb"],
+        TARGETS["peak_mb"],
+        "MB",
+    )
+    record(
+        f"kpi site build, largest KPI page ({size})",
+        s["kpi_page_kb_max"],
+        TARGETS["kpi_page_kb"],
+        "KB",
+    )
+    record(f"kpi site build, search index ({size})", s["index_mb"], TARGETS["index_mb"], "MB")
+    print(f"[{load()}]")
     if not args.keep:
         import shutil
 

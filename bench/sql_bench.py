@@ -2,15 +2,17 @@
 
     python bench/sql_bench.py                      # 10M customer-month rows (default)
     python bench/sql_bench.py --source parquet     # every query reads the Parquet file
-    python bench/sql_bench.py --rows 100000000 --repeat 1  # the 100M-row peak-memory run
+    python bench/sql_bench.py --rows 100000000 --repeat 1  # 100M rows under the memory limit
     python bench/sql_bench.py --rows 1000000 --pandas   # also run the pandas engine
 
 Generates billing-like data (customers that churn without a zero row, come back after gaps,
-change segment) into a Parquet file under bench/out/, then runs, each in a fresh process so
-that peak memory is measured per run. By default (``--source table``) each run first loads the
-file into an in-memory DuckDB table, untimed, and then times only the query on that table, the
-same input for every side: what the issue's figures describe. With ``--source parquet`` every
-side reads the Parquet file itself, so the timings include decoding it. The runs:
+change segment) into a Parquet file in a temporary folder (removed at the end), then runs,
+each in a fresh process so that peak memory is measured per run. By default (``--source
+table``) each run first loads the file into an in-memory DuckDB table, untimed, and then
+times only the query on that table, the same input for every side: what the issue's figures
+describe. With ``--source parquet`` every side reads the Parquet file itself, under the
+engine's memory limit with a spill folder, so the timings include decoding it and spilling.
+The runs:
 
 * ``handwritten``: a DuckDB query written by hand for these eleven numbers: a dense customer x
   month grid from the cross product with missing months as 0 (not a LAG over raw rows, which
@@ -24,28 +26,30 @@ side reads the Parquet file itself, so the timings include decoding it. The runs
   period format from the data, compiling, the query and building the frame;
 * ``pandas`` (optional): the pandas engine on a frame read from the file (reading untimed).
 
-Numbers are compared (1e-9 relative) and time and peak-memory ratios printed. Each run is
-repeated (best of ``--repeat``) and CPU time is shown beside wall time, because on a shared
-machine wall time varies far more than the CPU the query needs.
+Numbers are compared (1e-9 relative) and time and peak-memory ratios printed. The runs are
+interleaved (handwritten, lead, generated, engine, then again) ``--repeat`` times and the median
+of each is reported, with CPU time beside wall time, because on a shared machine wall time
+varies far more than the CPU the query needs. Peak memory is the child's peak RSS (wait4).
+The ``engine`` run also reports the time spent compiling and how many queries it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load, median, record, run_measured  # noqa: E402
+
 from kpi_registry.billing import REVENUE_FAMILY
 from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
 MONTHS = 24
 SEGMENTS = ["enterprise", "mid_market", "smb", "startup", "public_sector"]
 ACTIVE_SHARE = 0.78  # measured share of customer-months with a row; sizes the customer count
@@ -258,7 +262,13 @@ TABLE = "revenue"
 
 
 def worker(
-    engine: str, path: str, by_segment: bool, result: str, threads: int | None, source: str
+    engine: str,
+    path: str,
+    by_segment: bool,
+    result: str,
+    threads: int | None,
+    source: str,
+    spill: str,
 ) -> None:
     import duckdb
 
@@ -278,14 +288,37 @@ def worker(
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
-        if source == "parquet":  # and its memory limit: the same for every side
+        if source == "parquet":  # and its memory limit and spilling: the same for every side
             con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+            con.execute(f"SET temp_directory = '{spill}'")
+    extra: dict = {}
     if engine == "generated":  # compiled before the clock starts
         from kpi_registry.evaluation import Request
         from kpi_registry.sql import duckdb_sql
 
         request = Request("month", "customer_id", [by] if by else [], None, {"revenue": "mrr"})
         sql = duckdb_sql(reg.kpis, REVENUE_FAMILY, data, request)
+    if engine == "engine":  # count the queries one call runs and time the compiler in it
+        from kpi_registry.sql import compiler, duckdb_engine
+
+        queries = {"n": 0, "compile": 0.0, "compile_cpu": 0.0}
+        run_query, compile_tree = duckdb_engine._Input.query, duckdb_engine.compile_tree
+
+        def counted(self, select):
+            queries["n"] += 1
+            return run_query(self, select)
+
+        def timed_compile(*a, **k):
+            t, c = time.perf_counter(), time.process_time()
+            try:
+                return compile_tree(*a, **k)
+            finally:
+                queries["compile"] += time.perf_counter() - t
+                queries["compile_cpu"] += time.process_time() - c
+
+        duckdb_engine._Input.query = counted
+        duckdb_engine.compile_tree = timed_compile
+        assert compiler  # the engine imports compile_tree from here
     if engine == "pandas":
         import pandas as pd
 
@@ -310,16 +343,25 @@ def worker(
             engine="pandas" if engine == "pandas" else "duckdb",
         )
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if engine == "engine":
+        extra = {
+            "queries": queries["n"],
+            "compile_ms": queries["compile"] * 1000,
+            "compile_cpu_ms": queries["compile_cpu"] * 1000,
+        }
     frame = frame.copy()
     frame["month"] = [str(v)[:7] for v in frame["month"]]
     frame.to_parquet(result)
-    print(json.dumps({"seconds": seconds, "cpu": cpu}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, **extra}))
 
 
-def measure(engine: str, path: Path, by_segment: bool, threads: int | None, source: str) -> dict:
-    result = OUT / f"result-{engine}-{'segment' if by_segment else 'month'}.parquet"
+def measure(
+    engine: str, path: Path, out: Path, by_segment: bool, threads: int | None, source: str
+) -> dict:
+    result = out / f"result-{engine}-{'segment' if by_segment else 'month'}.parquet"
+    spill = out / f"spill-{engine}"
+    spill.mkdir(exist_ok=True)
     cmd = [
-        sys.executable,
         __file__,
         "--worker",
         engine,
@@ -329,19 +371,15 @@ def measure(engine: str, path: Path, by_segment: bool, threads: int | None, sour
         str(result),
         "--source",
         source,
+        "--spill",
+        str(spill),
     ]
     if by_segment:
         cmd.append("--by-segment")
     if threads:
         cmd += ["--threads", str(threads)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out = proc.stdout.read()
-    proc.stdout.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{engine} run failed")
-    data = json.loads(out.strip().splitlines()[-1])
-    data["peak_mb"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    data, peak_mb = run_measured(cmd, cwd=str(ROOT))
+    data["peak_mb"] = peak_mb
     data["result"] = result
     return data
 
@@ -366,6 +404,8 @@ def compare(a: Path, b: Path, label: str) -> None:
 
 
 def main() -> None:
+    import tempfile
+
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -379,62 +419,134 @@ def main() -> None:
         "Parquet file, or the file itself (default: table; parquet above 20M rows)",
     )
     p.add_argument(
-        "--repeat", type=int, default=3, help="runs per engine; the best time is reported"
+        "--repeat", type=int, default=3, help="interleaved runs per side; the median is reported"
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--spill", help=argparse.SUPPRESS)
     p.add_argument("--by-segment", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args.worker, args.data, args.by_segment, args.result, args.threads, args.source)
+        worker(
+            args.worker,
+            args.data,
+            args.by_segment,
+            args.result,
+            args.threads,
+            args.source,
+            args.spill,
+        )
         return
-    path = OUT / f"revenue_{args.rows}.parquet"
-    if not path.exists():
-        t0 = time.perf_counter()
-        generate(args.rows, path)
-        print(f"generated in {time.perf_counter() - t0:.1f} s")
-    big = args.rows > 20_000_000
-    # the 100M-row run checks that the engine reads a file larger than memory allows
-    source = args.source or ("parquet" if big else "table")
-    print(f"every query reads {'the Parquet file' if source == 'parquet' else 'a DuckDB table'}")
-    engines = ["engine"] if big else ["handwritten", "lead", "generated", "engine"]
+    with tempfile.TemporaryDirectory(prefix="kpi-sql-bench-") as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, out: Path) -> None:
+    path = out / f"revenue_{args.rows}.parquet"
+    t0 = time.perf_counter()
+    generate(args.rows, path)
+    print(f"generated in {time.perf_counter() - t0:.1f} s")
+    source = args.source or ("parquet" if args.rows > 20_000_000 else "table")
+    limited = source == "parquet"
+    print(
+        f"every query reads {'the Parquet file' if limited else 'a DuckDB table'}"
+        + (f", under a DuckDB memory limit of {DEFAULT_MEMORY_LIMIT}" if limited else "")
+    )
+    engines = ["lead", "generated", "engine"] if limited else [
+        "handwritten", "lead", "generated", "engine"
+    ]  # fmt: skip
     if args.pandas:
         engines.append("pandas")
+    size = f"{args.rows / 1e6:g}M rows, {'Parquet, memory limit' if limited else 'table'}"
     for by_segment in (False, True):
         label = "month x segment" if by_segment else "month"
-        print(f"\n{label}:")
-        runs: dict[str, dict] = {}
-        for _ in range(args.repeat):  # interleaved, best time of N: the machine may be shared
+        print(f"\n{label}:   [{load()}]")
+        samples: dict[str, list[dict]] = {e: [] for e in engines}
+        for _ in range(args.repeat):  # interleaved: the machine's load hits every side alike
             for e in engines:
-                r = measure(e, path, by_segment, args.threads, source)
-                best = runs.setdefault(e, r)
-                best["seconds"] = min(best["seconds"], r["seconds"])
-                best["cpu"] = min(best["cpu"], r["cpu"])
-                best["peak_mb"] = max(best["peak_mb"], r["peak_mb"])
+                samples[e].append(measure(e, path, out, by_segment, args.threads, source))
+        runs = {
+            e: {
+                "seconds": median([r["seconds"] for r in rs]),
+                "cpu": median([r["cpu"] for r in rs]),
+                "peak_mb": median([r["peak_mb"] for r in rs]),
+                "result": rs[-1]["result"],
+                **(
+                    {
+                        "queries": max(r["queries"] for r in rs),
+                        "compile_ms": median([r["compile_ms"] for r in rs]),
+                        "compile_cpu_ms": median([r["compile_cpu_ms"] for r in rs]),
+                    }
+                    if e == "engine"
+                    else {}
+                ),
+            }
+            for e, rs in samples.items()
+        }
         for e, r in runs.items():
             print(
                 f"  {e:<12} {r['seconds']:7.2f} s wall {r['cpu']:7.2f} s CPU   "
-                f"peak {r['peak_mb']:6.0f} MB"
+                f"peak {r['peak_mb']:6.0f} MB (medians of {args.repeat})"
             )
-        for reference, run, label in (
+        for reference, other, what in (
             ("handwritten", "generated", "generated / handwritten"),
             ("lead", "generated", "generated / LEAD over rows"),
             ("lead", "engine", "engine / LEAD over rows"),
         ):
-            if reference in runs and run in runs:
-                h, g = runs[reference], runs[run]
-                compare(h["result"], g["result"], f"{reference} vs {run}")
+            if reference in runs and other in runs:
+                h, g = runs[reference], runs[other]
+                compare(h["result"], g["result"], f"{reference} vs {other}")
                 print(
-                    f"  {label}: time {g['seconds'] / h['seconds']:.2f}x "
+                    f"  {what}: time {g['seconds'] / h['seconds']:.2f}x "
                     f"(CPU {g['cpu'] / h['cpu']:.2f}x), "
                     f"peak memory {g['peak_mb'] / h['peak_mb']:.2f}x"
                 )
         if "pandas" in runs:
             compare(runs["pandas"]["result"], runs["engine"]["result"], "pandas vs engine")
-        if big:
-            ok = runs["engine"]["peak_mb"] < 4096
-            print(f"  peak memory under 4 GB: {'yes' if ok else 'NO'}")
+        lead, gen, eng = runs["lead"], runs["generated"], runs["engine"]
+        where = f"{label}, {size}"
+        if limited:
+            record(
+                f"generated SQL / LEAD query, time, same memory limit ({where})",
+                gen["seconds"] / lead["seconds"],
+                1.2,
+            )
+            record(
+                f"generated SQL / LEAD query, CPU time, same memory limit ({where})",
+                gen["cpu"] / lead["cpu"],
+                1.2,
+                note="CPU: what a shared machine's load does not distort",
+            )
+            record(f"DuckDB engine peak RSS ({where})", eng["peak_mb"], 4096, "MB")
+        else:
+            record(
+                f"DuckDB engine / LEAD query, time ({where})", eng["seconds"] / lead["seconds"], 1.1
+            )
+            record(
+                f"DuckDB engine / LEAD query, CPU time ({where})",
+                eng["cpu"] / lead["cpu"],
+                1.1,
+                note="CPU: what a shared machine's load does not distort",
+            )
+            record(
+                f"DuckDB engine / LEAD query, peak RSS ({where})",
+                eng["peak_mb"] / lead["peak_mb"],
+                1.2,
+            )
+            record(f"DuckDB engine, queries per call ({where})", eng["queries"], 1, "queries")
+            print(
+                f"  engine: {eng['queries']} queries per call, compiling "
+                f"{eng['compile_ms']:.0f} ms wall, {eng['compile_cpu_ms']:.0f} ms CPU"
+            )
+            record(f"DuckDB engine, compiling, wall ({where})", eng["compile_ms"], 50, "ms")
+            record(
+                f"DuckDB engine, compiling, CPU time ({where})",
+                eng["compile_cpu_ms"],
+                50,
+                "ms",
+                "what it takes on an idle core",
+            )
 
 
 if __name__ == "__main__":

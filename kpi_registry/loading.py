@@ -26,6 +26,8 @@ MAX_EXPANDED_NODES = 200_000
 
 
 def _pack(line: int, column: int) -> int:
+    if line < 0xFFFFFF and column < 0xFFFFFF:  # always, but for absurd files: no min() calls
+        return (line << 24) | column
     return (min(line, 0xFFFFFF) << 24) | min(column, 0xFFFFFF)
 
 
@@ -105,6 +107,7 @@ class _PositionLoader(_BaseLoader):
     """
 
     may_have_aliases = True
+    may_merge = True  # False when the text has no "<<", "=" or "!": nothing to flatten
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -133,7 +136,8 @@ class _PositionLoader(_BaseLoader):
             result._marks = [_pack(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
             result.pos = _pos(node)
             return result
-        self.flatten_mapping(node)  # resolves YAML merge keys (<<) safely
+        if self.may_merge:  # resolves YAML merge keys (<<) safely, and '=' keys to text
+            self.flatten_mapping(node)
         result = Mapping()
         result.pos = _pos(node)
         marks = result._marks
@@ -274,6 +278,7 @@ def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
             _check_depth(text)
         loader = _PositionLoader(text)
         loader.may_have_aliases = "&" in text and "*" in text  # no anchor, no alias, no bomb
+        loader.may_merge = "<<" in text or "=" in text or "!" in text  # !!merge, !!value
         try:
             data = loader.get_single_data()
         finally:

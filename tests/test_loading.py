@@ -126,3 +126,15 @@ def test_nesting_that_would_crash_the_yaml_library_is_refused_at_its_line(tmp_pa
     assert "Traceback" not in output
     assert re.search(rf"^{re.escape(str(path))}:[23]:\d+: \S", output, re.M), output
     assert "0 definitions, 1 error" in output
+
+
+def test_merge_keys_and_equals_keys_read_as_before():
+    """Mappings are flattened only when the text could need it: merge keys, the '=' key and
+    an explicit !!merge still read as PyYAML's safe loader reads them."""
+    merged = parse_text("base: &b {x: 1, y: 2}\nchild:\n  <<: *b\n  z: 3\n")
+    assert dict(merged["child"]) == {"x": 1, "y": 2, "z": 3}
+    explicit = parse_text("base: &b {x: 1}\nchild:\n  ? !!merge <<\n  : *b\n")
+    assert dict(explicit["child"]) == {"x": 1}
+    assert parse_text("=: 1\n")["="] == 1
+    plain = parse_text("a:\n  b: 1\n  c: [x, y]\n")
+    assert plain["a"].key_pos == {"b": (2, 3), "c": (3, 3)}
