@@ -6,12 +6,43 @@
 22.0
 """
 
-from .errors import DataError, DefinitionError, Diagnostic, FormulaError, KPIError, UnknownKPIError
-from .model import KPI, Datapoint
+from __future__ import annotations
 
-TYPE_CHECKING = False
+from typing import TYPE_CHECKING, Any
+
 if TYPE_CHECKING:
+    from .errors import (
+        DataError,
+        DefinitionError,
+        Diagnostic,
+        FormulaError,
+        KPIError,
+        UnknownKPIError,
+    )
+    from .model import KPI, Datapoint
     from .registry import Registry, load
+
+#: Where each public name lives: imported on first use, so that `kpi --help` (which imports
+#: this package) does not pay for the registry, YAML and the formula parser.
+_HOME = {
+    "KPI": "model",
+    "Datapoint": "model",
+    "Registry": "registry",
+    "load": "registry",
+    **dict.fromkeys(
+        ("DataError", "DefinitionError", "Diagnostic", "FormulaError", "KPIError"), "errors"
+    ),
+    "UnknownKPIError": "errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "KPI",
@@ -26,13 +57,3 @@ __all__ = [
     "load",
 ]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    """``Registry`` and ``load`` on first use: the registry brings pandas, which a command
-    that never evaluates (``kpi mcp`` answering its first request) should not wait for."""
-    if name in ("Registry", "load"):
-        from . import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,18 +11,8 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .attribution import tree_text
-from .datafiles import _csv_line as csv_line
-from .datafiles import (
-    check_inputs,
-    date_message,
-    file_of_row,
-    find_not_utf8,
-    locate_data_error,
-    read_all,
-)
 from .errors import (
     DataError,
     DefinitionError,
@@ -34,10 +24,10 @@ from .errors import (
     _or_list,
     did_you_mean,
 )
-from .evaluation import Request, check_request, shown_columns
-from .model import ATTRIBUTE_TITLES, ATTRIBUTES, KPI
-from .periods import AmbiguousDateError, DateFormatError
-from .registry import Registry, collect, load
+
+if TYPE_CHECKING:
+    from .model import KPI
+    from .registry import Registry
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70
 
@@ -47,7 +37,9 @@ def registry_from_args(args: argparse.Namespace) -> Registry:
     Loaded once per command: main() reuses it to suggest KPIs for an unknown id."""
     reg = getattr(args, "registry", None)
     if reg is None:
-        reg = load(*getattr(args, "path", []) or [])
+        from .registry import load_cached
+
+        reg = load_cached(*getattr(args, "path", []) or [])
         args.registry = reg
     return reg
 
@@ -74,6 +66,8 @@ def _width() -> int:
 
 # -- validate -------------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .registry import collect
+
     paths = args.paths or []
     result = collect(paths, include_bundled=not args.no_bundled, examples=not args.no_examples)
     if args.against:
@@ -279,6 +273,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for label, value in facts:
         if value:
             print(f"{label + ':':<13}{value}")
+    from .model import ATTRIBUTE_TITLES, ATTRIBUTES
+
     for attr in ATTRIBUTES:
         if attr not in d:
             continue
@@ -325,6 +321,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(_bullets([f"{r['kpi']}: {r['why']}" for r in items]))
     if kpi.expression is not None and (tree := reg.drivers(kpi.id)).children:
         print("\nDriver tree\n-----------")
+        from .drivertree import tree_text
+
         print(tree_text(tree))
     for label, ids in (
         ("Uses in its formula", reg.dependencies(kpi.id)),
@@ -375,6 +373,8 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
             todo.extend(reg.dependencies(kpi_id))
     for key, column in columns.items():
         if key not in inputs:
+            from .evaluation import shown_columns
+
             datapoints = sorted(name for name in inputs if name not in reg)
             raise KPIError(
                 f"--column {key}={column}: {', '.join(ids)} read{'s' * (len(ids) == 1)} "
@@ -386,13 +386,84 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
 def cmd_eval(args: argparse.Namespace) -> int:
     reg = registry_from_args(args)
     result = _evaluate_args(reg, args, with_targets=args.targets)
-    _print_frame(result, args.format)
+    shown = _grain_heading(result, args.period, args.grain)
+    if args.format == "table":
+        period_col = next((c for c in (args.grain, args.period) if c in shown.columns), None)
+        _print_readable(shown, period_col, args.grain or "period", result.attrs)
+    else:
+        _print_frame(shown, args.format)
     _print_warnings(result)
     return EXIT_OK
 
 
+def _grain_heading(frame, period: str | None, grain: str | None):
+    """The result as `kpi eval` shows it: the period column headed by the grain asked for
+    ("quarter" for 2024Q2, not the data's "month"). Only the command line renames it: the API
+    frame keeps the caller's column name, which code downstream selects by."""
+    if not (period and grain) or grain == period or period not in frame.columns:
+        return frame
+    if grain in frame.columns:  # a group or KPI column of that name: keep both distinct
+        return frame
+    return frame.rename(columns={period: grain})
+
+
+def _print_readable(frame, period_col: str | None, grain: str, attrs: dict) -> None:
+    """A table for people: numbers with separators, a dash where a KPI has no value (as on the
+    site), partial periods marked, and how many cells are undefined."""
+    import math
+
+    if not len(frame):
+        print("(no rows)")
+        return
+    partial = {str(p) for p in attrs.get("partial_periods", [])}
+    cells: dict[str, list[str]] = {}
+    for col in frame.columns:
+        texts = []
+        for value in frame[col]:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                texts.append("-")
+            elif isinstance(value, float):
+                texts.append(f"{value:,.2f}")
+            else:
+                text = str(value)
+                if text in ("NaT", "<NA>", "nan"):
+                    text = "-"
+                if col == period_col and partial:
+                    text += " *" if str(value) in partial else "  "
+                texts.append(text)
+        cells[str(col)] = texts
+    numeric = {str(c) for c in frame.columns if frame[c].dtype.kind in "fiu"}
+    widths = {c: max(len(c), *(len(t) for t in texts)) for c, texts in cells.items()}
+
+    def cell(col: str, text: str) -> str:
+        return text.rjust(widths[col]) if col in numeric else text.ljust(widths[col])
+
+    print("  ".join(cell(c, c) for c in cells).rstrip())
+    for i in range(len(frame)):
+        print("  ".join(cell(c, cells[c][i]) for c in cells).rstrip())
+    if partial:
+        labels = ", ".join(sorted(partial))
+        print(f"* partial {grain}: the data covers only part of {labels}")
+    undefined = {k: n for k, n in attrs.get("undefined", {}).items() if n}
+    if undefined:
+        total = sum(undefined.values())
+        per_kpi = ", ".join(f"{k} {n}" for k, n in undefined.items())
+        print(f"- {total} undefined cell{'s' * (total != 1)} (no value): {per_kpi}")
+
+
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
     """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
+    from .datafiles import _csv_line as csv_line
+    from .datafiles import (
+        check_inputs,
+        date_message,
+        file_of_row,
+        find_not_utf8,
+        locate_data_error,
+        read_all,
+    )
+    from .periods import AmbiguousDateError, DateFormatError
+
     for kpi_id in args.ids:
         reg[kpi_id]
     columns = parse_columns(args.column)
@@ -481,6 +552,7 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
     from .attribution import as_text, reading
+    from .datafiles import check_inputs, locate_data_error, read_all
 
     reg = registry_from_args(args)
     reg[args.id]
@@ -607,6 +679,8 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     """The period, entity and group columns of one request name different columns (main()
     calls this for every command with these arguments, before the command runs): the
     engines' own rule (evaluation.check_request), worded as options by _CLI_WORDING."""
+    from .evaluation import Request, check_request
+
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 
 

@@ -159,11 +159,13 @@ class Table:
     columns: dict[str, Any]  # name -> numpy array or pandas Index, one value per row
     undefined: dict[str, int]  # KPI id -> number of missing (NaN) results
     warnings: list[str]
+    partial_periods: list = field(default_factory=list)  # periods the data covers in part
 
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.columns)
         frame.attrs["undefined"] = self.undefined
         frame.attrs["warnings"] = self.warnings
+        frame.attrs["partial_periods"] = self.partial_periods
         return frame
 
 
@@ -1089,7 +1091,12 @@ class _Engine:
             flat = v.reshape(-1)[keep][order]
             out[kpi_id] = flat
             undefined[kpi_id] = int(np.isnan(flat).sum())
-        return Table(out, undefined, self.warnings())
+        partial = (
+            periods.partial_periods(self.axis, self.out_grain, self.axis.kind)
+            if req.period is not None
+            else []
+        )
+        return Table(out, undefined, self.warnings(), partial)
 
     def _period_labels(self) -> Any:
         """One label per output period, in the kind the data gave (text, Period, Timestamp)."""

@@ -376,6 +376,24 @@ def coarsen(axis: TimeAxis, grain: str) -> Coarsening:
     return Coarsening(to_coarse, last_base, labels)
 
 
+def partial_periods(axis: TimeAxis | None, grain: str, kind: str) -> list:
+    """The output periods the data covers only partly: the first and last period at ``grain``
+    when the data's own first or last base period falls inside it (Apr-May of 2024Q2). Labels
+    in the kind the result's period column has (``present_labels``). Both engines call this, so
+    ``attrs["partial_periods"]`` agrees between them."""
+    if axis is None or not axis.count or grain == axis.base:
+        return []
+    base = axis.labels()
+    first, last = base[0], base[-1]
+    partial = []
+    for period in dict.fromkeys([first.asfreq(grain), last.asfreq(grain)]):
+        if period.start_time < first.start_time or period.end_time > last.end_time:
+            partial.append(period)
+    if not partial:
+        return []
+    return list(present_labels(pd.PeriodIndex(partial, freq=grain), kind))
+
+
 def present_labels(labels: pd.PeriodIndex, kind: str) -> pd.Index:
     """Return period labels in the same kind the caller gave: text, Period or Timestamp."""
     if kind == "text":

@@ -12,12 +12,9 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from . import schema, targets, validation
-from .attribution import Driver, driver_tree, explain
 from .drafts import check_unfinished
 from .errors import (
     AmbiguousKPIError,
@@ -30,10 +27,15 @@ from .errors import (
     UnknownKPIError,
     did_you_mean,
 )
-from .evaluation import Request, check_request, evaluate_many
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
+
+if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not for browsing
+    import pandas as pd
+
+    from .drivertree import Driver
+    from .evaluation import Request
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -305,6 +307,87 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     if result.report:
         raise DefinitionError(result.report.errors)
     return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
+
+
+#: Overrides where loaded libraries are cached (default: the user's cache folder).
+CACHE_ENV = "KPI_REGISTRY_CACHE"
+
+
+def cache_dir() -> Path:
+    """The folder for cached libraries: $KPI_REGISTRY_CACHE, else the user's cache folder;
+    never inside the checkout, which must stay clean."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kpi-registry"
+
+
+def _library_key(paths: Sequence[str | Path], include_bundled: bool) -> str:
+    """What a loaded library depends on: the search path, the list of definition, taxonomy and
+    targets files with their contents (a file rewritten within the clock's granularity keeps
+    its modification time), and this package's source files by size and modification time (a
+    changed model or loader must not read an old pickle)."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{os.environ.get(ENV_PATH, '')}\0{include_bundled}".encode())
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        st = path.stat()
+        digest.update(f"\0{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for folder, _ in search_paths(paths, include_bundled):
+        home = folder if folder.is_dir() else folder.parent
+        try:
+            files = [home / TAXONOMY_FILE, home / targets.TARGETS_FILE, *definition_files(folder)]
+        except DefinitionError:
+            files = []
+        digest.update(f"\0folder {folder.resolve()}".encode())
+        for path in files:
+            digest.update(f"\0{path.resolve()}\0".encode())
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"\0missing")
+    return digest.hexdigest()
+
+
+def load_cached(*paths: str | Path, include_bundled: bool = True) -> Registry:
+    """``load`` for commands that only browse: a library loaded before from the very same files
+    is read back from a pickle in ``cache_dir()`` (about 7x faster than parsing and checking
+    240 definitions). Any change to a file, the file list or the code loads afresh; a cache
+    that cannot be read or written is ignored."""
+    import pickle
+
+    key = _library_key(paths, include_bundled)
+    cached = cache_dir() / f"library-{key[:32]}.pickle"
+    try:
+        with open(cached, "rb") as f:
+            reg = pickle.load(f)  # noqa: S301 - the user's own cache folder, keyed by content
+        if isinstance(reg, Registry):
+            return reg
+    except Exception:  # noqa: BLE001, S110 - missing, stale or unreadable: load afresh
+        pass
+    reg = load(*paths, include_bundled=include_bundled)
+    fresh = Registry(reg.kpis, reg.taxonomy, reg.functions, reg.targets)  # no lazy indexes
+    try:
+        _write_atomically(cached, pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
+    except (OSError, pickle.PicklingError, RecursionError):
+        pass
+    return reg
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Another process reading the cache meanwhile sees the old file or the new, never half."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -618,6 +701,10 @@ class Registry:
         Rows outside a datapoint's valid range, or contradicting each other (a deal won and
         lost), are an error that lists them; ``drop_invalid=True`` computes on the others and
         lists them as a warning (``frame.attrs["warnings"]``)."""
+        import pandas as pd
+
+        from .evaluation import evaluate_many
+
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
         request = _request(period, entity, by, grain, columns, date_format)
         request.drop_invalid = drop_invalid
@@ -664,6 +751,8 @@ class Registry:
 
     def drivers(self, kpi_id: str) -> Driver:
         """The KPIs, aggregates and datapoints a KPI's formula is built from, recursively."""
+        from .drivertree import driver_tree
+
         return driver_tree(self.kpis, self.resolve(kpi_id))
 
     def explain(
@@ -683,6 +772,10 @@ class Registry:
     ) -> pd.DataFrame:
         """The change of a KPI between periods ``start`` and ``end`` (labels as ``evaluate``
         gives them) split exactly among its drivers (see ``kpi_registry.attribution``)."""
+        import pandas as pd
+
+        from .attribution import explain
+
         kpi_id = self.resolve(kpi_id)
         request = _request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
@@ -734,6 +827,8 @@ class Registry:
 
 
 def _request(period, entity, by, grain, columns, date_format=None) -> Request:
+    from .evaluation import Request, check_request
+
     request = Request(
         period=period,
         entity=entity,

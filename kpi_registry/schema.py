@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
+if TYPE_CHECKING:  # jsonschema is imported only when a file fails the fast check
+    import jsonschema
 
 from .errors import Diagnostic, suggest
 from .loading import position_of
@@ -43,6 +44,8 @@ def _fast_validator():
 
 @cache
 def _validator() -> jsonschema.protocols.Validator:
+    import jsonschema
+
     cls = jsonschema.validators.validator_for(kpi_schema())
     cls.check_schema(kpi_schema())
     return cls(kpi_schema())

@@ -27,9 +27,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads when targets are applied or read, not with the library
+    import pandas as pd
 
 from .errors import DefinitionError, KPIError, Report, did_you_mean
 from .loading import position_of, read_file
@@ -220,6 +221,8 @@ def _period_bound(value: Any, *, end: bool) -> dt.date | None:
 def period_bounds(label: Any) -> tuple[dt.date, dt.date] | None:
     """First and last day of a period label as ``evaluate`` writes it (2024-03-05, 2024-03,
     2024Q1, 2024, or a week's Monday), or None when the label is not a period."""
+    import pandas as pd
+
     text = str(label).strip()
     for freq in ("D", "M", "Q", "Y"):
         if _looks_like(text, freq):
@@ -330,6 +333,8 @@ def add_status(
 ) -> pd.DataFrame:
     """The frame with ``<kpi>_target`` and ``<kpi>_status`` after each KPI's column. A row takes
     the most specific target that covers it: one for its segment before one for everybody."""
+    import pandas as pd
+
     out = frame.copy()
     if period is not None and period in out.columns:
         bounds = [period_bounds(p) or (None, None) for p in out[period]]
@@ -363,6 +368,8 @@ def add_status(
 
 
 def require_frame(result: Any) -> pd.DataFrame:
+    import pandas as pd
+
     if not isinstance(result, pd.DataFrame):
         raise KPIError(
             "targets apply to results per period: give row data and a period, not scalar inputs"

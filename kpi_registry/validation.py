@@ -9,17 +9,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import pandas as pd
-
 from .errors import DataError, FormulaError, KPIError, Report, did_you_mean
-from .evaluation import Request, Rows, Table, compute
 from .formula import analyse, parse
 from .loading import Mapping as PositionedMapping
 from .loading import position_of, value_position
 from .model import ATTRIBUTES, KPI, Category, Datapoint
+
+if TYPE_CHECKING:  # the engine (and pandas) load only when examples are checked
+    import pandas as pd
+
+    from .evaluation import Request, Rows
 
 _TEXT_FIELDS = (
     "name",
@@ -412,6 +414,8 @@ def check_required_attributes(kpi: KPI, report: Report) -> None:
 def example_request(example: Mapping[str, Any]) -> Request:
     params = example.get("parameters") or {}
     by = params.get("by") or []
+    from .evaluation import Request
+
     return Request(
         period=params.get("period"),
         entity=params.get("entity"),
@@ -424,6 +428,8 @@ def example_request(example: Mapping[str, Any]) -> Request:
 def example_rows(example: Mapping[str, Any]) -> Rows | dict[str, Any]:
     """The example's data as the engine reads it without building a DataFrame: columns in the
     order they first appear, None where a row leaves one out (or a dict of scalars)."""
+    from .evaluation import Rows
+
     data = example.get("data")
     if isinstance(data, dict):
         return dict(data)
@@ -433,6 +439,8 @@ def example_rows(example: Mapping[str, Any]) -> Rows | dict[str, Any]:
 
 def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
     """The example's data as a DataFrame (or a dict of scalars), as a user would pass it."""
+    from .evaluation import Rows
+
     rows = example_rows(example)
     return rows.to_frame() if isinstance(rows, Rows) else rows
 
@@ -441,12 +449,16 @@ def example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]
     """An example's numbers, the KPI plus the intermediates it asks to show, as a Table (or a
     dict for scalar data): without pandas at either end, for callers that check or show
     thousands of examples."""
+    from .evaluation import compute
+
     ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
     return compute(kpis, ids, example_rows(example), example_request(example))
 
 
 def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
     """An example's numbers as ``evaluate_many`` returns them (a DataFrame or a dict)."""
+    from .evaluation import Table
+
     result = example_result(kpis, kpi, example)
     return result.to_frame() if isinstance(result, Table) else result
 
@@ -481,6 +493,8 @@ def _close(actual: float, expected: Any, decimals: int) -> bool:
 
 def _period_text(value: Any) -> str:
     """2024-Q1 and 2024Q1 name the same quarter."""
+    import pandas as pd
+
     try:
         return str(pd.Period(str(value)))
     except (ValueError, TypeError):
@@ -508,6 +522,8 @@ def compare_expected(
         return []
     if not isinstance(expected, list):
         return [("row data gives a table; write expected as a list of rows", ())]
+    from .evaluation import Table
+
     req = example_request(example)
     keys = [k for k in [req.period, *req.by] if k]
     value_cols = [c for c in result.columns if c not in keys]  # a Table's or a DataFrame's

@@ -10,6 +10,17 @@ from typing import Any
 import pytest
 import yaml
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _library_cache(tmp_path_factory):
+    """Commands cache loaded libraries (registry.load_cached): in a folder of this run, not in
+    the user's cache, and inherited by the commands tests start as subprocesses."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("KPI_REGISTRY_CACHE", str(tmp_path_factory.mktemp("library-cache")))
+    yield
+    patch.undo()
+
+
 REVENUE = {
     "name": "revenue",
     "description": "Recurring revenue of one customer in one period.",

@@ -156,7 +156,7 @@ def test_eval_parquet_by_segment_csv_output(capsys, mrr_csv):
         "csv",
     )
     assert code == 0
-    assert out.splitlines()[0] == "month,segment,net_revenue_retention"
+    assert out.splitlines()[0] == "quarter,segment,net_revenue_retention"  # headed by the grain
 
 
 def test_eval_bad_inputs_have_messages(capsys, mrr_csv, tmp_path):

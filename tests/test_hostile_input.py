@@ -77,7 +77,7 @@ def test_a_non_finite_benchmark_is_refused(library):
     bench = {
         "value": float("inf"),
         "segment": "all",
-        "source": {"title": "T", "url": "https://e.org"},
+        "source": {"publisher": "P", "title": "T", "url": "https://e.org", "year": 2024},
     }
     library.add("a", benchmarks=[bench])
     (msg,) = messages(library.root)
@@ -105,7 +105,7 @@ def test_only_http_and_relative_links_are_valid(library, url, where, tmp_path, c
         fields = {"sources": [{"title": "T", "url": url}]}
         field = "sources[0].url"
     else:
-        source = {"title": "T", "url": url}
+        source = {"publisher": "P", "title": "T", "url": url, "year": 2024}
         fields = {"benchmarks": [{"value": 1, "segment": "all", "source": source}]}
         field = "benchmarks[0].source.url"
     path = library.add("a", **fields)

@@ -126,9 +126,13 @@ def test_golden_sql_reads_like_the_definitions(reg):
     assert "LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)" in sql
     assert "/ NULLIF(starting_revenue, 0)" in sql  # division by zero is NULL
     assert "AS net_revenue_retention" in sql and "AS quick_ratio" in sql
-    # a customer-month's rows add up in decimal: their sum rounded where there are several
-    assert "WHEN COUNT(revenue) > 1" in sql and "FLOOR(\n        SUM(revenue) * POWER(" in sql
-    assert "ELSE SUM(revenue)\n    END AS revenue" in sql
+    # a customer-month's rows add up in decimal: their sum rounded where there are several,
+    # from parts named once in row_sums, and explained in one comment
+    assert "SUM(revenue) AS revenue,\n    COUNT(revenue) AS _revenue_rows," in sql
+    assert "WHEN _revenue_rows > 1 AND _revenue_error < 1" in sql
+    assert "ELSE revenue\n    END AS revenue," in sql and "FROM row_sums" in sql
+    assert sql.count("/* Sums of several rows are rounded") == 1
+    assert sql.count("LN(") == 2  # that one rounding, not the 25-line block per datapoint
 
 
 def test_median_does_not_compile_where_no_exact_median_exists(reg):

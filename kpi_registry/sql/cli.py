@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .sparse import LAYOUTS
-from .spec import DIALECTS, PERIOD_TYPES, UNSUPPORTED
+from .spec import DIALECTS, LAYOUTS, PERIOD_TYPES, UNSUPPORTED
 
 
 def add_commands(sub: Any) -> None:

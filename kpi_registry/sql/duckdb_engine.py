@@ -517,6 +517,7 @@ def _monthly_rows(source: _Input, req: Request, axis, fmt: PeriodFormat):
 def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -> pd.DataFrame:
     """The frame exactly as the pandas engine builds it (column kinds, attrs)."""
     out: dict[str, Any] = {}
+    partial: list = []
     if req.period is not None:
         grain = pandas_periods.grain_code(req.grain, axis.base) if axis is not None else "M"
         labels = result[req.period]
@@ -526,6 +527,7 @@ def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -
             index = pd.PeriodIndex([_parse_label(v, grain) for v in labels], freq=grain)
         kind = "period" if source.freq else axis.kind if axis is not None else "text"
         out[req.period] = pandas_periods.present_labels(index, kind)
+        partial = pandas_periods.partial_periods(axis, grain, kind)
     for col in req.by:
         out[col] = result[col].to_numpy()
     undefined = {}
@@ -536,6 +538,7 @@ def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -
     frame = pd.DataFrame(out)
     frame.attrs["undefined"] = undefined
     frame.attrs["warnings"] = gap_warnings(axis)
+    frame.attrs["partial_periods"] = partial
     return frame
 
 

@@ -27,9 +27,8 @@ import numpy as np
 # The pandas engine's operators, so that "contributes nothing" is judged with its arithmetic.
 from ..evaluation import _SCALAR_FUNCS, _binary
 from ..formula import Binary, Call, Name, Node, Number, Unary, gap_depth
+from .spec import DENSE, LAYOUTS, SPARSE  # noqa: F401 - re-exported for the compiler
 
-DENSE, SPARSE = "dense", "sparse"
-LAYOUTS = ("auto", DENSE, SPARSE)
 _MAX_EVER_BEFORE = 6  # distinct ever_before() in one expression: 2**6 cases to try
 
 

@@ -9,6 +9,10 @@ from typing import Any
 
 from ..errors import KPIError
 
+#: Query layouts (see sparse.py); here so `kpi sql`'s options need not import the engine.
+DENSE, SPARSE = "dense", "sparse"
+LAYOUTS = ("auto", DENSE, SPARSE)
+
 #: Dialects the compiler writes, by their sqlglot names.
 DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery", "spark", "trino")
 

@@ -385,6 +385,39 @@ def decimal_sum(value: exp.Expression, terms: exp.Expression) -> exp.Expression:
     return case((several, rounded), default=total)
 
 
+DECIMAL_SUM_COMMENT = (
+    "Sums of several rows are rounded to the finest power of ten above their floating-point "
+    "error (0.1 + 0.2 gives 0.3, not 0.30000000000000004), as kpi eval rounds them, so that "
+    "both give the same numbers; a single row is kept as it is"
+)
+
+
+def sum_parts(value: exp.Expression) -> tuple[exp.Expression, exp.Expression, exp.Expression]:
+    """SUM(value), how many rows were added, and the sum's error bound, as ``decimal_sum``
+    computes them: for a query that names them once and rounds with ``rounded_sum``."""
+    magnitude = exp.Sum(this=exp.Abs(this=value.copy()))
+    rows = exp.Count(this=value.copy())
+    error = binary(exp.Mul, magnitude, binary(exp.Add, rows.copy(), num(2)))
+    return exp.Sum(this=value.copy()), rows, binary(exp.Mul, error, num(2.0**-52))
+
+
+def rounded_sum(
+    total: exp.Expression, rows: exp.Expression, error: exp.Expression
+) -> exp.Expression:
+    """``decimal_sum`` from parts a query already computed: the same doubles, step by step."""
+    log10_e = exp.Literal.number(f"{_LOG10_E!r}e0")
+    digits = exp.Floor(this=binary(exp.Mul, neg(exp.Ln(this=error.copy())), log10_e))
+    scale = exp.Pow(this=num(10), expression=digits)
+    shifted = binary(exp.Add, binary(exp.Mul, total.copy(), scale), num(0.5))
+    rounded = binary(exp.Div, exp.Floor(this=shifted), scale.copy())
+    several = and_(
+        binary(exp.GT, rows.copy(), num(1)),
+        binary(exp.LT, error.copy(), num(1)),
+        binary(exp.GTE, error.copy(), num(1e-22)),
+    )
+    return case((several, rounded), default=total)
+
+
 def numeric_input(column: exp.Expression, dialect: str) -> exp.Expression:
     """A data column as a double; in DuckDB, PostgreSQL and Spark a stored NaN also becomes
     NULL, since the pandas engine treats NaN as a missing value (a Spark DataFrame made from

@@ -15,37 +15,15 @@ WITH source AS (
   FROM warehouse.accounts
   WHERE
     NOT account IS NULL
-), cells AS (
+), row_sums AS (
   SELECT
     _entity,
     _base_period,
-    CASE
-      WHEN COUNT(revenue) > 1
-      AND SUM(ABS(revenue)) * (
-        COUNT(revenue) + 2
-      ) * 2.220446049250313e-16 < 1
-      AND SUM(ABS(revenue)) * (
-        COUNT(revenue) + 2
-      ) * 2.220446049250313e-16 >= 1e-22
-      THEN FLOOR(
-        SUM(revenue) * POWER(
-          10,
-          FLOOR(
-            -LN(SUM(ABS(revenue)) * (
-              COUNT(revenue) + 2
-            ) * 2.220446049250313e-16) * 0.4342944819032518e0
-          )
-        ) + 0.5
-      ) / POWER(
-        10,
-        FLOOR(
-          -LN(SUM(ABS(revenue)) * (
-            COUNT(revenue) + 2
-          ) * 2.220446049250313e-16) * 0.4342944819032518e0
-        )
-      )
-      ELSE SUM(revenue)
-    END AS revenue,
+    SUM(revenue) AS revenue,
+    COUNT(revenue) AS _revenue_rows,
+    SUM(ABS(revenue)) * (
+      COUNT(revenue) + 2
+    ) * 2.220446049250313e-16 AS _revenue_error,
     AVG(discount) AS discount,
     ARG_MAX_NULL(score, CASE WHEN NOT score IS NULL THEN _row_order END) AS score,
     MAX(plan_price) AS plan_price,
@@ -56,6 +34,23 @@ WITH source AS (
   GROUP BY
     _entity,
     _base_period
+), cells AS (
+  /* Sums of several rows are rounded to the finest power of ten above their floating-point error (0.1 + 0.2 gives 0.3, not 0.30000000000000004), as kpi eval rounds them, so that both give the same numbers; a single row is kept as it is */
+  SELECT
+    _entity,
+    _base_period,
+    CASE
+      WHEN _revenue_rows > 1 AND _revenue_error < 1 AND _revenue_error >= 1e-22
+      THEN FLOOR(revenue * POWER(10, FLOOR(-LN(_revenue_error) * 0.4342944819032518e0)) + 0.5) / POWER(10, FLOOR(-LN(_revenue_error) * 0.4342944819032518e0))
+      ELSE revenue
+    END AS revenue,
+    discount AS discount,
+    score AS score,
+    plan_price AS plan_price,
+    seats_used AS seats_used,
+    region,
+    plan
+  FROM row_sums
 ), bounds AS (
   SELECT
     MIN(_base_period) AS _first,

@@ -1,0 +1,159 @@
+"""A KPI's driver tree: the KPIs, aggregates and datapoints its formula is built from.
+
+Apart from ``attribution`` (which splits a change among these drivers with pandas) so that
+`kpi show` and the site's structure need no dataframe library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .formula import AGGREGATES, Binary, Call, Name, Node, Unary, to_text
+from .model import KPI
+
+# --------------------------------------------------------------------------------------
+# The driver tree
+
+
+@dataclass
+class Driver:
+    """One node of a KPI's driver tree: a KPI, an aggregate over rows, or a datapoint."""
+
+    name: str  # KPI id, datapoint name, or the formula text of an aggregate
+    kind: str  # "kpi" | "aggregate" | "previous" | "datapoint" | "column"
+    operation: str = ""  # how the node combines its children ("ratio", "sum", "sum over rows")
+    expression: str = ""
+    children: list[Driver] = field(default_factory=list)
+
+    def walk(self, depth: int = 0) -> Iterator[tuple[int, Driver]]:
+        """(depth, driver) for this node and every node below it, parents first."""
+        yield depth, self
+        for child in self.children:
+            yield from child.walk(depth + 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "operation": self.operation,
+            "expression": self.expression,
+            "children": [c.to_dict() for c in self.children],
+        }
+
+
+_OPERATION_WORDS = {"+": "sum", "-": "difference", "*": "product", "/": "ratio", "^": "power"}
+
+
+def operation_of(node: Node) -> str:
+    """A word for what a formula does at its top: ratio, product, sum, difference, a function."""
+    if isinstance(node, Binary) and node.op in ("*", "/"):
+        factors = _factors(node, 1)
+        if any(e < 0 for _, e in factors):
+            return "ratio"
+        moving = [f for f, _ in factors if not _is_constant(f)]
+        return operation_of(moving[0]) if len(moving) == 1 else "product"
+    if isinstance(node, Binary):
+        if node.op in ("+", "-"):
+            return "sum" if all(s > 0 for _, s in _terms(node, 1)) else "difference"
+        return _OPERATION_WORDS.get(node.op, node.op)
+    if isinstance(node, Unary):
+        return "negation"
+    if isinstance(node, Call):
+        return f"{node.func} over rows" if node.func in AGGREGATES else node.func
+    if isinstance(node, Name):
+        return "reference"
+    return "constant"
+
+
+def driver_tree(kpis: Mapping[str, KPI], kpi_id: str) -> Driver:
+    """The KPIs, aggregates and datapoints a KPI is built from, recursively."""
+    kpi = kpis[kpi_id]
+    if kpi.expression is None:
+        return Driver(kpi_id, "kpi", "", kpi.formula_text)
+    node = kpi.expression
+    children: list[Driver] = []
+    seen: set[str] = set()
+    for leaf in _period_inputs(node, kpis):
+        if _is_constant(leaf):  # months_in_period(): fixed within a grain
+            continue
+        child = _driver_of(leaf, kpis)
+        if child.name not in seen:
+            seen.add(child.name)
+            children.append(child)
+    if len(children) == 1 and children[0].expression == to_text(node):
+        children = children[0].children  # sum(revenue): the KPI is its own aggregate
+    return Driver(kpi_id, "kpi", operation_of(node), to_text(node), children)
+
+
+def _driver_of(node: Node, kpis: Mapping[str, KPI]) -> Driver:
+    if isinstance(node, Name):
+        if node.name in kpis:
+            return driver_tree(kpis, node.name)
+        return Driver(node.name, "datapoint")
+    text = to_text(node)
+    if isinstance(node, Call) and node.func == "previous":
+        inner = _driver_of(node.args[0], kpis) if not _is_constant(node.args[0]) else None
+        return Driver(text, "previous", "previous period", text, [inner] if inner else [])
+    names = sorted({n.name for n in node.walk() if isinstance(n, Name)})
+    return Driver(
+        text, "aggregate", operation_of(node), text, [Driver(n, "datapoint") for n in names]
+    )
+
+
+def _period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
+    """The KPI references and leaves of a period-level formula, in order of appearance."""
+    if isinstance(node, Name) or _is_leaf_call(node):
+        return [node]
+    out: list[Node] = []
+    for child in node.children():
+        out.extend(_period_inputs(child, kpis))
+    return out
+
+
+#: Calendar facts of a period (periods.CALENDAR_FUNCTIONS; not imported from there, which
+#: needs pandas, while the driver tree is drawn by commands that must start without it).
+CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
+
+
+def _is_leaf_call(node: Node) -> bool:
+    return isinstance(node, Call) and (
+        node.func in AGGREGATES
+        or node.func in ("previous", "months_in_period", *CALENDAR_FUNCTIONS)
+    )
+
+
+def _is_constant(node: Node) -> bool:
+    """No data below: a number, or arithmetic on numbers and months_in_period(). The days and
+    business days of a period change from one month to the next, so they are drivers."""
+    return not any(
+        isinstance(n, Name) or (isinstance(n, Call) and n.func in CALENDAR_FUNCTIONS)
+        for n in node.walk()
+    )
+
+
+def _terms(node: Node, sign: int) -> list[tuple[Node, int]]:
+    """A chain of + and - as signed terms (one n-ary sum, however it is bracketed)."""
+    if isinstance(node, Binary) and node.op in ("+", "-"):
+        right = sign if node.op == "+" else -sign
+        return [*_terms(node.left, sign), *_terms(node.right, right)]
+    if isinstance(node, Unary) and node.op == "-":
+        return _terms(node.operand, -sign)
+    return [(node, sign)]
+
+
+def _factors(node: Node, power: int) -> list[tuple[Node, int]]:
+    """A chain of * and / as factors with exponent +1 or -1 (one n-ary product)."""
+    if isinstance(node, Binary) and node.op in ("*", "/"):
+        right = power if node.op == "*" else -power
+        return [*_factors(node.left, power), *_factors(node.right, right)]
+    return [(node, power)]
+
+
+def tree_text(tree: Driver) -> str:
+    """The driver tree as indented lines: name, then what the node does."""
+    lines = []
+    for depth, d in tree.walk():
+        what = d.operation or d.kind
+        lines.append(f"{'  ' * (depth + 1)}{d.name}" + (f"  [{what}]" if what else ""))
+    return "\n".join(lines)
