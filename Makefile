@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 # The exact versions `make test` installs (and CI with it): pyproject.toml keeps lower bounds for
 # people who install the package into their own environment; this lock is what was tested.
-LOCK := requirements/dev.lock
+LOCK := requirements-dev.txt
 PIP_VERSION := 26.3
 
 .PHONY: test test-latest lock lint format site site-build bench clean check-java
