@@ -495,6 +495,8 @@ def test_bundled_library_exports_valid_metricflow(tmp_path, capsys):
 
 
 def test_nothing_to_export_is_an_error(tmp_path, capsys):
+    import kpi_registry.registry as registry_module
+
     folder = tmp_path / "lonely"
     folder.mkdir()
     (folder / "_taxonomy.yaml").write_text((LIBRARY / "_taxonomy.yaml").read_text())
@@ -502,7 +504,7 @@ def test_nothing_to_export_is_an_error(tmp_path, capsys):
     registry = load(folder, include_bundled=False)
     assert metricflow(registry).exported == []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "load", lambda *paths: registry)
+        mp.setattr(registry_module, "load_cached", lambda *paths: registry)
         code, _, err = run(capsys, "export", "--format", "metricflow")
     assert code == 1 and "no KPI formula maps to MetricFlow" in err and "large_deals" in err
 
