@@ -541,9 +541,19 @@ class SiteGenerator:
         )
 
     def history_of(self, kpi: KPI) -> list[HistoryEntry]:
-        """The definition's changes from git, newest first; none outside a repository."""
+        """The definition's changes from git, newest first; none outside a repository. Edits
+        of wording alone are left out: the page lists what changes what the KPI means or gives
+        (kpi diff still shows every change)."""
         if not hasattr(self, "_histories"):
-            self._histories = file_histories(k.path for k in self.registry.kpis.values())
+            histories = file_histories(k.path for k in self.registry.kpis.values())
+            self._histories = {
+                path: [
+                    HistoryEntry(e.date, e.commit, e.subject, meaning)
+                    for e in entries
+                    if (meaning := tuple(c for c in e.changes if c.field != "texts"))
+                ]
+                for path, entries in histories.items()
+            }
         return self._histories.get(kpi.path, [])
 
     def source_file(self, kpi: KPI) -> str:
