@@ -266,7 +266,7 @@ def _killed_build(root: Path, *, group: bool) -> None:
             assert proc.poll() is None, "the build ended before it could be killed"
             assert time.monotonic() < deadline, "the build never made its work folders"
             time.sleep(0.01)
-        time.sleep(0.3)  # into the rendering
+        time.sleep(0.05)  # into the build (on a fast machine a small library is done in moments)
     finally:
         if group:
             os.killpg(proc.pid, signal.SIGKILL)
