@@ -273,16 +273,17 @@ def _killed_build(root: Path, *, group: bool) -> None:
         else:
             proc.kill()
         proc.wait(timeout=30)
-    if not group:  # its forked children notice and end; wait for them (bounded)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
+    # Its forked children end too (killed with the group, or noticing their parent gone):
+    # wait for them, since a dying child still holds its lock until it has exited (bounded).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("group", [True, False], ids=["every-process", "main-process"])
