@@ -451,16 +451,27 @@ def _print_readable(frame, period_col: str | None, grain: str, attrs: dict) -> N
         print(f"- {total} undefined cell{'s' * (total != 1)} (no value): {per_kpi}")
 
 
+def _read_data_args(args: argparse.Namespace):
+    """(checked files, data for the engine, row counts per file) from --data and --engine.
+    A glob is expanded once, so both engines read the same list; DuckDB reads the files
+    itself, without going through pandas."""
+    from .datafiles import check_inputs, read_all
+
+    checked = check_inputs(args.data)
+    if args.engine == "duckdb":
+        return checked, ([str(c.path) for c in checked] if len(checked) > 1 else args.data), []
+    data, sizes = read_all(checked)
+    return checked, data, sizes
+
+
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
     """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
     from .datafiles import _csv_line as csv_line
     from .datafiles import (
-        check_inputs,
         date_message,
         file_of_row,
         find_not_utf8,
         locate_data_error,
-        read_all,
     )
     from .periods import AmbiguousDateError, DateFormatError
 
@@ -468,12 +479,7 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
         reg[kpi_id]
     columns = parse_columns(args.column)
     check_column_keys(reg, args.ids, columns)
-    checked = check_inputs(args.data)  # a glob is expanded once: both engines read this list
-    sizes: list[int] = []
-    if args.engine == "duckdb":  # DuckDB reads the files itself, without going through pandas
-        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
-    else:
-        data, sizes = read_all(checked)
+    checked, data, sizes = _read_data_args(args)
     try:
         result = reg.evaluate_many(
             args.ids,
@@ -552,17 +558,13 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
     from .attribution import as_text, reading
-    from .datafiles import check_inputs, locate_data_error, read_all
+    from .datafiles import locate_data_error
 
     reg = registry_from_args(args)
     reg[args.id]
     columns = parse_columns(args.column)
     check_column_keys(reg, [args.id], columns)
-    checked = check_inputs(args.data)  # as kpi eval reads it
-    if args.engine == "duckdb":
-        data = [str(c.path) for c in checked] if len(checked) > 1 else args.data
-    else:
-        data, _ = read_all(checked)
+    checked, data, _ = _read_data_args(args)  # as kpi eval reads it
     try:
         frame = reg.explain(
             args.id,

@@ -47,17 +47,7 @@ def evaluate_spark(
     source = _Source.open(data, request, spark, order)
     try:
         axis, fmt = _infer_periods(source, request)
-        tree = compile_tree(
-            kpis,
-            list(ids),
-            source.table.copy(),
-            request,
-            "spark",
-            period_type=fmt,
-            order=source.order,
-            columns=source.columns,
-            layout=layout,
-        )
+        tree = _compile(kpis, ids, source, request, fmt, layout)
         # the pandas engine's row checks (valid ranges, ...) need rows that can be named
         ordered = source.labels is not None or source.order is not None
         notes = _check_rows(kpis, list(ids), source, request, axis, fmt) if ordered else []
@@ -67,6 +57,21 @@ def evaluate_spark(
         return frame
     finally:
         source.close()
+
+
+def _compile(kpis, ids, source, request: Request, fmt, layout: str):
+    """The Spark statement for these KPIs on the source, in its period format."""
+    return compile_tree(
+        kpis,
+        list(ids),
+        source.table.copy(),
+        request,
+        "spark",
+        period_type=fmt,
+        order=source.order,
+        columns=source.columns,
+        layout=layout,
+    )
 
 
 def spark_sql(
@@ -83,17 +88,7 @@ def spark_sql(
     source = _Source.open(data, request, spark, order)
     try:
         _, fmt = _infer_periods(source, request)
-        tree = compile_tree(
-            kpis,
-            list(ids),
-            source.table.copy(),
-            request,
-            "spark",
-            period_type=fmt,
-            order=source.order,
-            columns=source.columns,
-            layout=layout,
-        )
+        tree = _compile(kpis, ids, source, request, fmt, layout)
         return tree.sql("spark", pretty=True)
     finally:
         source.close()
