@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arithmetic import BINARY, SCALAR_FUNCS
 from .drivertree import (  # noqa: F401 - the driver tree lives apart so browsing needs no pandas
     Driver,
     _factors,
@@ -50,9 +51,10 @@ from .drivertree import (  # noqa: F401 - the driver tree lives apart so browsin
     tree_text,
 )
 from .errors import DataError, KPIError
-from .evaluation import _BINARY, _SCALAR_FUNCS, Request, evaluate_many
+from .evaluation import evaluate_many
 from .formula import Binary, Call, Name, Node, Number, Unary, parse, to_text
 from .model import KPI
+from .request import Request
 
 # --------------------------------------------------------------------------------------
 # Errors
@@ -77,11 +79,11 @@ def _apply(node: Node, args: Sequence[Any]) -> Any:
     """The node's own operation on its inputs' values, as the engine computes it."""
     with np.errstate(all="ignore"):
         if isinstance(node, Binary):
-            return _BINARY[node.op](*args) if node.op != "/" else _div(*args)
+            return BINARY[node.op](*args) if node.op != "/" else _div(*args)
         if isinstance(node, Unary):
             return np.logical_not(args[0]) if node.op == "not" else np.negative(args[0])
         if isinstance(node, Call):
-            return _SCALAR_FUNCS[node.func](*args)
+            return SCALAR_FUNCS[node.func](*args)
     raise KPIError(f"cannot attribute {type(node).__name__}")  # pragma: no cover
 
 

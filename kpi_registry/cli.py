@@ -373,7 +373,7 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
             todo.extend(reg.dependencies(kpi_id))
     for key, column in columns.items():
         if key not in inputs:
-            from .evaluation import shown_columns
+            from .request import shown_columns
 
             datapoints = sorted(name for name in inputs if name not in reg)
             raise KPIError(
@@ -681,7 +681,7 @@ def check_request_arguments(args: argparse.Namespace) -> None:
     """The period, entity and group columns of one request name different columns (main()
     calls this for every command with these arguments, before the command runs): the
     engines' own rule (evaluation.check_request), worded as options by _CLI_WORDING."""
-    from .evaluation import Request, check_request
+    from .request import Request, check_request
 
     check_request(Request(period=args.period, entity=args.entity, by=list(args.by or [])))
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not fo
     import pandas as pd
 
     from .drivertree import Driver
-    from .evaluation import Request
+    from .request import Request
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -827,7 +827,7 @@ class Registry:
 
 
 def _request(period, entity, by, grain, columns, date_format=None) -> Request:
-    from .evaluation import Request, check_request
+    from .request import Request, check_request
 
     request = Request(
         period=period,

@@ -21,7 +21,8 @@ from .model import ATTRIBUTES, KPI, Category, Datapoint
 if TYPE_CHECKING:  # the engine (and pandas) load only when examples are checked
     import pandas as pd
 
-    from .evaluation import Request, Rows
+    from .evaluation import Rows
+    from .request import Request
 
 _TEXT_FIELDS = (
     "name",
@@ -414,7 +415,7 @@ def check_required_attributes(kpi: KPI, report: Report) -> None:
 def example_request(example: Mapping[str, Any]) -> Request:
     params = example.get("parameters") or {}
     by = params.get("by") or []
-    from .evaluation import Request
+    from .request import Request
 
     return Request(
         period=params.get("period"),
