@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .formula import AGGREGATES, Binary, Call, Name, Node, Unary, to_text
+from .formula import AGGREGATES, CALENDAR_FUNCTIONS, Binary, Call, Name, Node, Unary, to_text
 from .model import KPI
 
 # --------------------------------------------------------------------------------------
@@ -109,11 +109,6 @@ def _period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
     for child in node.children():
         out.extend(_period_inputs(child, kpis))
     return out
-
-
-#: Calendar facts of a period (periods.CALENDAR_FUNCTIONS; not imported from there, which
-#: needs pandas, while the driver tree is drawn by commands that must start without it).
-CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
 
 
 def _is_leaf_call(node: Node) -> bool:
