@@ -36,7 +36,18 @@ from .errors import (
     UnknownKPIError,
     UnorderedRowsError,
 )
-from .formula import AGGREGATES, FUNCTIONS, Binary, Call, Name, Node, Number, Unary, gap_depth
+from .formula import (
+    AGGREGATES,
+    CALENDAR_FUNCTIONS,
+    Binary,
+    Call,
+    Name,
+    Node,
+    Number,
+    Unary,
+    gap_depth,
+)
+from .formula.dispatch import each, function_table, node_table
 from .model import KPI, Datapoint
 from .request import (
     Request,
@@ -782,32 +793,45 @@ class _Engine:
         return value
 
     def _compute(self, node: Node, level: int) -> Any:
-        if isinstance(node, Number):
-            return node.value
-        if isinstance(node, Name):
-            # Analysis guarantees datapoints appear only at row level and KPIs only above it.
-            if level == _PERIOD:
-                return self.kpi(node.name)
-            return self.datapoint(node.name, base=level == _BASE)
-        if isinstance(node, Unary):
-            x = self._eval(node.operand, level)
-            return np.logical_not(x) if node.op == "not" else np.negative(x)
-        if isinstance(node, Binary):
-            return binary(node.op, self._eval(node.left, level), self._eval(node.right, level))
-        if isinstance(node, Call):
-            if node.func in AGGREGATES:
-                return self._aggregate(node)
-            if node.func == "previous":
-                return self._previous(self._eval(node.args[0], level), level)
-            if node.func == "ever_before":
-                return self._ever_before(node.args[0], max(level, _CELL))
-            if node.func == "months_in_period":
-                return periods.months_in(self.out_grain)
-            if node.func in periods.CALENDAR_FUNCTIONS:
-                return self._calendar(node.func, level)
-            args = [self._eval(a, level) for a in node.args]
-            return SCALAR_FUNCS[node.func](*args)
-        raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+        return _NODES[type(node)](self, node, level)
+
+    def _number(self, node: Number, level: int) -> Any:
+        return node.value
+
+    def _name(self, node: Name, level: int) -> Any:
+        # Analysis guarantees datapoints appear only at row level and KPIs only above it.
+        if level == _PERIOD:
+            return self.kpi(node.name)
+        return self.datapoint(node.name, base=level == _BASE)
+
+    def _unary(self, node: Unary, level: int) -> Any:
+        x = self._eval(node.operand, level)
+        return np.logical_not(x) if node.op == "not" else np.negative(x)
+
+    def _binary(self, node: Binary, level: int) -> Any:
+        return binary(node.op, self._eval(node.left, level), self._eval(node.right, level))
+
+    def _call(self, node: Call, level: int) -> Any:
+        return ENGINE_FUNCTIONS[node.func](self, node, level)
+
+    def _scalar_call(self, node: Call, level: int) -> Any:
+        args = [self._eval(a, level) for a in node.args]
+        return SCALAR_FUNCS[node.func](*args)
+
+    def _aggregate_call(self, node: Call, level: int) -> np.ndarray:
+        return self._aggregate(node)
+
+    def _previous_call(self, node: Call, level: int) -> Any:
+        return self._previous(self._eval(node.args[0], level), level)
+
+    def _ever_before_call(self, node: Call, level: int) -> np.ndarray:
+        return self._ever_before(node.args[0], max(level, _CELL))
+
+    def _months_call(self, node: Call, level: int) -> float:
+        return periods.months_in(self.out_grain)
+
+    def _calendar_call(self, node: Call, level: int) -> np.ndarray:
+        return self._calendar(node.func, level)
 
     def _calendar(self, func: str, level: int) -> np.ndarray:
         """days_in_period() or business_days_in_period(): one value per output period (per
@@ -980,6 +1004,31 @@ class _Engine:
 # numpy helpers
 
 
+_NODES = node_table(
+    {
+        Number: _Engine._number,
+        Name: _Engine._name,
+        Unary: _Engine._unary,
+        Binary: _Engine._binary,
+        Call: _Engine._call,
+    }
+)
+#: The pandas engine is the reference: it computes every function (validation fails a KPI
+#: calling one missing here, see ``backends.unsupported_functions``).
+UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
+ENGINE_FUNCTIONS = function_table(
+    {
+        **each(SCALAR_FUNCS, _Engine._scalar_call),
+        **each(AGGREGATES, _Engine._aggregate_call),
+        "previous": _Engine._previous_call,
+        "ever_before": _Engine._ever_before_call,
+        "months_in_period": _Engine._months_call,
+        **each(CALENDAR_FUNCTIONS, _Engine._calendar_call),
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
+
+
 def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
     """Dense codes 0..n-1 per entity. Integer ids in a compact range are mapped by offset,
     which is several times faster than hashing millions of values."""
@@ -1107,7 +1156,3 @@ def _order_values(series: pd.Series, column: str) -> np.ndarray:
     out = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(float)
     out[stamps.isna().to_numpy()] = np.nan
     return out
-
-
-_TIME_FUNCS = {"previous", "ever_before", "months_in_period", *periods.CALENDAR_FUNCTIONS}
-assert set(SCALAR_FUNCS) | AGGREGATES | _TIME_FUNCS == set(FUNCTIONS)
