@@ -47,7 +47,7 @@ from .formula import (
     Unary,
     gap_depth,
 )
-from .formula.dispatch import each, function_table, node_table
+from .formula.dispatch import each, function_table, method_table
 from .model import KPI, Datapoint
 from .request import (
     Request,
@@ -1004,15 +1004,7 @@ class _Engine:
 # numpy helpers
 
 
-_NODES = node_table(
-    {
-        Number: _Engine._number,
-        Name: _Engine._name,
-        Unary: _Engine._unary,
-        Binary: _Engine._binary,
-        Call: _Engine._call,
-    }
-)
+_NODES = method_table(_Engine, "_")
 #: The pandas engine is the reference: it computes every function (validation fails a KPI
 #: calling one missing here, see ``backends.unsupported_functions``).
 UNSUPPORTED_FUNCTIONS: dict[str, str] = {}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import FormulaError
-from .dispatch import each, function_table, node_table
+from .dispatch import each, function_table, method_table
 from .functions import AGGREGATES, FUNCTIONS
 from .nodes import COMPARISON, LOGICAL, Binary, Call, Name, Node, Number, Unary
 
@@ -157,15 +157,7 @@ class _Analyser:
         return self.joined(n, levels), BOOL
 
 
-_NODES = node_table(
-    {
-        Number: _Analyser.number,
-        Name: _Analyser.name,
-        Unary: _Analyser.unary,
-        Binary: _Analyser.binary,
-        Call: _Analyser.call,
-    }
-)
+_NODES = method_table(_Analyser)
 #: Aggregates turn rows into periods; every other function keeps its arguments' level and
 #: gives a number, except ever_before(), a condition on an entity's earlier rows.
 ANALYSIS_FUNCTIONS = function_table(

@@ -31,6 +31,12 @@ def node_table(handlers: Mapping[type[Node], H]) -> dict[type[Node], H]:
     return dict(handlers)
 
 
+def method_table(cls: type, prefix: str = "") -> dict[type[Node], Callable]:
+    """The node table of a visitor class whose methods are named after the node types:
+    ``number``, ``name``, ``unary``, ``binary`` and ``call`` (after ``prefix``)."""
+    return node_table({t: getattr(cls, prefix + t.__name__.lower()) for t in NODE_TYPES})
+
+
 def function_table(
     handlers: Mapping[str, H], unsupported: Mapping[str, str] | None = None
 ) -> dict[str, H]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
-from .dispatch import each, function_table, node_table
+from .dispatch import each, function_table, method_table
 from .functions import FUNCTIONS
 from .nodes import Binary, Call, Name, Node, Number, Unary
 from .render import PRECEDENCE, format_number, is_fraction, needs_parens, precedence
@@ -140,15 +140,7 @@ class _MathML:
         return [_fenced(self.go(n.args[0]), "|", "|")]
 
 
-_NODES = node_table(
-    {
-        Number: _MathML.number,
-        Name: _MathML.name,
-        Unary: _MathML.unary,
-        Binary: _MathML.binary,
-        Call: _MathML.call,
-    }
-)
+_NODES = method_table(_MathML)
 #: MathML writes a function as its name applied to its arguments; abs() between bars.
 MATHML_FUNCTIONS = function_table({**each(FUNCTIONS, _MathML.function), "abs": _MathML.abs})
 UNSUPPORTED_FUNCTIONS: dict[str, str] = {}

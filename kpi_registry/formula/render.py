@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .dispatch import each, function_table, node_table
+from .dispatch import each, function_table, method_table, node_table
 from .functions import AGGREGATES, AVERAGE_MONTH, FUNCTIONS
 from .nodes import Binary, Call, Name, Node, Number, Unary
 
@@ -193,15 +193,7 @@ class _Latex:
         return rf"\left|{self.go(n.args[0])}\right|"
 
 
-_LATEX_NODES = node_table(
-    {
-        Number: _Latex.number,
-        Name: _Latex.name,
-        Unary: _Latex.unary,
-        Binary: _Latex.binary,
-        Call: _Latex.call,
-    }
-)
+_LATEX_NODES = method_table(_Latex)
 #: LaTeX writes a function as an operator name with its arguments; abs() between bars.
 LATEX_FUNCTIONS = function_table({**each(FUNCTIONS, _Latex.function), "abs": _Latex.abs})
 LATEX_UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
