@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kpi_registry import attribution, coverage, drivertree, evaluation
+from kpi_registry import attribution, backends, drivertree, evaluation
 from kpi_registry.errors import FormulaError
 from kpi_registry.formula import FUNCTIONS, Function, analyse, analysis, mathml, parse, render
 from kpi_registry.model import KPI
@@ -166,15 +166,15 @@ def test_the_calculator_declines_what_needs_rows_or_periods():
 
 
 def test_required_backends_decline_nothing():
-    for name, (handled, declined) in coverage.required_backends().items():
+    for name, (handled, declined) in backends.required_backends().items():
         assert not declined, name
         assert set(handled) == set(FUNCTIONS), name
 
 
 def test_a_kpi_calling_a_function_a_required_backend_lacks_is_reported(monkeypatch):
     kpi = _kpis("median(x) + abs(sum(x))")["k"]
-    assert coverage.unsupported_functions(kpi) == []
+    assert backends.unsupported_functions(kpi) == []
     lacking = {k: v for k, v in evaluation.ENGINE_FUNCTIONS.items() if k != "median"}
     monkeypatch.setattr(evaluation, "ENGINE_FUNCTIONS", lacking)
-    [found] = coverage.unsupported_functions(kpi)
+    [found] = backends.unsupported_functions(kpi)
     assert (found.kpi_id, found.function, found.backend) == ("k", "median", "pandas engine")
