@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import FormulaError
+from ..errors import FormulaError, UnknownNameError
 from .functions import FUNCTIONS
 from .nodes import COMPARISON, LOGICAL, Binary, Call, Name, Node, Number, Unary
 
@@ -63,7 +63,7 @@ def analyse(
             if is_datapoint(n.name):
                 result.datapoints.add(n.name)
                 return ROW, NUMBER
-            raise fail(f"unknown name {n.name!r}", n)  # callers add suggestions
+            raise UnknownNameError(n.name, expression, n.pos)  # callers add suggestions
         if isinstance(n, Unary):
             level, typ = visit(n.operand, in_aggregate)
             want = BOOL if n.op == "not" else NUMBER
