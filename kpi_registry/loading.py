@@ -288,10 +288,8 @@ def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        # _build refuses unknown tags itself: what reaches here is a bad merge key (<<)
         problem = e.problem or "cannot construct value"
-        if "could not determine a constructor" in problem:
-            tag = problem.split("tag", 1)[-1].strip()
-            problem = f"tag {tag} is not allowed: definitions are plain data (no !!python tags)"
         raise DefinitionError([Diagnostic(path, line, col, "", problem)]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

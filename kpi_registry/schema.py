@@ -114,10 +114,20 @@ def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[D
         return diags
     line, col = position_of(data, loc)
     if kind == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        # one error per missing field, all alike but for their message: each reports every
+        # missing one, and check() keeps one diagnostic per field
         where = f"{field}." if field else ""
-        message = f"missing required field '{missing}'"
-        return [Diagnostic(path, line, col, f"{where}{missing}", message + _status_hint(err, data))]
+        return [
+            Diagnostic(
+                path,
+                line,
+                col,
+                f"{where}{missing}",
+                f"missing required field '{missing}'" + _status_hint(err, data, missing),
+            )
+            for missing in err.validator_value
+            if isinstance(err.instance, dict) and missing not in err.instance
+        ]
     if kind == "type":
         want = err.validator_value
         wants = want if isinstance(want, list) else [want]
@@ -151,18 +161,11 @@ def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[D
     return [Diagnostic(path, line, col, field, err.message)]
 
 
-def _status_hint(err: jsonschema.ValidationError, data: dict) -> str:
-    if (
-        not err.absolute_path
-        and isinstance(data, dict)
-        and data.get("status")
-        in (
-            "reviewed",
-            "certified",
-        )
-    ):
-        required_always = set(kpi_schema()["required"])
-        missing = err.message.split("'")[1] if "'" in err.message else ""
-        if missing and missing not in required_always:
-            return f" (a {data['status']} KPI must fill all 12 attributes; or set status: draft)"
-    return ""
+def _status_hint(err: jsonschema.ValidationError, data: dict, missing: str) -> str:
+    """Why a reviewed or certified KPI needs a field the schema only asks of those."""
+    status = data.get("status") if isinstance(data, dict) else None
+    if err.absolute_path or status not in ("reviewed", "certified"):
+        return ""
+    if missing in kpi_schema()["required"]:
+        return ""
+    return f" (a {status} KPI must fill all 12 attributes; or set status: draft)"
