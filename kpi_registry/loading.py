@@ -351,6 +351,14 @@ def position_of(data: Any, field_path: tuple) -> tuple[int, int]:
     return best
 
 
+def field_name(path: tuple) -> str:
+    """A field path as messages write it: ``examples[0].expected``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 def value_position(data: Any, field_path: tuple) -> tuple[int, int]:
     """Where a field's value starts (for pointing inside a formula string)."""
     *parents, last = field_path

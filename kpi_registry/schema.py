@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # jsonschema is imported only when a file fails the fast chec
     import jsonschema
 
 from .errors import Diagnostic, suggest
-from .loading import position_of
+from .loading import field_name, position_of
 
 _TYPE_NAMES = {
     "string": "text",
@@ -65,13 +65,6 @@ def _kind(value: Any) -> str:
     return "a number"
 
 
-def _field(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def check(data: dict[str, Any], path: str) -> list[Diagnostic]:
     """Schema errors for one parsed file, each pointing at the line of the offending field."""
     fast = _fast_validator()
@@ -99,7 +92,7 @@ def _leaves(error: jsonschema.ValidationError):
 
 def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[Diagnostic]:
     loc = tuple(err.absolute_path)
-    field = _field(loc)
+    field = field_name(loc)
     kind = err.validator
     if kind == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
@@ -109,7 +102,7 @@ def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[D
             line, col = position_of(data, (*loc, extra))
             hints = suggest(extra, allowed)
             hint = f" (did you mean '{hints[0]}'?)" if hints else ""
-            name = _field((*loc, extra))
+            name = field_name((*loc, extra))
             diags.append(Diagnostic(path, line, col, name, f"unknown field{hint}"))
         return diags
     line, col = position_of(data, loc)

@@ -16,7 +16,6 @@ from .base import (
     Scope,
     check_file,
     check_library,
-    field_name,
     issue,
     issue_at_value,
 )
@@ -75,7 +74,6 @@ __all__ = [
     "WorkedExamplesHold",
     "check_file",
     "check_library",
-    "field_name",
     "issue",
     "issue_at_value",
     "link_problem",

@@ -85,14 +85,6 @@ def issue_at_value(kpi: KPI, where: tuple, field_path: str, message: str) -> Dia
     return Diagnostic(str(kpi.path), line, col, field_path, message)
 
 
-def field_name(path: tuple) -> str:
-    """A field path as messages write it: ``examples[0].expected``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def check_file(rules: Iterable[Rule], kpi: KPI, library: Library, report: Report) -> None:
     """Apply the FILE rules to a definition just read."""
     for rule in rules:

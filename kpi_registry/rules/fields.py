@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 from .. import schema
 from ..drafts import check_unfinished
 from ..errors import Diagnostic, Report
+from ..loading import field_name
 from ..model import ATTRIBUTES
-from .base import KPIRule, Library, Scope, field_name, issue, issue_at_value
+from .base import KPIRule, Library, Scope, issue, issue_at_value
 
 if TYPE_CHECKING:
     from ..model import KPI

@@ -16,7 +16,8 @@ from ..loading import position_of, value_position
 from .base import Library, LibraryRule, issue, issue_at_value
 
 if TYPE_CHECKING:
-    from ..model import KPI
+    from ..formula.analysis import Analysis
+    from ..model import KPI, Datapoint
 
 
 class FormulasBind(LibraryRule):
@@ -35,13 +36,7 @@ class FormulasBind(LibraryRule):
                 continue  # the schema reports a missing expression
             declared = kpi.datapoints
             try:
-                node = parse(text.strip())
-                result = analyse(
-                    node,
-                    is_kpi=kpis.__contains__,
-                    is_datapoint=declared.__contains__,
-                    expression=text.strip(),
-                )
+                node, result = _analysed(text, kpis, declared)
             except FormulaError as e:
                 if isinstance(e, UnknownNameError):
                     hint = did_you_mean(e.name, kpis, declared)
@@ -58,13 +53,7 @@ class FormulasBind(LibraryRule):
             grain_expressions: dict[str, Node] = {}
             for grain, other in kpi.at_grain_texts.items():
                 try:
-                    alt = parse(other.strip())
-                    found = analyse(
-                        alt,
-                        is_kpi=kpis.__contains__,
-                        is_datapoint=declared.__contains__,
-                        expression=other.strip(),
-                    )
+                    alt, found = _analysed(other, kpis, declared)
                 except FormulaError as e:
                     where = ("formula", "at_grain", grain)
                     out.append(issue_at_value(kpi, where, f"formula.at_grain.{grain}", e.render()))
@@ -89,6 +78,20 @@ class FormulasBind(LibraryRule):
                     )
                 )
         return out
+
+
+def _analysed(
+    text: str, kpis: Mapping[str, KPI], declared: Mapping[str, Datapoint]
+) -> tuple[Node, Analysis]:
+    """A formula parsed and checked against the names it may use (raises FormulaError)."""
+    node = parse(text.strip())
+    found = analyse(
+        node,
+        is_kpi=kpis.__contains__,
+        is_datapoint=declared.__contains__,
+        expression=text.strip(),
+    )
+    return node, found
 
 
 def _formula_position(kpi: KPI, error: FormulaError) -> tuple[int, int]:

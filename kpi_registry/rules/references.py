@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import Diagnostic, did_you_mean
-from .base import KPIRule, Library, field_name, issue
+from ..loading import field_name
+from .base import KPIRule, Library, issue
 
 if TYPE_CHECKING:
     from ..model import KPI
