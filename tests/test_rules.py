@@ -196,3 +196,29 @@ def test_each_missing_required_field_is_reported_once_with_the_status_hint():
         for d in hinted
     )
     assert all("(a reviewed KPI" not in d.message for d in found if d.field == "formula")
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"examples": [{"title": "t", "data": [{"revenue": "1e999"}], "expected": []}]},
+            "examples[0].data[0].revenue: 1e999 is not a finite number",
+        ),
+        (
+            {"examples": [{"title": "t", "data": {"revenue": "-inf"}, "expected": 1}]},
+            "examples[0].data.revenue: -inf is not a finite number",
+        ),
+        (
+            {"benchmarks": [{"value": [1, {"deep": float("nan")}]}]},
+            "benchmarks[0].value[1].deep: nan is not a finite number",
+        ),
+        ({"summary": "1e999"}, None),  # text outside an example's data is text
+    ],
+)
+def test_non_finite_values_are_found_wherever_they_are(changes, expected):
+    found = found_by(rule_of(FiniteNumbers), library_of(definition("a", **changes)))
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and expected in found[0], found

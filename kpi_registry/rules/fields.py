@@ -83,6 +83,8 @@ class FiniteNumbers(KPIRule):
     scope: ClassVar[Scope] = Scope.FILE
 
     def check(self, kpi: KPI, library: Library) -> list[Diagnostic]:
+        if not _any_non_finite(kpi.data):
+            return []  # nearly always: no paths to build
         out = []
         stack: list[tuple[tuple, Any]] = [((), kpi.data)]
         while stack:
@@ -103,6 +105,31 @@ class FiniteNumbers(KPIRule):
                     )
                 )
         return out
+
+
+def _any_non_finite(data: Mapping[str, Any]) -> bool:
+    """Whether the walk above would find anything, without building a path per value: a
+    non-finite float anywhere (x - x is NaN for those alone), or text in an example's data
+    that reads as one."""
+    stack: list[Any] = [data]
+    texts: list[Any] = []  # everything under examples[*].data, where text counts too
+    examples = data.get("examples")
+    for example in examples.values() if isinstance(examples, Mapping) else _list(examples):
+        if isinstance(example, Mapping) and "data" in example:
+            texts.append(example["data"])
+    for values, in_data in ((stack, False), (texts, True)):
+        while values:
+            value = values.pop()
+            if value.__class__ is float:
+                if value - value != 0:
+                    return True
+            elif isinstance(value, Mapping):
+                values.extend(value.values())
+            elif isinstance(value, list):
+                values.extend(value)
+            elif in_data and isinstance(value, str) and _non_finite(value, in_data=True):
+                return True
+    return False
 
 
 def _non_finite(value: Any, in_data: bool) -> bool:
