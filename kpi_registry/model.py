@@ -1,7 +1,9 @@
-"""The in-memory model of a definition: typed access to the fields code relies on.
+"""The in-memory model of a definition: typed, frozen objects built once when a file loads.
 
-The full YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so
-templates and exports can show all of it without the model growing a field per attribute.
+``KPISpec`` (with ``Formula`` and ``Datapoint``) holds the fields the code relies on, with
+their defaults in one place; ``KPI`` adds where it came from and its bound formula. The full
+YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so templates
+and exports can show all of it without the model growing a field per attribute.
 """
 
 from __future__ import annotations
@@ -176,7 +178,7 @@ class Formula:
 
 
 @dataclass(frozen=True)
-class Definition:
+class KPISpec:
     """The fields of a definition file the code relies on, typed, read once when it loads.
 
     Values are kept as written (a broken file is still reported on, never crashes the read);
@@ -204,7 +206,7 @@ class Definition:
     relations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, kpi_id: str, d: dict[str, Any]) -> Definition:
+    def from_dict(cls, kpi_id: str, d: dict[str, Any]) -> KPISpec:
         given = {key: d[key] for key in _TAKEN_AS_IS if key in d}
         category = given.get("category", "")
         extra = [c for c in _items(d.get("categories")) if c != category]
@@ -241,7 +243,7 @@ def _items(value: Any) -> list:
 @dataclass(frozen=True)
 class KPI:
     """One KPI definition, loaded and checked: frozen, its typed fields read once
-    (``definition``); binding the formula makes a new KPI (``dataclasses.replace``)."""
+    (``spec``); binding the formula makes a new KPI (``dataclasses.replace``)."""
 
     id: str
     data: dict[str, Any]
@@ -252,73 +254,73 @@ class KPI:
     #: formulas that are right at a grain the main one is not defined at (formula.at_grain)
     grain_expressions: dict[str, Node] = field(default_factory=dict)
     #: the typed fields, built from ``data`` when not given (``replace`` carries them over)
-    definition: Definition = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    spec: KPISpec = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if self.definition is None:
-            object.__setattr__(self, "definition", Definition.from_dict(self.id, self.data))
+        if self.spec is None:
+            object.__setattr__(self, "spec", KPISpec.from_dict(self.id, self.data))
         # the name -> declaration view, built once (the last declaration of a name wins)
-        datapoints = {dp.name: dp for _, dp in self.definition.declarations}
+        datapoints = {dp.name: dp for _, dp in self.spec.declarations}
         object.__setattr__(self, "_datapoints", datapoints)
 
     # Typed views of the fields the code uses -------------------------------------------
     @property
     def name(self) -> str:
-        return self.definition.name
+        return self.spec.name
 
     @property
     def summary(self) -> str:
-        return self.definition.summary
+        return self.spec.summary
 
     @property
     def aliases(self) -> list[str]:
-        return list(self.definition.aliases)
+        return list(self.spec.aliases)
 
     @property
     def category(self) -> str:
-        return self.definition.category
+        return self.spec.category
 
     @property
     def categories(self) -> list[str]:
-        return list(self.definition.categories)
+        return list(self.spec.categories)
 
     @property
     def industries(self) -> list[str]:
-        return list(self.definition.industries)
+        return list(self.spec.industries)
 
     @property
     def tags(self) -> list[str]:
-        return list(self.definition.tags)
+        return list(self.spec.tags)
 
     @property
     def unit(self) -> str:
-        return self.definition.unit
+        return self.spec.unit
 
     @property
     def direction(self) -> str:
-        return self.definition.direction
+        return self.spec.direction
 
     @property
     def indicator_type(self) -> str:
-        return self.definition.indicator_type
+        return self.spec.indicator_type
 
     @property
     def status(self) -> str:
-        return self.definition.status
+        return self.spec.status
 
     @property
     def formula_text(self) -> str:
-        return self.definition.formula.expression
+        return self.spec.formula.expression
 
     @property
     def grains(self) -> tuple[str, ...]:
         """The grains the formula is defined at (``formula.grains``); empty: every grain."""
-        return self.definition.formula.grains
+        return self.spec.formula.grains
 
     @property
     def at_grain_texts(self) -> dict[str, str]:
         """formula.at_grain: grain -> the expression that is right at that grain."""
-        return dict(self.definition.formula.at_grain)
+        return dict(self.spec.formula.at_grain)
 
     def expression_at(self, grain: str | None) -> Node | None:
         """The formula for a grain (its at_grain formula, else the main one)."""
@@ -327,7 +329,7 @@ class KPI:
     @property
     def grain_reason(self) -> str:
         """Why the formula is defined at those grains only (``formula.grain_reason``)."""
-        return self.definition.formula.grain_reason
+        return self.spec.formula.grain_reason
 
     @property
     def datapoints(self) -> dict[str, Datapoint]:
@@ -336,14 +338,14 @@ class KPI:
     @property
     def declared_datapoints(self) -> tuple[tuple[int, Datapoint], ...]:
         """(index in ``datapoints:``, declaration) for each declaration with a name."""
-        return self.definition.declarations
+        return self.spec.declarations
 
     @property
     def examples(self) -> list[dict[str, Any]]:
-        return list(self.definition.examples)
+        return list(self.spec.examples)
 
     def relations(self, kind: str) -> list[dict[str, str]]:
-        return list(self.definition.relations.get(kind, ()))
+        return list(self.spec.relations.get(kind, ()))
 
     def __repr__(self) -> str:
         return f"KPI({self.id!r}, {self.name!r})"

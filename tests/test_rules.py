@@ -168,7 +168,7 @@ def test_binding_replaces_each_kpi_by_its_bound_copy_and_records_the_graph():
     assert FormulasBind().check(library) == []
     assert unbound.expression is None  # KPIs are frozen: the library holds a new one
     assert library.kpis["b"].expression is not None
-    assert library.kpis["b"].definition is unbound.definition  # typed fields not rebuilt
+    assert library.kpis["b"].spec is unbound.spec  # typed fields not rebuilt
     assert library.graph == {"a": set(), "b": {"a"}}
 
 
