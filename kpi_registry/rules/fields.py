@@ -118,17 +118,20 @@ def _any_non_finite(data: Mapping[str, Any]) -> bool:
         if isinstance(example, Mapping) and "data" in example:
             texts.append(example["data"])
     for values, in_data in ((stack, False), (texts, True)):
+        pop, extend = values.pop, values.extend
         while values:
-            value = values.pop()
-            if value.__class__ is float:
+            value = pop()
+            cls = value.__class__
+            if cls is str:  # most values: one class test, no isinstance
+                if in_data and _non_finite(value, in_data=True):
+                    return True
+            elif cls is float:
                 if value - value != 0:
                     return True
-            elif isinstance(value, Mapping):
-                values.extend(value.values())
+            elif isinstance(value, dict):
+                extend(value.values())
             elif isinstance(value, list):
-                values.extend(value)
-            elif in_data and isinstance(value, str) and _non_finite(value, in_data=True):
-                return True
+                extend(value)
     return False
 
 
