@@ -29,6 +29,7 @@ from .errors import (
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
+from .rules import RULES, Library, check_file, check_library
 
 if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not for browsing
     import pandas as pd
@@ -219,8 +220,6 @@ def collect(
 
 
 def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
-    from .rules import RULES, Library, check_file, check_library
-
     report = Report()
     kpis: dict[str, KPI] = {}
     library = Library(kpis)
