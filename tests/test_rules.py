@@ -222,3 +222,11 @@ def test_non_finite_values_are_found_wherever_they_are(changes, expected):
         assert found == []
     else:
         assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_datapoint_named_by_a_number_is_left_to_the_schema():
+    """``name: 5`` is a schema error; the datapoint rule neither crashes nor reports it."""
+    numbered = {**copy.deepcopy(REVENUE), "name": 5, "valid": [0, 1]}
+    library = library_of(definition("a", datapoints=[copy.deepcopy(REVENUE), numbered]))
+    assert found_by(rule_of(DatapointsConsistent), library) == []
+    assert set(library.kpis["a"].datapoints) == {"revenue", 5}

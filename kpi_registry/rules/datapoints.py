@@ -25,6 +25,8 @@ class DatapointsConsistent(LibraryRule):
         for kpi in kpis.values():
             names: set[str] = set()
             for i, dp in kpi.declared_datapoints:
+                if not isinstance(dp.name, str):
+                    continue  # the schema reports it
                 where = f"datapoints[{i}].name"
 
                 def add(message: str, kpi=kpi, i=i, where=where) -> None:
