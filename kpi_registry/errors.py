@@ -271,6 +271,15 @@ class FormulaError(KPIError):
         return f"{self.message}\n    {self.expression}\n    {caret}"
 
 
+class UnknownNameError(FormulaError):
+    """A formula names something that is neither a KPI nor a datapoint it may use; ``name``
+    is that name, for callers that suggest the one meant."""
+
+    def __init__(self, name: str, expression: str = "", position: int | None = None):
+        self.name = name
+        super().__init__(f"unknown name {name!r}", expression, position)
+
+
 def suggest(word: str, known: Iterable[str], *more: Iterable[str], n: int = 3) -> list[str]:
     """Near matches for a misspelt name among ``known`` (and ``more`` lists), best first.
 

@@ -10,12 +10,11 @@ import gc
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema, targets, validation
-from .drafts import check_unfinished
+from . import targets
 from .errors import (
     AmbiguousKPIError,
     DefinitionError,
@@ -30,6 +29,7 @@ from .errors import (
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
+from .rules import RULES, Library, check_file, check_library
 
 if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not for browsing
     import pandas as pd
@@ -222,6 +222,7 @@ def collect(
 def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
     report = Report()
     kpis: dict[str, KPI] = {}
+    library = Library(kpis)
     taxonomy = Taxonomy()
     book = targets.TargetBook()
     n_files = 0
@@ -250,18 +251,13 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             except DefinitionError as e:
                 report.extend(e.diagnostics)
                 continue
-            problems = schema.check(doc.data, str(path))
-            report.extend(problems)
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
             kpi = KPI(kpi_id, doc.data, path, origin)
-            validation.check_identity(kpi, report)
-            validation.check_values(kpi, report)
+            check_file(RULES, kpi, library, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
                 line, col = position_of(doc.data, ("id",))
-                if doc.data.get("overrides") is True:
-                    kpi.overridden = [*first.overridden, first.path]
-                else:
+                if doc.data.get("overrides") is not True:
                     report.add(
                         path,
                         line,
@@ -271,6 +267,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                         "set 'overrides: true' in yours to replace the other on purpose",
                     )
                     continue
+                kpi = replace(kpi, overridden=[*first.overridden, first.path])
             elif doc.data.get("overrides") is True:
                 line, col = position_of(doc.data, ("overrides",))
                 report.add(
@@ -286,17 +283,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
         book.add(targets.targets_in_definition(kpi.data, kpi.id, str(kpi.path), report))
     targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
     _check_function_refs(taxonomy, report)
-    for kpi in kpis.values():
-        check_unfinished(kpi, report)
-        validation.check_taxonomy(kpi, taxonomy.categories, report)
-        validation.check_references(kpi, kpis, report)
-        validation.check_required_attributes(kpi, report)
-    validation.check_datapoints(kpis, report)
-    graph = validation.bind_formulas(kpis, report)
-    validation.check_cycles(graph, kpis, report)
-    if examples:
-        for kpi in kpis.values():
-            validation.check_examples(kpis, kpi, report)
+    library.categories = taxonomy.categories
+    check_library(RULES, library, report, examples=examples)
     return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
 
 

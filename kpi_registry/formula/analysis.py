@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..errors import FormulaError
+from ..errors import FormulaError, UnknownNameError
 from .dispatch import each, function_table, method_table
 from .functions import AGGREGATES, FUNCTIONS
 from .nodes import COMPARISON, LOGICAL, Binary, Call, Name, Node, Number, Unary
@@ -90,7 +90,7 @@ class _Analyser:
         if self.is_datapoint(n.name):
             self.result.datapoints.add(n.name)
             return ROW, NUMBER
-        raise self.fail(f"unknown name {n.name!r}", n)  # callers add suggestions
+        raise UnknownNameError(n.name, self.expression, n.pos)  # callers add suggestions
 
     def unary(self, n: Unary, in_aggregate: bool) -> tuple[str, str]:
         level, typ = self.visit(n.operand, in_aggregate)

@@ -24,7 +24,7 @@ from ..attribution import Driver, ExplainError, explain, reading
 from ..errors import KPIError
 from ..evaluation import evaluate_many
 from ..model import KPI
-from ..validation import example_data, example_request
+from ..worked_examples import example_data, example_request
 from .charts import WIDTH, _cut
 from .numbers import format_value
 
