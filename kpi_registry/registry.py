@@ -706,7 +706,7 @@ class Registry:
         from .evaluation import evaluate_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns, date_format)
+        request = build_request(period, entity, by, grain, columns, date_format)
         request.drop_invalid = drop_invalid
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
@@ -777,7 +777,7 @@ class Registry:
         from .attribution import explain
 
         kpi_id = self.resolve(kpi_id)
-        request = _request(period, entity, by, grain, columns, date_format)
+        request = build_request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
             self._check_columns([kpi_id], data, request)
         return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
@@ -822,11 +822,11 @@ class Registry:
         from .sql import compile_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = build_request(period, entity, by, grain, columns)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns, date_format=None) -> Request:
+def build_request(period, entity, by, grain, columns, date_format=None) -> Request:
     from .evaluation import Request, check_request
 
     request = Request(
