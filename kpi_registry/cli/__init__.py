@@ -12,14 +12,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DefinitionError, KPIError, MissingColumnsError, UnknownKPIError, or_list
 from . import authoring, browse, evaluate, export, mcp, site
-from .args import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
-from .browse import LIST_COLUMNS, near_kpis
-from .wording import error_text, missing_columns_text
+from .args import EXIT_ERRORS, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, CommandParser
+from .browse import LIST_COLUMNS
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -52,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kpi",
         description="Browse, check and evaluate the KPI registry.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for register in COMMANDS:
         register(sub)
     return parser
@@ -75,6 +72,16 @@ def _main(argv: Sequence[str] | None, registry: Registry | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; errors become messages and exit codes (imported only now, so
+    that `kpi --help` does not pay for them)."""
+    from ..errors import DefinitionError, KPIError, MissingColumnsError, UnknownKPIError, or_list
+    from .browse import near_kpis
+    from .wording import error_text, missing_columns_text
+
     try:
         if check := getattr(args, "check_request", None):
             check(args)
@@ -107,7 +114,7 @@ def _main(argv: Sequence[str] | None, registry: Registry | None = None) -> int:
             return _internal_error(e)
         where = f"{e.filename}: " if e.filename is not None else ""
         reason = e.strerror
-        if isinstance(e, FileExistsError) and Path(e.filename).is_file():
+        if isinstance(e, FileExistsError) and os.path.isfile(e.filename):
             reason = "is a file, where a folder is needed"  # mkdir(parents=True) on a file
         print(f"error: {where}{reason}", file=sys.stderr)
         return EXIT_ERRORS

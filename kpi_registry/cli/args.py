@@ -6,10 +6,8 @@ here imports the registry, pandas or YAML at module level."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-
-from ..errors import KPIError, did_you_mean
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -22,6 +20,33 @@ ENV_PATH = "KPI_REGISTRY_PATH"
 
 #: The grains a request can coarsen periods to (``--grain``).
 GRAINS = ("day", "week", "month", "quarter", "year")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser that can add its arguments on first use (``later``): a command
+    whose options need an import (the SQL dialects, say) costs nothing to `kpi --help`, which
+    only lists the commands."""
+
+    def later(self, fill: Callable[[CommandParser], None]) -> None:
+        self._fill: Callable[[CommandParser], None] | None = fill
+
+    def _filled(self) -> None:
+        fill = getattr(self, "_fill", None)
+        if fill is not None:
+            self._fill = None
+            fill(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._filled()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._filled()
+        return super().format_help()
 
 
 def registry_from_args(args: argparse.Namespace) -> Registry:
@@ -38,6 +63,8 @@ def registry_from_args(args: argparse.Namespace) -> Registry:
 
 def parse_columns(pairs: list[str]) -> dict[str, str]:
     """--column datapoint=column pairs as a mapping."""
+    from ..errors import KPIError
+
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, eq, value = (part.strip() for part in pair.partition("="))
@@ -64,7 +91,7 @@ def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]
             todo.extend(reg.dependencies(kpi_id))
     for key, column in columns.items():
         if key not in inputs:
-            from ..errors import shown_columns
+            from ..errors import KPIError, did_you_mean, shown_columns
 
             datapoints = sorted(name for name in inputs if name not in reg)
             raise KPIError(

@@ -4,13 +4,8 @@
 from __future__ import annotations
 
 import argparse
-import difflib
-import json
-import shlex
 import sys
-from pathlib import Path
 
-from ..errors import DefinitionError, KPIError
 from .args import ENV_PATH, EXIT_ERRORS, EXIT_OK
 
 
@@ -38,6 +33,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..errors import KPIError
     from ..history import diff_libraries, library_at, library_now
     from ..registry import bundled_dir
 
@@ -65,6 +64,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
     from ..schema import kpi_schema
 
     print(json.dumps(kpi_schema(), indent=2))
@@ -73,6 +74,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 # -- new ------------------------------------------------------------------------------------
 def cmd_new(args: argparse.Namespace) -> int:
+    import shlex
+
     from ..scaffold import guess_direction, guess_unit, new_kpi
 
     notes = []
@@ -120,6 +123,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 # -- fmt ------------------------------------------------------------------------------------
 def cmd_fmt(args: argparse.Namespace) -> int:
+    import difflib
+
+    from ..errors import DefinitionError, KPIError
     from ..formatting import WriteError, default_paths, files_to_format, format_file
 
     paths = args.paths or default_paths()

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import KPIError, did_you_mean
 from .args import EXIT_OK, add_filters, add_path_argument, positive, registry_from_args
 from .text import bullets, wrap
 
@@ -91,6 +89,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         category=args.category, industry=args.industry, tag=args.tag, function=args.function
     )
     if args.format == "json":
+        import json
+
         print(json.dumps(_catalog_rows(reg, kpis), indent=2, ensure_ascii=False))
     elif args.format == "csv":
         import csv
@@ -104,6 +104,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _check_filter(reg: Registry, args: argparse.Namespace) -> None:
+    from ..errors import KPIError, did_you_mean
+
     if args.category is not None and args.category not in reg.taxonomy:
         raise KPIError(
             f"unknown category {args.category!r}{did_you_mean(args.category, reg.taxonomy)}"

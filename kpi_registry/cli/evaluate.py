@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DataError, InvalidRowsError, KPIError, MissingColumnsError, RowsError
 from .args import (
     EXIT_OK,
     add_drop_invalid_argument,
@@ -21,7 +18,6 @@ from .args import (
     registry_from_args,
 )
 from .text import wrap
-from .wording import error_text
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -118,7 +114,9 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
         find_not_utf8,
         locate_data_error,
     )
+    from ..errors import DataError, InvalidRowsError, MissingColumnsError, RowsError
     from ..periods import AmbiguousDateError, DateFormatError
+    from .wording import error_text
 
     for kpi_id in args.ids:
         reg[kpi_id]
@@ -177,6 +175,9 @@ def _print_warnings(result) -> None:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..errors import KPIError
     from ..files import replace_text
     from ..scorecard import html_page, scorecard_lines, text_table
 
@@ -204,6 +205,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
     from ..attribution import as_text, reading
     from ..datafiles import locate_data_error
+    from ..errors import DataError, MissingColumnsError
+    from .wording import error_text
 
     reg = registry_from_args(args)
     reg[args.id]
@@ -244,6 +247,8 @@ def _print_frame(frame, fmt: str) -> None:
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif fmt == "json":
+        import json
+
         records = json.loads(frame.to_json(orient="records", date_format="iso"))
         print(json.dumps(records, indent=2))
     else:
@@ -256,7 +261,7 @@ def _print_frame(frame, fmt: str) -> None:
 
 # -- sql --------------------------------------------------------------------------------------
 def cmd_sql(args: argparse.Namespace) -> int:
-    from ..errors import TableNameError
+    from ..errors import KPIError, TableNameError
     from ..registry import build_request
     from ..sql.compiler import compile_many
     from ..sql.sqlbuild import table_name
@@ -353,6 +358,11 @@ def add_scorecard(sub) -> None:
 
 
 def add_sql(sub) -> None:
+    p = sub.add_parser("sql", help="print the SQL that computes KPIs in a warehouse")
+    p.later(_sql_arguments)  # the dialects and period types come from sql.spec
+
+
+def _sql_arguments(p: argparse.ArgumentParser) -> None:
     from ..sql.spec import DIALECTS, LAYOUTS, PERIOD_TYPES, UNSUPPORTED
 
     functions = sorted({f for f, _ in UNSUPPORTED})
@@ -360,15 +370,13 @@ def add_sql(sub) -> None:
         f"{f}() not in {', '.join(d for g, d in UNSUPPORTED if g == f)}" for f in functions
     )
     types = "\n".join(f"  {name:<9} {text}" for name, (_, text) in PERIOD_TYPES.items())
-    p = sub.add_parser(
-        "sql",
-        help="print the SQL that computes KPIs in a warehouse",
-        description="Print one SQL statement that computes the KPIs per period (and group) "
+    p.description = (
+        "Print one SQL statement that computes the KPIs per period (and group) "
         "with the same numbers as 'kpi eval'. Every function compiles to every dialect "
-        f"except: {gaps}.",
-        epilog=f"period types (--period-type):\n{types}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        f"except: {gaps}."
     )
+    p.epilog = f"period types (--period-type):\n{types}"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("ids", nargs="+", metavar="ID", help="KPI ids")
     p.add_argument("--table", required=True, metavar="T", help="table to read, e.g. analytics.mrr")
     add_request_arguments(

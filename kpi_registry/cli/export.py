@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from ..errors import KPIError
 from .args import EXIT_OK, GRAINS, add_path_argument, registry_from_args
 
 #: dbt's YAML specs (``export.metricflow.SPECS``, spelt here so that registering the command
@@ -16,6 +13,9 @@ METRICFLOW_SPECS = ("latest", "legacy")
 
 
 def _write(text: str, out: str | None) -> None:
+    from pathlib import Path
+
+    from ..errors import KPIError
     from ..files import replace_text
 
     if out is None:
@@ -35,6 +35,9 @@ def _write(text: str, out: str | None) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    from ..errors import KPIError
     from ..export import catalog_schema, catalog_text, metricflow
 
     if args.schema:
