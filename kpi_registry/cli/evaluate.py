@@ -276,7 +276,9 @@ def cmd_sql(args: argparse.Namespace) -> int:
     ids = [reg.resolve(i) for i in args.ids]  # ids or aliases
     columns = parse_columns(args.column)
     check_column_keys(reg, ids, columns)  # a misspelt --column would be ignored silently
-    request = build_request(args.period, args.entity, args.by, args.grain, columns)
+    request = build_request(
+        args.period, args.entity, args.by, args.grain, columns, drop_invalid=args.drop_invalid
+    )
     sql = compile_many(
         reg.kpis,
         ids,
@@ -407,5 +409,6 @@ def _sql_arguments(p: argparse.ArgumentParser) -> None:
         "(default) sparse where that provably gives the same numbers; a comment in the SQL "
         "says which and why",
     )
+    add_drop_invalid_argument(p)
     add_path_argument(p)
     p.set_defaults(func=cmd_sql)
