@@ -31,16 +31,21 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """.replace("HEAVY", repr(HEAVY))
 
 
-def _heavy_imports(args: list[str], cwd: Path) -> list[str]:
+def _probe(probe: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``probe`` in a fresh interpreter that imports this checkout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
+    return subprocess.run(
+        [sys.executable, "-c", probe, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _heavy_imports(args: list[str], cwd: Path) -> list[str]:
+    proc = _probe(PROBE, args, cwd)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), proc.stdout + proc.stderr
     return report["heavy"]
@@ -151,15 +156,7 @@ def _imported_by_kpi(args: list[str], cwd: Path) -> set[str]:
         "m.split('.')[0] if not m.startswith('kpi_registry') else m for m in sys.modules))));"
         "runpy.run_module('kpi_registry', run_name='__main__')"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", probe, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _probe(probe, args, cwd)
     assert proc.returncode == 0, proc.stderr
     return set(json.loads(proc.stderr.rpartition("MODULES:")[2]))
 
