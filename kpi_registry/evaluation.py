@@ -29,6 +29,7 @@ import pandas as pd
 from . import periods
 from .arithmetic import SCALAR_FUNCS, binary, divide, round_sums
 from .errors import (
+    ColumnNotGivenError,
     ContradictoryRowsError,
     DataError,
     InvalidRowsError,
@@ -849,9 +850,8 @@ class _Engine:
 
     def _require_grid(self, func: str) -> None:
         if not self.layout.grid:
-            raise DataError(
-                f"{func}() on datapoints compares an entity with itself over time: "
-                "pass entity='your_entity_column'"
+            raise ColumnNotGivenError(
+                "entity", f"{func}() on datapoints compares an entity with itself over time"
             )
 
     def _cell_grid(self, x: Any, level: int) -> np.ndarray:

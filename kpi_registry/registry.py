@@ -694,8 +694,7 @@ class Registry:
         from .evaluation import evaluate_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns, date_format)
-        request.drop_invalid = drop_invalid
+        request = build_request(period, entity, by, grain, columns, date_format, drop_invalid)
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if (spark is not None or order is not None) and engine != "spark":
@@ -765,7 +764,7 @@ class Registry:
         from .attribution import explain
 
         kpi_id = self.resolve(kpi_id)
-        request = _request(period, entity, by, grain, columns, date_format)
+        request = build_request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
             self._check_columns([kpi_id], data, request)
         return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
@@ -781,8 +780,10 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         dialect: str = "duckdb",
+        drop_invalid: bool = False,
     ) -> str:
-        """One SQL statement computing exactly the frame ``evaluate`` returns."""
+        """One SQL statement computing exactly the frame ``evaluate`` returns (with
+        ``drop_invalid=True``: the frame ``evaluate(..., drop_invalid=True)`` returns)."""
         return self.to_sql_many(
             [kpi_id],
             table,
@@ -792,6 +793,7 @@ class Registry:
             grain=grain,
             columns=columns,
             dialect=dialect,
+            drop_invalid=drop_invalid,
         )
 
     def to_sql_many(
@@ -805,16 +807,21 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         dialect: str = "duckdb",
+        drop_invalid: bool = False,
     ) -> str:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = build_request(period, entity, by, grain, columns, drop_invalid=drop_invalid)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns, date_format=None) -> Request:
+def build_request(
+    period, entity, by, grain, columns, date_format=None, drop_invalid=False
+) -> Request:
+    """The Request both engines and the SQL compiler take, from Registry.evaluate's (and
+    `kpi sql`'s) loose arguments, checked before any data is read."""
     from .request import Request, check_request
 
     request = Request(
@@ -823,6 +830,7 @@ def _request(period, entity, by, grain, columns, date_format=None) -> Request:
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        drop_invalid=drop_invalid,
         date_format=date_format,
     )
     check_request(request)  # before either engine reads the data

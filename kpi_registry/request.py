@@ -9,7 +9,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import DataError, GrainError
+from .errors import (
+    ColumnNotGivenError,
+    DataError,
+    GrainError,
+    MissingDatapointError,
+    RequestColumnsError,
+    shown_columns,
+)
 from .formula import Name
 from .model import KPI, Datapoint
 
@@ -55,25 +62,16 @@ def used_datapoints(
 
 
 # Messages shared with the SQL engine, which checks the same request against a table's columns.
-def shown_columns(columns: Iterable[Any]) -> str:
-    """A data set's columns as error messages list them (the first thirty)."""
-    names = [str(c) for c in columns]
-    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
-
-
 def check_request(req: Request) -> None:
     """The period, entity and group columns name different columns (as ``kpi eval`` checks
     its --period, --entity and --by)."""
     for n, col in enumerate(req.by):
         if col in req.by[:n]:
-            raise DataError(f"by column {col!r} is given twice; give each column once")
+            raise RequestColumnsError("by", col, "twice")
         if col == req.period:
-            raise DataError(f"by column {col!r} is the period column; results are per period")
+            raise RequestColumnsError("by", col, "period")
     if req.entity is not None and req.entity == req.period:
-        raise DataError(
-            f"entity column {req.entity!r} is the period column; the entity column says whose "
-            "row it is (customer, account...)"
-        )
+        raise RequestColumnsError("entity", req.entity, "period")
 
 
 def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
@@ -90,9 +88,7 @@ def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataEr
             f"{who}, which {what}; numbers given as a mapping have no periods: "
             "pass rows as a DataFrame with period='your_period_column'"
         )
-    return DataError(
-        f"{who}, which {what}: pass period='your_period_column' (kpi eval: --period COL)"
-    )
+    return ColumnNotGivenError("period", f"{who}, which {what}")
 
 
 def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
@@ -105,10 +101,7 @@ def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) 
             f"{who}, which counts the days of each period; numbers given as a mapping have no "
             "periods: pass rows as a DataFrame with period='your_period_column'"
         )
-    return DataError(
-        f"{who}, which counts the days of each period: pass period='your_period_column' "
-        "(kpi eval: --period COL)"
-    )
+    return ColumnNotGivenError("period", f"{who}, which counts the days of each period")
 
 
 def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
@@ -129,10 +122,10 @@ def grain_name(code: str) -> str:
 
 
 def distinct_needs_entity(name: str) -> DataError:
-    return DataError(
-        f"datapoint {name!r} counts different values per entity (rows: distinct): pass "
-        "entity='your_entity_column'; without one, count_distinct() counts different values "
-        "over the rows"
+    return ColumnNotGivenError(
+        "entity",
+        f"datapoint {name!r} counts different values per entity (rows: distinct)",
+        "without one, count_distinct() counts different values over the rows",
     )
 
 
@@ -148,12 +141,7 @@ def check_columns(req: Request, columns: Collection[Any]) -> None:
 
 
 def missing_datapoint(name: str, req: Request, columns: Iterable[Any]) -> DataError:
-    return DataError(
-        f"the data has no column for datapoint {name!r}"
-        + (f" (mapped to {req.columns[name]!r})" if name in req.columns else "")
-        + f"; columns are {shown_columns(columns)}. "
-        f"Map it with columns={{{name!r}: 'your_column'}}"
-    )
+    return MissingDatapointError(name, req.columns.get(name), columns)
 
 
 def gap_warnings(axis: TimeAxis | None) -> list[str]:

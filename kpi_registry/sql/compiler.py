@@ -38,7 +38,7 @@ import numpy as np
 from sqlglot import exp
 
 from .. import periods as pandas_periods
-from ..errors import DataError, KPIError, UnknownKPIError
+from ..errors import ColumnNotGivenError, DataError, KPIError, UnknownKPIError
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from ..request import (
@@ -502,9 +502,8 @@ class _Compiler:
 
     def _require_grid(self, func: str) -> None:
         if not self.grid:
-            raise DataError(
-                f"{func}() on datapoints compares an entity with itself over time: "
-                "pass entity='your_entity_column'"
+            raise ColumnNotGivenError(
+                "entity", f"{func}() on datapoints compares an entity with itself over time"
             )
 
     def _previous(self, value: _Value, layers: _Layers, arg: Node, row: bool) -> _Value:
