@@ -487,7 +487,10 @@ def serve(args: argparse.Namespace) -> int:
     start = _FastStart(service)
     start.begin_loading()
     if not start.answer_handshake():
-        return 0  # the client went away before any call
+        # the client went away before any call: let the SDK's import finish first (an
+        # interpreter cannot shut down cleanly under a thread still loading extensions)
+        start.wait_loaded()
+        return 0
     start.hand_over()
     return 0
 
@@ -641,6 +644,9 @@ class _FastStart:
             self.replay.append(text)
             self.answered_ids.append(request_id)
         return True
+
+    def wait_loaded(self) -> None:
+        self._loaded.wait()
 
     def hand_over(self) -> None:
         self._loaded.wait()

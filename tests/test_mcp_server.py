@@ -435,3 +435,26 @@ def test_tools_list_is_answered_before_the_sdk_loads(tmp_path, flow):
     assert not called["result"].get("isError"), called
     assert "revenue" in json.dumps(called["result"])
     assert held.returncode == 0, err[-2000:]
+
+
+def test_a_client_leaving_during_the_fast_start_ends_the_server_cleanly(tmp_path):
+    """End of input while the SDK is still loading: the server waits for the load and exits
+    with 0 (an interpreter shutting down under a thread loading extensions aborts)."""
+    env = {**_env(), "KPI_REGISTRY_CACHE": str(tmp_path / "cache")}
+    first = _start(["-m", "kpi_registry", "mcp"], env, tmp_path)
+    _send(first, FLOWS["handshake"])
+    _read_reply(first, 2)
+    first.stdin.close()
+    assert first.wait(timeout=120) == 0
+    release = tmp_path / "release-sdk"
+    held = _start(["-c", HELD_BACK_SDK], {**env, "RELEASE_SDK": str(release)}, tmp_path)
+    try:
+        _send(held, FLOWS["handshake"])
+        assert {t["name"] for t in _read_reply(held, 2)["result"]["tools"]} == TOOLS
+        held.stdin.close()
+        with pytest.raises(subprocess.TimeoutExpired):
+            held.wait(timeout=1)  # still loading the SDK, so still running
+    finally:
+        release.touch()
+    assert held.wait(timeout=120) == 0
+    assert "LOADED-BEFORE-SDK:\n" in held.stderr.read()
