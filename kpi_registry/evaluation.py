@@ -682,7 +682,8 @@ class _Engine:
             out[cells] = values
             return out
         if how in ("sum", "mean"):
-            out = np.bincount(cells, weights=values, minlength=n)
+            # float even with no values left (numpy counts an empty array in integers)
+            out = np.bincount(cells, weights=values, minlength=n).astype(float, copy=False)
             if how == "mean":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     out = out / counts
@@ -956,7 +957,9 @@ class _Engine:
         if not lay.grid:  # cells are rows: add them in the order of their values, so that
             order = np.lexsort((values, key))  # the sum is the same however rows are sorted
             key, values = key[order], values[order]
-        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1])
+        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1]).astype(
+            float, copy=False
+        )
         return flat.reshape(shape)
 
     # -- output ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from .errors import (
     UnknownKPIError,
     did_you_mean,
 )
+from .files import cache_dir
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
@@ -295,19 +296,6 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     if result.report:
         raise DefinitionError(result.report.errors)
     return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
-
-
-#: Overrides where loaded libraries are cached (default: the user's cache folder).
-CACHE_ENV = "KPI_REGISTRY_CACHE"
-
-
-def cache_dir() -> Path:
-    """The folder for cached libraries: $KPI_REGISTRY_CACHE, else the user's cache folder;
-    never inside the checkout, which must stay clean."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "kpi-registry"
 
 
 def _library_key(paths: Sequence[str | Path], include_bundled: bool) -> str:
