@@ -53,6 +53,7 @@ from ..evaluation import (
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
+from .dialects import record
 from .sparse import (
     DENSE,
     LAYOUTS,
@@ -65,7 +66,6 @@ from .sparse import (
     time_calls,
 )
 from .spec import (
-    UNSUPPORTED,
     PeriodFormat,
     SQLCompileError,
     check_dialect,
@@ -157,10 +157,10 @@ def compile_tree(
     for kpi_id in ids:
         compiler.kpi(kpi_id)
     tree = compiler.statement(source, list(ids), layout)
-    return _spark_int_days(tree) if dialect == "spark" else tree
+    return _int_day_counts(tree) if record(dialect).int_day_counts else tree
 
 
-def _spark_int_days(tree: exp.Select) -> exp.Select:
+def _int_day_counts(tree: exp.Select) -> exp.Select:
     """Spark's DATE_ADD takes an INT count of days and refuses the BIGINT that period numbers
     become after SEQUENCE/EXPLODE: cast them (found by running the SQL on Spark)."""
 
@@ -246,6 +246,7 @@ class _Compiler:
         self.kpis = kpis
         self.req = req
         self.dialect = dialect
+        self.quirks = record(dialect)
         self.fmt = fmt
         self.order = order
         self.known = list(dict.fromkeys(columns)) if columns is not None else None
@@ -326,6 +327,7 @@ class _Compiler:
             if self.req.period is not None:
                 check_grain(kpi, self.grain, [*self.in_progress, kpi_id])
                 node = kpi.expression_at(grain_name(self.grain))
+            self._check_functions(kpi_id, node)
             for name, spec in kpi.datapoints.items():
                 self.specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
@@ -335,6 +337,12 @@ class _Compiler:
                 self.in_progress.pop()
         self.kpi_values[kpi_id] = value
         return value
+
+    def _check_functions(self, kpi_id: str, node: Node) -> None:
+        """Refuse a function the dialect has no exact form of, before building any SQL."""
+        for n in node.walk():
+            if isinstance(n, Call) and n.func in self.quirks.unsupported:
+                raise unsupported(n.func, self.dialect, kpi_id)
 
     def _kpi_column(self, kpi_id: str, node: Node) -> _Value:
         if isinstance(node, Call) and node.func in AGGREGATES and node not in self.agg_cache:
@@ -353,7 +361,8 @@ class _Compiler:
         DuckDB also checks that the value is unique there, and raises the pandas engine's
         error otherwise; other dialects take the smallest value."""
         sql_name = self.names.claim(kpi_id)
-        high = self.names.claim(f"{kpi_id}_max") if self.dialect == "duckdb" else sql_name
+        checked = self.quirks.supplied_check
+        high = self.names.claim(f"{kpi_id}_max") if checked else sql_name
         self.supplied[kpi_id] = (column, sql_name, high)
         low = exp.Min(this=b.col(sql_name))
         value: exp.Expression = low
@@ -744,8 +753,6 @@ class _Compiler:
         if node in self.agg_cache:
             return self.agg_cache[node]
         func = node.func
-        if (func, self.dialect) in UNSUPPORTED:
-            raise unsupported(func, self.dialect, self.in_progress[-1] if self.in_progress else "?")
         x = self._known(self.row(node.args[0]))
         value = x.sql
         if len(node.args) > 1:
@@ -782,7 +789,7 @@ class _Compiler:
         """An entity-period's group is its row's group, else the entity's last known group
         (a churned customer stays in its last segment), else its first one (``entities``
         holds each entity's first group)."""
-        if self.dialect == "duckdb":
+        if self.quirks.window_ignore_nulls:
             self._carry_with_ignore_nulls()
             return
         # Portable form (PostgreSQL has no IGNORE NULLS): number the runs that start at each
@@ -1133,12 +1140,12 @@ class _Compiler:
         ).from_(relation)
 
     def _base_periods(self) -> exp.Select:
-        table, value = b.number_series(b.col("_first"), b.col("_last"), BASE, self.dialect)
+        table, value, join = b.number_series(b.col("_first"), b.col("_last"), BASE, self.dialect)
         select = exp.select(b.alias(value, BASE) if not _is_col(value, BASE) else value).from_(
             "bounds"
         )
         if table is not None:
-            select = select.join(table, join_type="CROSS" if self.dialect != "snowflake" else None)
+            select = select.join(table, join_type=join)
         return select
 
     def _calendar(self) -> exp.Select:
@@ -1256,7 +1263,7 @@ class _Compiler:
             items.append(b.alias(latest, name))
             # DuckDB carries the first group back to the periods before an entity's first
             # row from here, and so does the sparse layout in every dialect
-            if self.dialect == "duckdb" or self.layout.kind == SPARSE:
+            if self.quirks.window_ignore_nulls or self.layout.kind == SPARSE:
                 earliest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect, True)
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
@@ -1319,7 +1326,7 @@ class _Compiler:
     def _entities(self) -> exp.Select:
         """Every entity seen anywhere; outside DuckDB also with its first group (carried back
         to the periods before its first row)."""
-        if not self.groups or self.dialect == "duckdb":
+        if not self.groups or self.quirks.window_ignore_nulls:
             return exp.select(ENTITY).distinct().from_("cells")
         items: list[exp.Expression] = [b.col(ENTITY)]
         for _, name in self.groups:
@@ -1335,7 +1342,7 @@ class _Compiler:
             items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.alias(b.col(name, "c"), _row_group(name)))
-            if self.dialect != "duckdb":
+            if not self.quirks.window_ignore_nulls:
                 items.append(b.col(_first_group(name), "e"))
             elif self.coarse:
                 items.append(b.col(_first_group(name), "c"))
