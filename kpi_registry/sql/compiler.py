@@ -91,6 +91,7 @@ FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD = "_first_period", "_last_period", "_next
 FIRST_ROW, MOVED = "_first_row", "_moved"
 _INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
 _INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED, OPEN_BASE, BASE_COUNT}
+_INTERNAL |= {"_row_problem", "_top", "_text"}
 
 
 def compile_many(
@@ -350,7 +351,8 @@ class _Compiler(FormulaTranslator):
             column = column or self.req.columns.get(name, name)
             if not self.grid and spec.rows == "distinct":
                 raise distinct_needs_entity(name)
-            if self.grid and spec.rows in ("last", "first") and self._row_order(spec) is None:
+            unordered = self._row_order(spec) is None and not spec.order_by
+            if self.grid and spec.rows in ("last", "first") and unordered:
                 raise SQLCompileError(
                     f"datapoint {name!r} keeps the {spec.rows} row of each entity-period "
                     f"(rows: {spec.rows}), but SQL tables have no row order: give the datapoint "
@@ -359,13 +361,14 @@ class _Compiler(FormulaTranslator):
                     "timestamp"
                 )
             self.datapoints[name] = (spec, column, self.names.claim(name))
-            if self.req.drop_invalid:  # flags it excludes are read too, to leave both out
-                for other in spec.excludes:
-                    if self.known is not None and self._data_column(other) is not None:
-                        self.specs.setdefault(
-                            other, Datapoint(other, rows=spec.rows, time=spec.time)
-                        )
-                        self.datapoint(other)
+            # flags it excludes are read too: to leave both out (drop_invalid), or to raise
+            # an error where both are set
+            for other in spec.excludes:
+                if self._data_column(other) is not None or (
+                    self.known is None and other in self.specs
+                ):
+                    self.specs.setdefault(other, Datapoint(other, rows=spec.rows, time=spec.time))
+                    self.datapoint(other)
         spec, _, sql_name = self.datapoints[name]
         nullable = not (self.grid and spec.missing == "zero") or self.req.drop_invalid
         return Value(b.col(sql_name), 0, NUMBER, nullable)
@@ -533,7 +536,10 @@ class _Compiler(FormulaTranslator):
             name = f"kpis_{i}"
             add((name, _extend(relation, layer)))
             relation = name
-        final = self._final(relation, ids)
+        checks = self._row_checks()
+        if checks is not None:
+            add(("row_checks", checks))
+        final = self._final(relation, ids, checked=checks is not None)
         for name, body in ctes:
             final = final.with_(name, as_=body, copy=False)
         return _rename_clashing_ctes(final, {name for name, _ in ctes}, table)
@@ -893,7 +899,10 @@ class _Compiler(FormulaTranslator):
             return exp.Min(this=value)
         if how == "max":
             return exp.Max(this=value)
-        known = b.case((b.not_null(value.copy()), self._row_order(spec)))
+        order = self._row_order(spec)
+        if order is None:  # the data has no order_by column: the rows must agree (row_checks)
+            return exp.Min(this=value)
+        known = b.case((b.not_null(value.copy()), order))
         return b.max_by(value, known, self.dialect, smallest=how == "first")
 
     def _coarse_cells(self) -> exp.Select:
@@ -1098,7 +1107,7 @@ class _Compiler(FormulaTranslator):
             exp.NullSafeEQ(this=b.col(n, table), expression=b.col(n, "g")) for _, n in self.groups
         ]
 
-    def _final(self, relation: str, ids: list[str]) -> exp.Select:
+    def _final(self, relation: str, ids: list[str], checked: bool = False) -> exp.Select:
         items: list[exp.Expression] = []
         if self.req.period is not None:
             items.append(b.alias(b.col(LABEL), self.req.period))
@@ -1111,12 +1120,164 @@ class _Compiler(FormulaTranslator):
             items.append(b.alias(guarded, kpi_id))
         order = [b.ascending(b.col(PERIOD), self.dialect)]
         order += [exp.Ordered(this=b.col(n), nulls_first=False) for _, n in self.groups]
-        return (
-            exp.select(*items)
-            .from_(relation)
-            .where(b.binary(exp.GT, b.col(CELLS), b.num(0)))
-            .order_by(*order)
+        where = b.binary(exp.GT, b.col(CELLS), b.num(0))
+        select = exp.select(*items).from_(relation)
+        if checked:  # the statement fails where a row check found a problem
+            problem = b.col(PROBLEM, "row_checks")
+            failed = b.case((b.not_null(problem), b.raise_error(problem.copy(), self.dialect)))
+            select = select.join(exp.to_table("row_checks"), join_type="CROSS")
+            where = b.and_(where, b.is_null(failed))
+        return select.where(where).order_by(*order)
+
+    # -- row checks ---------------------------------------------------------------------------
+    def _row_checks(self) -> exp.Select | None:
+        """One row whose ``_row_problem`` describes the first problem the pandas engine would
+        raise on these rows, or NULL: a value outside a datapoint's valid range, rows of one
+        entity-period that a ``rows: last``/``first`` rule cannot order, flags that exclude
+        each other both set. The final SELECT raises it (``sqlbuild.raise_error``), so the
+        statement fails in any database rather than compute on such rows; ``drop_invalid``
+        leaves out-of-range values and contradicting flags out instead, as the pandas engine
+        does. Each check names the datapoint, the rule and one entity and period (the first
+        in text order, so that it does not depend on the row order)."""
+        found: list[exp.Expression] = []
+        for name, (spec, column, sql_name) in self.datapoints.items():
+            if not self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
+                found.append(self._range_problem(name, spec, column, sql_name))
+            if self.grid and spec.rows in ("last", "first"):
+                found.append(self._unordered_problem(name, spec, sql_name))
+        if not self.req.drop_invalid:
+            for name, (spec, _, _) in self.datapoints.items():
+                for other in spec.excludes:
+                    if other in self.datapoints:
+                        found.append(self._contradiction_problem(name, other))
+        if not found:
+            return None
+        problem = found[0] if len(found) == 1 else b.coalesce(*found)
+        select = exp.select(b.alias(problem, PROBLEM))
+        select.add_comments(
+            [_comment("rows the KPIs cannot be computed on: the final SELECT fails with this")]
         )
+        return select
+
+    def _where_text(self, entity: exp.Expression | None, period: exp.Expression | None, freq: str):
+        """SQL text such as ``entity 'c1' in 2024-01``."""
+        parts: list[exp.Expression] = []
+        if entity is not None:
+            parts += [b.string("entity '"), b.cast(entity, "VARCHAR"), b.string("'")]
+        else:
+            parts.append(b.string("a row"))
+        if self.req.period is not None and period is not None:
+            parts += [b.string(" in "), b.period_label(period, freq, "text")]
+        return parts
+
+    def _range_problem(self, name: str, spec: Datapoint, column: str, sql_name: str):
+        value = b.col(sql_name)
+        if spec.minimum is not None and spec.maximum is not None:
+            valid = f"between {_number_text(spec.minimum)} and {_number_text(spec.maximum)}"
+        elif spec.minimum is not None:
+            valid = f"at least {_number_text(spec.minimum)}"
+        else:
+            valid = f"at most {_number_text(spec.maximum)}"
+        shown = f" (column {column!r})" if column != name else ""
+        entity = b.col(ENTITY) if self.grid else None
+        text = _concat(
+            b.string(f"datapoint {name!r}{shown} must be {valid}: "),
+            *self._where_text(entity, b.col(BASE), self.base),
+            b.string(" has "),
+            b.cast(value.copy(), "VARCHAR"),
+            b.string(_FIX_OR_DROP),
+        )
+        outside = b.not_(_within(value.copy(), spec))
+        return _first_text(
+            exp.select(exp.Min(this=b.case((outside, text)))).from_("source").where(outside.copy())
+        )
+
+    def _unordered_problem(self, name: str, spec: Datapoint, sql_name: str):
+        """An entity-period whose rows at the top of the order (all rows, without an order
+        column) have different values."""
+        value, order = b.col(sql_name), self._row_order(spec)
+        keys = [b.col(ENTITY), b.col(BASE)]
+        rows = exp.select(*keys, value).from_("source").where(b.not_null(value.copy()))
+        if order is not None:
+            top = exp.Max if spec.rows == "last" else exp.Min
+            ranked = (
+                exp.select(
+                    *[k.copy() for k in keys],
+                    value.copy(),
+                    order.copy(),
+                    b.alias(exp.Window(this=top(this=order.copy()), partition_by=keys), "_top"),
+                )
+                .from_("source")
+                .where(b.not_null(value.copy()))
+            )
+            rows = (
+                exp.select(*[k.copy() for k in keys], value.copy())
+                .from_(ranked.subquery("r"))
+                .where(b.eq(order.copy(), b.col("_top")))
+            )
+        which = "latest" if spec.rows == "last" else "earliest"
+        if order is None:
+            why = f" and the data has no column {spec.order_by!r} to order them (order_by)"
+        elif spec.order_by and not _is_col(order, ORDER):
+            why = f" and the same {spec.order_by!r}: make that column tell them apart"
+        else:
+            why = " and the same value of the column that orders the rows: make it tell them apart"
+        text = _concat(
+            b.string(
+                f"datapoint {name!r} keeps each entity's {which} row in a period "
+                f"(rows: {spec.rows}), but "
+            ),
+            *self._where_text(b.col(ENTITY), b.col(BASE), self.base),
+            b.string(" has several rows with different values"),
+            b.string(why),
+        )
+        differing = b.binary(exp.NEQ, exp.Min(this=value.copy()), exp.Max(this=value.copy()))
+        cells = (
+            exp.select(b.alias(text, "_text"))
+            .from_(rows.subquery("c"))
+            .group_by(*[k.copy() for k in keys])
+            .having(differing)
+        )
+        return _first_text(exp.select(exp.Min(this=b.col("_text"))).from_(cells.subquery("u")))
+
+    def _contradiction_problem(self, name: str, other: str):
+        a, z = self.datapoints[name][2], self.datapoints[other][2]
+        if self.grid:
+            relation = "period_cells" if self.coarse else "cells"
+            period, freq = (PERIOD, self.grain) if self.coarse else (BASE, self.base)
+            where = self._where_text(b.col(ENTITY), b.col(period), freq)
+        else:
+            relation = "source"
+            where = self._where_text(None, b.col(BASE), self.base)
+        text = _concat(
+            b.string(f"{name!r} and {other!r} exclude each other, but "),
+            *where,
+            b.string(" has both" if self.grid else " sets both"),
+            b.string(_FIX_OR_DROP.replace("on the others", "without them")),
+        )
+        both = b.and_(b.binary(exp.GT, b.col(a), b.num(0)), b.binary(exp.GT, b.col(z), b.num(0)))
+        return _first_text(exp.select(exp.Min(this=text)).from_(relation).where(both))
+
+
+PROBLEM = "_row_problem"
+_FIX_OR_DROP = (
+    ". Correct those rows, or compute on the others (drop_invalid=True; kpi sql --drop-invalid)"
+)
+
+
+def _concat(*parts: exp.Expression) -> exp.Expression:
+    out = parts[0]
+    for part in parts[1:]:
+        out = b.binary(exp.DPipe, out, part)
+    return out
+
+
+def _first_text(select: exp.Select) -> exp.Expression:
+    return exp.Subquery(this=select)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(float(value))
 
 
 def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expression) -> exp.Select:

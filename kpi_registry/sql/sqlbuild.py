@@ -394,6 +394,26 @@ def not_nan(value: exp.Expression, dialect: str) -> exp.Expression:
     return value
 
 
+def _cast_fails(message: exp.Expression) -> exp.Expression:
+    # PostgreSQL and Snowflake have no function that raises: a cast of the text to a number
+    # fails and shows the text ("invalid input syntax for type integer: ...")
+    return cast(message, "INT")
+
+
+_RAISE = {
+    "error": lambda message: exp.Anonymous(this="ERROR", expressions=[message]),
+    "raise_error": lambda message: exp.Anonymous(this="RAISE_ERROR", expressions=[message]),
+    "fail": lambda message: exp.Anonymous(this="FAIL", expressions=[message]),
+    "cast": _cast_fails,
+}
+
+
+def raise_error(message: exp.Expression, dialect: str) -> exp.Expression:
+    """An expression that stops the query with ``message`` (text computed from the data, so
+    that no database can fold it into a constant and fail before reading a row)."""
+    return _RAISE[record(dialect).error](message)
+
+
 def infinity() -> exp.Expression:
     return cast(string("Infinity"), "DOUBLE")
 
