@@ -266,6 +266,17 @@ def distinct_needs_entity(name: str) -> DataError:
     )
 
 
+def average_needs_entity(name: str, grain: str) -> DataError:
+    """Without an entity each row is a cell of its own: an average over the months an entity
+    has a value (``time: average`` with ``missing: null``) cannot be formed at a coarser grain;
+    each row's share of the months would be a different, silently wrong number."""
+    return DataError(
+        f"datapoint {name!r} is averaged over the months an entity has a value (time: "
+        f"average, missing: null), which at {grain} grain needs entity='your_entity_column' to "
+        "tell whose months they are; or evaluate at the data's own grain"
+    )
+
+
 def check_columns(req: Request, columns: Collection[Any]) -> None:
     """Every column the request names must be in the data."""
     named = [(f"period column {req.period!r}", req.period)]
@@ -540,6 +551,8 @@ class _Engine:
         if not lay.grid:
             if spec.rows == "distinct":
                 raise distinct_needs_entity(name)
+            if self.coarse is not None and spec.coarsening == "average" and spec.missing != "zero":
+                raise average_needs_entity(name, grain_name(self.out_grain))
             values = self._checked_numbers(name, col, spec)
             if self.coarse is not None:
                 values = self._coarse_rows(values, spec.coarsening)

@@ -43,6 +43,7 @@ from .. import periods as pandas_periods
 from ..errors import DataError, KPIError, UnknownKPIError
 from ..evaluation import (
     Request,
+    average_needs_entity,
     check_columns,
     check_grain,
     check_request,
@@ -351,6 +352,9 @@ class _Compiler(FormulaTranslator):
             column = column or self.req.columns.get(name, name)
             if not self.grid and spec.rows == "distinct":
                 raise distinct_needs_entity(name)
+            if not self.grid and self.coarse and spec.coarsening == "average":
+                if spec.missing != "zero":
+                    raise average_needs_entity(name, grain_name(self.grain))
             unordered = self._row_order(spec) is None and not spec.order_by
             if self.grid and spec.rows in ("last", "first") and unordered:
                 raise SQLCompileError(
