@@ -10,13 +10,10 @@ Each case runs in DuckDB and, where ``KPI_TEST_POSTGRES_DSN`` is set, in Postgre
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import duckdb
 import pandas as pd
 import pytest
-from sql_helpers import POSTGRES_DSN, assert_same, pg_load
+from sql_helpers import assert_same, pg_connection, pg_load
 
 import kpi_registry
 from kpi_registry.errors import RowsError
@@ -31,23 +28,7 @@ def reg():
 
 @pytest.fixture(scope="module")
 def pg():
-    dsn = os.environ.get(POSTGRES_DSN)
-    if not dsn:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {POSTGRES_DSN} is not: .ci/run must start PostgreSQL")
-        pytest.skip(f"set {POSTGRES_DSN} to run the PostgreSQL tests")
-    import psycopg
-
-    conn = psycopg.connect(dsn)
-    schema = f"kpi_test_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"SET search_path TO {schema}")
-    conn.commit()
-    yield conn
-    conn.rollback()
-    conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.commit()
-    conn.close()
+    yield from pg_connection()
 
 
 CONTRACTS = pd.DataFrame(
