@@ -26,6 +26,7 @@ from ..errors import DataError
 from ..evaluation import calendar_needs_period, needs_period
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from . import sqlbuild as b
+from .dialects import RECORDS
 from .sparse import holds_in_empty_cell, time_calls
 from .spec import SQLCompileError
 
@@ -474,6 +475,12 @@ FUNCTIONS: Mapping[str, Handler] = {
     "previous": _previous_call,
     "ever_before": _ever_before_call,
     **dict.fromkeys(sorted(AGGREGATES), _aggregate_call),
+}
+
+#: Per dialect (each a backend of its own for the coverage test): function -> why it does not
+#: compile there, from the dialect records.
+UNSUPPORTED_FUNCTIONS: Mapping[str, Mapping[str, str]] = {
+    name: d.unsupported for name, d in RECORDS.items()
 }
 
 
