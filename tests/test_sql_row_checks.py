@@ -194,3 +194,15 @@ def test_every_dialect_writes_one_check_cte(reg, dialect):
     assert sql.count("row_checks AS (") == 1
     assert "_row_problem" in sql
     assert "row_checks" not in _sql(reg, "won_and_lost", dialect, drop_invalid=True)
+
+
+@pytest.mark.parametrize("table", ["source", "row_checks"])
+def test_a_table_named_like_a_cte_is_checked_too(reg, table):
+    request = Request("month", "contract", [], None, {})
+    sql = compile_many(
+        reg.kpis, ["average_contract_value"], table, request, columns=list(CONTRACTS.columns)
+    )
+    con = duckdb.connect()
+    con.register(table, CONTRACTS)
+    with pytest.raises(duckdb.Error, match="'contract_value' must be at least 0: entity 'b'"):
+        con.execute(sql).df()

@@ -1127,7 +1127,7 @@ class _Compiler(FormulaTranslator):
         where = b.binary(exp.GT, b.col(CELLS), b.num(0))
         select = exp.select(*items).from_(relation)
         if checked:  # the statement fails where a row check found a problem
-            problem = b.col(PROBLEM, "row_checks")
+            problem = b.col(PROBLEM)  # unqualified: the CTE may be renamed (kpi_row_checks)
             failed = b.case((b.not_null(problem), b.raise_error(problem.copy(), self.dialect)))
             select = select.join(exp.to_table("row_checks"), join_type="CROSS")
             where = b.and_(where, b.is_null(failed))

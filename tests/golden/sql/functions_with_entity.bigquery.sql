@@ -344,10 +344,7 @@ FROM kpis_2
 CROSS JOIN row_checks
 WHERE
   _cells > 0
-  AND CASE
-    WHEN NOT row_checks._row_problem IS NULL
-    THEN ERROR(row_checks._row_problem)
-  END IS NULL
+  AND CASE WHEN NOT _row_problem IS NULL THEN ERROR(_row_problem) END IS NULL
 ORDER BY
   _period,
   region NULLS LAST,

@@ -343,10 +343,7 @@ FROM kpis_2
 CROSS JOIN row_checks
 WHERE
   _cells > 0
-  AND CASE
-    WHEN NOT row_checks._row_problem IS NULL
-    THEN CAST(row_checks._row_problem AS INT)
-  END IS NULL
+  AND CASE WHEN NOT _row_problem IS NULL THEN CAST(_row_problem AS INT) END IS NULL
 ORDER BY
   _period,
   region,
