@@ -54,6 +54,29 @@ from ..evaluation import (
 from ..formula import AGGREGATES, Call, Node
 from ..model import KPI, Datapoint
 from . import sqlbuild as b
+from .checks import RowChecks, within
+from .columns import (
+    BASE,
+    BASE_COUNT,
+    CARRIED,
+    CELLS,
+    ENTITY,
+    FIRST_PERIOD,
+    FIRST_ROW,
+    INDEX,
+    INTERNAL,
+    LABEL,
+    LAST_PERIOD,
+    MOVED,
+    NEXT_PERIOD,
+    OPEN_BASE,
+    ORDER,
+    PERIOD,
+    PRESENT,
+    PROBLEM,
+    RUN,
+    STOCK_BASE,
+)
 from .dialects import record
 from .sparse import (
     DENSE,
@@ -74,7 +97,6 @@ from .spec import (
 from .translate import (
     CONDITION,
     NUMBER,
-    PERIOD,
     Aggregate,
     FormulaTranslator,
     Layers,
@@ -82,17 +104,6 @@ from .translate import (
     as_condition,
     sql_literal,
 )
-
-# Internal column names; user names that collide with them are renamed inside the query.
-ENTITY, BASE, INDEX, LABEL = "_entity", "_base_period", "_period_index", "_label"
-CELLS, PRESENT, RUN, ORDER, STOCK_BASE = "_cells", "_present", "_run", "_row_order", "_stock_base"
-CARRIED = "_carried_groups"
-OPEN_BASE, BASE_COUNT = "_open_base", "_base_count"
-FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD = "_first_period", "_last_period", "_next_period"
-FIRST_ROW, MOVED = "_first_row", "_moved"
-_INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
-_INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED, OPEN_BASE, BASE_COUNT}
-_INTERNAL |= {"_row_problem", "_top", "_text"}
 
 
 def compile_many(
@@ -192,7 +203,7 @@ class _Names:
         return name
 
 
-class _Compiler(FormulaTranslator):
+class _Compiler(FormulaTranslator, RowChecks):
     def __init__(
         self,
         kpis: Mapping[str, KPI],
@@ -211,7 +222,7 @@ class _Compiler(FormulaTranslator):
         self.known = list(dict.fromkeys(columns)) if columns is not None else None
         self.grid = req.entity is not None
         self._check_request()
-        reserved = set(_INTERNAL)
+        reserved = set(INTERNAL)
         self.names = _Names(reserved)
         # group columns keep their names unless they collide with an internal one
         self.groups = [(c, self.names.claim(c)) for c in req.by]
@@ -519,7 +530,7 @@ class _Compiler(FormulaTranslator):
             add(("entities", self._entities()))
             grid = self._grid(cells)
             grid.add_comments(
-                [_comment(f"dense: every entity in every period; {self.layout.reason}")]
+                [b.comment(f"dense: every entity in every period; {self.layout.reason}")]
             )
             add(("grid", grid))
             relation = "grid"
@@ -583,7 +594,7 @@ class _Compiler(FormulaTranslator):
         add(("present_cells", self._present_cells(cells)))
         present = self._present_rows()
         present.add_comments(
-            [_comment(f"sparse: rows and the period after each; {self.layout.reason}")]
+            [b.comment(f"sparse: rows and the period after each; {self.layout.reason}")]
         )
         add(("present_rows", present))
         relation = "present_rows"
@@ -761,7 +772,7 @@ class _Compiler(FormulaTranslator):
             spec, column, _ = self.datapoints[dp]
             value = b.numeric_input(b.col(column), self.dialect)
             if self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
-                value = b.case((_within(value.copy(), spec), value))  # outside: no value
+                value = b.case((within(value.copy(), spec), value))  # outside: no value
             return value
 
         for dp, (_, _, name) in self.datapoints.items():
@@ -1133,156 +1144,6 @@ class _Compiler(FormulaTranslator):
             where = b.and_(where, b.is_null(failed))
         return select.where(where).order_by(*order)
 
-    # -- row checks ---------------------------------------------------------------------------
-    def _row_checks(self) -> exp.Select | None:
-        """One row whose ``_row_problem`` describes the first problem the pandas engine would
-        raise on these rows, or NULL: a value outside a datapoint's valid range, rows of one
-        entity-period that a ``rows: last``/``first`` rule cannot order, flags that exclude
-        each other both set. The final SELECT raises it (``sqlbuild.raise_error``), so the
-        statement fails in any database rather than compute on such rows; ``drop_invalid``
-        leaves out-of-range values and contradicting flags out instead, as the pandas engine
-        does. Each check names the datapoint, the rule and one entity and period (the first
-        in text order, so that it does not depend on the row order)."""
-        found: list[exp.Expression] = []
-        for name, (spec, column, sql_name) in self.datapoints.items():
-            if not self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
-                found.append(self._range_problem(name, spec, column, sql_name))
-            if self.grid and spec.rows in ("last", "first"):
-                found.append(self._unordered_problem(name, spec, sql_name))
-        if not self.req.drop_invalid:
-            for name, (spec, _, _) in self.datapoints.items():
-                for other in spec.excludes:
-                    if other in self.datapoints:
-                        found.append(self._contradiction_problem(name, other))
-        if not found:
-            return None
-        problem = found[0] if len(found) == 1 else b.coalesce(*found)
-        select = exp.select(b.alias(problem, PROBLEM))
-        select.add_comments(
-            [_comment("rows the KPIs cannot be computed on: the final SELECT fails with this")]
-        )
-        return select
-
-    def _where_text(self, entity: exp.Expression | None, period: exp.Expression | None, freq: str):
-        """SQL text such as ``entity 'c1' in 2024-01``."""
-        parts: list[exp.Expression] = []
-        if entity is not None:
-            parts += [b.string("entity '"), b.cast(entity, "VARCHAR"), b.string("'")]
-        else:
-            parts.append(b.string("a row"))
-        if self.req.period is not None and period is not None:
-            parts += [b.string(" in "), b.period_label(period, freq, "text")]
-        return parts
-
-    def _range_problem(self, name: str, spec: Datapoint, column: str, sql_name: str):
-        value = b.col(sql_name)
-        if spec.minimum is not None and spec.maximum is not None:
-            valid = f"between {_number_text(spec.minimum)} and {_number_text(spec.maximum)}"
-        elif spec.minimum is not None:
-            valid = f"at least {_number_text(spec.minimum)}"
-        else:
-            valid = f"at most {_number_text(spec.maximum)}"
-        shown = f" (column {column!r})" if column != name else ""
-        entity = b.col(ENTITY) if self.grid else None
-        text = _concat(
-            b.string(f"datapoint {name!r}{shown} must be {valid}: "),
-            *self._where_text(entity, b.col(BASE), self.base),
-            b.string(" has "),
-            b.cast(value.copy(), "VARCHAR"),
-            b.string(_FIX_OR_DROP),
-        )
-        outside = b.not_(_within(value.copy(), spec))
-        return _first_text(
-            exp.select(exp.Min(this=b.case((outside, text)))).from_("source").where(outside.copy())
-        )
-
-    def _unordered_problem(self, name: str, spec: Datapoint, sql_name: str):
-        """An entity-period whose rows at the top of the order (all rows, without an order
-        column) have different values."""
-        value, order = b.col(sql_name), self._row_order(spec)
-        keys = [b.col(ENTITY), b.col(BASE)]
-        rows = exp.select(*keys, value).from_("source").where(b.not_null(value.copy()))
-        if order is not None:
-            top = exp.Max if spec.rows == "last" else exp.Min
-            ranked = (
-                exp.select(
-                    *[k.copy() for k in keys],
-                    value.copy(),
-                    order.copy(),
-                    b.alias(exp.Window(this=top(this=order.copy()), partition_by=keys), "_top"),
-                )
-                .from_("source")
-                .where(b.not_null(value.copy()))
-            )
-            rows = (
-                exp.select(*[k.copy() for k in keys], value.copy())
-                .from_(ranked.subquery("r"))
-                .where(b.eq(order.copy(), b.col("_top")))
-            )
-        which = "latest" if spec.rows == "last" else "earliest"
-        if order is None:
-            why = f" and the data has no column {spec.order_by!r} to order them (order_by)"
-        elif spec.order_by and not _is_col(order, ORDER):
-            why = f" and the same {spec.order_by!r}: make that column tell them apart"
-        else:
-            why = " and the same value of the column that orders the rows: make it tell them apart"
-        text = _concat(
-            b.string(
-                f"datapoint {name!r} keeps each entity's {which} row in a period "
-                f"(rows: {spec.rows}), but "
-            ),
-            *self._where_text(b.col(ENTITY), b.col(BASE), self.base),
-            b.string(" has several rows with different values"),
-            b.string(why),
-        )
-        differing = b.binary(exp.NEQ, exp.Min(this=value.copy()), exp.Max(this=value.copy()))
-        cells = (
-            exp.select(b.alias(text, "_text"))
-            .from_(rows.subquery("c"))
-            .group_by(*[k.copy() for k in keys])
-            .having(differing)
-        )
-        return _first_text(exp.select(exp.Min(this=b.col("_text"))).from_(cells.subquery("u")))
-
-    def _contradiction_problem(self, name: str, other: str):
-        a, z = self.datapoints[name][2], self.datapoints[other][2]
-        if self.grid:
-            relation = "period_cells" if self.coarse else "cells"
-            period, freq = (PERIOD, self.grain) if self.coarse else (BASE, self.base)
-            where = self._where_text(b.col(ENTITY), b.col(period), freq)
-        else:
-            relation = "source"
-            where = self._where_text(None, b.col(BASE), self.base)
-        text = _concat(
-            b.string(f"{name!r} and {other!r} exclude each other, but "),
-            *where,
-            b.string(" has both" if self.grid else " sets both"),
-            b.string(_FIX_OR_DROP.replace("on the others", "without them")),
-        )
-        both = b.and_(b.binary(exp.GT, b.col(a), b.num(0)), b.binary(exp.GT, b.col(z), b.num(0)))
-        return _first_text(exp.select(exp.Min(this=text)).from_(relation).where(both))
-
-
-PROBLEM = "_row_problem"
-_FIX_OR_DROP = (
-    ". Correct those rows, or compute on the others (drop_invalid=True; kpi sql --drop-invalid)"
-)
-
-
-def _concat(*parts: exp.Expression) -> exp.Expression:
-    out = parts[0]
-    for part in parts[1:]:
-        out = b.binary(exp.DPipe, out, part)
-    return out
-
-
-def _first_text(select: exp.Select) -> exp.Expression:
-    return exp.Subquery(this=select)
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(float(value))
-
 
 def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expression) -> exp.Select:
     """If the input table shares a name with one of our CTEs, prefix the CTEs (a CTE would
@@ -1305,26 +1166,12 @@ def _filled(spec: Datapoint, value: exp.Expression) -> exp.Expression:
     return b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
 
 
-def _within(value: exp.Expression, spec: Datapoint) -> exp.Expression:
-    """The datapoint's value lies in its valid range."""
-    parts = []
-    if spec.minimum is not None:
-        parts.append(b.binary(exp.GTE, value.copy(), b.num(spec.minimum)))
-    if spec.maximum is not None:
-        parts.append(b.binary(exp.LTE, value.copy(), b.num(spec.maximum)))
-    return b.and_(*parts)
-
-
 def _row_group(name: str) -> str:
     return f"_row_{name}"
 
 
 def _first_group(name: str) -> str:
     return f"_first_{name}"
-
-
-def _comment(text: str) -> str:
-    return " " + text.replace("*/", "* /") + " "
 
 
 def _before_group(name: str) -> str:

@@ -107,6 +107,11 @@ def string(text: str) -> exp.Literal:
     return exp.Literal.string(text)
 
 
+def comment(text: str) -> str:
+    """Text for ``add_comments``: a comment cannot end early."""
+    return " " + text.replace("*/", "* /") + " "
+
+
 def cast(expression: exp.Expression, to: str) -> exp.Cast:
     return exp.Cast(this=expression, to=exp.DataType.build(to))
 

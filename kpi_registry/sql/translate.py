@@ -26,6 +26,7 @@ from ..errors import DataError
 from ..evaluation import calendar_needs_period, needs_period
 from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
 from . import sqlbuild as b
+from .columns import PERIOD
 from .dialects import RECORDS
 from .sparse import holds_in_empty_cell, time_calls
 from .spec import SQLCompileError
@@ -35,8 +36,6 @@ _COMPARE = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT,
 _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
 # functions a constant formula may call: they read no data
 _CONSTANT = {"months_in_period", "if", "abs", "greatest", "least", "coalesce"}
-#: The planner's column holding the output period number (see compiler.py).
-PERIOD = "_period"
 
 
 @dataclass
