@@ -31,7 +31,6 @@ from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary
 from ..formula.render import format_number
 from ..model import KPI, Datapoint
 from ..registry import Registry
-from ..sql.sparse import NotProvable, at_empty_cell, truthy
 
 GRAINS = ("day", "week", "month", "quarter", "year")
 #: dbt's two YAML specs for the Semantic Layer; ``latest`` is the default.
@@ -166,11 +165,20 @@ def _at_absent(node: Node, specs: dict[str, Datapoint]) -> Any:
     for n in node.walk():
         if isinstance(n, Call) and _grain_dependent(n.func):
             raise NotMappable(_grain_dependent(n.func))
+    # imported here: the SQL package's numpy and pandas stay out of `kpi --help`
+    from ..sql.sparse import NotProvable, at_empty_cell
+
     fills = {name: 0.0 if spec.missing == "zero" else math.nan for name, spec in specs.items()}
     try:
         return at_empty_cell(node, fills)
     except NotProvable as e:
         raise NotMappable(str(e)) from None
+
+
+def _holds(value: Any) -> bool:
+    from ..sql.sparse import truthy
+
+    return truthy(value)
 
 
 def _linear(node: Node) -> bool:
@@ -495,7 +503,7 @@ class _Translator:
     def _check_absent_rows(self, call: Call, value, condition, specs) -> None:
         """The engine gives every known entity a cell in every period; a measure only sees
         rows that exist. They agree when an absent entity adds nothing to the aggregate."""
-        if condition is not None and not truthy(_at_absent(condition, specs)):
+        if condition is not None and not _holds(_at_absent(condition, specs)):
             return
         v = float(_at_absent(value, specs))
         if _is_nan(v) or (call.func == "sum" and v == 0):
