@@ -28,7 +28,6 @@ REVENUE = {
     "rows": "sum",
     "time": "stock",
     "missing": "zero",
-    "valid": {"min": 0},  # as the bundled library declares it: one name, one meaning
 }
 
 # The revenue family exactly as the formula issue specifies it.

@@ -73,44 +73,44 @@ def test_a_kpi_that_cannot_be_negative_bounds_its_calculator_input(reg):
     assert lower_bound(reg, "expansion_revenue") is None  # a difference may be negative
 
 
-def test_a_negative_starting_mrr_is_outside_the_nrr_calculators_range(reg):
-    """Issue 19: a negative starting revenue gave NRR 130% with no warning. The MRR datapoint
-    under it is declared valid from 0, so Starting Revenue cannot be negative and the NRR
-    calculator's input says so (min="0"; calculator.js warns below it)."""
-    assert reg["starting_revenue"].datapoints["revenue"].minimum == 0
-    nrr = calculator_for(reg, reg["net_revenue_retention"])
-    bounds = {f.name: f.minimum for f in nrr.fields}
-    assert bounds["starting_revenue"] == 0
-    assert bounds["churned_revenue"] == 0
-    assert bounds["expansion_revenue"] is None  # a difference of two MRRs
+def test_a_negative_total_is_outside_the_cost_per_lead_calculators_range(reg):
+    """Issue 19: inputs outside a datapoint's valid range warn instead of giving a number.
+    Spend and lead counts cannot be negative, so Cost per Lead's inputs say so (min="0";
+    calculator.js warns below it); before, neither declared a range and -50 leads gave a
+    confident negative cost per lead."""
+    fields = {f.name: f for f in calculator_for(reg, reg["cost_per_lead"]).fields}
+    assert fields["marketing_spend"].minimum == 0
+    assert fields["leads"].minimum == 0
 
 
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
-def test_both_engines_report_a_negative_mrr_row(reg, engine):
+def test_both_engines_report_a_negative_lead_count_row(reg, engine):
     rows = pd.DataFrame(
         {
-            "customer": ["a", "b", "a", "b"],
-            "month": ["2024-01", "2024-01", "2024-02", "2024-02"],
-            "revenue": [100.0, -50.0, 110.0, 40.0],
+            "month": ["2024-01", "2024-01", "2024-02"],
+            "marketing_spend": [1000.0, 500.0, 900.0],
+            "leads": [10.0, -5.0, 30.0],
         },
-        index=[10, 11, 12, 13],
+        index=[10, 11, 12],
     )
-    request = dict(period="month", entity="customer", engine=engine)
     with pytest.raises(InvalidRowsError) as error:
-        reg.evaluate("net_revenue_retention", rows, **request)
-    assert (error.value.datapoint, error.value.rows, error.value.values) == ("revenue", [11], [-50])
+        reg.evaluate("cost_per_lead", rows, period="month", engine=engine)
+    assert (error.value.datapoint, error.value.rows, error.value.values) == ("leads", [11], [-5])
     assert error.value.minimum == 0
-    kept = reg.evaluate("net_revenue_retention", rows, drop_invalid=True, **request)
-    assert kept["net_revenue_retention"].dropna().tolist() == pytest.approx([110.0])
+    kept = reg.evaluate("cost_per_lead", rows, period="month", engine=engine, drop_invalid=True)
+    assert kept["cost_per_lead"].tolist() == pytest.approx([150.0, 30.0])
 
 
 def test_a_datapoint_has_one_range_wherever_it_is_declared(reg):
     """The same datapoint name carries the same range in every definition that declares it
-    (a KPI's calculator and engines must not disagree with its neighbour's)."""
+    (a KPI's calculator and engines must not disagree with its neighbour's). MRR keeps none:
+    its rows may be invoice lines, credits among them, that add up per customer and month
+    (test_semantics_audit), so a row range would refuse legitimate exports."""
     ranges: dict[str, set] = {}
     for kpi in reg:
         for name, dp in kpi.datapoints.items():
             ranges.setdefault(name, set()).add((dp.minimum, dp.maximum))
     assert {n: r for n, r in ranges.items() if len(r) > 1} == {}
-    assert ranges["revenue"] == {(0, None)}
+    assert ranges["leads"] == {(0, None)}
+    assert ranges["revenue"] == {(None, None)}
     assert ranges["revenue_recognized"] == {(None, None)}  # credit notes are negative rows

@@ -221,26 +221,20 @@ def test_calculator_warns_about_an_input_outside_its_valid_range(browser, served
     page.close()
 
 
-def test_nrr_calculator_warns_about_a_negative_starting_revenue(browser, served):
-    """Issue 19: a negative starting revenue gave a confident 130%; Starting Revenue is built
-    from MRR declared valid from 0, so the input warns and no number is shown."""
+def test_cost_per_lead_calculator_warns_about_a_negative_lead_count(browser, served):
+    """Issue 19: Cost per Lead's totals come from spend and lead counts declared valid from
+    0, so a negative count warns and no number is shown."""
     _, base = served
     page = browser.new_page(viewport={"width": 1000, "height": 900})
-    page.goto(base + "/kpi/net_revenue_retention/")
+    page.goto(base + "/kpi/cost_per_lead/")
     form = page.locator("form.kpi-calculator")
     out = form.locator("output.kpi-calc-result")
     warning = form.locator(".kpi-calc-warning")
-    values = {
-        "starting_revenue": "200000",
-        "expansion_revenue": "30000",
-        "contraction_revenue": "8000",
-        "churned_revenue": "12000",
-    }
-    for key, value in values.items():
-        form.locator(f'input[data-name="{key}"]').fill(value)
-    expect(out).to_have_text("105.00%")
+    form.locator('input[data-name="marketing_spend"]').fill("1000")
+    form.locator('input[data-name="leads"]').fill("40")
+    expect(out).to_contain_text("25")
     expect(warning).to_be_hidden()
-    form.locator('input[data-name="starting_revenue"]').fill("-200000")
+    form.locator('input[data-name="leads"]').fill("-40")
     expect(warning).to_be_visible()
     expect(warning).to_contain_text("cannot be below 0")
     expect(out).to_have_text("\u2014")
