@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.txt
 PIP_VERSION := 26.3
 
-.PHONY: test test-latest lock lint format site site-build bench clean check-java
+.PHONY: test test-spark test-latest lock lint format site site-build bench clean check-java
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,13 @@ check-java:
 	@command -v java >/dev/null 2>&1 || [ -x "$$JAVA_HOME/bin/java" ] || echo "note: no Java \
 	runtime, the Spark tests will be skipped (Debian: apt-get install default-jre-headless)"
 
-test: $(STAMP) lint check-java
+# The whole suite but Spark (pyproject's addopts leave the `spark` marker out).
+test: $(STAMP) lint
 	$(BIN)/pytest -q
+
+# The generated Spark SQL on Apache Spark in local mode (tests/test_sql_spark.py, one session).
+test-spark: $(STAMP) check-java
+	$(BIN)/pytest -q -m spark
 
 # The docs site: build (strict) into site/build, then serve it on http://localhost:8000 and
 # rebuild whenever a definition, template or site file changes.

@@ -293,7 +293,7 @@ def worker(
             con.execute(f"SET temp_directory = '{spill}'")
     extra: dict = {}
     if engine == "generated":  # compiled before the clock starts
-        from kpi_registry.evaluation import Request
+        from kpi_registry.request import Request
         from kpi_registry.sql import duckdb_sql
 
         request = Request("month", "customer_id", [by] if by else [], None, {"revenue": "mrr"})

@@ -38,21 +38,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arithmetic import BINARY, SCALAR_FUNCS
 from .drivertree import (  # noqa: F401 - the driver tree lives apart so browsing needs no pandas
+    LEAF_FUNCTIONS,
     Driver,
-    _factors,
-    _is_constant,
-    _is_leaf_call,
-    _period_inputs,
-    _terms,
     driver_tree,
+    is_constant,
+    is_leaf_call,
     operation_of,
+    period_inputs,
+    product_factors,
+    sum_terms,
     tree_text,
 )
 from .errors import DataError, KPIError
-from .evaluation import _BINARY, _SCALAR_FUNCS, Request, evaluate_many
+from .evaluation import evaluate_many
 from .formula import Binary, Call, Name, Node, Number, Unary, parse, to_text
+from .formula.dispatch import each, function_table, node_table
 from .model import KPI
+from .request import Request
 
 # --------------------------------------------------------------------------------------
 # Errors
@@ -76,13 +80,15 @@ class ExplainError(DataError):
 def _apply(node: Node, args: Sequence[Any]) -> Any:
     """The node's own operation on its inputs' values, as the engine computes it."""
     with np.errstate(all="ignore"):
-        if isinstance(node, Binary):
-            return _BINARY[node.op](*args) if node.op != "/" else _div(*args)
-        if isinstance(node, Unary):
-            return np.logical_not(args[0]) if node.op == "not" else np.negative(args[0])
-        if isinstance(node, Call):
-            return _SCALAR_FUNCS[node.func](*args)
-    raise KPIError(f"cannot attribute {type(node).__name__}")  # pragma: no cover
+        return _OPERATIONS[type(node)](node, args)
+
+
+# The node types that operate on their inputs (numbers and names are values, see _Values).
+_OPERATIONS: dict[type[Node], Callable[[Any, Sequence[Any]], Any]] = {
+    Unary: lambda n, args: np.logical_not(args[0]) if n.op == "not" else np.negative(args[0]),
+    Binary: lambda n, args: BINARY[n.op](*args) if n.op != "/" else _div(*args),
+    Call: lambda n, args: SCALAR_FUNCS[n.func](*args),
+}
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -105,14 +111,29 @@ class _Values:
             return self.leaves[node]
         if node in self.memo:
             return self.memo[node]
-        if isinstance(node, Number):
-            value: Any = node.value
-        elif isinstance(node, Name):
-            value = self(self.kpis[node.name].expression)
-        else:
-            value = _apply(node, [self(c) for c in node.children()])
+        value = _VALUE_OF[type(node)](self, node)
         self.memo[node] = value
         return value
+
+    def number(self, node: Number) -> Any:
+        return node.value
+
+    def kpi(self, node: Name) -> Any:
+        return self(self.kpis[node.name].expression)
+
+    def operation(self, node: Node) -> Any:
+        return _apply(node, [self(c) for c in node.children()])
+
+
+_VALUE_OF = node_table(
+    {
+        Number: _Values.number,
+        Name: _Values.kpi,
+        Unary: _Values.operation,
+        Binary: _Values.operation,
+        Call: _Values.operation,
+    }
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -148,15 +169,12 @@ class _Walk:
         return self.rows[key]
 
     def visit(self, node: Node, slope: float, at: tuple[str, ...]) -> None:
-        if _is_constant(node):
+        if is_constant(node):
             return
         if self.is_leaf(node):
             self._leaf(node, slope, at)
             return
-        handler = _HANDLERS.get(type(node))
-        if handler is None:  # pragma: no cover - the node types are closed
-            raise KPIError(f"cannot attribute {type(node).__name__}")
-        handler(self, node, slope, at)
+        _HANDLERS[type(node)](self, node, slope, at)
 
     def _leaf(self, node: Node, slope: float, at: tuple[str, ...]) -> None:
         parent = self.rows.get(at)
@@ -185,13 +203,16 @@ class _Walk:
     def binary(self, node: Binary, slope: float, at: tuple[str, ...]) -> None:
         _BINARY_HANDLERS.get(node.op, _Walk.generic)(self, node, slope, at)
 
+    def call(self, node: Call, slope: float, at: tuple[str, ...]) -> None:
+        ATTRIBUTION_FUNCTIONS[node.func](self, node, slope, at)
+
     def sum(self, node: Binary, slope: float, at: tuple[str, ...]) -> None:
-        for term, sign in _terms(node, 1):
+        for term, sign in sum_terms(node, 1):
             self.visit(term, slope * sign, at)
 
     def product(self, node: Binary, slope: float, at: tuple[str, ...]) -> None:
         """Shapley shares of a product of factors x_i ** e_i (e = +1 or -1), in closed form."""
-        factors = _factors(node, 1)
+        factors = product_factors(node, 1)
         x0 = [float(self.start(f)) for f, _ in factors]
         x1 = [float(self.end(f)) for f, _ in factors]
         u0 = [x if e > 0 else _inverse(x) for x, (_, e) in zip(x0, factors)]
@@ -204,7 +225,7 @@ class _Walk:
             what = "a zero or missing denominator" if e < 0 else "a missing value"
             raise _undefined_inside(self, node, f, what)
         for i, (f, e) in enumerate(factors):
-            if _is_constant(f):
+            if is_constant(f):
                 continue
             weight = shapley_weight(u0, u1, i)
             # d u_i / d x_i averaged over the move: 1, or -1 / (x0 * x1) for a denominator
@@ -218,7 +239,7 @@ class _Walk:
         a1 = [self.end(a) for a in args]
         shares = shapley(lambda xs: float(_apply(node, xs)), a0, a1)
         for arg, share, v0, v1 in zip(args, shares, a0, a1):
-            if _is_constant(arg):
+            if is_constant(arg):
                 continue
             change = float(v1) - float(v0)
             if _is_condition(arg) or not math.isfinite(change):
@@ -236,12 +257,27 @@ class _Walk:
             self.visit(arg, slope * share / change if change != 0.0 else 0.0, at)
 
 
-_HANDLERS: dict[type, Callable[..., None]] = {
-    Name: _Walk.name,
-    Unary: _Walk.negation,
-    Binary: _Walk.binary,
-    Call: _Walk.generic,
+_HANDLERS: dict[type, Callable[..., None]] = node_table(
+    {
+        Number: _Walk.generic,  # never reached: a number is constant
+        Name: _Walk.name,
+        Unary: _Walk.negation,
+        Binary: _Walk.binary,
+        Call: _Walk.call,
+    }
+)
+#: What explain cannot split a change through, and why.
+UNSUPPORTED_FUNCTIONS = {
+    "ever_before": "a condition on an entity's earlier rows: it stands only inside an "
+    "aggregate, whose value the engine computes as one leaf",
 }
+#: How a change is split through each function: a scalar function by Shapley values over the
+#: corners of its inputs; aggregates, previous() and calendar facts are leaves the engine
+#: computes (``drivertree.LEAF_FUNCTIONS``), each a row of the result.
+ATTRIBUTION_FUNCTIONS: dict[str, Callable[..., None]] = function_table(
+    {**each(SCALAR_FUNCS, _Walk.generic), **each(LEAF_FUNCTIONS, _Walk._leaf)},
+    UNSUPPORTED_FUNCTIONS,
+)
 _BINARY_HANDLERS: dict[str, Callable[..., None]] = {
     "+": _Walk.sum,
     "-": _Walk.sum,
@@ -500,8 +536,8 @@ class _Plan:
                 self.leaf_ids[Name(name=k)] = k
                 self.ids.append(k)
                 continue
-            for node in _period_inputs(kpis[k].expression, kpis):
-                if _is_leaf_call(node) and node not in self.leaf_ids:
+            for node in period_inputs(kpis[k].expression, kpis):
+                if is_leaf_call(node) and node not in self.leaf_ids:
                     self.leaf_ids[node] = extra(node)
                     dp = _bridge_datapoint(node, typed, entity)
                     if dp is not None:
@@ -848,8 +884,8 @@ def _segments(kpis, kpi, walk, plan, total, groups, i0, i1, frame) -> list[dict[
 
 def _ratio_parts(node: Node) -> tuple[Node, Node] | None:
     """(numerator, denominator) of a formula that is k * N / D with constant k, else None."""
-    factors = _factors(node, 1)
-    moving = [(f, e) for f, e in factors if not _is_constant(f)]
+    factors = product_factors(node, 1)
+    moving = [(f, e) for f, e in factors if not is_constant(f)]
     nums = [f for f, e in moving if e > 0]
     dens = [f for f, e in moving if e < 0]
     if len(nums) == 1 and len(dens) == 1:

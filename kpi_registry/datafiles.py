@@ -136,7 +136,7 @@ def find_not_utf8(data: DataFile) -> str:
     return f"cannot read {data.path}: not valid UTF-8; save the file as UTF-8"
 
 
-def _csv_line(data: DataFile, row: int) -> int | None:
+def csv_line(data: DataFile, row: int) -> int | None:
     """The line of the file where data row ``row`` (0-based, as pandas counts) starts: blank
     lines and quoted line breaks make the two differ."""
     try:
@@ -207,7 +207,7 @@ def locate_data_error(message: str, where: str, data: DataFile | None = None) ->
     row = _AT_ROW.search(message) or _ROW_HAS.search(message) or _ROW.search(message)
     if row and data is not None:
         n = int(row.group(1))
-        line = _csv_line(data, n) if data.kind == "csv" else None
+        line = csv_line(data, n) if data.kind == "csv" else None
         if line is not None:
             prefix = f"{where}:{line}"
             message = _AT_ROW.sub("", message, count=1)

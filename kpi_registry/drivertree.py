@@ -9,7 +9,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .formula import AGGREGATES, Binary, Call, Name, Node, Unary, to_text
+from .formula import (
+    AGGREGATES,
+    CALENDAR_FUNCTIONS,
+    SCALARS,
+    TIME_FUNCTIONS,
+    Binary,
+    Call,
+    Name,
+    Node,
+    Number,
+    Unary,
+    to_text,
+)
+from .formula.dispatch import each, function_table, node_table
 from .model import KPI
 
 # --------------------------------------------------------------------------------------
@@ -47,23 +60,44 @@ _OPERATION_WORDS = {"+": "sum", "-": "difference", "*": "product", "/": "ratio",
 
 def operation_of(node: Node) -> str:
     """A word for what a formula does at its top: ratio, product, sum, difference, a function."""
-    if isinstance(node, Binary) and node.op in ("*", "/"):
-        factors = _factors(node, 1)
+    return _OPERATION[type(node)](node)
+
+
+def _binary_operation(node: Binary) -> str:
+    if node.op in ("*", "/"):
+        factors = product_factors(node, 1)
         if any(e < 0 for _, e in factors):
             return "ratio"
-        moving = [f for f, _ in factors if not _is_constant(f)]
+        moving = [f for f, _ in factors if not is_constant(f)]
         return operation_of(moving[0]) if len(moving) == 1 else "product"
-    if isinstance(node, Binary):
-        if node.op in ("+", "-"):
-            return "sum" if all(s > 0 for _, s in _terms(node, 1)) else "difference"
-        return _OPERATION_WORDS.get(node.op, node.op)
-    if isinstance(node, Unary):
-        return "negation"
-    if isinstance(node, Call):
-        return f"{node.func} over rows" if node.func in AGGREGATES else node.func
-    if isinstance(node, Name):
-        return "reference"
-    return "constant"
+    if node.op in ("+", "-"):
+        return "sum" if all(s > 0 for _, s in sum_terms(node, 1)) else "difference"
+    return _OPERATION_WORDS.get(node.op, node.op)
+
+
+_OPERATION = node_table(
+    {
+        Number: lambda n: "constant",
+        Name: lambda n: "reference",
+        Unary: lambda n: "negation",
+        Binary: _binary_operation,
+        Call: lambda n: DRIVER_FUNCTIONS[n.func](n),
+    }
+)
+
+#: Every function has a word, ever_before() too (it stands only inside an aggregate).
+UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
+#: The word for what each function does as a node of the tree. Aggregates, previous() and the
+#: period's calendar facts are leaves (LEAF_FUNCTIONS); the scalar functions are inner nodes
+#: whose arguments are drivers.
+DRIVER_FUNCTIONS = function_table(
+    {
+        **each(AGGREGATES, lambda n: f"{n.func} over rows"),
+        **each([*SCALARS, *TIME_FUNCTIONS], lambda n: n.func),
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
+LEAF_FUNCTIONS = frozenset([*AGGREGATES, "previous", "months_in_period", *CALENDAR_FUNCTIONS])
 
 
 def driver_tree(kpis: Mapping[str, KPI], kpi_id: str) -> Driver:
@@ -74,8 +108,8 @@ def driver_tree(kpis: Mapping[str, KPI], kpi_id: str) -> Driver:
     node = kpi.expression
     children: list[Driver] = []
     seen: set[str] = set()
-    for leaf in _period_inputs(node, kpis):
-        if _is_constant(leaf):  # months_in_period(): fixed within a grain
+    for leaf in period_inputs(node, kpis):
+        if is_constant(leaf):  # months_in_period(): fixed within a grain
             continue
         child = _driver_of(leaf, kpis)
         if child.name not in seen:
@@ -93,7 +127,7 @@ def _driver_of(node: Node, kpis: Mapping[str, KPI]) -> Driver:
         return Driver(node.name, "datapoint")
     text = to_text(node)
     if isinstance(node, Call) and node.func == "previous":
-        inner = _driver_of(node.args[0], kpis) if not _is_constant(node.args[0]) else None
+        inner = _driver_of(node.args[0], kpis) if not is_constant(node.args[0]) else None
         return Driver(text, "previous", "previous period", text, [inner] if inner else [])
     names = sorted({n.name for n in node.walk() if isinstance(n, Name)})
     return Driver(
@@ -101,29 +135,21 @@ def _driver_of(node: Node, kpis: Mapping[str, KPI]) -> Driver:
     )
 
 
-def _period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
+def period_inputs(node: Node, kpis: Mapping[str, KPI]) -> list[Node]:
     """The KPI references and leaves of a period-level formula, in order of appearance."""
-    if isinstance(node, Name) or _is_leaf_call(node):
+    if isinstance(node, Name) or is_leaf_call(node):
         return [node]
     out: list[Node] = []
     for child in node.children():
-        out.extend(_period_inputs(child, kpis))
+        out.extend(period_inputs(child, kpis))
     return out
 
 
-#: Calendar facts of a period (periods.CALENDAR_FUNCTIONS; not imported from there, which
-#: needs pandas, while the driver tree is drawn by commands that must start without it).
-CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
+def is_leaf_call(node: Node) -> bool:
+    return isinstance(node, Call) and node.func in LEAF_FUNCTIONS
 
 
-def _is_leaf_call(node: Node) -> bool:
-    return isinstance(node, Call) and (
-        node.func in AGGREGATES
-        or node.func in ("previous", "months_in_period", *CALENDAR_FUNCTIONS)
-    )
-
-
-def _is_constant(node: Node) -> bool:
+def is_constant(node: Node) -> bool:
     """No data below: a number, or arithmetic on numbers and months_in_period(). The days and
     business days of a period change from one month to the next, so they are drivers."""
     return not any(
@@ -132,21 +158,21 @@ def _is_constant(node: Node) -> bool:
     )
 
 
-def _terms(node: Node, sign: int) -> list[tuple[Node, int]]:
+def sum_terms(node: Node, sign: int) -> list[tuple[Node, int]]:
     """A chain of + and - as signed terms (one n-ary sum, however it is bracketed)."""
     if isinstance(node, Binary) and node.op in ("+", "-"):
         right = sign if node.op == "+" else -sign
-        return [*_terms(node.left, sign), *_terms(node.right, right)]
+        return [*sum_terms(node.left, sign), *sum_terms(node.right, right)]
     if isinstance(node, Unary) and node.op == "-":
-        return _terms(node.operand, -sign)
+        return sum_terms(node.operand, -sign)
     return [(node, sign)]
 
 
-def _factors(node: Node, power: int) -> list[tuple[Node, int]]:
+def product_factors(node: Node, power: int) -> list[tuple[Node, int]]:
     """A chain of * and / as factors with exponent +1 or -1 (one n-ary product)."""
     if isinstance(node, Binary) and node.op in ("*", "/"):
         right = power if node.op == "*" else -power
-        return [*_factors(node.left, power), *_factors(node.right, right)]
+        return [*product_factors(node.left, power), *product_factors(node.right, right)]
     return [(node, power)]
 
 

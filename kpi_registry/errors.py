@@ -52,7 +52,7 @@ class UnknownKPIError(KPIError, KeyError):
     def __init__(self, kpi_id: str, known: Iterable[str]):
         self.kpi_id = kpi_id
         self.suggestions = suggest(kpi_id, known)
-        hint = f"; did you mean {_or_list(self.suggestions)}?" if self.suggestions else ""
+        hint = f"; did you mean {or_list(self.suggestions)}?" if self.suggestions else ""
         super().__init__(f"unknown KPI id {kpi_id!r}{hint}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -67,7 +67,7 @@ class AmbiguousKPIError(KPIError, KeyError):
         self.candidates = sorted(candidates)
         super().__init__(
             f"{name!r} is an alias of {len(self.candidates)} KPIs: "
-            f"{_or_list(self.candidates)}; give the id"
+            f"{or_list(self.candidates)}; give the id"
         )
 
     def __str__(self) -> str:
@@ -76,6 +76,71 @@ class AmbiguousKPIError(KPIError, KeyError):
 
 class DataError(KPIError):
     """The data given to an evaluation does not fit the definition (column, type, period)."""
+
+
+def shown_columns(columns: Iterable[object]) -> str:
+    """A data set's columns as error messages list them (the first thirty)."""
+    names = [str(c) for c in columns]
+    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
+
+
+class RequestColumnsError(DataError):
+    """One column given in two roles of a request: a group column twice, or the period column
+    again as a group or as the entity column. ``role`` is the request field ("by" or
+    "entity"), ``clash`` "twice" or "period"; each front end names the field its own way
+    (``by=`` in Python, ``--by`` on the command line)."""
+
+    def __init__(self, role: str, column: str, clash: str):
+        self.role, self.column, self.clash = role, column, clash
+        super().__init__(f"{role} column {column!r} {self.problem}; {self.remedy}")
+
+    @property
+    def problem(self) -> str:
+        return "is given twice" if self.clash == "twice" else "is the period column"
+
+    @property
+    def remedy(self) -> str:
+        if self.clash == "twice":
+            return "give each column once"
+        if self.role == "by":
+            return "results are per period"
+        return "the entity column says whose row it is (customer, account...)"
+
+
+class ColumnNotGivenError(DataError):
+    """A formula needs a request column that was not given: ``parameter`` is "period"
+    (previous(), days_in_period()...) or "entity" (a datapoint counted per entity...).
+    ``reason`` says which KPI needs it and why, ``consequence`` what happens without it (if
+    anything); each front end words how to give it."""
+
+    def __init__(self, parameter: str, reason: str, consequence: str = ""):
+        self.parameter, self.reason, self.consequence = parameter, reason, consequence
+        remedy = f"pass {parameter}='your_{parameter}_column'"
+        if parameter == "period":
+            remedy += " (kpi eval: --period COL)"
+        super().__init__(self.worded(remedy))
+
+    def worded(self, remedy: str) -> str:
+        """The message with ``remedy`` saying how to give the column."""
+        return f"{self.reason}: {remedy}" + (f"; {self.consequence}" if self.consequence else "")
+
+
+class MissingDatapointError(DataError):
+    """The data has no column for a datapoint a formula reads (``mapped_to``: the column the
+    request mapped it to, if any); ``columns`` are the data's. Front ends word the mapping."""
+
+    def __init__(self, datapoint: str, mapped_to: str | None, columns: Iterable[object]):
+        self.datapoint, self.mapped_to = datapoint, mapped_to
+        self.columns = [str(c) for c in columns]
+        super().__init__(self.worded(f"columns={{{datapoint!r}: 'your_column'}}"))
+
+    def worded(self, mapping: str) -> str:
+        """The message with ``mapping`` saying how to map the datapoint to a column."""
+        mapped = f" (mapped to {self.mapped_to!r})" if self.mapped_to is not None else ""
+        return (
+            f"the data has no column for datapoint {self.datapoint!r}{mapped}; columns are "
+            f"{shown_columns(self.columns)}. Map it with {mapping}"
+        )
 
 
 @dataclass(frozen=True)
@@ -271,6 +336,15 @@ class FormulaError(KPIError):
         return f"{self.message}\n    {self.expression}\n    {caret}"
 
 
+class UnknownNameError(FormulaError):
+    """A formula names something that is neither a KPI nor a datapoint it may use; ``name``
+    is that name, for callers that suggest the one meant."""
+
+    def __init__(self, name: str, expression: str = "", position: int | None = None):
+        self.name = name
+        super().__init__(f"unknown name {name!r}", expression, position)
+
+
 def suggest(word: str, known: Iterable[str], *more: Iterable[str], n: int = 3) -> list[str]:
     """Near matches for a misspelt name among ``known`` (and ``more`` lists), best first.
 
@@ -299,7 +373,7 @@ def suggest(word: str, known: Iterable[str], *more: Iterable[str], n: int = 3) -
 
 def did_you_mean(word: str, known: Iterable[str], *more: Iterable[str]) -> str:
     hits = suggest(word, known, *more)
-    return f" (did you mean {_or_list(hits)}?)" if hits else ""
+    return f" (did you mean {or_list(hits)}?)" if hits else ""
 
 
 _CUTOFF = 0.6  # difflib.get_close_matches's default
@@ -443,7 +517,7 @@ def _index(names: tuple[str, ...]) -> _Index:
     return _Index(names)
 
 
-def _or_list(items: list[str]) -> str:
+def or_list(items: list[str]) -> str:
     quoted = [f"'{i}'" for i in items]
     if len(quoted) <= 1:
         return "".join(quoted)

@@ -19,7 +19,7 @@ array. Every node's result is cached by its structure, so sub-expressions shared
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,33 +27,44 @@ import numpy as np
 import pandas as pd
 
 from . import periods
+from .arithmetic import SCALAR_FUNCS, binary, divide, round_sums
 from .errors import (
+    ColumnNotGivenError,
     ContradictoryRowsError,
     DataError,
-    GrainError,
     InvalidRowsError,
     KPIError,
     UnknownKPIError,
     UnorderedRowsError,
 )
-from .formula import AGGREGATES, FUNCTIONS, Binary, Call, Name, Node, Number, Unary, gap_depth
+from .formula import (
+    AGGREGATES,
+    CALENDAR_FUNCTIONS,
+    Binary,
+    Call,
+    Name,
+    Node,
+    Number,
+    Unary,
+    gap_depth,
+)
+from .formula.dispatch import each, function_table, method_table
 from .model import KPI, Datapoint
+from .request import (
+    Request,
+    calendar_needs_period,
+    check_columns,
+    check_grain,
+    check_request,
+    distinct_needs_entity,
+    gap_warnings,
+    grain_name,
+    missing_datapoint,
+    needs_period,
+)
 
 # --------------------------------------------------------------------------------------
 # Public entry point
-
-
-@dataclass
-class Request:
-    """The arguments of Registry.evaluate, normalised."""
-
-    period: str | None = None
-    entity: str | None = None
-    by: list[str] = field(default_factory=list)
-    grain: str | None = None
-    columns: dict[str, str] = field(default_factory=dict)
-    drop_invalid: bool = False  # compute on the valid rows (with a warning) instead of failing
-    date_format: str | None = None  # how text dates in the period column are written
 
 
 def evaluate_many(
@@ -91,30 +102,6 @@ def compute(
     if scalar:
         return {k: _scalar(v) for k, v in values.items()}
     return engine.result_table(values)
-
-
-def used_datapoints(
-    kpis: Mapping[str, KPI], ids: Sequence[str], columns: Collection[Any], req: Request
-) -> dict[str, Datapoint]:
-    """The datapoints the KPIs read from ``columns`` (a KPI given as a column reads none),
-    each as the first KPI to declare it declares it, as the engines take them."""
-    specs: dict[str, Datapoint] = {}
-    seen: set[str] = set()
-    todo = list(ids)
-    while todo:
-        kpi_id = todo.pop(0)
-        if kpi_id in seen or kpi_id not in kpis:
-            continue
-        seen.add(kpi_id)
-        kpi = kpis[kpi_id]
-        if req.columns.get(kpi_id, kpi_id) in columns or kpi.expression is None:
-            continue
-        for name, spec in kpi.datapoints.items():
-            if req.columns.get(name, name) in columns:
-                specs.setdefault(name, spec)
-        for node in [kpi.expression, *kpi.grain_expressions.values()]:
-            todo.extend(n.name for n in node.walk() if isinstance(n, Name) and n.name in kpis)
-    return specs
 
 
 def check_rows(
@@ -184,117 +171,6 @@ def _scalar_rows(data: Mapping[str, Any], request: Request) -> Rows:
             raise DataError(f"input {key!r} must be a number, got {value!r}")
         row[key] = [float(value)]
     return Rows(row)
-
-
-# Messages shared with the SQL engine, which checks the same request against a table's columns.
-def shown_columns(columns: Iterable[Any]) -> str:
-    """A data set's columns as error messages list them (the first thirty)."""
-    names = [str(c) for c in columns]
-    return ", ".join(repr(n) for n in names[:30]) + (" ..." if len(names) > 30 else "")
-
-
-def check_request(req: Request) -> None:
-    """The period, entity and group columns name different columns (as ``kpi eval`` checks
-    its --period, --entity and --by)."""
-    for n, col in enumerate(req.by):
-        if col in req.by[:n]:
-            raise DataError(f"by column {col!r} is given twice; give each column once")
-        if col == req.period:
-            raise DataError(f"by column {col!r} is the period column; results are per period")
-    if req.entity is not None and req.entity == req.period:
-        raise DataError(
-            f"entity column {req.entity!r} is the period column; the entity column says whose "
-            "row it is (customer, account...)"
-        )
-
-
-def needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
-    """previous() or ever_before() evaluated without a period column: ``kpis`` are the KPIs
-    being evaluated, the one asked for first and the one whose formula calls ``func`` last."""
-    who = f"KPI {kpis[0]!r} uses {func}()" if kpis else f"{func}()"
-    if len(kpis) > 1:
-        who += f" (in {kpis[-1]!r})"
-    what = "compares each period with the one before"
-    if func != "previous":
-        what = "looks back over earlier periods"
-    if scalar:
-        return DataError(
-            f"{who}, which {what}; numbers given as a mapping have no periods: "
-            "pass rows as a DataFrame with period='your_period_column'"
-        )
-    return DataError(
-        f"{who}, which {what}: pass period='your_period_column' (kpi eval: --period COL)"
-    )
-
-
-def calendar_needs_period(func: str, kpis: Sequence[str], scalar: bool = False) -> DataError:
-    """days_in_period() or business_days_in_period() evaluated without a period column."""
-    who = f"KPI {kpis[0]!r} uses {func}()" if kpis else f"{func}()"
-    if len(kpis) > 1:
-        who += f" (in {kpis[-1]!r})"
-    if scalar:
-        return DataError(
-            f"{who}, which counts the days of each period; numbers given as a mapping have no "
-            "periods: pass rows as a DataFrame with period='your_period_column'"
-        )
-    return DataError(
-        f"{who}, which counts the days of each period: pass period='your_period_column' "
-        "(kpi eval: --period COL)"
-    )
-
-
-def check_grain(kpi: KPI, grain: str, asked_for: Sequence[str]) -> None:
-    """A KPI whose formula is defined at some grains only, asked for at another (``grain``:
-    the output period's frequency code)."""
-    if not kpi.grains:
-        return
-    name = grain_name(grain)
-    if name not in kpi.grains and name not in kpi.grain_expressions:
-        raise GrainError(kpi.id, name, kpi.grains, kpi.grain_reason, list(asked_for))
-
-
-def grain_name(code: str) -> str:
-    """day, week, month, quarter or year for a frequency code."""
-    return next((g for g, c in periods.GRAINS.items() if c == code), code)
-
-
-def distinct_needs_entity(name: str) -> DataError:
-    return DataError(
-        f"datapoint {name!r} counts different values per entity (rows: distinct): pass "
-        "entity='your_entity_column'; without one, count_distinct() counts different values "
-        "over the rows"
-    )
-
-
-def check_columns(req: Request, columns: Collection[Any]) -> None:
-    """Every column the request names must be in the data."""
-    named = [(f"period column {req.period!r}", req.period)]
-    named += [(f"entity column {req.entity!r}", req.entity)]
-    named += [(f"by column {col!r}", col) for col in req.by]
-    named += [(f"column {col!r} (given for {dp!r})", col) for dp, col in req.columns.items()]
-    for what, col in named:
-        if col is not None and col not in columns:
-            raise DataError(f"{what} not found; the data has {shown_columns(columns)}")
-
-
-def missing_datapoint(name: str, req: Request, columns: Iterable[Any]) -> DataError:
-    return DataError(
-        f"the data has no column for datapoint {name!r}"
-        + (f" (mapped to {req.columns[name]!r})" if name in req.columns else "")
-        + f"; columns are {shown_columns(columns)}. "
-        f"Map it with columns={{{name!r}: 'your_column'}}"
-    )
-
-
-def gap_warnings(axis: periods.TimeAxis | None) -> list[str]:
-    """A note for periods inside the data's range that have no rows at all."""
-    if axis is None or not axis.count or axis.present.all():
-        return []
-    shown = ", ".join(str(p) for p in axis.labels()[~axis.present][:5])
-    return [
-        f"no rows at all in period(s) {shown}: every entity counts as missing there; "
-        "check the export if that is a gap rather than real churn"
-    ]
 
 
 class _Source:
@@ -806,7 +682,8 @@ class _Engine:
             out[cells] = values
             return out
         if how in ("sum", "mean"):
-            out = np.bincount(cells, weights=values, minlength=n)
+            # float even with no values left (numpy counts an empty array in integers)
+            out = np.bincount(cells, weights=values, minlength=n).astype(float, copy=False)
             if how == "mean":
                 with np.errstate(invalid="ignore", divide="ignore"):
                     out = out / counts
@@ -918,32 +795,45 @@ class _Engine:
         return value
 
     def _compute(self, node: Node, level: int) -> Any:
-        if isinstance(node, Number):
-            return node.value
-        if isinstance(node, Name):
-            # Analysis guarantees datapoints appear only at row level and KPIs only above it.
-            if level == _PERIOD:
-                return self.kpi(node.name)
-            return self.datapoint(node.name, base=level == _BASE)
-        if isinstance(node, Unary):
-            x = self._eval(node.operand, level)
-            return np.logical_not(x) if node.op == "not" else np.negative(x)
-        if isinstance(node, Binary):
-            return _binary(node.op, self._eval(node.left, level), self._eval(node.right, level))
-        if isinstance(node, Call):
-            if node.func in AGGREGATES:
-                return self._aggregate(node)
-            if node.func == "previous":
-                return self._previous(self._eval(node.args[0], level), level)
-            if node.func == "ever_before":
-                return self._ever_before(node.args[0], max(level, _CELL))
-            if node.func == "months_in_period":
-                return periods.months_in(self.out_grain)
-            if node.func in periods.CALENDAR_FUNCTIONS:
-                return self._calendar(node.func, level)
-            args = [self._eval(a, level) for a in node.args]
-            return _SCALAR_FUNCS[node.func](*args)
-        raise KPIError(f"cannot evaluate {type(node).__name__}")  # pragma: no cover
+        return _NODES[type(node)](self, node, level)
+
+    def _number(self, node: Number, level: int) -> Any:
+        return node.value
+
+    def _name(self, node: Name, level: int) -> Any:
+        # Analysis guarantees datapoints appear only at row level and KPIs only above it.
+        if level == _PERIOD:
+            return self.kpi(node.name)
+        return self.datapoint(node.name, base=level == _BASE)
+
+    def _unary(self, node: Unary, level: int) -> Any:
+        x = self._eval(node.operand, level)
+        return np.logical_not(x) if node.op == "not" else np.negative(x)
+
+    def _binary(self, node: Binary, level: int) -> Any:
+        return binary(node.op, self._eval(node.left, level), self._eval(node.right, level))
+
+    def _call(self, node: Call, level: int) -> Any:
+        return ENGINE_FUNCTIONS[node.func](self, node, level)
+
+    def _scalar_call(self, node: Call, level: int) -> Any:
+        args = [self._eval(a, level) for a in node.args]
+        return SCALAR_FUNCS[node.func](*args)
+
+    def _aggregate_call(self, node: Call, level: int) -> np.ndarray:
+        return self._aggregate(node)
+
+    def _previous_call(self, node: Call, level: int) -> Any:
+        return self._previous(self._eval(node.args[0], level), level)
+
+    def _ever_before_call(self, node: Call, level: int) -> np.ndarray:
+        return self._ever_before(node.args[0], max(level, _CELL))
+
+    def _months_call(self, node: Call, level: int) -> float:
+        return periods.months_in(self.out_grain)
+
+    def _calendar_call(self, node: Call, level: int) -> np.ndarray:
+        return self._calendar(node.func, level)
 
     def _calendar(self, func: str, level: int) -> np.ndarray:
         """days_in_period() or business_days_in_period(): one value per output period (per
@@ -961,9 +851,8 @@ class _Engine:
 
     def _require_grid(self, func: str) -> None:
         if not self.layout.grid:
-            raise DataError(
-                f"{func}() on datapoints compares an entity with itself over time: "
-                "pass entity='your_entity_column'"
+            raise ColumnNotGivenError(
+                "entity", f"{func}() on datapoints compares an entity with itself over time"
             )
 
     def _cell_grid(self, x: Any, level: int) -> np.ndarray:
@@ -1046,7 +935,7 @@ class _Engine:
         if func in ("sum", "count", "mean"):
             count = self._reduce(mask, shape) if func != "sum" else None
             total = self._reduce(np.where(mask, x, 0.0), shape) if func != "count" else None
-            return total if func == "sum" else count if func == "count" else _divide(total, count)
+            return total if func == "sum" else count if func == "count" else divide(total, count)
         key = self.cell_key()
         series = pd.Series(x[mask]).groupby(key[mask])
         agg = {
@@ -1068,7 +957,9 @@ class _Engine:
         if not lay.grid:  # cells are rows: add them in the order of their values, so that
             order = np.lexsort((values, key))  # the sum is the same however rows are sorted
             key, values = key[order], values[order]
-        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1])
+        flat = np.bincount(key, weights=values, minlength=shape[0] * shape[1]).astype(
+            float, copy=False
+        )
         return flat.reshape(shape)
 
     # -- output ---------------------------------------------------------------------------
@@ -1114,6 +1005,23 @@ class _Engine:
 
 # --------------------------------------------------------------------------------------
 # numpy helpers
+
+
+_NODES = method_table(_Engine, "_")
+#: The pandas engine is the reference: it computes every function (validation fails a KPI
+#: calling one missing here, see ``backends.unsupported_functions``).
+UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
+ENGINE_FUNCTIONS = function_table(
+    {
+        **each(SCALAR_FUNCS, _Engine._scalar_call),
+        **each(AGGREGATES, _Engine._aggregate_call),
+        "previous": _Engine._previous_call,
+        "ever_before": _Engine._ever_before_call,
+        "months_in_period": _Engine._months_call,
+        **each(CALENDAR_FUNCTIONS, _Engine._calendar_call),
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
 
 
 def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
@@ -1209,7 +1117,7 @@ def _coarsen_grid(grid: np.ndarray, rule: str, coarse: periods.Coarsening) -> np
     if rule == "average":  # the mean balance over the base periods (missing: null skipped)
         total = np.add.reduceat(np.where(known, grid, 0.0), starts, axis=1)
         count = np.add.reduceat(known, starts, axis=1, dtype=np.int64)
-        return _divide(total, count)
+        return divide(total, count)
     if rule == "latest":  # the value of the last base period that has one
         columns = np.where(known, np.arange(grid.shape[1])[None, :], -1)
         latest = np.maximum.reduceat(columns, starts, axis=1)
@@ -1243,113 +1151,3 @@ def _order_values(series: pd.Series, column: str) -> np.ndarray:
     out = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(float)
     out[stamps.isna().to_numpy()] = np.nan
     return out
-
-
-# Every power of ten up to 1e22 is a double, so dividing by one is correctly rounded.
-_POWERS_OF_TEN = np.array([10.0**i for i in range(23)])
-_LOG10_E = 0.4342944819032518  # math.log10(math.e); the SQL engine multiplies by the same
-
-
-def round_sums(total: np.ndarray, magnitude: np.ndarray, terms: np.ndarray) -> np.ndarray:
-    """Sums of ``terms`` numbers (of absolute values adding up to ``magnitude``) rounded to
-    the finest power of ten that is coarser than the floating-point error they can carry.
-
-    Binary floating point holds 0.1 and 0.2 only approximately, so 0.1 + 0.2 is 0.3 + 5.6e-17
-    and 100.1 - 100 - 0.1 is -5.7e-15: invoice lines in cents would make movements out of
-    nothing. Adding ``terms`` doubles and reading each input to the nearest double is off by
-    at most ``(terms + 2) * magnitude * 2**-53`` from the exact decimal sum, including the two
-    roundings below; rounding to a power of ten ``q`` at least twice that recovers the exact
-    decimal sum whenever it is a multiple of ``q`` (every input is), as the double nearest it,
-    the same double whatever the order of the additions. So cents stay exact up to about
-    4.5e13 / (terms + 2) of magnitude, and integers are never changed; only digits below what
-    a double sum can vouch for (its 15th or 16th significant digit) are ever dropped.
-
-    Where that quantum would be 1 or more (magnitudes beyond about 4.5e15 / (terms + 2)) or
-    below 1e-22, or a sum has one term, the sum is returned as it is. The SQL engine does the
-    same arithmetic (see ``sqlbuild.decimal_sum``) in the same order. Returns a new array.
-    """
-    total = np.array(total, dtype=float)
-    error = magnitude * (terms + 2.0) * 2.0**-52
-    with np.errstate(invalid="ignore"):  # NaN and inf totals are left as they are
-        rounded = np.flatnonzero((terms > 1) & (error < 1.0) & (error >= 1e-22))
-    if rounded.size:
-        digits = np.floor(-np.log(error[rounded]) * _LOG10_E).astype(np.int64)
-        scale = _POWERS_OF_TEN[np.clip(digits, 0, 22)]
-        total[rounded] = np.floor(total[rounded] * scale + 0.5) / scale
-    return total
-
-
-def _divide(a: Any, b: Any) -> Any:
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    out = np.full(shape, np.nan)
-    np.divide(a, b, out=out, where=(b != 0) & ~np.isnan(b))
-    return out if shape else float(out)
-
-
-def _power(a: Any, b: Any) -> Any:
-    """``a ^ b``, missing where either side is (numpy's 1 ^ NaN and NaN ^ 0 are 1; SQL's
-    POWER and the other operators say missing), where the base is 0 and the exponent
-    negative (1 / 0 in disguise, as division by zero), and where a negative base (also -inf,
-    which numpy would raise to 0 or inf) has a fractional exponent."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    with np.errstate(invalid="ignore"):
-        fractional = (a < 0) & (b != np.floor(b))
-    missing = np.isnan(a) | np.isnan(b) | ((a == 0) & (b < 0)) | fractional
-    out = np.where(missing, np.nan, np.power(a, b))
-    return out if out.ndim else out[()]
-
-
-def _not_equal(a: Any, b: Any) -> Any:
-    return np.not_equal(a, b) & ~np.isnan(a) & ~np.isnan(b)  # missing compares false
-
-
-_BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "+": np.add,
-    "-": np.subtract,
-    "*": np.multiply,
-    "/": _divide,
-    "^": _power,
-    "=": np.equal,
-    "!=": _not_equal,
-    "<": np.less,
-    "<=": np.less_equal,
-    ">": np.greater,
-    ">=": np.greater_equal,
-    "and": np.logical_and,
-    "or": np.logical_or,
-}
-
-
-def _binary(op: str, a: Any, b: Any) -> Any:
-    with np.errstate(all="ignore"):  # overflow and 0/0 become missing values below
-        return _BINARY[op](a, b)
-
-
-def _coalesce(*xs: Any) -> Any:
-    out = xs[-1]
-    for x in reversed(xs[:-1]):
-        out = np.where(np.isnan(x), out, x)
-    return out
-
-
-def _fold(func: Callable, xs: Iterable[Any]) -> Any:
-    xs = list(xs)
-    out = xs[0]
-    for x in xs[1:]:
-        out = func(out, x)
-    return out
-
-
-_SCALAR_FUNCS: dict[str, Callable[..., Any]] = {
-    "if": lambda c, a, b: np.where(c, a, b),
-    "abs": np.abs,
-    "greatest": lambda *xs: _fold(np.fmax, xs),
-    "least": lambda *xs: _fold(np.fmin, xs),
-    "coalesce": _coalesce,
-}
-
-_TIME_FUNCS = {"previous", "ever_before", "months_in_period", *periods.CALENDAR_FUNCTIONS}
-assert set(_SCALAR_FUNCS) | AGGREGATES | _TIME_FUNCS == set(FUNCTIONS)

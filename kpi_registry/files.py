@@ -7,6 +7,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
+#: Overrides where loaded libraries (and ``kpi mcp``'s start-up answers) are cached.
+CACHE_ENV = "KPI_REGISTRY_CACHE"
+
+
+def cache_dir() -> Path:
+    """The folder for cached libraries: $KPI_REGISTRY_CACHE, else the user's cache folder;
+    never inside the checkout, which must stay clean. (Here, not in registry.py, so that a
+    light command can find it without loading the library code.)"""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "kpi-registry"
+
 
 def replace_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` all at once: into a new file next to it, then renamed over it,

@@ -20,11 +20,8 @@ would, the file is left alone and the problem reported.
 
 from __future__ import annotations
 
-import argparse
-import difflib
 import io
 import re
-import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -485,60 +482,8 @@ def _space(text: str, schema: Any) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-# -- command --------------------------------------------------------------------------------
-def cmd_fmt(args: argparse.Namespace) -> int:
-    paths = args.paths or _default_paths()
-    files = files_to_format(paths)
-    changed = unchanged = failed = unwritten = skipped = 0
-    for path in files:
-        try:
-            result = format_file(path, write=not args.check)
-        except DefinitionError as e:
-            for diag in e.diagnostics:
-                print(diag, file=sys.stderr)
-            failed += 1
-            continue
-        except WriteError as e:
-            print(f"error: {e}", file=sys.stderr)
-            unwritten += 1
-            continue
-        except KPIError as e:
-            print(f"error: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if result.skipped:
-            skipped += 1
-            print(f"skipped {path}: {result.skipped}")
-            continue
-        if not result.changed:
-            unchanged += 1
-            continue
-        changed += 1
-        print(f"{'would reformat' if args.check else 'reformatted'} {path}")
-        if args.diff:
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    result.old.splitlines(True),
-                    result.new.splitlines(True),
-                    f"{path} (now)",
-                    f"{path} (formatted)",
-                )
-            )
-    verb = "would be reformatted" if args.check else "reformatted"
-    summary = f"{changed} file{'s' * (changed != 1)} {verb}, {unchanged} unchanged"
-    if skipped:
-        summary += f", {skipped} skipped"
-    if failed:
-        summary += f", {failed} could not be read"
-    if unwritten:
-        summary += f", {unwritten} could not be written"
-    print(summary)
-    if failed or unwritten or (args.check and changed):
-        return 1
-    return 0
-
-
-def _default_paths() -> list[Path]:
+def default_paths() -> list[Path]:
+    """What `kpi fmt` formats when given no paths: ./definitions, never the bundled copy."""
     here = Path("definitions")
     if here.is_dir():
         return [here]
@@ -547,21 +492,3 @@ def _default_paths() -> list[Path]:
         "give the files or folders to format, e.g. 'kpi fmt my_kpis/' "
         f"(with no paths, kpi fmt formats ./definitions; the bundled library is in {bundled})"
     )
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser(
-        "fmt",
-        help="put definition fields in canonical order and normalise layout",
-        description="Rewrite definition files with fields in the order of the JSON Schema, "
-        "2-space indentation and one blank line before each section, keeping every comment. "
-        "Data never changes. With no paths, formats ./definitions.",
-    )
-    p.add_argument("paths", nargs="*", help="files or folders (folders are searched recursively)")
-    p.add_argument(
-        "--check",
-        action="store_true",
-        help="change nothing; list the files that would change and exit 1 if there are any",
-    )
-    p.add_argument("--diff", action="store_true", help="also print what changes, as a diff")
-    p.set_defaults(func=cmd_fmt)

@@ -35,7 +35,7 @@ def _unpack(packed: int) -> tuple[int, int]:
     return (packed >> 24, packed & 0xFFFFFF)
 
 
-class Mapping(dict):
+class YAMLMapping(dict):
     """A dict that knows the (line, column) of each key and of each value, 1-based.
 
     Positions are packed into one int per key (keys interned): a 20,000-file library keeps
@@ -66,7 +66,7 @@ class Mapping(dict):
         return None if mark is None else _unpack(mark & 0xFFFFFFFFFFFF)
 
 
-class Sequence(list):
+class YAMLSequence(list):
     """A list that knows the (line, column) of each item, 1-based."""
 
     __slots__ = ("_marks", "pos")
@@ -130,7 +130,7 @@ class _PositionLoader(_BaseLoader):
         build = self._build
         if cls is _SeqNode:
             items = node.value
-            result = Sequence(
+            result = YAMLSequence(
                 [c.value if c.__class__ is _Scalar and c.tag == _STR else build(c) for c in items]
             )
             result._marks = [_pack(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
@@ -138,7 +138,7 @@ class _PositionLoader(_BaseLoader):
             return result
         if self.may_merge:  # resolves YAML merge keys (<<) safely, and '=' keys to text
             self.flatten_mapping(node)
-        result = Mapping()
+        result = YAMLMapping()
         result.pos = _pos(node)
         marks = result._marks
         for key_node, value_node in node.value:
@@ -185,6 +185,30 @@ _PositionLoader.yaml_implicit_resolvers = {
     first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
+#: first character of a plain scalar -> the (tag, pattern) pairs to try, in PyYAML's order
+#: (those keyed by its first character, then those for any first character)
+_IMPLICIT: dict[str, tuple] = {
+    first: (*resolvers, *_PositionLoader.yaml_implicit_resolvers.get(None, ()))
+    for first, resolvers in _PositionLoader.yaml_implicit_resolvers.items()
+    if first is not None
+}
+_ANY_FIRST = tuple(_PositionLoader.yaml_implicit_resolvers.get(None, ()))
+
+
+def _resolve(self: Any, kind: type, value: Any, implicit: Any) -> str:
+    """PyYAML's ``Resolver.resolve`` for a loader without path resolvers, in fewer steps: the
+    parser calls it for every node, which made it a tenth of loading a library."""
+    if kind is _Scalar:
+        if implicit[0]:
+            for tag, pattern in _IMPLICIT.get(value[:1], _ANY_FIRST):
+                if pattern.match(value):
+                    return tag
+        return _STR
+    return _SEQ if kind is _SeqNode else _MAP
+
+
+if not _PositionLoader.yaml_path_resolvers:  # none are registered: the shortcut is exact
+    _PositionLoader.resolve = _resolve  # type: ignore[method-assign]
 
 
 def _check_expansion(root: yaml.Node) -> None:
@@ -227,7 +251,7 @@ class Document:
     """One parsed file: the data plus where it came from."""
 
     path: Path
-    data: Mapping
+    data: YAMLMapping
 
 
 #: Deeper nesting is refused before the document is built: PyYAML's C composer recurses once
@@ -268,7 +292,7 @@ def _check_depth(text: str) -> None:
             depth -= 1
 
 
-def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
+def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
     """Parse one YAML document into a positioned Mapping, or raise DefinitionError."""
     path = str(path)
     if not text.strip():
@@ -288,10 +312,8 @@ def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        # _build refuses unknown tags itself: what reaches here is a bad merge key (<<)
         problem = e.problem or "cannot construct value"
-        if "could not determine a constructor" in problem:
-            tag = problem.split("tag", 1)[-1].strip()
-            problem = f"tag {tag} is not allowed: definitions are plain data (no !!python tags)"
         raise DefinitionError([Diagnostic(path, line, col, "", problem)]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -304,7 +326,7 @@ def parse_text(text: str, path: str | Path = "<string>") -> Mapping:
         raise DefinitionError([Diagnostic(path, 1, 1, "", "YAML nested too deeply")]) from None
     if data is None:
         raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
-    if not isinstance(data, Mapping):
+    if not isinstance(data, YAMLMapping):
         kind = "list" if isinstance(data, list) else type(data).__name__
         raise DefinitionError(
             [Diagnostic(path, 1, 1, "", f"top level must be a mapping of fields, found a {kind}")]
@@ -342,15 +364,23 @@ def position_of(data: Any, field_path: tuple) -> tuple[int, int]:
     best = getattr(data, "pos", (1, 1)) or (1, 1)
     node = data
     for part in field_path:
-        if isinstance(node, Mapping) and part in node:
+        if isinstance(node, YAMLMapping) and part in node:
             best = node.key_position(part) or best
             node = node[part]
-        elif isinstance(node, Sequence) and isinstance(part, int) and 0 <= part < len(node):
+        elif isinstance(node, YAMLSequence) and isinstance(part, int) and 0 <= part < len(node):
             best = node.item_position(part) or best
             node = node[part]
         else:
             break
     return best
+
+
+def field_name(path: tuple) -> str:
+    """A field path as messages write it: ``examples[0].expected``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def value_position(data: Any, field_path: tuple) -> tuple[int, int]:
@@ -362,7 +392,7 @@ def value_position(data: Any, field_path: tuple) -> tuple[int, int]:
             node = node[part]
         except (KeyError, IndexError, TypeError):
             return position_of(data, field_path)
-    if isinstance(node, Mapping) and last in node:
+    if isinstance(node, YAMLMapping) and last in node:
         return node.value_position(last) or position_of(data, field_path)
     return position_of(data, field_path)
 

@@ -6,8 +6,12 @@ SQL for a dialect (``kpi sql``, likewise) and why a KPI moved (``kpi explain``).
 must lie under one of the ``--root`` folders the server was started with (default: the
 current folder); a path that leaves them, also through ``..`` or a symbolic link, is refused.
 
-Start-up is kept light so the first answer is fast: the MCP SDK is imported when the server
-starts, the library (and pandas with it) on the first tool call that needs it.
+Start-up is kept light so the first answer is fast. The library (and pandas with it) loads on
+the first tool call that needs it. The MCP SDK takes about a second to import, so while it
+loads in a thread the server answers the handshake (``initialize``, ``tools/list``, ``ping``)
+with the answers the SDK itself gave in an earlier start, cached per installed SDK, pydantic
+and this file (see :class:`_FastStart`); the SDK then receives the handshake again, its reply
+unsent, and serves every call. Without a cached answer (the first start) it waits for the SDK.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import contextlib
 import glob
 import io
 import json
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -479,8 +484,319 @@ def serve(args: argparse.Namespace) -> int:
     except ToolFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    build_server(service).run("stdio")
+    start = _FastStart(service)
+    start.begin_loading()
+    if not start.answer_handshake():
+        # the client went away before any call: let the SDK's import finish first (an
+        # interpreter cannot shut down cleanly under a thread still loading extensions)
+        start.wait_loaded()
+        return 0
+    start.hand_over()
     return 0
+
+
+# -- a fast start: the handshake answered while the SDK loads ------------------------------
+#: What the handshake answers depend on: the SDK and pydantic (which writes the schemas) as
+#: installed, the tools as declared in this file, and the Python running them.
+_ANSWERS_DEPEND_ON = ("mcp", "mcp_types", "pydantic", "pydantic_core")
+
+
+def _answers_key() -> str:
+    """Identifies the installed SDK, pydantic and this file by their files' size and
+    modification time (an upgrade rewrites them), without importing them."""
+    import hashlib
+    from importlib.util import find_spec
+
+    parts = [sys.version, __file__]
+    for name in _ANSWERS_DEPEND_ON:
+        spec = find_spec(name)
+        parts.append(str(spec.origin if spec else None))
+    for path in parts[1:]:
+        try:
+            st = os.stat(path)
+            parts.append(f"{st.st_size}:{st.st_mtime_ns}")
+        except (OSError, TypeError):
+            parts.append("missing")
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def answers_file() -> Path:
+    """Where the SDK's handshake answers for this installation are kept."""
+    from .files import cache_dir
+
+    return cache_dir() / f"mcp-handshake-{_answers_key()}.json"
+
+
+def _read_answers(path: Path) -> dict[str, dict[str, Any]] | None:
+    try:
+        answers = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return answers if isinstance(answers, dict) else None
+
+
+class _Wire:
+    """The client's stdin and stdout on private descriptors; fd 0 now reads nothing and fd 1
+    goes to stderr, so nothing printed by the code the tools run can break the protocol (the
+    SDK's stdio transport does the same with the real descriptors)."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        in_fd, out_fd = os.dup(0), os.dup(1)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.dup2(2, 1)
+        self.reader = os.fdopen(in_fd, "rb")
+        self.writer = os.fdopen(out_fd, "wb")
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.writer.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+        self.writer.flush()
+
+
+#: Where a request of the stateless protocol revisions names its version (server/discover).
+_VERSION_META = "io.modelcontextprotocol/protocolVersion"
+
+
+class _FastStart:
+    """Answers the first messages of a session from the SDK's earlier answers while the SDK
+    loads, then gives the SDK the rest of the conversation.
+
+    Cached are the SDK's answers, per protocol version, to ``initialize`` and ``tools/list``
+    (versions with a handshake) or to ``server/discover`` and ``tools/list`` (the stateless
+    versions, whose requests name their version). The SDK is handed the ``initialize`` (and
+    ``initialized``) or ``server/discover`` it missed, its reply to them not sent again, and
+    then every later message, so it holds the session as if it had answered from the start.
+    Anything else, or a version without cached answers, waits for the SDK."""
+
+    def __init__(self, service: KPIServer):
+        self.service = service
+        self.answers_path = answers_file()
+        self.answers = _read_answers(self.answers_path)
+        self.wire = _Wire()
+        self.replay: list[str] = []  # lines the SDK must see before the rest
+        self.answered_ids: list[Any] = []  # replayed requests whose replies were sent
+        self._server: Any = None
+        self._failure: BaseException | None = None
+        self._loaded = threading.Event()
+
+    def begin_loading(self) -> None:
+        threading.Thread(target=self._load, name="mcp-sdk-import", daemon=True).start()
+
+    def _load(self) -> None:
+        try:
+            self._server = build_server(self.service)
+            if self.answers is None:
+                _write_answers(self.answers_path, handshake_answers(self.service))
+        except BaseException as e:  # reported on the main thread
+            self._failure = e
+        finally:
+            self._loaded.set()
+
+    def answer_handshake(self) -> bool:
+        """Answer from the cache until a message needs the SDK; False at end of input."""
+        if self.answers is None:
+            return True
+        session: str | None = None  # the version an initialize agreed on
+        while not self._loaded.is_set():
+            line = self.wire.reader.readline()
+            if not line:
+                return False
+            text = line.decode("utf-8", errors="replace")
+            if not self._answered(text, session):
+                self.replay.append(text)  # the SDK's to answer, and all after it
+                return True
+            if '"initialize"' in text and session is None:
+                session = json.loads(text)["params"]["protocolVersion"]
+        return True
+
+    def _answered(self, text: str, session: str | None) -> bool:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return False
+        if not isinstance(message, dict):
+            return False
+        method, request_id = message.get("method"), message.get("id")
+        params = message.get("params") or {}
+        if not isinstance(params, dict):
+            return False
+        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        if method == "notifications/initialized" and session is not None:
+            self.replay.append(text)
+            return True
+        if request_id is None:
+            return False
+        if method == "initialize" and session is None:
+            version, replayed = params.get("protocolVersion"), True
+        elif method == "server/discover":
+            version, replayed = meta.get(_VERSION_META), True
+        elif method == "tools/list" and set(params) <= {"_meta"}:
+            version, replayed = meta.get(_VERSION_META, session), False
+        else:
+            return False
+        result = self.answers.get(version, {}).get(method) if isinstance(version, str) else None
+        if result is None:
+            return False
+        self.wire.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        if replayed:
+            self.replay.append(text)
+            self.answered_ids.append(request_id)
+        return True
+
+    def wait_loaded(self) -> None:
+        self._loaded.wait()
+
+    def hand_over(self) -> None:
+        self._loaded.wait()
+        if self._failure is not None:
+            raise self._failure
+        import anyio
+
+        anyio.run(self._serve)
+
+    async def _serve(self) -> None:
+        import anyio
+        from mcp.server.stdio import stdio_server
+
+        rest = anyio.wrap_file(io.TextIOWrapper(self.wire.reader, "utf-8", errors="replace"))
+        out = anyio.wrap_file(io.TextIOWrapper(self.wire.writer, "utf-8"))
+        stdin = _Lines(self.replay, rest)
+        stdout = _Skipping(out, self.answered_ids)
+        lowlevel = self._server._lowlevel_server
+        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+
+
+class _Lines:
+    """The lines given first, then those of an async file (what stdio_server iterates)."""
+
+    def __init__(self, first: list[str], rest: Any):
+        self.first, self.rest = first, rest
+
+    async def __aiter__(self):
+        for line in self.first:
+            yield line
+        async for line in self.rest:
+            yield line
+
+
+class _Skipping:
+    """The client's stdout, less the SDK's replies to requests answered already."""
+
+    def __init__(self, out: Any, answered_ids: list[Any]):
+        self.out, self.answered = out, list(answered_ids)
+
+    async def write(self, text: str) -> None:
+        if self.answered:
+            try:
+                message = json.loads(text)
+            except ValueError:
+                message = None
+            if isinstance(message, dict) and "method" not in message:
+                if message.get("id") in self.answered:
+                    self.answered.remove(message["id"])
+                    return
+        await self.out.write(text)
+
+    async def flush(self) -> None:
+        await self.out.flush()
+
+
+def handshake_answers(service: KPIServer) -> dict[str, dict[str, Any]]:
+    """The SDK's own answers to the first requests of a session, per protocol version, by
+    running a server on in-memory lines: ``initialize`` and ``tools/list`` for the versions
+    with a handshake, ``server/discover`` and ``tools/list`` for the stateless ones. A
+    version whose requests the SDK refuses is left out (its sessions wait for the SDK)."""
+    import anyio
+    from mcp.server.stdio import stdio_server
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+    lowlevel = build_server(service)._lowlevel_server
+    client = {"name": "kpi-registry", "version": "0"}
+
+    async def conversation(requests: list[dict[str, Any]]) -> dict[Any, Any]:
+        sent = [json.dumps(m) + "\n" for m in requests]
+        wanted = {m["id"] for m in requests if "id" in m}
+        got: dict[Any, Any] = {}
+        done = anyio.Event()
+
+        class Out:
+            async def write(self, text: str) -> None:
+                message = json.loads(text)
+                if message.get("id") in wanted and "method" not in message:
+                    got[message["id"]] = message
+                if set(got) == wanted:
+                    done.set()
+
+            async def flush(self) -> None:
+                pass
+
+        class In:
+            async def __aiter__(self):
+                for line in sent:
+                    yield line
+                await done.wait()
+
+        options = lowlevel.create_initialization_options()
+        async with stdio_server(stdin=In(), stdout=Out()) as (read_stream, write_stream):
+            await lowlevel.run(read_stream, write_stream, options)
+        return got
+
+    async def every_version() -> dict[str, dict[str, Any]]:
+        answers: dict[str, dict[str, Any]] = {}
+        for version in HANDSHAKE_PROTOCOL_VERSIONS:
+            params = {"protocolVersion": version, "capabilities": {}, "clientInfo": client}
+            got = await conversation(
+                [
+                    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": params},
+                    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                ]
+            )
+            if "result" in got[1] and "result" in got[2]:
+                answers[version] = {"initialize": got[1]["result"], "tools/list": got[2]["result"]}
+        for version in MODERN_PROTOCOL_VERSIONS:
+            meta = {
+                "_meta": {
+                    _VERSION_META: version,
+                    "io.modelcontextprotocol/clientInfo": client,
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                }
+            }
+            got = await conversation(
+                [
+                    {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": meta},
+                    {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": meta},
+                ]
+            )
+            if "result" in got[1] and "result" in got[2]:
+                answers[version] = {
+                    "server/discover": got[1]["result"],
+                    "tools/list": got[2]["result"],
+                }
+        return answers
+
+    return anyio.run(every_version)
+
+
+def _write_answers(path: Path, answers: dict[str, dict[str, Any]]) -> None:
+    """Keep the answers for the next start; a cache that cannot be written is skipped."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".mcp-handshake.", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(answers, f)
+        os.replace(temp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,9 @@
-"""The in-memory model of a definition: typed access to the fields code relies on.
+"""The in-memory model of a definition: typed, frozen objects built once when a file loads.
 
-The full YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so
-templates and exports can show all of it without the model growing a field per attribute.
+``KPISpec`` (with ``Formula`` and ``Datapoint``) holds the fields the code relies on, with
+their defaults in one place; ``KPI`` adds where it came from and its bound formula. The full
+YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so templates
+and exports can show all of it without the model growing a field per attribute.
 """
 
 from __future__ import annotations
@@ -71,19 +73,17 @@ class Datapoint:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Datapoint:
-        valid = d.get("valid") or {}
-        return cls(
-            name=d["name"],
-            description=d.get("description", ""),
-            unit=d.get("unit", ""),
-            rows=d.get("rows", "sum"),
-            time=d.get("time", "flow"),
-            missing=d.get("missing") or "null",  # YAML reads `missing: null` as None
-            order_by=d.get("order_by"),
-            minimum=_number_or_none(valid.get("min")),
-            maximum=_number_or_none(valid.get("max")),
-            excludes=tuple(d.get("excludes") or ()),
-        )
+        """A declaration as written; what it leaves out takes the defaults above."""
+        given = {key: d[key] for key in _WRITTEN_AS_IS if key in d}
+        if d.get("missing") is not None:  # YAML reads `missing: null` as None: the default
+            given["missing"] = d["missing"]
+        valid = d.get("valid")
+        if isinstance(valid, dict):
+            given["minimum"] = _number_or_none(valid.get("min"))
+            given["maximum"] = _number_or_none(valid.get("max"))
+        if isinstance(d.get("excludes"), list):
+            given["excludes"] = tuple(d["excludes"])
+        return cls(**given)
 
     @property
     def coarsening(self) -> str:
@@ -111,6 +111,10 @@ class Datapoint:
             self.maximum,
             tuple(sorted(self.excludes)),
         )
+
+
+#: Fields a declaration writes under the same name and takes as they are.
+_WRITTEN_AS_IS = ("name", "description", "unit", "rows", "time", "order_by")
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -146,9 +150,100 @@ OTHER_FUNCTION = BusinessFunction(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
+class Formula:
+    """``formula:``: the main expression and where it holds."""
+
+    expression: str = ""
+    #: the grains the formula is defined at; empty: every grain
+    grains: tuple[str, ...] = ()
+    #: grain -> the expression that is right at that grain
+    at_grain: dict[str, str] = field(default_factory=dict)
+    #: why the formula holds at those grains only
+    grain_reason: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Formula:
+        if not isinstance(d, dict):
+            return cls()
+        at = d.get("at_grain")
+        return cls(
+            expression=d.get("expression", ""),
+            grains=tuple(g for g in d.get("grains") or () if isinstance(g, str)),
+            at_grain={g: t for g, t in at.items() if isinstance(g, str) and isinstance(t, str)}
+            if isinstance(at, dict)
+            else {},
+            grain_reason=str(d.get("grain_reason") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class KPISpec:
+    """The fields of a definition file the code relies on, typed, read once when it loads.
+
+    Values are kept as written (a broken file is still reported on, never crashes the read);
+    a field left out takes the default here, and only here."""
+
+    name: str
+    summary: str = ""
+    aliases: tuple[str, ...] = ()
+    category: str = ""
+    #: the primary category first, then the others
+    categories: tuple[str, ...] = ()
+    industries: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    unit: str = ""
+    direction: str = ""
+    indicator_type: str = ""
+    status: str = "draft"
+    formula: Formula = field(default_factory=Formula)
+    #: every declaration with a name, with its index in ``datapoints:`` (a name declared
+    #: twice appears twice: validation reports it)
+    declarations: tuple[tuple[int, Datapoint], ...] = ()
+    #: the worked examples as written (positioned mappings: errors point into them)
+    examples: tuple[Any, ...] = ()
+    #: kind (leading, lagging, related) -> the relations as written
+    relations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, kpi_id: str, d: dict[str, Any]) -> KPISpec:
+        given = {key: d[key] for key in _TAKEN_AS_IS if key in d}
+        category = given.get("category", "")
+        extra = [c for c in _items(d.get("categories")) if c != category]
+        relations = d.get("relations")
+        return cls(
+            name=d.get("name", kpi_id),
+            aliases=tuple(_items(d.get("aliases"))),
+            categories=tuple([category, *extra] if category else extra),
+            industries=tuple(_items(d.get("industries"))),
+            tags=tuple(_items(d.get("tags"))),
+            formula=Formula.from_dict(d.get("formula")),
+            declarations=tuple(
+                (i, Datapoint.from_dict(dp))
+                for i, dp in enumerate(_items(d.get("datapoints")))
+                if isinstance(dp, dict) and "name" in dp
+            ),
+            examples=tuple(_items(d.get("examples"))),
+            relations={
+                kind: tuple(_items(items))
+                for kind, items in (relations.items() if isinstance(relations, dict) else ())
+            },
+            **given,
+        )
+
+
+#: Fields a definition writes under the same name and that are taken as they are.
+_TAKEN_AS_IS = ("summary", "category", "unit", "direction", "indicator_type", "status")
+
+
+def _items(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
 class KPI:
-    """One KPI definition, loaded and checked."""
+    """One KPI definition, loaded and checked: frozen, its typed fields read once
+    (``spec``); binding the formula makes a new KPI (``dataclasses.replace``)."""
 
     id: str
     data: dict[str, Any]
@@ -158,73 +253,74 @@ class KPI:
     overridden: list[Path] = field(default_factory=list)  # files this one replaced
     #: formulas that are right at a grain the main one is not defined at (formula.at_grain)
     grain_expressions: dict[str, Node] = field(default_factory=dict)
+    #: the typed fields, built from ``data`` when not given (``replace`` carries them over)
+    spec: KPISpec = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.spec is None:
+            object.__setattr__(self, "spec", KPISpec.from_dict(self.id, self.data))
+        # the name -> declaration view, built once (the last declaration of a name wins)
+        datapoints = {dp.name: dp for _, dp in self.spec.declarations}
+        object.__setattr__(self, "_datapoints", datapoints)
 
     # Typed views of the fields the code uses -------------------------------------------
     @property
     def name(self) -> str:
-        return self.data.get("name", self.id)
+        return self.spec.name
 
     @property
     def summary(self) -> str:
-        return self.data.get("summary", "")
+        return self.spec.summary
 
     @property
     def aliases(self) -> list[str]:
-        return list(self.data.get("aliases", []))
+        return list(self.spec.aliases)
 
     @property
     def category(self) -> str:
-        return self.data.get("category", "")
+        return self.spec.category
 
     @property
     def categories(self) -> list[str]:
-        extra = [c for c in self.data.get("categories", []) if c != self.category]
-        return [self.category, *extra] if self.category else extra
+        return list(self.spec.categories)
 
     @property
     def industries(self) -> list[str]:
-        return list(self.data.get("industries", []))
+        return list(self.spec.industries)
 
     @property
     def tags(self) -> list[str]:
-        return list(self.data.get("tags", []))
+        return list(self.spec.tags)
 
     @property
     def unit(self) -> str:
-        return self.data.get("unit", "")
+        return self.spec.unit
 
     @property
     def direction(self) -> str:
-        return self.data.get("direction", "")
+        return self.spec.direction
 
     @property
     def indicator_type(self) -> str:
-        return self.data.get("indicator_type", "")
+        return self.spec.indicator_type
 
     @property
     def status(self) -> str:
-        return self.data.get("status", "draft")
+        return self.spec.status
 
     @property
     def formula_text(self) -> str:
-        formula = self.data.get("formula")
-        return formula.get("expression", "") if isinstance(formula, dict) else ""
+        return self.spec.formula.expression
 
     @property
     def grains(self) -> tuple[str, ...]:
         """The grains the formula is defined at (``formula.grains``); empty: every grain."""
-        formula = self.data.get("formula")
-        grains = formula.get("grains") if isinstance(formula, dict) else None
-        return tuple(g for g in grains or () if isinstance(g, str))
+        return self.spec.formula.grains
 
     @property
     def at_grain_texts(self) -> dict[str, str]:
         """formula.at_grain: grain -> the expression that is right at that grain."""
-        formula = self.data.get("formula")
-        at = formula.get("at_grain") if isinstance(formula, dict) else None
-        if not isinstance(at, dict):
-            return {}
-        return {g: t for g, t in at.items() if isinstance(g, str) and isinstance(t, str)}
+        return dict(self.spec.formula.at_grain)
 
     def expression_at(self, grain: str | None) -> Node | None:
         """The formula for a grain (its at_grain formula, else the main one)."""
@@ -233,23 +329,23 @@ class KPI:
     @property
     def grain_reason(self) -> str:
         """Why the formula is defined at those grains only (``formula.grain_reason``)."""
-        formula = self.data.get("formula")
-        return str(formula.get("grain_reason") or "") if isinstance(formula, dict) else ""
+        return self.spec.formula.grain_reason
 
     @property
     def datapoints(self) -> dict[str, Datapoint]:
-        return {
-            d["name"]: Datapoint.from_dict(d)
-            for d in self.data.get("datapoints", [])
-            if isinstance(d, dict) and "name" in d
-        }
+        return self._datapoints  # type: ignore[attr-defined]
+
+    @property
+    def declared_datapoints(self) -> tuple[tuple[int, Datapoint], ...]:
+        """(index in ``datapoints:``, declaration) for each declaration with a name."""
+        return self.spec.declarations
 
     @property
     def examples(self) -> list[dict[str, Any]]:
-        return list(self.data.get("examples", []))
+        return list(self.spec.examples)
 
     def relations(self, kind: str) -> list[dict[str, str]]:
-        return list((self.data.get("relations") or {}).get(kind, []))
+        return list(self.spec.relations.get(kind, ()))
 
     def __repr__(self) -> str:
         return f"KPI({self.id!r}, {self.name!r})"

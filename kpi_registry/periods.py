@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .formula.functions import CALENDAR_FUNCTIONS  # noqa: F401 - the formula catalog's list
 
 GRAINS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 _ORDER = {"D": 0, "W": 1, "M": 2, "Q": 3, "Y": 4}
@@ -307,10 +308,6 @@ MONTHS_IN = {"D": 1 / 30.436875, "W": 7 / 30.436875, "M": 1.0, "Q": 3.0, "Y": 12
 
 def months_in(code: str) -> float:
     return MONTHS_IN[code]
-
-
-#: Calendar facts per period, by function name (days_in_period(), business_days_in_period()).
-CALENDAR_FUNCTIONS = ("days_in_period", "business_days_in_period")
 
 
 def calendar_days(labels: pd.PeriodIndex, func: str) -> np.ndarray:

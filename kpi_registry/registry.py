@@ -10,12 +10,11 @@ import gc
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import schema, targets, validation
-from .drafts import check_unfinished
+from . import targets
 from .errors import (
     AmbiguousKPIError,
     DefinitionError,
@@ -27,15 +26,17 @@ from .errors import (
     UnknownKPIError,
     did_you_mean,
 )
+from .files import cache_dir
 from .formula import Name
 from .loading import Document, position_of, read_file
 from .model import KPI, OTHER_FUNCTION, RELATION_KINDS, BusinessFunction, Category, Datapoint
+from .rules import RULES, Library, check_file, check_library
 
 if TYPE_CHECKING:  # pandas and the engines load on the first evaluation, not for browsing
     import pandas as pd
 
     from .drivertree import Driver
-    from .evaluation import Request
+    from .request import Request
 
 ENV_PATH = "KPI_REGISTRY_PATH"
 TAXONOMY_FILE = "_taxonomy.yaml"
@@ -222,6 +223,7 @@ def collect(
 def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool) -> LoadResult:
     report = Report()
     kpis: dict[str, KPI] = {}
+    library = Library(kpis)
     taxonomy = Taxonomy()
     book = targets.TargetBook()
     n_files = 0
@@ -250,18 +252,13 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             except DefinitionError as e:
                 report.extend(e.diagnostics)
                 continue
-            problems = schema.check(doc.data, str(path))
-            report.extend(problems)
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
             kpi = KPI(kpi_id, doc.data, path, origin)
-            validation.check_identity(kpi, report)
-            validation.check_values(kpi, report)
+            check_file(RULES, kpi, library, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
                 line, col = position_of(doc.data, ("id",))
-                if doc.data.get("overrides") is True:
-                    kpi.overridden = [*first.overridden, first.path]
-                else:
+                if doc.data.get("overrides") is not True:
                     report.add(
                         path,
                         line,
@@ -271,6 +268,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                         "set 'overrides: true' in yours to replace the other on purpose",
                     )
                     continue
+                kpi = replace(kpi, overridden=[*first.overridden, first.path])
             elif doc.data.get("overrides") is True:
                 line, col = position_of(doc.data, ("overrides",))
                 report.add(
@@ -286,17 +284,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
         book.add(targets.targets_in_definition(kpi.data, kpi.id, str(kpi.path), report))
     targets.check(book, {k.id: k.direction for k in kpis.values()}, report)
     _check_function_refs(taxonomy, report)
-    for kpi in kpis.values():
-        check_unfinished(kpi, report)
-        validation.check_taxonomy(kpi, taxonomy.categories, report)
-        validation.check_references(kpi, kpis, report)
-        validation.check_required_attributes(kpi, report)
-    validation.check_datapoints(kpis, report)
-    graph = validation.bind_formulas(kpis, report)
-    validation.check_cycles(graph, kpis, report)
-    if examples:
-        for kpi in kpis.values():
-            validation.check_examples(kpis, kpi, report)
+    library.categories = taxonomy.categories
+    check_library(RULES, library, report, examples=examples)
     return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
 
 
@@ -307,19 +296,6 @@ def load(*paths: str | Path, include_bundled: bool = True, examples: bool = Fals
     if result.report:
         raise DefinitionError(result.report.errors)
     return Registry(result.kpis, result.taxonomy, result.functions, result.targets)
-
-
-#: Overrides where loaded libraries are cached (default: the user's cache folder).
-CACHE_ENV = "KPI_REGISTRY_CACHE"
-
-
-def cache_dir() -> Path:
-    """The folder for cached libraries: $KPI_REGISTRY_CACHE, else the user's cache folder;
-    never inside the checkout, which must stay clean."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "kpi-registry"
 
 
 def _library_key(paths: Sequence[str | Path], include_bundled: bool) -> str:
@@ -706,8 +682,7 @@ class Registry:
         from .evaluation import evaluate_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns, date_format)
-        request.drop_invalid = drop_invalid
+        request = build_request(period, entity, by, grain, columns, date_format, drop_invalid)
         if isinstance(data, pd.DataFrame):
             self._check_columns(ids, data, request)
         if (spark is not None or order is not None) and engine != "spark":
@@ -777,7 +752,7 @@ class Registry:
         from .attribution import explain
 
         kpi_id = self.resolve(kpi_id)
-        request = _request(period, entity, by, grain, columns, date_format)
+        request = build_request(period, entity, by, grain, columns, date_format)
         if isinstance(data, pd.DataFrame):
             self._check_columns([kpi_id], data, request)
         return explain(self.kpis, kpi_id, data, request, start=start, end=end, engine=engine)
@@ -793,8 +768,10 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         dialect: str = "duckdb",
+        drop_invalid: bool = False,
     ) -> str:
-        """One SQL statement computing exactly the frame ``evaluate`` returns."""
+        """One SQL statement computing exactly the frame ``evaluate`` returns (with
+        ``drop_invalid=True``: the frame ``evaluate(..., drop_invalid=True)`` returns)."""
         return self.to_sql_many(
             [kpi_id],
             table,
@@ -804,6 +781,7 @@ class Registry:
             grain=grain,
             columns=columns,
             dialect=dialect,
+            drop_invalid=drop_invalid,
         )
 
     def to_sql_many(
@@ -817,17 +795,22 @@ class Registry:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
         dialect: str = "duckdb",
+        drop_invalid: bool = False,
     ) -> str:
         """The SQL twin of ``evaluate_many``: one statement, a column per KPI."""
         from .sql import compile_many
 
         ids = [self.resolve(i) for i in ([ids] if isinstance(ids, str) else ids)]
-        request = _request(period, entity, by, grain, columns)
+        request = build_request(period, entity, by, grain, columns, drop_invalid=drop_invalid)
         return compile_many(self.kpis, ids, table, request, dialect=dialect)
 
 
-def _request(period, entity, by, grain, columns, date_format=None) -> Request:
-    from .evaluation import Request, check_request
+def build_request(
+    period, entity, by, grain, columns, date_format=None, drop_invalid=False
+) -> Request:
+    """The Request both engines and the SQL compiler take, from Registry.evaluate's (and
+    `kpi sql`'s) loose arguments, checked before any data is read."""
+    from .request import Request, check_request
 
     request = Request(
         period=period,
@@ -835,6 +818,7 @@ def _request(period, entity, by, grain, columns, date_format=None) -> Request:
         by=[by] if isinstance(by, str) else list(by or []),
         grain=grain,
         columns=dict(columns or {}),
+        drop_invalid=drop_invalid,
         date_format=date_format,
     )
     check_request(request)  # before either engine reads the data

@@ -16,7 +16,6 @@ site-packages would break on every other machine, and a web URL would need a net
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
 import os
@@ -383,82 +382,3 @@ def _new_kpi(name, category, folder, kpi_id, unit, direction, overrides) -> NewK
     with path.open("x", encoding="utf-8") as f:  # "x": never overwrite, even in a race
         f.write(text)
     return NewKPI(path, text, copy)
-
-
-def cmd_new(args: argparse.Namespace) -> int:
-    notes = []
-    unit, direction = args.unit, args.direction
-    if unit is None:
-        guess = guess_unit(args.name)
-        unit = guess[0] if guess else "count"
-        notes.append(
-            f"unit: {unit} (from {guess[1]!r} in the name)"
-            if guess
-            else "unit: count (not clear from the name)"
-        )
-    if direction is None:
-        guess = guess_direction(args.name)
-        direction = guess[0] if guess else "higher_is_better"
-        notes.append(
-            f"direction: {direction} (from {guess[1]!r} in the name)"
-            if guess
-            else "direction: higher_is_better (not clear from the name)"
-        )
-    result = new_kpi(
-        args.name,
-        args.category,
-        folder=args.dir,
-        kpi_id=args.id,
-        unit=unit,
-        direction=direction,
-        overrides=args.overrides,
-    )
-    print(f"wrote {result.path} (status: draft)")
-    if notes:
-        print(f"guessed {'; '.join(notes)}; check them, or set --unit and --direction")
-    if result.schema_copy:
-        print(
-            f"wrote {result.schema_copy}: the JSON Schema your editor checks definitions "
-            "against; commit it next to them"
-        )
-    folder = result.path.parent
-    print(
-        "next: replace the TODOs and the placeholder formula and datapoint, then run: "
-        f"kpi validate {shlex.quote(str(folder))}"
-    )
-    return 0
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser(
-        "new",
-        help="write a draft definition to fill in",
-        description="Write <dir>/<id>.yaml: every field of a definition, each with a comment "
-        "on what goes there. The draft validates at once; never overwrites a file.",
-    )
-    p.add_argument("name", help='display name, e.g. "Gross Margin"')
-    p.add_argument(
-        "--category", required=True, help="primary category id from the taxonomy, e.g. sales"
-    )
-    p.add_argument(
-        "--dir",
-        metavar="PATH",
-        help=f"folder to write to (default: the first {ENV_PATH} folder, else the current one)",
-    )
-    p.add_argument("--id", help="the id (default: the name in snake_case, e.g. gross_margin)")
-    p.add_argument(
-        "--unit",
-        help="currency, percent, ratio, count, duration or score (default: guessed from the "
-        "name where it is obvious, e.g. 'cost' -> currency, 'rate' -> percent; else count)",
-    )
-    p.add_argument(
-        "--direction",
-        help="higher_is_better, lower_is_better or on_target (default: guessed from the name, "
-        "e.g. 'cost' or 'churn' -> lower_is_better; else higher_is_better)",
-    )
-    p.add_argument(
-        "--overrides",
-        action="store_true",
-        help="replace the KPI with the same id from the bundled library (or another folder)",
-    )
-    p.set_defaults(func=cmd_new)

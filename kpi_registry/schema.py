@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # jsonschema is imported only when a file fails the fast chec
     import jsonschema
 
 from .errors import Diagnostic, suggest
-from .loading import position_of
+from .loading import field_name, position_of
 
 _TYPE_NAMES = {
     "string": "text",
@@ -65,13 +65,6 @@ def _kind(value: Any) -> str:
     return "a number"
 
 
-def _field(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def check(data: dict[str, Any], path: str) -> list[Diagnostic]:
     """Schema errors for one parsed file, each pointing at the line of the offending field."""
     fast = _fast_validator()
@@ -99,7 +92,7 @@ def _leaves(error: jsonschema.ValidationError):
 
 def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[Diagnostic]:
     loc = tuple(err.absolute_path)
-    field = _field(loc)
+    field = field_name(loc)
     kind = err.validator
     if kind == "additionalProperties":
         allowed = list(err.schema.get("properties", {}))
@@ -109,15 +102,25 @@ def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[D
             line, col = position_of(data, (*loc, extra))
             hints = suggest(extra, allowed)
             hint = f" (did you mean '{hints[0]}'?)" if hints else ""
-            name = _field((*loc, extra))
+            name = field_name((*loc, extra))
             diags.append(Diagnostic(path, line, col, name, f"unknown field{hint}"))
         return diags
     line, col = position_of(data, loc)
     if kind == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        # one error per missing field, all alike but for their message: each reports every
+        # missing one, and check() keeps one diagnostic per field
         where = f"{field}." if field else ""
-        message = f"missing required field '{missing}'"
-        return [Diagnostic(path, line, col, f"{where}{missing}", message + _status_hint(err, data))]
+        return [
+            Diagnostic(
+                path,
+                line,
+                col,
+                f"{where}{missing}",
+                f"missing required field '{missing}'" + _status_hint(err, data, missing),
+            )
+            for missing in err.validator_value
+            if isinstance(err.instance, dict) and missing not in err.instance
+        ]
     if kind == "type":
         want = err.validator_value
         wants = want if isinstance(want, list) else [want]
@@ -151,18 +154,11 @@ def _translate(err: jsonschema.ValidationError, data: dict, path: str) -> list[D
     return [Diagnostic(path, line, col, field, err.message)]
 
 
-def _status_hint(err: jsonschema.ValidationError, data: dict) -> str:
-    if (
-        not err.absolute_path
-        and isinstance(data, dict)
-        and data.get("status")
-        in (
-            "reviewed",
-            "certified",
-        )
-    ):
-        required_always = set(kpi_schema()["required"])
-        missing = err.message.split("'")[1] if "'" in err.message else ""
-        if missing and missing not in required_always:
-            return f" (a {data['status']} KPI must fill all 12 attributes; or set status: draft)"
-    return ""
+def _status_hint(err: jsonschema.ValidationError, data: dict, missing: str) -> str:
+    """Why a reviewed or certified KPI needs a field the schema only asks of those."""
+    status = data.get("status") if isinstance(data, dict) else None
+    if err.absolute_path or status not in ("reviewed", "certified"):
+        return ""
+    if missing in kpi_schema()["required"]:
+        return ""
+    return f" (a {status} KPI must fill all 12 attributes; or set status: draft)"

@@ -31,16 +31,21 @@ print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """.replace("HEAVY", repr(HEAVY))
 
 
-def _heavy_imports(args: list[str], cwd: Path) -> list[str]:
+def _probe(probe: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``probe`` in a fresh interpreter that imports this checkout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
+    return subprocess.run(
+        [sys.executable, "-c", probe, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def _heavy_imports(args: list[str], cwd: Path) -> list[str]:
+    proc = _probe(PROBE, args, cwd)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
     assert report["code"] in (0, None), proc.stdout + proc.stderr
     return report["heavy"]
@@ -121,3 +126,77 @@ def test_unreadable_cache_is_ignored(tmp_path, monkeypatch):
     for pickle_file in tmp_path.glob("library-*.pickle"):
         pickle_file.write_bytes(b"not a pickle")
     assert "net_revenue_retention" in load_cached().kpis
+
+
+# -- kpi --help: registering the commands imports none of the library ---------------------------
+#: What `kpi --help` must not import: the library (registry, YAML, the formula parser), the
+#: data and SQL libraries, and the modules whose imports pull those in at registration.
+NOT_FOR_HELP = (
+    "kpi_registry.registry",
+    "kpi_registry.loading",
+    "kpi_registry.errors",
+    "kpi_registry.sql.spec",
+    "kpi_registry.mcp_server",
+    "yaml",
+    "ruamel",
+    "jinja2",
+    "jsonschema",
+    "pandas",
+    "numpy",
+    "sqlglot",
+    "duckdb",
+)
+
+
+def _imported_by_kpi(args: list[str], cwd: Path) -> set[str]:
+    """The modules a `kpi` run (through the installed entry point's module) has imported."""
+    probe = (
+        "import atexit, json, runpy, sys; sys.argv = ['kpi', *sys.argv[1:]];"
+        "atexit.register(lambda: sys.stderr.write('\\nMODULES:' + json.dumps(sorted("
+        "m.split('.')[0] if not m.startswith('kpi_registry') else m for m in sys.modules))));"
+        "runpy.run_module('kpi_registry', run_name='__main__')"
+    )
+    proc = _probe(probe, args, cwd)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stderr.rpartition("MODULES:")[2]))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["sql", "--help"]], ids=" ".join)
+def test_help_imports_nothing_heavy(args, tmp_path):
+    imported = _imported_by_kpi(args, tmp_path)
+    assert "kpi_registry.cli" in imported  # the probe really ran the command line
+    heavy = set(NOT_FOR_HELP) - (
+        {"kpi_registry.errors", "kpi_registry.sql.spec"} if args[0] == "sql" else set()
+    )
+    assert sorted(imported & heavy) == []
+
+
+def test_help_lists_every_command_without_building_their_options(capsys):
+    from kpi_registry.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert "sql" in sub.choices and "sql" in parser.format_help()
+    sql = sub.choices["sql"]
+    assert sql._fill is not None  # its options wait for first use
+    assert "--dialect" in sql.format_help() and sql._fill is None
+    args = build_parser().parse_args(["sql", "nrr", "--table", "t", "--period", "month"])
+    assert args.dialect == "duckdb" and args.func.__name__ == "cmd_sql"
+
+
+def test_options_spelt_for_a_light_start_match_the_library():
+    """The few constants the command line spells itself, so that registering a command need
+    not import the module that owns them, agree with that module."""
+    import importlib
+
+    from kpi_registry import periods, registry
+    from kpi_registry.cli import args, export, mcp
+
+    # the module: kpi_registry.export's own name `metricflow` is the function
+    metricflow_module = importlib.import_module("kpi_registry.export.metricflow")
+
+    assert args.ENV_PATH == registry.ENV_PATH
+    assert args.GRAINS == tuple(periods.GRAINS)
+    assert args.GRAINS == metricflow_module.GRAINS
+    assert export.METRICFLOW_SPECS == metricflow_module.SPECS
+    assert mcp.DESCRIPTION.startswith("Serve the registry to AI assistants")

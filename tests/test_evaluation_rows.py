@@ -16,7 +16,7 @@ from test_evaluation import messy
 from kpi_registry import periods
 from kpi_registry.errors import DataError
 from kpi_registry.evaluation import Request, Rows, compute, evaluate_many
-from kpi_registry.validation import example_data, example_request, example_rows
+from kpi_registry.worked_examples import example_data, example_request, example_rows
 
 
 def as_rows(frame: pd.DataFrame) -> Rows:

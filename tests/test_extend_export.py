@@ -20,7 +20,7 @@ from kpi_registry.export.metricflow import valid_name
 from kpi_registry.formula import Binary, Call, Name, Number, Unary, parse
 from kpi_registry.loading import to_plain
 from kpi_registry.schema import kpi_schema
-from kpi_registry.validation import example_data, run_example
+from kpi_registry.worked_examples import example_data, run_example
 
 FIXTURES = Path(__file__).parent / "fixtures" / "extend"
 LIBRARY = FIXTURES / "library"

@@ -201,7 +201,7 @@ def test_thousands_of_broken_references_validate_in_seconds():
 
     from kpi_registry.errors import Report
     from kpi_registry.model import KPI
-    from kpi_registry.validation import check_references
+    from kpi_registry.rules import KnownReferences, Library
 
     rng = random.Random(7)
     ids = _synthetic_ids(rng, 3000)
@@ -226,7 +226,7 @@ def test_thousands_of_broken_references_validate_in_seconds():
 
     difflib.SequenceMatcher.ratio = counted
     try:
-        check_references(kpi, known, report)
+        report.extend(KnownReferences().check(kpi, Library(known)))
     finally:
         difflib.SequenceMatcher.ratio = real_ratio
     assert len(report.errors) == len(broken) >= 2000

@@ -138,3 +138,53 @@ def test_merge_keys_and_equals_keys_read_as_before():
     assert parse_text("=: 1\n")["="] == 1
     plain = parse_text("a:\n  b: 1\n  c: [x, y]\n")
     assert plain["a"].key_pos == {"b": (2, 3), "c": (3, 3)}
+
+
+@pytest.mark.parametrize(
+    "scalar",
+    [
+        "1",
+        "-0x1F",
+        "1_000",
+        "+1",
+        "0.",
+        "1.5e3",
+        ".inf",
+        "-.Inf",
+        ".NaN",
+        "~",
+        "null",
+        "Null",
+        "",
+        "yes",
+        "No",
+        "off",
+        "True",
+        "FALSE",
+        "'1'",
+        '"true"',
+        "three",
+        "0o17",
+        "=x",
+        "<<x",
+        "1e999",
+        "12:30:00",
+        "190:20:30",
+        "[1, '2']",
+        "{x: y}",
+        "!!str 1",
+        "!!int '3'",
+    ],
+)
+def test_plain_scalars_read_as_pyyaml_reads_them(scalar):
+    """The loader's own tag resolution (a shortcut on the hot path) agrees with PyYAML's."""
+    import yaml
+
+    from kpi_registry.loading import to_plain
+
+    text = f"a: {scalar}\n"
+    assert to_plain(parse_text(text)) == yaml.safe_load(text)
+
+
+def test_timestamps_stay_text_too():
+    assert parse_text("b: 2024-01-31T10:00:00\n") == {"b": "2024-01-31T10:00:00"}

@@ -62,6 +62,10 @@ def test_every_tool_over_stdio(folders):
     data, secret = folders
 
     async def session():
+        # a first start keeps the SDK's handshake answers: the session below starts fast,
+        # from them, and is then handed to the SDK
+        async with Client(server("--root", str(data), cwd=data.parent)) as client:
+            await client.list_tools()
         async with Client(server("--root", str(data), cwd=data.parent)) as client:
             listed = await client.list_tools()
             assert {t.name for t in listed.tools} == TOOLS
@@ -299,3 +303,158 @@ def test_a_root_that_is_not_a_folder_stops_the_server_with_a_message(tmp_path):
     )
     assert result.returncode == 1
     assert "nope: no such folder" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the fast start: the handshake answered while the SDK loads ---------------------------------
+#: Holds back `import mcp` in the server until the test has its tools/list, then reports which
+#: heavy modules were loaded by then; proves the answer came before the SDK, with no timing.
+HELD_BACK_SDK = """
+import os, sys, time, runpy, threading
+HEAVY = ("mcp", "pydantic", "anyio", "pandas", "numpy", "duckdb", "sqlglot", "yaml",
+         "kpi_registry.registry", "kpi_registry.cli")
+class HoldBack:
+    def find_spec(self, name, path=None, target=None):
+        # the import itself, in the server's loading thread (a mere lookup of where the
+        # SDK is installed, on the main thread, passes)
+        if name == "mcp" and threading.current_thread() is not threading.main_thread():
+            sys.stderr.write("SDK-WAITING\\n"); sys.stderr.flush()
+            while not os.path.exists(os.environ["RELEASE_SDK"]):
+                time.sleep(0.02)
+            loaded = [m for m in HEAVY if m in sys.modules]
+            sys.stderr.write("LOADED-BEFORE-SDK:" + ",".join(loaded) + "\\n"); sys.stderr.flush()
+            sys.meta_path.remove(self)
+        return None
+sys.meta_path.insert(0, HoldBack())
+sys.argv = ["kpi", "mcp"]
+runpy.run_module("kpi_registry", run_name="__main__")
+"""
+
+DISCOVER_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+FLOWS = {
+    "handshake": [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ],
+    "stateless": [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "server/discover",
+            "params": {"_meta": DISCOVER_META},
+        },
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": DISCOVER_META}},
+    ],
+}
+
+
+def _call(flow: str) -> dict:
+    params = {"name": "kpi_inputs", "arguments": {"kpis": ["quick_ratio"]}}
+    if flow == "stateless":
+        params["_meta"] = DISCOVER_META
+    return {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params}
+
+
+def _read_reply(proc, request_id) -> dict:
+    while True:
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read()
+        reply = json.loads(line)
+        if reply.get("id") == request_id:
+            return reply
+
+
+def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        text=True,
+    )
+
+
+def _send(proc, messages) -> None:
+    for message in messages:
+        proc.stdin.write(json.dumps(message) + "\n")
+    proc.stdin.flush()
+
+
+@pytest.mark.parametrize("flow", sorted(FLOWS))
+def test_tools_list_is_answered_before_the_sdk_loads(tmp_path, flow):
+    """The first start answers through the SDK and keeps its answers; a later start gives
+    the very same answers before `import mcp` has run (and without pandas, the library or
+    the command line), then the SDK takes over the session and serves a tool call."""
+    env = {**_env(), "KPI_REGISTRY_CACHE": str(tmp_path / "cache")}
+    from kpi_registry.mcp_server import answers_file
+
+    first = _start(["-m", "kpi_registry", "mcp"], env, tmp_path)
+    try:
+        _send(first, FLOWS[flow])
+        sdk_answers = [_read_reply(first, 1), _read_reply(first, 2)]
+        _send(first, [_call(flow)])
+        assert "result" in _read_reply(first, 3)
+    finally:
+        first.stdin.close()
+        first.wait(timeout=120)
+    assert (tmp_path / "cache" / answers_file().name).is_file()  # kept for the next start
+
+    release = tmp_path / "release-sdk"
+    held = _start(["-c", HELD_BACK_SDK], {**env, "RELEASE_SDK": str(release)}, tmp_path)
+    try:
+        _send(held, FLOWS[flow])
+        fast_answers = [_read_reply(held, 1), _read_reply(held, 2)]
+        release.touch()
+        _send(held, [_call(flow)])
+        called = _read_reply(held, 3)
+    finally:
+        release.touch()
+        held.stdin.close()
+        held.wait(timeout=120)
+        err = held.stderr.read()
+    assert fast_answers == sdk_answers
+    assert {t["name"] for t in fast_answers[1]["result"]["tools"]} == TOOLS
+    assert "SDK-WAITING" in err
+    assert "LOADED-BEFORE-SDK:\n" in err, err[-2000:]
+    # the SDK, not the cache, answered the call: it saw the session's first messages
+    assert not called["result"].get("isError"), called
+    assert "revenue" in json.dumps(called["result"])
+    assert held.returncode == 0, err[-2000:]
+
+
+def test_a_client_leaving_during_the_fast_start_ends_the_server_cleanly(tmp_path):
+    """End of input while the SDK is still loading: the server waits for the load and exits
+    with 0 (an interpreter shutting down under a thread loading extensions aborts)."""
+    env = {**_env(), "KPI_REGISTRY_CACHE": str(tmp_path / "cache")}
+    first = _start(["-m", "kpi_registry", "mcp"], env, tmp_path)
+    _send(first, FLOWS["handshake"])
+    _read_reply(first, 2)
+    first.stdin.close()
+    assert first.wait(timeout=120) == 0
+    release = tmp_path / "release-sdk"
+    held = _start(["-c", HELD_BACK_SDK], {**env, "RELEASE_SDK": str(release)}, tmp_path)
+    try:
+        _send(held, FLOWS["handshake"])
+        assert {t["name"] for t in _read_reply(held, 2)["result"]["tools"]} == TOOLS
+        held.stdin.close()
+        with pytest.raises(subprocess.TimeoutExpired):
+            held.wait(timeout=1)  # still loading the SDK, so still running
+    finally:
+        release.touch()
+    assert held.wait(timeout=120) == 0
+    assert "LOADED-BEFORE-SDK:\n" in held.stderr.read()

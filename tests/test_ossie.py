@@ -19,7 +19,7 @@ from kpi_registry.export.ossie import EXTENSION_KEY, OSSIE_VERSION, ossie_docume
 from kpi_registry.export.ossie_import import import_ossie
 from kpi_registry.loading import to_plain
 from kpi_registry.registry import bundled_dir
-from kpi_registry.validation import example_data, run_example
+from kpi_registry.worked_examples import example_data, run_example
 
 TAXONOMY = bundled_dir("definitions") / "_taxonomy.yaml"
 

@@ -11,7 +11,7 @@ from sql_helpers import BUNDLED, bundled_table_examples, datapoint_frame
 
 from kpi_registry.errors import KPIError
 from kpi_registry.evaluation import Request, evaluate_many
-from kpi_registry.validation import example_data, example_request
+from kpi_registry.worked_examples import example_data, example_request
 
 SEEDS = (1, 2, 3)
 

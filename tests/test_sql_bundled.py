@@ -15,7 +15,7 @@ from sql_helpers import (
 from kpi_registry.errors import KPIError
 from kpi_registry.evaluation import Request, evaluate_many
 from kpi_registry.sql import evaluate_duckdb
-from kpi_registry.validation import example_data, example_request
+from kpi_registry.worked_examples import example_data, example_request
 
 
 def _ids():

@@ -29,7 +29,7 @@ from sql_helpers import (
 import kpi_registry
 from kpi_registry.errors import GrainError, KPIError
 from kpi_registry.evaluation import Request, evaluate_many
-from kpi_registry.validation import example_data, example_request
+from kpi_registry.worked_examples import example_data, example_request
 
 pytestmark = pytest.mark.postgres
 

@@ -28,7 +28,7 @@ from kpi_registry.evaluation import Request, evaluate_many
 from kpi_registry.sql.compiler import compile_tree
 from kpi_registry.sql.spark_engine import evaluate_spark, spark_sql
 from kpi_registry.sql.spec import SQLCompileError, infer_period_format
-from kpi_registry.validation import example_data, example_request
+from kpi_registry.worked_examples import example_data, example_request
 
 pytestmark = pytest.mark.spark
 

@@ -1,7 +1,16 @@
 """The formula language: parse once, then evaluate, render or analyse the same AST."""
 
 from .analysis import Analysis, analyse, gap_depth
-from .functions import AGGREGATES, FUNCTIONS, MISSING_VALUES, OPERATORS, Function
+from .functions import (
+    AGGREGATES,
+    CALENDAR_FUNCTIONS,
+    FUNCTIONS,
+    MISSING_VALUES,
+    OPERATORS,
+    SCALARS,
+    TIME_FUNCTIONS,
+    Function,
+)
 from .mathml import to_mathml
 from .nodes import Binary, Call, Name, Node, Number, Unary
 from .parser import parse
@@ -9,10 +18,13 @@ from .render import JS_RUNTIME, NotScalar, to_js, to_js_function, to_latex, to_t
 
 __all__ = [
     "AGGREGATES",
+    "CALENDAR_FUNCTIONS",
     "FUNCTIONS",
     "JS_RUNTIME",
     "MISSING_VALUES",
     "OPERATORS",
+    "SCALARS",
+    "TIME_FUNCTIONS",
     "Analysis",
     "Binary",
     "Call",

@@ -16,6 +16,7 @@ class Function:
     summary: str
     example: str
     boolean_args: tuple[int, ...] = ()  # argument positions that must be conditions
+    calendar: bool = False  # a time function read off each period's dates (periods.calendar_days)
 
 
 FUNCTIONS: dict[str, Function] = {
@@ -88,6 +89,7 @@ FUNCTIONS: dict[str, Function] = {
             "Needs a period column. The site's calculator, whose inputs are monthly figures, "
             "uses an average month (30.44 days).",
             "mean(active_days / days_in_period(), active_days > 0) * 100",
+            calendar=True,
         ),
         Function(
             "business_days_in_period",
@@ -102,6 +104,7 @@ FUNCTIONS: dict[str, Function] = {
             "(21.74 days).",
             "sum(active_weekdays) / (count(active_weekdays, active_weekdays > 0) * "
             "business_days_in_period())",
+            calendar=True,
         ),
         Function(
             "previous",
@@ -203,7 +206,13 @@ FUNCTIONS: dict[str, Function] = {
 #: inputs are monthly figures, uses for them.
 AVERAGE_MONTH = {"days_in_period": 30.436875, "business_days_in_period": 21.740625}  # x 5/7
 
+# The classes of functions, as every backend's function table groups them.
 AGGREGATES = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "aggregate")
+SCALARS = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "scalar")
+TIME_FUNCTIONS = frozenset(n for n, f in FUNCTIONS.items() if f.kind == "time")
+#: The time functions whose value is a fact of each period's calendar: its days, its business
+#: days (the pandas engine counts them with periods.calendar_days, SQL with date arithmetic).
+CALENDAR_FUNCTIONS = tuple(n for n, f in FUNCTIONS.items() if f.calendar)
 
 OPERATORS: list[tuple[str, str]] = [
     (

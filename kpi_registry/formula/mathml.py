@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from html import escape
 
+from .dispatch import each, function_table, method_table
+from .functions import FUNCTIONS
 from .nodes import Binary, Call, Name, Node, Number, Unary
-from .render import _PRECEDENCE, _needs_parens, _prec, format_number
+from .render import PRECEDENCE, format_number, is_fraction, needs_parens, precedence
 
 _OPS = {
     "+": "+",
@@ -67,61 +69,78 @@ def to_mathml(
     given, is put on the left: ``name = formula``.
     """
 
-    def ident(n: str) -> str:
+    writer = _MathML(label)
+    body = writer.go(node)
+    if name is not None:
+        body = [writer.ident(name), "<mo>=</mo>", *body]
+    return f'<math display="{display}">{"".join(body)}</math>'
+
+
+class _MathML:
+    def __init__(self, label: Callable[[str], str] | None):
+        self.label = label
+
+    def ident(self, n: str) -> str:
         # Upright identifiers, words included: Chromium spaces operators around <mi> but not
         # around <mtext>, so labels are <mi> too.
         # An <mi> of two or more characters is upright by default; a single letter needs
         # mathvariant="normal" (it would be italic otherwise).
-        text = label(n) if label else n
+        text = self.label(n) if self.label else n
         if len(text) > 1:
             return f"<mi>{escape(text)}</mi>"
         return f'<mi mathvariant="normal">{escape(text)}</mi>'
 
-    def go(n: Node) -> list[str]:
+    def go(self, n: Node) -> list[str]:
         """The sibling elements for ``n``, to be spliced into the caller's row.
 
         No list starts or ends with a bare <mo> (unary operators come wrapped), so splicing
         never changes an operator's form (prefix / infix / postfix) and so its spacing.
         """
-        if isinstance(n, Number):
-            return [_number(n.value)]
-        if isinstance(n, Name):
-            return [ident(n.name)]
-        if isinstance(n, Unary):
-            inner = go(n.operand)
-            if _prec(n.operand) < _prec(n):
-                inner = [_fenced(inner)]
-            op = "<mo>not</mo>" if n.op == "not" else "<mo>\u2212</mo>"
-            return [f"<mrow>{op}{''.join(inner)}</mrow>"]
-        if isinstance(n, Binary):
-            if n.op == "/":
-                return [f"<mfrac>{_row(go(n.left))}{_row(go(n.right))}</mfrac>"]
-            left, right = go(n.left), go(n.right)
-            if n.op == "^":
-                if _prec(n.left) <= _PRECEDENCE["^"]:
-                    left = [_fenced(left)]
-                return [f"<msup>{_row(left)}{_row(right)}</msup>"]
-            if _needs_parens(n.left, n.op, False) and not _is_frac(n.left):
+        return _NODES[type(n)](self, n)
+
+    def number(self, n: Number) -> list[str]:
+        return [_number(n.value)]
+
+    def name(self, n: Name) -> list[str]:
+        return [self.ident(n.name)]
+
+    def unary(self, n: Unary) -> list[str]:
+        inner = self.go(n.operand)
+        if precedence(n.operand) < precedence(n):
+            inner = [_fenced(inner)]
+        op = "<mo>not</mo>" if n.op == "not" else "<mo>\u2212</mo>"
+        return [f"<mrow>{op}{''.join(inner)}</mrow>"]
+
+    def binary(self, n: Binary) -> list[str]:
+        if n.op == "/":
+            return [f"<mfrac>{_row(self.go(n.left))}{_row(self.go(n.right))}</mfrac>"]
+        left, right = self.go(n.left), self.go(n.right)
+        if n.op == "^":
+            if precedence(n.left) <= PRECEDENCE["^"]:
                 left = [_fenced(left)]
-            if _needs_parens(n.right, n.op, True) and not _is_frac(n.right):
-                right = [_fenced(right)]
-            return [*left, f"<mo>{_OPS[n.op]}</mo>", *right]
-        if isinstance(n, Call):
-            if n.func == "abs":
-                return [_fenced(go(n.args[0]), "|", "|")]
-            args: list[str] = []
-            for a in n.args:
-                if args:
-                    args.append("<mo>,</mo>")
-                args += go(a)
-            return [f"<mi>{escape(n.func)}</mi>", _APPLY, _fenced(args)]
-        raise TypeError(type(n).__name__)
+            return [f"<msup>{_row(left)}{_row(right)}</msup>"]
+        if needs_parens(n.left, n.op, False) and not is_fraction(n.left):
+            left = [_fenced(left)]
+        if needs_parens(n.right, n.op, True) and not is_fraction(n.right):
+            right = [_fenced(right)]
+        return [*left, f"<mo>{_OPS[n.op]}</mo>", *right]
 
-    body = go(node)
-    if name is not None:
-        body = [ident(name), "<mo>=</mo>", *body]
-    return f'<math display="{display}">{"".join(body)}</math>'
+    def call(self, n: Call) -> list[str]:
+        return MATHML_FUNCTIONS[n.func](self, n)
+
+    def function(self, n: Call) -> list[str]:
+        args: list[str] = []
+        for a in n.args:
+            if args:
+                args.append("<mo>,</mo>")
+            args += self.go(a)
+        return [f"<mi>{escape(n.func)}</mi>", _APPLY, _fenced(args)]
+
+    def abs(self, n: Call) -> list[str]:
+        return [_fenced(self.go(n.args[0]), "|", "|")]
 
 
-def _is_frac(n: Node) -> bool:
-    return isinstance(n, Binary) and n.op == "/"
+_NODES = method_table(_MathML)
+#: MathML writes a function as its name applied to its arguments; abs() between bars.
+MATHML_FUNCTIONS = function_table({**each(FUNCTIONS, _MathML.function), "abs": _MathML.abs})
+UNSUPPORTED_FUNCTIONS: dict[str, str] = {}

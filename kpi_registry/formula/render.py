@@ -1,7 +1,7 @@
 """Outputs of the AST other than evaluation: plain text, LaTeX and JavaScript.
 
-One small visitor per output, as in sqlglot: each walks the same nodes and only decides how
-to spell them.
+One small visitor per output, as in sqlglot: each dispatches on the same node types through
+its own table and only decides how to spell them (see ``dispatch``).
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from .functions import AVERAGE_MONTH
+from .dispatch import each, function_table, method_table, node_table
+from .functions import AGGREGATES, AVERAGE_MONTH, FUNCTIONS
 from .nodes import Binary, Call, Name, Node, Number, Unary
 
-# Binding strength, loosest first; used to add only the parentheses that are needed.
-_PRECEDENCE = {
+#: Binding strength, loosest first; used to add only the parentheses that are needed (by
+#: every output that writes operators: text, LaTeX, MathML and the site's line breaking).
+PRECEDENCE = {
     "or": 1,
     "and": 2,
     "not": 3,
@@ -30,17 +32,22 @@ _PRECEDENCE = {
     "neg": 7,
     "^": 8,
 }
-_ATOM = 9
+ATOM = 9
+
+_PRECEDENCE_OF = node_table(
+    {
+        Number: lambda n: PRECEDENCE["neg"] if n.value < 0 else ATOM,
+        Name: lambda n: ATOM,
+        Unary: lambda n: PRECEDENCE["not" if n.op == "not" else "neg"],
+        Binary: lambda n: PRECEDENCE[n.op],
+        Call: lambda n: ATOM,
+    }
+)
 
 
-def _prec(node: Node) -> int:
-    if isinstance(node, Binary):
-        return _PRECEDENCE[node.op]
-    if isinstance(node, Unary):
-        return _PRECEDENCE["not" if node.op == "not" else "neg"]
-    if isinstance(node, Number) and node.value < 0:
-        return _PRECEDENCE["neg"]
-    return _ATOM
+def precedence(node: Node) -> int:
+    """How strongly a node binds as an operand (a negative number as a unary minus)."""
+    return _PRECEDENCE_OF[type(node)](node)
 
 
 def format_number(value: float) -> str:
@@ -49,8 +56,10 @@ def format_number(value: float) -> str:
     return repr(value)
 
 
-def _needs_parens(child: Node, parent_op: str, right: bool) -> bool:
-    p, c = _PRECEDENCE[parent_op], _prec(child)
+def needs_parens(child: Node, parent_op: str, right: bool) -> bool:
+    """Whether ``child``, written as the left or right operand of ``parent_op``, needs
+    parentheses to parse back into the same tree."""
+    p, c = PRECEDENCE[parent_op], precedence(child)
     if c < p:
         return True
     if c == p:
@@ -62,27 +71,52 @@ def _needs_parens(child: Node, parent_op: str, right: bool) -> bool:
     return False
 
 
+def is_fraction(n: Node) -> bool:
+    """A division, which LaTeX and MathML draw as a fraction (no parentheses needed)."""
+    return isinstance(n, Binary) and n.op == "/"
+
+
 def to_text(node: Node) -> str:
     """Canonical formula text; parsing it again gives the same AST."""
-    if isinstance(node, Number):
-        return format_number(node.value)
-    if isinstance(node, Name):
-        return node.name
-    if isinstance(node, Unary):
-        inner = to_text(node.operand)
-        if _prec(node.operand) < _prec(node):
-            inner = f"({inner})"
-        return f"not {inner}" if node.op == "not" else f"-{inner}"
-    if isinstance(node, Binary):
-        left, right = to_text(node.left), to_text(node.right)
-        if _needs_parens(node.left, node.op, False):
-            left = f"({left})"
-        if _needs_parens(node.right, node.op, True):
-            right = f"({right})"
-        return f"{left} {node.op} {right}"
-    if isinstance(node, Call):
-        return f"{node.func}({', '.join(to_text(a) for a in node.args)})"
-    raise TypeError(type(node).__name__)
+    return _TEXT_NODES[type(node)](node)
+
+
+def _text_unary(node: Unary) -> str:
+    inner = to_text(node.operand)
+    if precedence(node.operand) < precedence(node):
+        inner = f"({inner})"
+    return f"not {inner}" if node.op == "not" else f"-{inner}"
+
+
+def _text_binary(node: Binary) -> str:
+    left, right = to_text(node.left), to_text(node.right)
+    if needs_parens(node.left, node.op, False):
+        left = f"({left})"
+    if needs_parens(node.right, node.op, True):
+        right = f"({right})"
+    return f"{left} {node.op} {right}"
+
+
+def _text_call(node: Call) -> str:
+    return TEXT_FUNCTIONS[node.func](node)
+
+
+def _text_function(node: Call) -> str:
+    return f"{node.func}({', '.join(to_text(a) for a in node.args)})"
+
+
+_TEXT_NODES = node_table(
+    {
+        Number: lambda n: format_number(n.value),
+        Name: lambda n: n.name,
+        Unary: _text_unary,
+        Binary: _text_binary,
+        Call: _text_call,
+    }
+)
+#: Plain text writes every function the same way: its name and its arguments.
+TEXT_FUNCTIONS = function_table(each(FUNCTIONS, _text_function))
+TEXT_UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
 
 
 _LATEX_OPS = {
@@ -106,51 +140,63 @@ def latex_name(name: str) -> str:
 
 def to_latex(node: Node, label: Callable[[str], str] | None = None) -> str:
     """LaTeX for the site. ``label`` may turn a name into display text (e.g. a KPI's name)."""
+    return _Latex(label).go(node)
 
-    def name(n: str) -> str:
-        if label:
-            text = label(n)
-            if text and text != n:
+
+class _Latex:
+    def __init__(self, label: Callable[[str], str] | None):
+        self.label = label
+
+    def go(self, n: Node) -> str:
+        return _LATEX_NODES[type(n)](self, n)
+
+    def number(self, n: Number) -> str:
+        return format_number(n.value)
+
+    def name(self, n: Name) -> str:
+        if self.label:
+            text = self.label(n.name)
+            if text and text != n.name:
                 escaped = "".join("\\" + ch if ch in "#$%&_{}" else ch for ch in text)
                 return r"\text{" + escaped + "}"
-        return latex_name(n)
+        return latex_name(n.name)
 
-    def go(n: Node) -> str:
-        if isinstance(n, Number):
-            return format_number(n.value)
-        if isinstance(n, Name):
-            return name(n.name)
-        if isinstance(n, Unary):
-            inner = go(n.operand)
-            if _prec(n.operand) < _prec(n):
-                inner = rf"\left({inner}\right)"
-            return (r"\lnot " if n.op == "not" else "-") + inner
-        if isinstance(n, Binary):
-            if n.op == "/":
-                return rf"\frac{{{go(n.left)}}}{{{go(n.right)}}}"
-            left, right = go(n.left), go(n.right)
-            if n.op == "^":
-                if _prec(n.left) <= _PRECEDENCE["^"]:
-                    left = rf"\left({left}\right)"
-                return f"{{{left}}}^{{{right}}}"
-            if _needs_parens(n.left, n.op, False) and not _is_frac(n.left):
+    def unary(self, n: Unary) -> str:
+        inner = self.go(n.operand)
+        if precedence(n.operand) < precedence(n):
+            inner = rf"\left({inner}\right)"
+        return (r"\lnot " if n.op == "not" else "-") + inner
+
+    def binary(self, n: Binary) -> str:
+        if n.op == "/":
+            return rf"\frac{{{self.go(n.left)}}}{{{self.go(n.right)}}}"
+        left, right = self.go(n.left), self.go(n.right)
+        if n.op == "^":
+            if precedence(n.left) <= PRECEDENCE["^"]:
                 left = rf"\left({left}\right)"
-            if _needs_parens(n.right, n.op, True) and not _is_frac(n.right):
-                right = rf"\left({right}\right)"
-            return f"{left}{_LATEX_OPS[n.op]}{right}"
-        if isinstance(n, Call):
-            if n.func == "abs":
-                return rf"\left|{go(n.args[0])}\right|"
-            args = ", ".join(go(a) for a in n.args)
-            func = n.func.replace("_", r"\_")
-            return rf"\operatorname{{{func}}}\left({args}\right)"
-        raise TypeError(type(n).__name__)
+            return f"{{{left}}}^{{{right}}}"
+        if needs_parens(n.left, n.op, False) and not is_fraction(n.left):
+            left = rf"\left({left}\right)"
+        if needs_parens(n.right, n.op, True) and not is_fraction(n.right):
+            right = rf"\left({right}\right)"
+        return f"{left}{_LATEX_OPS[n.op]}{right}"
 
-    return go(node)
+    def call(self, n: Call) -> str:
+        return LATEX_FUNCTIONS[n.func](self, n)
+
+    def function(self, n: Call) -> str:
+        args = ", ".join(self.go(a) for a in n.args)
+        func = n.func.replace("_", r"\_")
+        return rf"\operatorname{{{func}}}\left({args}\right)"
+
+    def abs(self, n: Call) -> str:
+        return rf"\left|{self.go(n.args[0])}\right|"
 
 
-def _is_frac(n: Node) -> bool:
-    return isinstance(n, Binary) and n.op == "/"
+_LATEX_NODES = method_table(_Latex)
+#: LaTeX writes a function as an operator name with its arguments; abs() between bars.
+LATEX_FUNCTIONS = function_table({**each(FUNCTIONS, _Latex.function), "abs": _Latex.abs})
+LATEX_UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
 
 
 _JS_BINARY = {
@@ -204,7 +250,13 @@ JS_RUNTIME = """const K = {
 
 
 class NotScalar(ValueError):
-    """The formula needs rows or periods (aggregates, previous) and has no scalar form."""
+    """The formula needs rows or periods (aggregates, previous) and has no scalar form: the
+    function (``func``) and why (``reason``, from JS_UNSUPPORTED_FUNCTIONS) are fields."""
+
+    def __init__(self, func: str, reason: str):
+        self.func = func
+        self.reason = reason
+        super().__init__(f"{func}() needs rows or periods")
 
 
 def to_js(node: Node) -> str:
@@ -213,30 +265,56 @@ def to_js(node: Node) -> str:
     Only formulas made of arithmetic, comparisons and scalar functions have one; the output
     contains no user text except names, which are emitted as JSON string keys.
     """
+    return _JS_NODES[type(node)](node)
 
-    def go(n: Node) -> str:
-        if isinstance(n, Number):
-            return format_number(n.value)
-        if isinstance(n, Name):
-            return f"v[{json.dumps(n.name)}]"
-        if isinstance(n, Unary):
-            return f"(!{go(n.operand)})" if n.op == "not" else f"(-{go(n.operand)})"
-        if isinstance(n, Binary):
-            return _JS_BINARY[n.op].format(l=go(n.left), r=go(n.right))
-        if isinstance(n, Call):
-            if n.func == "if":
-                c, a, b = (go(x) for x in n.args)
-                return f"({c} ? {a} : {b})"
-            if n.func == "months_in_period":
-                return "1"  # the calculator's inputs are monthly figures
-            if n.func in AVERAGE_MONTH:
-                return format_number(AVERAGE_MONTH[n.func])  # an average month, likewise
-            if n.func in _JS_CALL:
-                return f"{_JS_CALL[n.func]}({', '.join(go(a) for a in n.args)})"
-            raise NotScalar(f"{n.func}() needs rows or periods")
-        raise TypeError(type(n).__name__)
 
-    return go(node)
+def _js_call(n: Call) -> str:
+    handler = JS_FUNCTIONS.get(n.func)
+    if handler is not None:
+        return handler(n)
+    if n.func in JS_UNSUPPORTED_FUNCTIONS:
+        raise NotScalar(n.func, JS_UNSUPPORTED_FUNCTIONS[n.func])
+    # A function the calculator neither computes nor declines would drop its pages' calculators
+    # without a word; tests/test_backend_coverage.py fails first.
+    raise NotImplementedError(f"no JavaScript for {n.func}(): add it to render.JS_FUNCTIONS")
+
+
+def _js_runtime_call(n: Call) -> str:
+    return f"{_JS_CALL[n.func]}({', '.join(to_js(a) for a in n.args)})"
+
+
+def _js_if(n: Call) -> str:
+    c, a, b = (to_js(x) for x in n.args)
+    return f"({c} ? {a} : {b})"
+
+
+_JS_NODES = node_table(
+    {
+        Number: lambda n: format_number(n.value),
+        Name: lambda n: f"v[{json.dumps(n.name)}]",
+        Unary: lambda n: f"(!{to_js(n.operand)})" if n.op == "not" else f"(-{to_js(n.operand)})",
+        Binary: lambda n: _JS_BINARY[n.op].format(l=to_js(n.left), r=to_js(n.right)),
+        Call: _js_call,
+    }
+)
+#: What the calculator cannot compute from one period's figures, and why: its page then has
+#: no calculator (site/calculator.py first turns sum() and mean() of a linear expression into
+#: that expression over the period's totals or averages, so those still get one).
+JS_UNSUPPORTED_FUNCTIONS: dict[str, str] = {
+    **each(AGGREGATES, "an aggregate needs the period's rows; the calculator has one figure each"),
+    "previous": "needs the period before; the calculator shows a single period",
+    "ever_before": "needs the entity's earlier periods; the calculator shows a single period",
+}
+JS_FUNCTIONS: dict[str, Callable[[Call], str]] = function_table(
+    {
+        "if": _js_if,
+        **each(_JS_CALL, _js_runtime_call),
+        # The calculator's inputs are monthly figures: one month, of average length.
+        "months_in_period": lambda n: "1",
+        **each(AVERAGE_MONTH, lambda n: format_number(AVERAGE_MONTH[n.func])),
+    },
+    JS_UNSUPPORTED_FUNCTIONS,
+)
 
 
 def to_js_function(node: Node) -> str:

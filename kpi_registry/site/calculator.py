@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 
 from ..formula import JS_RUNTIME, Name, NotScalar, to_js_function
+from ..formula.dispatch import node_table
 from ..formula.nodes import Binary, Call, Node, Number, Unary
 from ..model import KPI
 from ..registry import Registry
@@ -52,22 +53,30 @@ _AGGREGATES = {"sum": "total", "mean": "average"}
 
 def _linear(node: Node, datapoints) -> bool:
     """Whether a node is a linear combination of datapoints (constants may scale it)."""
-    if isinstance(node, Number):
-        return True
-    if isinstance(node, Name):
-        return node.name in datapoints
-    if isinstance(node, Unary):
-        return node.op == "-" and _linear(node.operand, datapoints)
-    if isinstance(node, Binary):
-        if node.op in ("+", "-"):
-            return _linear(node.left, datapoints) and _linear(node.right, datapoints)
-        if node.op == "*":
-            return (_constant(node.left) and _linear(node.right, datapoints)) or (
-                _constant(node.right) and _linear(node.left, datapoints)
-            )
-        if node.op == "/":
-            return _constant(node.right) and _linear(node.left, datapoints)
+    return _LINEAR[type(node)](node, datapoints)
+
+
+def _linear_binary(node: Binary, datapoints) -> bool:
+    if node.op in ("+", "-"):
+        return _linear(node.left, datapoints) and _linear(node.right, datapoints)
+    if node.op == "*":
+        return (_constant(node.left) and _linear(node.right, datapoints)) or (
+            _constant(node.right) and _linear(node.left, datapoints)
+        )
+    if node.op == "/":
+        return _constant(node.right) and _linear(node.left, datapoints)
     return False
+
+
+_LINEAR = node_table(
+    {
+        Number: lambda node, datapoints: True,
+        Name: lambda node, datapoints: node.name in datapoints,
+        Unary: lambda node, datapoints: node.op == "-" and _linear(node.operand, datapoints),
+        Binary: _linear_binary,
+        Call: lambda node, datapoints: False,
+    }
+)
 
 
 def _constant(node: Node) -> bool:
@@ -80,27 +89,51 @@ def scalar_form(kpi: KPI) -> tuple[Node, dict[str, str]] | None:
     roles: dict[str, str] = {}
     clash = False
 
-    def go(n: Node) -> Node:
+    def call(n: Call) -> Node:
         nonlocal clash
-        if isinstance(n, Call) and n.func in _AGGREGATES and len(n.args) == 1:
+        if n.func in _AGGREGATES and len(n.args) == 1:
             if _linear(n.args[0], kpi.datapoints):
                 for name in (m.name for m in n.args[0].walk() if isinstance(m, Name)):
                     clash |= roles.setdefault(name, _AGGREGATES[n.func]) != _AGGREGATES[n.func]
                 return n.args[0]
             return n
-        if isinstance(n, Name):
-            clash |= roles.setdefault(n.name, "value") != "value"
-            return n
-        if isinstance(n, Unary):
-            return Unary(op=n.op, operand=go(n.operand))
-        if isinstance(n, Binary):
-            return Binary(op=n.op, left=go(n.left), right=go(n.right))
-        if isinstance(n, Call):
-            return Call(func=n.func, args=tuple(go(a) for a in n.args))
+        return Call(func=n.func, args=tuple(go(a) for a in n.args))
+
+    def name(n: Name) -> Node:
+        nonlocal clash
+        clash |= roles.setdefault(n.name, "value") != "value"
         return n
+
+    rewrite = node_table(
+        {
+            Number: lambda n: n,
+            Name: name,
+            Unary: lambda n: Unary(op=n.op, operand=go(n.operand)),
+            Binary: lambda n: Binary(op=n.op, left=go(n.left), right=go(n.right)),
+            Call: call,
+        }
+    )
+
+    def go(n: Node) -> Node:
+        return rewrite[type(n)](n)
 
     node = go(kpi.expression)
     return None if clash else (node, roles)
+
+
+#: The functions whose value cannot be negative when their first ``n`` arguments cannot be
+#: (0: always; None: all of them).
+_NONNEGATIVE: dict[str, int | None] = {
+    "count": 0,
+    "abs": 0,
+    "months_in_period": 0,
+    "sum": 1,
+    "mean": 1,
+    "median": 1,
+    "previous": 1,
+    "greatest": None,
+    "least": None,
+}
 
 
 def lower_bound(
@@ -112,23 +145,30 @@ def lower_bound(
         return None
     kpi = registry[kpi_id]
 
+    def name(n: Name) -> bool:
+        if n.name in kpi.datapoints:
+            low = kpi.datapoints[n.name].minimum
+            return low is not None and low >= 0
+        return n.name in registry and lower_bound(registry, n.name, seen | {kpi_id}) == 0
+
+    def call(n: Call) -> bool:
+        if n.func not in _NONNEGATIVE:
+            return False  # a sign this check does not follow (if(), coalesce(), min()...)
+        values = _NONNEGATIVE[n.func]
+        return all(nonneg(a) for a in (n.args if values is None else n.args[:values]))
+
+    table = node_table(
+        {
+            Number: lambda n: n.value >= 0,
+            Name: name,
+            Unary: lambda n: False,
+            Binary: lambda n: n.op in ("+", "*", "/") and nonneg(n.left) and nonneg(n.right),
+            Call: call,
+        }
+    )
+
     def nonneg(n: Node) -> bool:
-        if isinstance(n, Number):
-            return n.value >= 0
-        if isinstance(n, Name):
-            if n.name in kpi.datapoints:
-                low = kpi.datapoints[n.name].minimum
-                return low is not None and low >= 0
-            return n.name in registry and lower_bound(registry, n.name, seen | {kpi_id}) == 0
-        if isinstance(n, Binary) and n.op in ("+", "*", "/"):
-            return nonneg(n.left) and nonneg(n.right)
-        if isinstance(n, Call):
-            if n.func in ("count", "abs", "months_in_period"):
-                return True
-            if n.func in ("sum", "mean", "median", "previous", "greatest", "least"):
-                values = n.args[:1] if n.func in ("sum", "mean", "median", "previous") else n.args
-                return all(nonneg(a) for a in values)
-        return False
+        return table[type(n)](n)
 
     return 0.0 if kpi.expression is not None and nonneg(kpi.expression) else None
 

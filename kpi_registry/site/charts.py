@@ -65,7 +65,7 @@ def _bands(bands: Sequence[Band], y, left: int, right: int) -> tuple[list[str], 
         label_y = max(label_y, last_label_y + 12)
         last_label_y = label_y
         labels.append(
-            f'<text x="{right - 4}" y="{_n(label_y)}">{escape(_cut(band.label, 48))}</text>'
+            f'<text x="{right - 4}" y="{_n(label_y)}">{escape(shorten(band.label, 48))}</text>'
         )
     return (
         ['<g class="kc-bench">' + "".join(shapes) + "</g>"],
@@ -92,7 +92,8 @@ def _n(v: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def _cut(text: str, n: int) -> str:
+def shorten(text: str, n: int) -> str:
+    """Text cut to ``n`` characters with an ellipsis: labels in a picture of fixed width."""
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
@@ -151,7 +152,8 @@ def line_chart(
     body = _axis(ticks, y, left, right) + shapes
     for i, label in enumerate(x):
         body.append(
-            f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">{escape(_cut(label, 14))}</text>'
+            f'<text x="{_n(xpos(i))}" y="{height - bottom + 18}">'
+            f"{escape(shorten(label, 14))}</text>"
         )
     label_points = len(x) * len(series) <= 16
     for s, (name, vs) in enumerate(series[:SERIES]):
@@ -185,7 +187,7 @@ def line_chart(
             body.append(
                 f'<rect x="{lx}" y="{height - 16}" width="12" height="12"/>'
                 f'<text class="kc-start" x="{lx + 16}" y="{height - 6}">'
-                f"{escape(_cut(name, 20))}</text>"
+                f"{escape(shorten(name, 20))}</text>"
             )
         body.append("</g>")
     for i, v in enumerate(series[0][1] if series else []):
@@ -224,7 +226,7 @@ def bar_chart(
     body = _axis(ticks, y, left, right) + shapes
     for i, (label, v) in enumerate(zip(labels, values)):
         cx = left + step * (i + 0.5)
-        short = _cut(label, max(6, int(step / 7)))
+        short = shorten(label, max(6, int(step / 7)))
         full = f"<title>{escape(label)}</title>" if short != label else ""
         body.append(f'<text x="{_n(cx)}" y="{height - bottom + 18}">{escape(short)}{full}</text>')
         if v is None:

@@ -24,8 +24,8 @@ from ..attribution import Driver, ExplainError, explain, reading
 from ..errors import KPIError
 from ..evaluation import evaluate_many
 from ..model import KPI
-from ..validation import example_data, example_request
-from .charts import WIDTH, _cut
+from ..worked_examples import example_data, example_request
+from .charts import WIDTH, shorten
 from .numbers import format_value
 
 MAX_ROWS = 12  # a deeper or wider tree says how many rows are left out
@@ -132,7 +132,7 @@ def driver_figure(
             p = last[line.depth - 1]
             tree_path.append(f"M{x - 14} {16 + p * ROW + 5}V{y - 4}H{x - 3}")
         last[line.depth] = i
-        label = escape(_cut(line.name.replace("_", " "), 46 - 2 * line.depth))
+        label = escape(shorten(line.name.replace("_", " "), 46 - 2 * line.depth))
         note = f'<tspan class="o"> {escape(line.note)}</tspan>' if line.note else ""
         row = f'<text x="{x}" y="{y}">{label}{note}</text>'
         text_rows.append(f'<a href="{escape(line.url)}">{row}</a>' if line.url else row)

@@ -17,7 +17,7 @@ from ..errors import DataError, DefinitionError, Diagnostic, KPIError
 from ..evaluation import Table as Result
 from ..loading import position_of
 from ..model import KPI
-from ..validation import compare_expected, example_request, example_result
+from ..worked_examples import compare_expected, example_request, example_result
 from .charts import BANDS, Band, bar_chart, line_chart
 from .numbers import format_input, format_value, is_missing
 

@@ -17,9 +17,10 @@ import re
 from collections.abc import Callable
 from html import escape
 
+from ..formula.dispatch import node_table
 from ..formula.mathml import to_mathml
 from ..formula.nodes import Binary, Call, Name, Node, Number, Unary
-from ..formula.render import _needs_parens, _prec, format_number
+from ..formula.render import format_number, needs_parens, precedence
 
 #: Column widths (em of the formula's font) a layout is made for, widest first; kpi.css's
 #: container queries show kpi-t0 in a wide column (a desktop's), kpi-t1 in a narrower one
@@ -57,35 +58,53 @@ def _one(items: str) -> str:
 
 def width(node: Node, label: Callable[[str], str]) -> float:
     """The estimated width of a node written on one line, in em."""
-    if isinstance(node, Number):
-        return CHAR * len(format_number(node.value)) + (0.8 if node.value < 0 else 0)
-    if isinstance(node, Name):
-        return CHAR * len(label(node.name))
-    if isinstance(node, Unary):
-        extra = 1.6 if node.op == "not" else 0.8
-        paren = 0.8 if _prec(node.operand) < _prec(node) else 0
-        return extra + paren + width(node.operand, label)
-    if isinstance(node, Binary):
-        if node.op == "/":
-            return max(width(node.left, label), width(node.right, label)) + 0.4
-        left, right = width(node.left, label), width(node.right, label)
-        if node.op == "^":
-            return left + 0.75 * right + 0.2
-        paren = 0.8 * (
-            _needs_parens(node.left, node.op, False) + _needs_parens(node.right, node.op, True)
-        )
-        return left + right + paren + OP * (2 if node.op in ("and", "or") else 1)
-    if isinstance(node, Call):
-        args = sum(width(a, label) for a in node.args) + 0.6 * max(0, len(node.args) - 1)
-        return CHAR * len(node.func) + 1.0 + args
-    return 4.0
+    return _WIDTH[type(node)](node, label)
+
+
+def _number_width(node: Number, label: Callable[[str], str]) -> float:
+    return CHAR * len(format_number(node.value)) + (0.8 if node.value < 0 else 0)
+
+
+def _unary_width(node: Unary, label: Callable[[str], str]) -> float:
+    extra = 1.6 if node.op == "not" else 0.8
+    paren = 0.8 if precedence(node.operand) < precedence(node) else 0
+    return extra + paren + width(node.operand, label)
+
+
+def _binary_width(node: Binary, label: Callable[[str], str]) -> float:
+    if node.op == "/":
+        return max(width(node.left, label), width(node.right, label)) + 0.4
+    left, right = width(node.left, label), width(node.right, label)
+    if node.op == "^":
+        return left + 0.75 * right + 0.2
+    paren = 0.8 * (
+        needs_parens(node.left, node.op, False) + needs_parens(node.right, node.op, True)
+    )
+    return left + right + paren + OP * (2 if node.op in ("and", "or") else 1)
+
+
+def _call_width(node: Call, label: Callable[[str], str]) -> float:
+    """Every function is drawn as its name and its arguments (abs() as bars, no narrower)."""
+    args = sum(width(a, label) for a in node.args) + 0.6 * max(0, len(node.args) - 1)
+    return CHAR * len(node.func) + 1.0 + args
+
+
+_WIDTH = node_table(
+    {
+        Number: _number_width,
+        Name: lambda node, label: CHAR * len(label(node.name)),
+        Unary: _unary_width,
+        Binary: _binary_width,
+        Call: _call_width,
+    }
+)
 
 
 def _chain(node: Node) -> tuple[list[Node], list[str]]:
     """A run of one precedence level, flattened: a − b + c -> [a, b, c], [−, +]."""
     if not (isinstance(node, Binary) and node.op in _CHAIN):
         return [node], []
-    level = _prec(node)
+    level = precedence(node)
     terms: list[Node] = []
     ops: list[str] = []
 
@@ -93,8 +112,8 @@ def _chain(node: Node) -> tuple[list[Node], list[str]]:
         if (
             isinstance(n, Binary)
             and n.op in _CHAIN
-            and _prec(n) == level
-            and not (op and _needs_parens(n, op, right))
+            and precedence(n) == level
+            and not (op and needs_parens(n, op, right))
         ):
             walk(n.left, False, n.op)
             ops.append(n.op)
@@ -150,9 +169,9 @@ def _lines(node, terms, ops, room, label) -> tuple[str, float]:
     pieces: list[tuple[str | None, str, float]] = []
     for i, term in enumerate(terms):
         op = ops[i - 1] if i else None
-        level = _prec(node)
-        wrap = _prec(term) < level or (
-            _prec(term) == level and isinstance(term, Binary) and term.op in _CHAIN
+        level = precedence(node)
+        wrap = precedence(term) < level or (
+            precedence(term) == level and isinstance(term, Binary) and term.op in _CHAIN
         )
         inner, w = fit(term, room - INDENT - OP - (0.8 if wrap else 0), label)
         if wrap:

@@ -13,7 +13,6 @@ worker processes and its memory with it when it ends.
 
 from __future__ import annotations
 
-import argparse
 import html
 import http.server
 import mimetypes
@@ -26,6 +25,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..errors import KPIError
 from ..registry import bundled_dir, search_paths
@@ -222,7 +222,7 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 0) -> SiteServe
     return SiteServer((host, port), _handler(root, _State()))
 
 
-def watched_paths(args: argparse.Namespace, project: Path) -> list[Path]:
+def watched_paths(args: Any, project: Path) -> list[Path]:
     """The definition folders the build loads (as load() finds them), and the site's files."""
     paths = [folder for folder, _ in search_paths(args.paths, not args.no_bundled)]
     paths += [bundled_dir("templates") / "site", project / "mkdocs.yml", project / "assets"]
@@ -247,7 +247,7 @@ def snapshot(paths: Iterable[Path]) -> dict[str, float]:
     return out
 
 
-def build_command(args: argparse.Namespace, out: Path, docs: Path) -> list[str]:
+def build_command(args: Any, out: Path, docs: Path) -> list[str]:
     """The ``kpi site build`` that serve runs for each build, with serve's own options."""
     command = [sys.executable, "-m", "kpi_registry.cli", "site", "build", *map(str, args.paths)]
     command += ["--out", str(out), "--docs-dir", str(docs)]
@@ -265,7 +265,7 @@ def _build(command: list[str]) -> int:
     return subprocess.run(command, check=False).returncode
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: Any) -> int:
     from .build import default_layout
 
     layout = default_layout(args.out, args.docs_dir)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cli import add_commands
 from .spec import DIALECTS, PERIOD_TYPES, UNSUPPORTED, PeriodFormat, SQLCompileError
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "UNSUPPORTED",
     "PeriodFormat",
     "SQLCompileError",
-    "add_commands",
     "compile_many",
     "duckdb_sql",
     "evaluate_duckdb",

@@ -38,8 +38,10 @@ import numpy as np
 from sqlglot import exp
 
 from .. import periods as pandas_periods
-from ..errors import DataError, KPIError, UnknownKPIError
-from ..evaluation import (
+from ..errors import ColumnNotGivenError, DataError, KPIError, UnknownKPIError
+from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
+from ..model import KPI, Datapoint
+from ..request import (
     Request,
     calendar_needs_period,
     check_columns,
@@ -50,8 +52,6 @@ from ..evaluation import (
     missing_datapoint,
     needs_period,
 )
-from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
-from ..model import KPI, Datapoint
 from . import sqlbuild as b
 from .sparse import (
     DENSE,
@@ -502,9 +502,8 @@ class _Compiler:
 
     def _require_grid(self, func: str) -> None:
         if not self.grid:
-            raise DataError(
-                f"{func}() on datapoints compares an entity with itself over time: "
-                "pass entity='your_entity_column'"
+            raise ColumnNotGivenError(
+                "entity", f"{func}() on datapoints compares an entity with itself over time"
             )
 
     def _previous(self, value: _Value, layers: _Layers, arg: Node, row: bool) -> _Value:
@@ -1558,7 +1557,7 @@ def _constant(node: Node) -> bool:
 
 def _constant_value(node: Node, months: float) -> float:
     """A constant formula's value, by the pandas engine's own operators."""
-    from ..evaluation import _SCALAR_FUNCS, _binary
+    from ..arithmetic import SCALAR_FUNCS, binary
 
     def value(n: Node):
         if isinstance(n, Number):
@@ -1567,10 +1566,10 @@ def _constant_value(node: Node, months: float) -> float:
             x = value(n.operand)
             return np.logical_not(x) if n.op == "not" else np.negative(x)
         if isinstance(n, Binary):
-            return _binary(n.op, value(n.left), value(n.right))
+            return binary(n.op, value(n.left), value(n.right))
         if isinstance(n, Call) and n.func == "months_in_period":
             return np.float64(months)
-        return _SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
+        return SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
 
     return float(value(node))
 

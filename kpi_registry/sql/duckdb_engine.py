@@ -27,8 +27,8 @@ from sqlglot import exp
 from .. import periods as pandas_periods
 from ..datafiles import expand_data_path
 from ..errors import DataError, KPIError
-from ..evaluation import Request, gap_warnings, used_datapoints
 from ..model import KPI
+from ..request import Request, gap_warnings, used_datapoints
 from . import sqlbuild as b
 from .compiler import compile_tree
 from .spec import PeriodFormat, infer_period_format

@@ -21,8 +21,8 @@ import pandas as pd
 from sqlglot import exp
 
 from ..errors import DataError, KPIError
-from ..evaluation import Request
 from ..model import KPI
+from ..request import Request
 from . import sqlbuild as b
 from .compiler import compile_tree
 from .duckdb_engine import _check_rows, _infer_periods, _shape

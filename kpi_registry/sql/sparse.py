@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 # The pandas engine's operators, so that "contributes nothing" is judged with its arithmetic.
-from ..evaluation import _SCALAR_FUNCS, _binary
+from ..arithmetic import SCALAR_FUNCS, binary
 from ..formula import Binary, Call, Name, Node, Number, Unary, gap_depth
 from .spec import DENSE, LAYOUTS, SPARSE  # noqa: F401 - re-exported for the compiler
 
@@ -154,7 +154,7 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
             x = value(n.operand)
             return np.logical_not(x) if n.op == "not" else np.negative(x)
         if isinstance(n, Binary):
-            return _binary(n.op, value(n.left), value(n.right))
+            return binary(n.op, value(n.left), value(n.right))
         if isinstance(n, Call):
             if n.func == "previous":
                 x = value(n.args[0])  # the period before is empty too (depth 1 is checked)
@@ -165,9 +165,9 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
                 return x
             if n.func == "ever_before":
                 return ever[n]
-            if n.func in _SCALAR_FUNCS:
+            if n.func in SCALAR_FUNCS:
                 with np.errstate(all="ignore"):
-                    return _SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
+                    return SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
         raise _NotProvable(f"cannot tell what {n!r} is in a cell without rows")
 
     return value(node)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
-from ..evaluation import _LOG10_E
+from ..arithmetic import LOG10_E
 from .spec import PeriodFormat
 
 # Words that must be quoted when used as a column or table name in at least one dialect.
@@ -372,7 +372,7 @@ def decimal_sum(value: exp.Expression, terms: exp.Expression) -> exp.Expression:
     error = binary(exp.Mul, magnitude, binary(exp.Add, terms, num(2)))
     error = binary(exp.Mul, error, num(2.0**-52))
     # written with an exponent, so that no dialect reads it as a DECIMAL first
-    log10_e = exp.Literal.number(f"{_LOG10_E!r}e0")  # round_sums's, to the last bit
+    log10_e = exp.Literal.number(f"{LOG10_E!r}e0")  # round_sums's, to the last bit
     digits = exp.Floor(this=binary(exp.Mul, neg(exp.Ln(this=error.copy())), log10_e))
     scale = exp.Pow(this=num(10), expression=digits)
     shifted = binary(exp.Add, binary(exp.Mul, total.copy(), scale), num(0.5))
@@ -405,7 +405,7 @@ def rounded_sum(
     total: exp.Expression, rows: exp.Expression, error: exp.Expression
 ) -> exp.Expression:
     """``decimal_sum`` from parts a query already computed: the same doubles, step by step."""
-    log10_e = exp.Literal.number(f"{_LOG10_E!r}e0")
+    log10_e = exp.Literal.number(f"{LOG10_E!r}e0")
     digits = exp.Floor(this=binary(exp.Mul, neg(exp.Ln(this=error.copy())), log10_e))
     scale = exp.Pow(this=num(10), expression=digits)
     shifted = binary(exp.Add, binary(exp.Mul, total.copy(), scale), num(0.5))
