@@ -16,7 +16,6 @@ unsent, and serves every call. Without a cached answer (the first start) it wait
 """
 
 import contextlib
-import glob
 import io
 import json
 import os
@@ -159,9 +158,11 @@ class KPIServer:
             raise ToolFailure(f"{data}: '..' is not allowed; give a path under {self._roots()}")
         full = raw if raw.is_absolute() else self.roots[0] / raw
         if _GLOB & set(str(full)):
+            from .datafiles import expand_data_path
+
+            # the very files the engines will read: '**' crosses folders, also linked ones
             base = Path(*[p for p in _parts_before_glob(full)])
-            matches = [Path(m) for m in glob.glob(str(full))]
-            targets = [base, *matches]
+            targets = [base, *expand_data_path(str(full))]
         else:
             targets = [full]
         for target in targets:

@@ -229,9 +229,13 @@ def test_data_outside_the_roots_is_refused_before_reading(folders):
     from kpi_registry.mcp_server import KPIServer, ToolFailure
 
     data, secret = folders
+    (data / "linked").symlink_to(secret, target_is_directory=True)
     service = KPIServer([data])
     assert service.data_path("mrr.csv") == str(data / "mrr.csv")
-    for bad in ("../elsewhere/mrr.csv", str(secret / "mrr.csv"), "link.csv", str(secret / "*")):
+    assert service.data_path("m*.csv") == str(data / "m*.csv")
+    outside = ("../elsewhere/mrr.csv", str(secret / "mrr.csv"), "link.csv", str(secret / "*"))
+    # '**' matches through a linked folder when the files are read, so also when checked
+    for bad in (*outside, "**/mrr.csv", "**/**/mrr.csv", "linked/*.csv"):
         with pytest.raises(ToolFailure, match="outside|not allowed"):
             service.data_path(bad)
 
