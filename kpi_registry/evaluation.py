@@ -52,6 +52,7 @@ from .formula.dispatch import each, function_table, method_table
 from .model import KPI, Datapoint
 from .request import (
     Request,
+    average_needs_entity,
     calendar_needs_period,
     check_columns,
     check_grain,
@@ -416,6 +417,8 @@ class _Engine:
         if not lay.grid:
             if spec.rows == "distinct":
                 raise distinct_needs_entity(name)
+            if self.coarse is not None and spec.coarsening == "average" and spec.missing != "zero":
+                raise average_needs_entity(name, grain_name(self.out_grain))
             values = self._checked_numbers(name, col, spec)
             if self.coarse is not None:
                 values = self._coarse_rows(values, spec.coarsening)

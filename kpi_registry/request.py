@@ -129,6 +129,18 @@ def distinct_needs_entity(name: str) -> DataError:
     )
 
 
+def average_needs_entity(name: str, grain: str) -> DataError:
+    """Without an entity each row is a cell of its own: an average over the months an entity
+    has a value (``time: average`` with ``missing: null``) cannot be formed at a coarser grain;
+    each row's share of the months would be a different, silently wrong number."""
+    return ColumnNotGivenError(
+        "entity",
+        f"datapoint {name!r} is averaged over the months an entity has a value (time: "
+        f"average, missing: null), which at {grain} grain needs to know whose months they are",
+        "or evaluate at the data's own grain",
+    )
+
+
 def check_columns(req: Request, columns: Collection[Any]) -> None:
     """Every column the request names must be in the data."""
     named = [(f"period column {req.period!r}", req.period)]

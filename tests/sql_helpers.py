@@ -158,6 +158,33 @@ POSTGRES_DSN = "KPI_TEST_POSTGRES_DSN"
 ROW_ORDER = "_kpi_row"
 
 
+def pg_connection():
+    """For a module fixture: a connection to the PostgreSQL of ``KPI_TEST_POSTGRES_DSN`` in a
+    schema of its own, dropped afterwards (skipped without the variable, failed under CI)."""
+    import os
+    import uuid
+
+    import pytest
+
+    dsn = os.environ.get(POSTGRES_DSN)
+    if not dsn:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {POSTGRES_DSN} is not: .ci/run must start PostgreSQL")
+        pytest.skip(f"set {POSTGRES_DSN} to run the PostgreSQL tests")
+    import psycopg
+
+    conn = psycopg.connect(dsn)
+    schema = f"kpi_test_{uuid.uuid4().hex[:10]}"
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute(f"SET search_path TO {schema}")
+    conn.commit()
+    yield conn
+    conn.rollback()
+    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    conn.commit()
+    conn.close()
+
+
 def _pg_type(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series.dtype):
         return "BOOLEAN"

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import sqlglot
 
 from kpi_registry import attribution, backends, drivertree, evaluation
 from kpi_registry.errors import FormulaError
 from kpi_registry.formula import FUNCTIONS, Function, analyse, analysis, mathml, parse, render
 from kpi_registry.model import KPI
 from kpi_registry.request import Request
+from kpi_registry.sql import DIALECTS, compile_many, translate
 
 DATAPOINT = {"name": "x", "description": "a number per customer and month", "minimum": 0}
 DATA = pd.DataFrame(
@@ -122,6 +124,14 @@ def _attribution(func: Function) -> None:
     assert np.isfinite(change).all(), frame
 
 
+def _sql(dialect: str) -> Callable[[Function], None]:
+    def compile_in(func: Function) -> None:
+        text = compile_many(_kpis(kpi_formula(func)), ["k"], "t", REQUEST, dialect=dialect)
+        assert sqlglot.parse_one(text, read=dialect), text
+
+    return compile_in
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -144,6 +154,19 @@ BACKENDS = [
         attribution.UNSUPPORTED_FUNCTIONS,
         _attribution,
     ),
+    *[
+        Backend(
+            f"sql-{d}",
+            {
+                k: v
+                for k, v in translate.FUNCTIONS.items()
+                if k not in translate.UNSUPPORTED_FUNCTIONS[d]
+            },
+            translate.UNSUPPORTED_FUNCTIONS[d],
+            _sql(d),
+        )
+        for d in DIALECTS
+    ],
 ]
 
 

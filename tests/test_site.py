@@ -31,7 +31,7 @@ from kpi_registry.site import listing
 from kpi_registry.site.build import SiteBuildError, _mkdocs, default_layout, shard_chars
 from kpi_registry.site.calculator import calculator_for
 from kpi_registry.site.charts import _ticks, bar_chart, line_chart
-from kpi_registry.site.graph import components
+from kpi_registry.site.graph import relation_groups
 from kpi_registry.site.links import BrokenLink, Links, relative
 from kpi_registry.site.markup import md_inline, safe_url
 from kpi_registry.site.numbers import format_value
@@ -276,8 +276,8 @@ class _ScannedRelations:
             if r["kpi"] == t
         ]
 
-    def components(self):
-        return components(self.reg)
+    def groups(self):
+        return relation_groups(self.reg)
 
 
 def _same_as_registry(reg):
@@ -295,7 +295,7 @@ def _same_as_registry(reg):
 
 def test_relation_index_gives_the_registry_answers(lib):
     index = _same_as_registry(lib)
-    groups = index.components()
+    groups = index.groups()
     assert len(groups) == 1
     assert "standalone_score" not in groups[0].members
     assert groups[0].hub == "expansion_revenue"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import kpi_registry
+from kpi_registry.errors import InvalidRowsError
 from kpi_registry.site.calculator import calculator_for, lower_bound, scalar_form
 
 
@@ -69,3 +71,46 @@ def test_a_kpi_that_cannot_be_negative_bounds_its_calculator_input(reg):
     bounds = {f.name: f.minimum for f in clv.fields}
     assert bounds["customer_churn_rate"] == 0
     assert lower_bound(reg, "expansion_revenue") is None  # a difference may be negative
+
+
+def test_a_negative_total_is_outside_the_cost_per_lead_calculators_range(reg):
+    """Issue 19: inputs outside a datapoint's valid range warn instead of giving a number.
+    Spend and lead counts cannot be negative, so Cost per Lead's inputs say so (min="0";
+    calculator.js warns below it); before, neither declared a range and -50 leads gave a
+    confident negative cost per lead."""
+    fields = {f.name: f for f in calculator_for(reg, reg["cost_per_lead"]).fields}
+    assert fields["marketing_spend"].minimum == 0
+    assert fields["leads"].minimum == 0
+
+
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_both_engines_report_a_negative_lead_count_row(reg, engine):
+    rows = pd.DataFrame(
+        {
+            "month": ["2024-01", "2024-01", "2024-02"],
+            "marketing_spend": [1000.0, 500.0, 900.0],
+            "leads": [10.0, -5.0, 30.0],
+        },
+        index=[10, 11, 12],
+    )
+    with pytest.raises(InvalidRowsError) as error:
+        reg.evaluate("cost_per_lead", rows, period="month", engine=engine)
+    assert (error.value.datapoint, error.value.rows, error.value.values) == ("leads", [11], [-5])
+    assert error.value.minimum == 0
+    kept = reg.evaluate("cost_per_lead", rows, period="month", engine=engine, drop_invalid=True)
+    assert kept["cost_per_lead"].tolist() == pytest.approx([150.0, 30.0])
+
+
+def test_a_datapoint_has_one_range_wherever_it_is_declared(reg):
+    """The same datapoint name carries the same range in every definition that declares it
+    (a KPI's calculator and engines must not disagree with its neighbour's). MRR keeps none:
+    its rows may be invoice lines, credits among them, that add up per customer and month
+    (test_semantics_audit), so a row range would refuse legitimate exports."""
+    ranges: dict[str, set] = {}
+    for kpi in reg:
+        for name, dp in kpi.datapoints.items():
+            ranges.setdefault(name, set()).add((dp.minimum, dp.maximum))
+    assert {n: r for n, r in ranges.items() if len(r) > 1} == {}
+    assert ranges["leads"] == {(0, None)}
+    assert ranges["revenue"] == {(None, None)}
+    assert ranges["revenue_recognized"] == {(None, None)}  # credit notes are negative rows

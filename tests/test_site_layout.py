@@ -219,3 +219,23 @@ def test_calculator_warns_about_an_input_outside_its_valid_range(browser, served
     expect(warning).to_be_hidden()
     expect(out).to_have_text("7")
     page.close()
+
+
+def test_cost_per_lead_calculator_warns_about_a_negative_lead_count(browser, served):
+    """Issue 19: Cost per Lead's totals come from spend and lead counts declared valid from
+    0, so a negative count warns and no number is shown."""
+    _, base = served
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(base + "/kpi/cost_per_lead/")
+    form = page.locator("form.kpi-calculator")
+    out = form.locator("output.kpi-calc-result")
+    warning = form.locator(".kpi-calc-warning")
+    form.locator('input[data-name="marketing_spend"]').fill("1000")
+    form.locator('input[data-name="leads"]').fill("40")
+    expect(out).to_contain_text("25")
+    expect(warning).to_be_hidden()
+    form.locator('input[data-name="leads"]').fill("-40")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("cannot be below 0")
+    expect(out).to_have_text("\u2014")
+    page.close()

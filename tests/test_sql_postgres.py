@@ -6,16 +6,12 @@ it these tests are skipped on a developer machine, and fail under CI, where they
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pandas as pd
 import pytest
 from sql_helpers import (
     BUNDLED,
     DENSE_FIXTURES,
     FIXTURES,
-    POSTGRES_DSN,
     REVENUE_FAMILY,
     TIME_KPIS,
     assert_same,
@@ -23,6 +19,7 @@ from sql_helpers import (
     datapoint_frame,
     messy_frame,
     messy_variants,
+    pg_connection,
     pg_evaluate,
 )
 
@@ -38,23 +35,7 @@ MAP = {"revenue": "mrr"}
 
 @pytest.fixture(scope="module")
 def pg():
-    dsn = os.environ.get(POSTGRES_DSN)
-    if not dsn:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {POSTGRES_DSN} is not: .ci/run must start PostgreSQL")
-        pytest.skip(f"set {POSTGRES_DSN} to run the PostgreSQL tests")
-    import psycopg
-
-    conn = psycopg.connect(dsn)
-    schema = f"kpi_test_{uuid.uuid4().hex[:10]}"
-    conn.execute(f"CREATE SCHEMA {schema}")
-    conn.execute(f"SET search_path TO {schema}")
-    conn.commit()
-    yield conn
-    conn.rollback()
-    conn.execute(f"DROP SCHEMA {schema} CASCADE")
-    conn.commit()
-    conn.close()
+    yield from pg_connection()
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,14 @@ def test_time_rules_agree_in_every_engine(rules_registry, variant, request_name)
     reg = rules_registry
     data = _data(messy_variants()[variant])
     request = REQUESTS[request_name]
-    ids = [k for k in reg.ids if request.entity or "answer" not in k]
+    # without an entity: rows: last/first have no entity-periods to order, and an average of
+    # the months an entity has a value (average_null) is an error at a coarser grain
+    # (tests/test_sql_no_entity.py)
+    ids = [
+        k
+        for k in reg.ids
+        if request.entity or ("answer" not in k and not k.endswith("average_null"))
+    ]
     want = evaluate_many(reg.kpis, ids, data, request)
     assert_same(want, evaluate_duckdb(reg.kpis, ids, data, request))
     dsn = os.environ.get(POSTGRES_DSN)

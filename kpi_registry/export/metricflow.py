@@ -48,7 +48,6 @@ _MF_AGG = {
     "min": "min",
     "max": "max",
 }
-_CMP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
 #: A constant for the export's grain would be wrong whenever MetricFlow is asked for the metric
@@ -82,52 +81,66 @@ def valid_name(name: str) -> bool:
 
 
 # -- SQL for expressions ------------------------------------------------------------------
-_LITERAL = re.compile(r"-?[0-9.]+(e[-+]?[0-9]+)?")
+# Built as sqlglot trees like the compiler's SQL; every operation is parenthesised, so the
+# text reads the same in any dialect. sqlglot is imported when an expression is first written.
+_CMP_TREE = {"=": "EQ", "!=": "NEQ", "<": "LT", "<=": "LTE", ">": "GT", ">=": "GTE"}
+_ARITH_TREE = {"+": "Add", "-": "Sub", "*": "Mul", "and": "And", "or": "Or"}
 
 
-def _greatest_least(args: list[str], pick: str) -> str:
+def _greatest_least(args: list, pick: str):
     """GREATEST/LEAST that skip missing values, as the engine does (Snowflake's do not)."""
+    from sqlglot import exp
+
+    compare = exp.GTE if pick == ">=" else exp.LTE
     out = args[0]
     for arg in args[1:]:
-        nulls = [f"WHEN {a} IS NULL THEN {b} " for a, b in ((out, arg), (arg, out))]
-        nulls = [w for w, a in zip(nulls, (out, arg)) if not _LITERAL.fullmatch(a)]
-        out = f"CASE {''.join(nulls)}WHEN {out} {pick} {arg} THEN {out} ELSE {arg} END"
+        ifs = [
+            exp.If(this=exp.Is(this=a.copy(), expression=exp.Null()), true=other.copy())
+            for a, other in ((out, arg), (arg, out))
+            if not (isinstance(a, exp.Literal) and a.is_number)
+        ]
+        ifs.append(exp.If(this=compare(this=out.copy(), expression=arg.copy()), true=out.copy()))
+        out = exp.Case(ifs=ifs, default=arg.copy())
     return out
 
 
-def expression_sql(node: Node, name_sql) -> str:
-    """Portable SQL for a formula expression; ``name_sql`` spells each name.
+def expression_tree(node: Node, name_sql):
+    """A formula expression as a sqlglot tree; ``name_sql`` spells each name (its text is
+    kept as given: a column, or an expression such as ``COALESCE(x, 0)``).
 
     Matches the engine's rules: division by zero gives NULL, a comparison with a missing value
     is false (also under ``not``), greatest/least/coalesce skip missing values."""
+    from sqlglot import exp
 
-    def go(n: Node) -> str:
+    def go(n: Node):
         if isinstance(n, Number):
-            return format_number(n.value)
+            return exp.Literal.number(format_number(n.value))
         if isinstance(n, Name):
-            return name_sql(n.name)
+            return exp.var(name_sql(n.name))
         if isinstance(n, Unary):
             inner = go(n.operand)
-            return f"NOT COALESCE({inner}, FALSE)" if n.op == "not" else f"-({inner})"
+            if n.op == "not":
+                return exp.Not(this=exp.Coalesce(this=inner, expressions=[exp.false()]))
+            return exp.Neg(this=exp.Paren(this=inner))
         if isinstance(n, Binary):
             a, b = go(n.left), go(n.right)
             if n.op == "/":
-                if isinstance(n.right, Number) and n.right.value != 0:
-                    return f"({a} * 1.0 / {b})"
-                return f"({a} * 1.0 / NULLIF({b}, 0))"
+                scaled = exp.Mul(this=a, expression=exp.Literal.number("1.0"))
+                if not (isinstance(n.right, Number) and n.right.value != 0):
+                    b = exp.Nullif(this=b, expression=exp.Literal.number("0"))
+                return exp.Paren(this=exp.Div(this=scaled, expression=b))
             if n.op == "^":
-                return f"POWER({a}, {b})"
-            if n.op in _CMP:
-                return f"({a} {_CMP[n.op]} {b})"
-            if n.op in ("and", "or"):
-                return f"({a} {n.op.upper()} {b})"
-            return f"({a} {n.op} {b})"
+                return exp.Pow(this=a, expression=b)
+            cls = getattr(exp, _CMP_TREE.get(n.op) or _ARITH_TREE[n.op])
+            return exp.Paren(this=cls(this=a, expression=b))
         if isinstance(n, Call):
             args = [go(a) for a in n.args]
             if n.func == "if":
-                return f"CASE WHEN {args[0]} THEN {args[1]} ELSE {args[2]} END"
-            if n.func in ("abs", "coalesce"):
-                return f"{n.func.upper()}({', '.join(args)})"
+                return exp.Case(ifs=[exp.If(this=args[0], true=args[1])], default=args[2])
+            if n.func == "abs":
+                return exp.Abs(this=args[0])
+            if n.func == "coalesce":
+                return exp.Coalesce(this=args[0], expressions=args[1:])
             if n.func == "greatest":
                 return _greatest_least(args, ">=")
             if n.func == "least":
@@ -139,63 +152,33 @@ def expression_sql(node: Node, name_sql) -> str:
     return go(node)
 
 
+def expression_sql(node: Node, name_sql) -> str:
+    """Portable SQL text for a formula expression (see :func:`expression_tree`)."""
+    return expression_tree(node, name_sql).sql()
+
+
 # -- the engine's value of a row expression for an entity without a row ------------------
-def _at_absent(node: Node, specs: dict[str, Datapoint]) -> float | bool:
-    """What the engine computes for an entity with no row in the period: missing: zero
-    datapoints read 0, others are missing (NaN). Comparisons with NaN are false."""
-    nan = math.nan
+def _at_absent(node: Node, specs: dict[str, Datapoint]) -> Any:
+    """What the engine computes for an entity with no row in the period (``missing: zero``
+    datapoints read 0, others are missing), by the one rule the SQL layout uses too
+    (``sql.sparse.at_empty_cell``). A grain-dependent function is not mappable at all."""
+    for n in node.walk():
+        if isinstance(n, Call) and _grain_dependent(n.func):
+            raise NotMappable(_grain_dependent(n.func))
+    # imported here: the SQL package's numpy and pandas stay out of `kpi --help`
+    from ..sql.sparse import NotProvable, at_empty_cell
 
-    def go(n: Node):
-        if isinstance(n, Number):
-            return n.value
-        if isinstance(n, Name):
-            return 0.0 if specs[n.name].missing == "zero" else nan
-        if isinstance(n, Unary):
-            v = go(n.operand)
-            return (not v) if n.op == "not" else -v
-        if isinstance(n, Binary):
-            a, b = go(n.left), go(n.right)
-            if n.op == "and":
-                return bool(a) and bool(b)
-            if n.op == "or":
-                return bool(a) or bool(b)
-            if n.op in _CMP:
-                if isinstance(a, float) and math.isnan(a) or isinstance(b, float) and math.isnan(b):
-                    return False
-                return {
-                    "=": a == b,
-                    "!=": a != b,
-                    "<": a < b,
-                    "<=": a <= b,
-                    ">": a > b,
-                    ">=": a >= b,
-                }[n.op]
-            if n.op == "/":
-                return nan if b == 0 or math.isnan(b) else a / b
-            if n.op == "^":
-                try:
-                    return float(a**b)
-                except (OverflowError, ZeroDivisionError, TypeError):
-                    return nan
-            return {"+": a + b, "-": a - b, "*": a * b}[n.op]
-        if isinstance(n, Call):
-            vals = [go(a) for a in n.args]
-            known = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
-            if n.func == "if":
-                return vals[1] if vals[0] else vals[2]
-            if n.func == "abs":
-                return abs(vals[0])
-            if n.func == "coalesce":
-                return known[0] if known else nan
-            if n.func == "greatest":
-                return max(known) if known else nan
-            if n.func == "least":
-                return min(known) if known else nan
-            if _grain_dependent(n.func):
-                raise NotMappable(_grain_dependent(n.func))
-        raise NotMappable(f"{getattr(n, 'func', '?')}() cannot be checked")
+    fills = {name: 0.0 if spec.missing == "zero" else math.nan for name, spec in specs.items()}
+    try:
+        return at_empty_cell(node, fills)
+    except NotProvable as e:
+        raise NotMappable(str(e)) from None
 
-    return go(node)
+
+def _holds(value: Any) -> bool:
+    from ..sql.sparse import truthy
+
+    return truthy(value)
 
 
 def _linear(node: Node) -> bool:
@@ -520,9 +503,9 @@ class _Translator:
     def _check_absent_rows(self, call: Call, value, condition, specs) -> None:
         """The engine gives every known entity a cell in every period; a measure only sees
         rows that exist. They agree when an absent entity adds nothing to the aggregate."""
-        if condition is not None and not _at_absent(condition, specs):
+        if condition is not None and not _holds(_at_absent(condition, specs)):
             return
-        v = _at_absent(value, specs)
+        v = float(_at_absent(value, specs))
         if _is_nan(v) or (call.func == "sum" and v == 0):
             return
         zero = sorted(n for n, d in specs.items() if d.missing == "zero")

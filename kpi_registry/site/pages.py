@@ -33,7 +33,7 @@ from . import listing
 from .calculator import calculator_for, runtime_script
 from .drivers import figure_context
 from .examples import example_views
-from .graph import Component, components
+from .graph import RelationGroup, relation_groups
 from .links import Links
 from .markup import environment, md_inline, text
 from .mathfit import fitted
@@ -66,6 +66,15 @@ class CatalogRow:
 #: reasons), and this many KPIs under "used in the formula of"; the rest are counted.
 MAX_REVERSE = 3
 MAX_USED_IN = 20
+#: A relation group's page tables every link of its members up to this size; a KPI page
+#: sends readers of its capped lists there only then.
+MAX_LINKED_GROUP = 60
+
+
+def lists_links(group: RelationGroup | None) -> bool:
+    return group is not None and len(group.members) <= MAX_LINKED_GROUP
+
+
 #: Sections of a KPI page that go into the search index; the rest is marked
 #: data-search-exclude, which keeps the index small (see the issue's scale figures).
 SEARCHED_SECTIONS = ("definition",)
@@ -227,12 +236,12 @@ class SiteGenerator:
             for tag, ids in sorted(self.tags.items())
         }
         self.az = self._listing("a-z", "A\u2013Z index", [k.id for k in reg])
-        self.components: list[Component] = components(reg)
-        self.component_lists = {
-            c.hub: self._listing(
-                f"group-{c.hub}", self._group_title(c), c.members, page=f"group/{c.hub}.md"
+        self.groups: list[RelationGroup] = relation_groups(reg)
+        self.group_lists = {
+            g.hub: self._listing(
+                f"group-{g.hub}", self._group_title(g), g.members, page=f"group/{g.hub}.md"
             )
-            for c in self.components
+            for g in self.groups
         }
         for path in (
             "browse/a-z.md",
@@ -262,9 +271,9 @@ class SiteGenerator:
         self.listings.append(result)
         return result
 
-    def _group_title(self, c: Component) -> str:
-        others = len(c.members) - 1
-        return f"{self.registry[c.hub].name} and {others} related KPI{'s' * (others != 1)}"
+    def _group_title(self, g: RelationGroup) -> str:
+        others = len(g.members) - 1
+        return f"{self.registry[g.hub].name} and {others} related KPI{'s' * (others != 1)}"
 
     # -- writing -------------------------------------------------------------------------
     def write(self, path: str, template: str, **context: Any) -> None:
@@ -404,8 +413,8 @@ class SiteGenerator:
     def release(self) -> None:
         """Drop the definitions and everything built from them (the caller collects)."""
         self.registry = None  # type: ignore[assignment]
-        self.listings, self.category_lists, self.components = [], {}, []
-        self.industry_lists, self.tag_lists, self.component_lists = {}, {}, {}
+        self.listings, self.category_lists, self.groups = [], {}, []
+        self.industry_lists, self.tag_lists, self.group_lists = {}, {}, {}
         self.members, self.secondary, self.industries, self.tags = {}, {}, {}, {}
         self._tails, self._names = {}, {}
         self.__dict__.pop("_group_of", None)
@@ -535,6 +544,7 @@ class SiteGenerator:
             searched=SEARCHED_SECTIONS,
             source_file=self.source_file(kpi),
             group=self.group_of(kpi.id),
+            group_lists_links=lists_links(self.group_of(kpi.id)),
             inputs=reg.inputs(kpi.id),
             history=self.history_of(kpi)[:MAX_HISTORY],
             history_more=max(0, len(self.history_of(kpi)) - MAX_HISTORY),
@@ -565,9 +575,9 @@ class SiteGenerator:
                 pass
         return kpi.path.as_posix()
 
-    def group_of(self, kpi_id: str) -> Component | None:
+    def group_of(self, kpi_id: str) -> RelationGroup | None:
         if not hasattr(self, "_group_of"):
-            self._group_of = {m: c for c in self.components for m in c.members}
+            self._group_of = {m: g for g in self.groups for m in g.members}
         return self._group_of.get(kpi_id)
 
     def catalog_rows(self, ids: list[str]) -> list[CatalogRow]:
@@ -625,32 +635,39 @@ class SiteGenerator:
             intro="KPIs by tag. Tags are free labels set in the definitions.",
             entries=[(t, f"tag/{t}.md", len(ids)) for t, ids in self.tags.items()],
         )
-        self.write("browse/groups.md", "groups.md.j2", components=self.components)
+        self.write("browse/groups.md", "groups.md.j2", groups=self.groups)
 
     def _browse_pages(self) -> None:
         for ind, lst in self.industry_lists.items():
             self.write(f"industry/{ind}.md", "listing.md.j2", listing=lst, intro="")
         for tag, lst in self.tag_lists.items():
             self.write(f"tag/{tag}.md", "listing.md.j2", listing=lst, intro="")
-        for c in self.components:
+        for g in self.groups:
             self.write(
-                f"group/{c.hub}.md",
+                f"group/{g.hub}.md",
                 "group.md.j2",
-                component=c,
-                listing=self.component_lists[c.hub],
-                edges=self._edges(c) if len(c.members) <= 60 else [],
+                group=g,
+                listing=self.group_lists[g.hub],
+                edges=self._edges(g) if lists_links(g) else [],
             )
 
-    def _edges(self, c: Component) -> list[tuple[str, str, str, str]]:
-        """(from, kind, to, why) for every declared relation and formula use in a group."""
+    def _edges(self, g: RelationGroup) -> list[tuple[str, str, str, str]]:
+        """(from, kind, to, why) for every declared relation and formula use that touches a
+        member, also those declared outside the group: a KPI page whose lists are capped sends
+        its reader here for the rest."""
+        reg, members = self.registry, set(g.members)
+        declarers = sorted(members | {n for m in g.members for n in reg.neighbours(m)})
         out = []
-        for m in c.members:
-            kpi = self.registry[m]
+        for d in declarers:
+            inside = d in members
+            kpi = reg[d]
             for kind in ("leading", "lagging", "related"):
                 for r in kpi.relations(kind):
-                    out.append((m, kind, r["kpi"], r["why"]))
-            for dep in self.registry.dependencies(m):
-                out.append((m, "uses", dep, ""))
+                    if inside or r["kpi"] in members:
+                        out.append((d, kind, r["kpi"], r["why"]))
+            for dep in reg.dependencies(d):
+                if inside or dep in members:
+                    out.append((d, "uses", dep, ""))
         return out
 
     def _reference(self) -> None:

@@ -1,5 +1,9 @@
 """Compile bound KPI formulas into one SQL statement that returns the pandas engine's frame.
 
+This module plans the statement; translating each formula into SQL expressions is
+``translate.py`` (tables of node and function handlers), and what differs by dialect is a
+record in ``dialects.py``.
+
 The statement is a chain of CTEs, each doing one thing a reader can check:
 
 * ``source``: the input rows, with the period turned into an integer (months since 1970-01, ...);
@@ -32,27 +36,48 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 
-import numpy as np
 from sqlglot import exp
 
 from .. import periods as pandas_periods
-from ..errors import ColumnNotGivenError, DataError, KPIError, UnknownKPIError
-from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary, gap_depth, to_text
+from ..errors import DataError, KPIError, UnknownKPIError
+from ..formula import AGGREGATES, Call, Node
 from ..model import KPI, Datapoint
 from ..request import (
     Request,
-    calendar_needs_period,
+    average_needs_entity,
     check_columns,
     check_grain,
     check_request,
     distinct_needs_entity,
     grain_name,
     missing_datapoint,
-    needs_period,
 )
 from . import sqlbuild as b
+from .checks import RowChecks, within
+from .columns import (
+    BASE,
+    BASE_COUNT,
+    CARRIED,
+    CELLS,
+    ENTITY,
+    FIRST_PERIOD,
+    FIRST_ROW,
+    INDEX,
+    INTERNAL,
+    LABEL,
+    LAST_PERIOD,
+    MOVED,
+    NEXT_PERIOD,
+    OPEN_BASE,
+    ORDER,
+    PERIOD,
+    PRESENT,
+    PROBLEM,
+    RUN,
+    STOCK_BASE,
+)
+from .dialects import record
 from .sparse import (
     DENSE,
     LAYOUTS,
@@ -61,33 +86,24 @@ from .sparse import (
     Layout,
     choose_layout,
     fill_value,
-    holds_in_empty_cell,
-    time_calls,
 )
 from .spec import (
-    UNSUPPORTED,
     PeriodFormat,
     SQLCompileError,
     check_dialect,
     period_format,
     unsupported,
 )
-
-NUMBER, CONDITION = "number", "condition"
-_COMPARE = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
-_ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}
-# functions a constant formula may call: they read no data
-_CONSTANT = {"months_in_period", "if", "abs", "greatest", "least", "coalesce"}
-
-# Internal column names; user names that collide with them are renamed inside the query.
-ENTITY, BASE, PERIOD, INDEX, LABEL = "_entity", "_base_period", "_period", "_period_index", "_label"
-CELLS, PRESENT, RUN, ORDER, STOCK_BASE = "_cells", "_present", "_run", "_row_order", "_stock_base"
-CARRIED = "_carried_groups"
-OPEN_BASE, BASE_COUNT = "_open_base", "_base_count"
-FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD = "_first_period", "_last_period", "_next_period"
-FIRST_ROW, MOVED = "_first_row", "_moved"
-_INTERNAL = {ENTITY, BASE, PERIOD, INDEX, LABEL, CELLS, PRESENT, RUN, ORDER, STOCK_BASE, CARRIED}
-_INTERNAL |= {FIRST_PERIOD, LAST_PERIOD, NEXT_PERIOD, FIRST_ROW, MOVED, OPEN_BASE, BASE_COUNT}
+from .translate import (
+    CONDITION,
+    NUMBER,
+    Aggregate,
+    FormulaTranslator,
+    Layers,
+    Value,
+    as_condition,
+    sql_literal,
+)
 
 
 def compile_many(
@@ -157,10 +173,10 @@ def compile_tree(
     for kpi_id in ids:
         compiler.kpi(kpi_id)
     tree = compiler.statement(source, list(ids), layout)
-    return _spark_int_days(tree) if dialect == "spark" else tree
+    return _int_day_counts(tree) if record(dialect).int_day_counts else tree
 
 
-def _spark_int_days(tree: exp.Select) -> exp.Select:
+def _int_day_counts(tree: exp.Select) -> exp.Select:
     """Spark's DATE_ADD takes an INT count of days and refuses the BIGINT that period numbers
     become after SEQUENCE/EXPLODE: cast them (found by running the SQL on Spark)."""
 
@@ -170,23 +186,6 @@ def _spark_int_days(tree: exp.Select) -> exp.Select:
         return node
 
     return tree.transform(cast_days, copy=False)
-
-
-@dataclass
-class _Value:
-    """A compiled (sub)formula: its SQL, the layer it is available from, and what it is."""
-
-    sql: exp.Expression
-    level: int  # 0: a column of the base relation or a constant; N: computed in layer N
-    kind: str = NUMBER
-    nullable: bool = True
-    const: bool = False
-    double: bool = True  # False only for integer literals (PostgreSQL divides integers)
-    number: float | None = None  # the value of a literal number
-    # Within a formula numbers are doubles: an overflow is +-infinity, and infinity less
-    # infinity (or times 0) is NaN, which SQL keeps apart from NULL. Where either may occur:
-    inf: bool = False
-    nan: bool = False
 
 
 class _Names:
@@ -204,36 +203,7 @@ class _Names:
         return name
 
 
-class _Layers:
-    """Columns computed by window functions, stacked so none nests inside another."""
-
-    def __init__(self, partition: Callable[[], list[str]], dialect: str):
-        self.partition = partition
-        self.dialect = dialect
-        self.columns: list[list[tuple[str, exp.Expression]]] = []
-
-    def add(self, level: int, name: str, expression: exp.Expression) -> None:
-        while len(self.columns) < level:
-            self.columns.append([])
-        self.columns[level - 1].append((name, expression))
-
-    def over(self, function: exp.Expression, frame: str | None = None) -> exp.Window:
-        parts = [b.col(c) for c in self.partition()]
-        order = [b.ascending(b.col(PERIOD), self.dialect)]
-        return b.window(function, parts, order, frame)
-
-
-@dataclass
-class _Aggregate:
-    name: str
-    sql: exp.Expression
-    fill: float | None  # value where a (group, period) has no qualifying cell
-    depth: int  # leading periods that are undefined (one per previous())
-    node: Call | None = None  # the formula's aggregate; None for a KPI supplied as a column
-    kpi: str = ""
-
-
-class _Compiler:
+class _Compiler(FormulaTranslator, RowChecks):
     def __init__(
         self,
         kpis: Mapping[str, KPI],
@@ -246,12 +216,13 @@ class _Compiler:
         self.kpis = kpis
         self.req = req
         self.dialect = dialect
+        self.quirks = record(dialect)
         self.fmt = fmt
         self.order = order
         self.known = list(dict.fromkeys(columns)) if columns is not None else None
         self.grid = req.entity is not None
         self._check_request()
-        reserved = set(_INTERNAL)
+        reserved = set(INTERNAL)
         self.names = _Names(reserved)
         # group columns keep their names unless they collide with an internal one
         self.groups = [(c, self.names.claim(c)) for c in req.by]
@@ -259,20 +230,20 @@ class _Compiler:
         self.specs: dict[str, Datapoint] = {}
         # kpi id -> data column, sql column, column of the largest value (duckdb's check)
         self.supplied: dict[str, tuple[str, str, str]] = {}
-        self.aggregates: list[_Aggregate] = []
-        self.agg_cache: dict[Node, _Value] = {}
-        self.row_cache: dict[Node, _Value] = {}
-        self.period_cache: dict[Node, _Value] = {}
-        self.kpi_values: dict[str, _Value] = {}
+        self.aggregates: list[Aggregate] = []
+        self.agg_cache: dict[Node, Value] = {}
+        self.row_cache: dict[Node, Value] = {}
+        self.period_cache: dict[Node, Value] = {}
+        self.kpi_values: dict[str, Value] = {}
         self.in_progress: list[str] = []
-        self.rows = _Layers(lambda: [ENTITY], dialect)
-        self.periods = _Layers(lambda: [g for _, g in self.groups], dialect)
+        self.rows = Layers(lambda: [ENTITY], dialect)
+        self.periods = Layers(lambda: [g for _, g in self.groups], dialect)
         # row-level window columns by name: previous(arg) and ever_before(cond), with the
         # argument's node and compiled value (the sparse layout rewrites them)
-        self.row_previous: dict[str, tuple[Node, _Value]] = {}
-        self.row_ever_before: dict[str, tuple[Node, _Value]] = {}
+        self.row_previous: dict[str, tuple[Node, Value]] = {}
+        self.row_ever_before: dict[str, tuple[Node, Value]] = {}
         # at a coarser grain: ever_before()'s condition per coarse period (see _held_in_period)
-        self.held: dict[str, _Value] = {}
+        self.held: dict[str, Value] = {}
         self.carry_groups = self.grid and bool(self.groups)
         self.layout = Layout(DENSE, "")
         self._order_names: dict[str, str] = {}  # order_by data column -> its SQL name
@@ -307,7 +278,7 @@ class _Compiler:
         }
 
     # -- KPIs -------------------------------------------------------------------------------
-    def kpi(self, kpi_id: str) -> _Value:
+    def kpi(self, kpi_id: str) -> Value:
         if kpi_id in self.kpi_values:
             return self.kpi_values[kpi_id]
         if kpi_id in self.in_progress:
@@ -326,6 +297,7 @@ class _Compiler:
             if self.req.period is not None:
                 check_grain(kpi, self.grain, [*self.in_progress, kpi_id])
                 node = kpi.expression_at(grain_name(self.grain))
+            self._check_functions(kpi_id, node)
             for name, spec in kpi.datapoints.items():
                 self.specs.setdefault(name, spec)
             self.in_progress.append(kpi_id)
@@ -336,7 +308,13 @@ class _Compiler:
         self.kpi_values[kpi_id] = value
         return value
 
-    def _kpi_column(self, kpi_id: str, node: Node) -> _Value:
+    def _check_functions(self, kpi_id: str, node: Node) -> None:
+        """Refuse a function the dialect has no exact form of, before building any SQL."""
+        for n in node.walk():
+            if isinstance(n, Call) and n.func in self.quirks.unsupported:
+                raise unsupported(n.func, self.dialect, kpi_id)
+
+    def _kpi_column(self, kpi_id: str, node: Node) -> Value:
         if isinstance(node, Call) and node.func in AGGREGATES and node not in self.agg_cache:
             return self._aggregate(node, hint=kpi_id)  # name the aggregate after its KPI
         value = self.period(node)
@@ -345,15 +323,16 @@ class _Compiler:
         name = self.names.claim(kpi_id)
         level = value.level + 1
         self.periods.add(level, name, value.sql)
-        return _Value(b.col(name), level, NUMBER, value.nullable, inf=value.inf, nan=value.nan)
+        return Value(b.col(name), level, NUMBER, value.nullable, inf=value.inf, nan=value.nan)
 
-    def _supplied(self, kpi_id: str, column: str) -> _Value:
+    def _supplied(self, kpi_id: str, column: str) -> Value:
         """A KPI given as a column of the data: one value per period and group.
 
         DuckDB also checks that the value is unique there, and raises the pandas engine's
         error otherwise; other dialects take the smallest value."""
         sql_name = self.names.claim(kpi_id)
-        high = self.names.claim(f"{kpi_id}_max") if self.dialect == "duckdb" else sql_name
+        checked = self.quirks.supplied_check
+        high = self.names.claim(f"{kpi_id}_max") if checked else sql_name
         self.supplied[kpi_id] = (column, sql_name, high)
         low = exp.Min(this=b.col(sql_name))
         value: exp.Expression = low
@@ -370,12 +349,12 @@ class _Compiler:
                 this="ERROR", expressions=[exp.func("FORMAT", b.string(template), low.copy(), top)]
             )
             value = b.case((b.binary(exp.NEQ, low.copy(), top.copy()), fail), default=low.copy())
-        agg = _Aggregate(self.names.claim(f"{kpi_id}_given"), value, None, 0)
+        agg = Aggregate(self.names.claim(f"{kpi_id}_given"), value, None, 0)
         self.aggregates.append(agg)
-        return _Value(b.col(agg.name), 0)
+        return Value(b.col(agg.name), 0)
 
     # -- datapoints -------------------------------------------------------------------------
-    def datapoint(self, name: str) -> _Value:
+    def datapoint(self, name: str) -> Value:
         if name not in self.datapoints:
             spec = self.specs.get(name, Datapoint(name))
             column = self._data_column(name)
@@ -384,7 +363,11 @@ class _Compiler:
             column = column or self.req.columns.get(name, name)
             if not self.grid and spec.rows == "distinct":
                 raise distinct_needs_entity(name)
-            if self.grid and spec.rows in ("last", "first") and self._row_order(spec) is None:
+            if not self.grid and self.coarse and spec.coarsening == "average":
+                if spec.missing != "zero":
+                    raise average_needs_entity(name, grain_name(self.grain))
+            unordered = self._row_order(spec) is None and not spec.order_by
+            if self.grid and spec.rows in ("last", "first") and unordered:
                 raise SQLCompileError(
                     f"datapoint {name!r} keeps the {spec.rows} row of each entity-period "
                     f"(rows: {spec.rows}), but SQL tables have no row order: give the datapoint "
@@ -393,16 +376,17 @@ class _Compiler:
                     "timestamp"
                 )
             self.datapoints[name] = (spec, column, self.names.claim(name))
-            if self.req.drop_invalid:  # flags it excludes are read too, to leave both out
-                for other in spec.excludes:
-                    if self.known is not None and self._data_column(other) is not None:
-                        self.specs.setdefault(
-                            other, Datapoint(other, rows=spec.rows, time=spec.time)
-                        )
-                        self.datapoint(other)
+            # flags it excludes are read too: to leave both out (drop_invalid), or to raise
+            # an error where both are set
+            for other in spec.excludes:
+                if self._data_column(other) is not None or (
+                    self.known is None and other in self.specs
+                ):
+                    self.specs.setdefault(other, Datapoint(other, rows=spec.rows, time=spec.time))
+                    self.datapoint(other)
         spec, _, sql_name = self.datapoints[name]
         nullable = not (self.grid and spec.missing == "zero") or self.req.drop_invalid
-        return _Value(b.col(sql_name), 0, NUMBER, nullable)
+        return Value(b.col(sql_name), 0, NUMBER, nullable)
 
     def _partners(self, name: str) -> list[str]:
         """With drop_invalid: the read datapoints that ``name`` excludes or is excluded by."""
@@ -448,136 +432,7 @@ class _Compiler:
                 return b.col(self._order_names.setdefault(column, self.names.claim(column)))
         return b.col(ORDER) if self.order is not None else None
 
-    # -- formula nodes ----------------------------------------------------------------------
-    def row(self, node: Node) -> _Value:
-        """A row-level (per cell) expression: datapoints, arithmetic, previous, ever_before."""
-        if node not in self.row_cache:
-            self.row_cache[node] = self._row(node)
-        return self.row_cache[node]
-
-    def period(self, node: Node) -> _Value:
-        """A period-level expression: aggregates, KPIs and what combines them."""
-        if node not in self.period_cache:
-            self.period_cache[node] = self._period(node)
-        return self.period_cache[node]
-
-    def _row(self, node: Node) -> _Value:
-        if isinstance(node, Name):
-            return self.datapoint(node.name)
-        if isinstance(node, Call) and node.func == "previous":
-            return self._previous(self.row(node.args[0]), self.rows, node.args[0], row=True)
-        if isinstance(node, Call) and node.func == "ever_before":
-            return self._ever_before(node.args[0], self.row(node.args[0]))
-        return self._scalar(node, self.row)
-
-    def _period(self, node: Node) -> _Value:
-        if isinstance(node, Name):
-            return self._kpi_reference(self.kpi(node.name))
-        if isinstance(node, Call) and node.func in AGGREGATES:
-            return self._aggregate(node)
-        if isinstance(node, Call) and node.func == "previous":
-            return self._previous(self.period(node.args[0]), self.periods, node.args[0], row=False)
-        return self._scalar(node, self.period)
-
-    def _kpi_reference(self, value: _Value) -> _Value:
-        """A KPI as another formula reads it: missing where it is not a finite number, as
-        the pandas engine stores every KPI's value (1 / x is missing, not 0, where x
-        overflowed)."""
-        if not (value.inf or value.nan):
-            return value
-        guarded = b.case((b.finite(value.sql, self.dialect), value.sql.copy()))
-        return _Value(guarded, value.level, NUMBER, True, value.const, value.double)
-
-    def _known(self, value: _Value) -> _Value:
-        """The value with NaN as NULL, for what tells them apart: comparisons, coalesce(),
-        greatest(), least(), aggregates and ^ (NaN ^ 0 is 1, NULL ^ 0 is NULL)."""
-        if not value.nan:
-            return value
-        sql = b.not_nan(value.sql, self.dialect)
-        return _Value(sql, value.level, value.kind, True, value.const, value.double, inf=value.inf)
-
-    def _require_period(self, func: str) -> None:
-        if self.req.period is None:
-            raise needs_period(func, self.in_progress)
-
-    def _require_grid(self, func: str) -> None:
-        if not self.grid:
-            raise ColumnNotGivenError(
-                "entity", f"{func}() on datapoints compares an entity with itself over time"
-            )
-
-    def _previous(self, value: _Value, layers: _Layers, arg: Node, row: bool) -> _Value:
-        if value.const:
-            return value  # a constant is the same in every period
-        self._require_period("previous")
-        if row:
-            self._require_grid("previous")
-        if value.kind == CONDITION:
-            lag = exp.Lag(this=value.sql, offset=exp.Literal.number(1), default=exp.false())
-        else:
-            lag = exp.Lag(this=value.sql)
-        name = self.names.claim(f"previous_{_hint(arg)}")
-        level = value.level + 1
-        layers.add(level, name, layers.over(lag))
-        if row:
-            self.row_previous[name] = (arg, value)
-        nullable = True if value.kind == NUMBER else value.nullable
-        return _Value(
-            b.col(name),
-            level,
-            value.kind,
-            nullable,
-            double=value.double,
-            inf=value.inf,
-            nan=value.nan,
-        )
-
-    def _ever_before(self, node: Node, cond: _Value) -> _Value:
-        self._require_period("ever_before")
-        self._require_grid("ever_before")
-        if self.coarse:
-            cond = self._held_in_period(node, cond)
-        flag = b.case((cond.sql, exp.Literal.number(1)), default=exp.Literal.number(0))
-        seen = self.rows.over(exp.Max(this=flag), frame="before")
-        name = self.names.claim("ever_before")
-        self.row_ever_before[name] = (node, cond)
-        level = cond.level + 1
-        self.rows.add(
-            level, name, b.eq(b.coalesce(seen, exp.Literal.number(0)), exp.Literal.number(1))
-        )
-        return _Value(b.col(name), level, CONDITION, nullable=False)
-
-    def _held_in_period(self, node: Node, cond: _Value) -> _Value:
-        """At a coarser grain: did the condition hold in any base period of the cell's coarse
-        period? ever_before() then runs over that, so "paid before Q3" sees a customer who paid
-        in February only, as the pandas engine does.
-
-        The flag is computed from the base-period cells that have rows, which is exact when
-        the condition is false in a base period without rows and reads no other period."""
-        looks_back = time_calls(node)
-        if looks_back:
-            raise SQLCompileError(
-                f"ever_before({to_text(node)}) at a coarser grain: a condition that uses "
-                f"{looks_back[0]}() does not compile to SQL; evaluate at the data's own grain or "
-                "with the pandas engine"
-            )
-        if self._reads_bound(cond.sql):
-            raise SQLCompileError(
-                f"ever_before({to_text(node)}) at a coarser grain: a condition that raises a "
-                "computed value to a power (^) does not compile to SQL; evaluate at the data's "
-                "own grain or with the pandas engine"
-            )
-        if holds_in_empty_cell(node, self._fills()) is not False:
-            raise SQLCompileError(
-                f"ever_before({to_text(node)}) at a coarser grain: the condition may hold where "
-                "an entity has no rows, which SQL cannot see at base periods; evaluate at the "
-                "data's own grain or with the pandas engine"
-            )
-        name = self.names.claim("held_in_period")
-        self.held[name] = cond
-        return _Value(b.eq(b.col(name), b.num(1)), 0, CONDITION, nullable=False)
-
-    def _held_flag(self, cond: _Value) -> exp.Expression:
+    def _held_flag(self, cond: Value) -> exp.Expression:
         """1 if the condition holds in some base-period cell ``c`` of the group, else 0."""
         filled = {
             name: _filled(spec, b.col(name, "c")) for spec, _, name in self.datapoints.values()
@@ -588,200 +443,15 @@ class _Compiler:
                 return filled[e.name].copy()
             return e
 
-        at_base = _cond(cond).copy().transform(base_value)
+        at_base = as_condition(cond).copy().transform(base_value)
         return exp.Max(this=b.case((at_base, b.num(1)), default=b.num(0)))
-
-    def _scalar(self, node: Node, recurse: Callable[[Node], _Value]) -> _Value:
-        if isinstance(node, Number):
-            whole = node.value == int(node.value)
-            return _Value(b.num(node.value), 0, NUMBER, False, True, not whole, node.value)
-        if isinstance(node, Unary):
-            v = recurse(node.operand)
-            if node.op == "not":
-                return _Value(b.not_(_cond(v)), v.level, CONDITION, False, v.const)
-            return _Value(
-                b.neg(v.sql), v.level, NUMBER, v.nullable, v.const, v.double, inf=v.inf, nan=v.nan
-            )
-        if isinstance(node, Binary):
-            row = recurse == self.row
-            if node.op == "^" and _constant(node):
-                return self._constant_power(node)
-            return self._binary(node.op, recurse(node.left), recurse(node.right), row)
-        if isinstance(node, Call) and node.func == "months_in_period":
-            months = pandas_periods.months_in(self.grain)
-            return _Value(b.num(months), 0, NUMBER, False, True, months != int(months), months)
-        if isinstance(node, Call) and node.func in pandas_periods.CALENDAR_FUNCTIONS:
-            if self.req.period is None:
-                raise calendar_needs_period(node.func, self.in_progress)
-            days = b.calendar_days(b.col(PERIOD), self.grain, node.func)
-            literal = float(days.this) if isinstance(days, exp.Literal) else None
-            return _Value(days, 0, NUMBER, False, literal is not None, False, literal)
-        if isinstance(node, Call):
-            args = [recurse(a) for a in node.args]
-            level = max(a.level for a in args)
-            const = all(a.const for a in args)
-            inf = any(a.inf for a in args)
-            if node.func == "if":
-                cond, then, other = args
-                sql = b.case((cond.sql, then.sql), default=other.sql)
-                nullable = then.nullable or other.nullable
-                return _Value(
-                    sql, level, NUMBER, nullable, const, inf=inf, nan=then.nan or other.nan
-                )
-            if node.func == "abs":
-                (x,) = args
-                sql = exp.Abs(this=x.sql)
-                return _Value(sql, level, NUMBER, x.nullable, const, x.double, inf=inf, nan=x.nan)
-            args = [self._known(a) for a in args]
-            nullable = all(a.nullable for a in args)
-            if node.func in ("greatest", "least"):
-                if b.extreme_repeats(self.dialect) and any(a.nullable for a in args):
-                    row = recurse == self.row  # each argument is read again for the others
-                    args = [self._once(a, row) for a in args]
-                    level = max(a.level for a in args)
-                sql = b.extreme(
-                    node.func, [a.sql for a in args], [a.nullable for a in args], self.dialect
-                )
-                double = any(a.double for a in args)
-                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
-            if node.func == "coalesce":
-                sql = b.coalesce(*[a.sql for a in args])
-                double = any(a.double for a in args)
-                return _Value(sql, level, NUMBER, nullable, const, double, inf=inf)
-        raise KPIError(f"cannot compile {node!r} to SQL")  # pragma: no cover
-
-    def _binary(self, op: str, left: _Value, right: _Value, row: bool = False) -> _Value:
-        level = max(left.level, right.level)
-        const = left.const and right.const
-        nullable = left.nullable or right.nullable
-        # an infinite operand can make NaN (inf - inf, 0 * inf, inf / inf)
-        nan = left.inf or right.inf or left.nan or right.nan
-        if op in _ARITH:
-            sql = b.binary(_ARITH[op], left.sql, right.sql)
-            double = left.double or right.double
-            inf = op == "*" or left.inf or right.inf  # sums of finite inputs are taken as finite
-            return _Value(sql, level, NUMBER, nullable, const, double, inf=inf, nan=nan)
-        if op == "/":
-            numerator = left.sql if (left.double or right.double) else b.double(left.sql)
-            divisor = right.sql
-            if right.number is None or right.number == 0:  # x / 0 is missing, as in pandas
-                divisor = exp.Nullif(this=divisor, expression=b.num(0))
-            sql = b.binary(exp.Div, numerator, divisor)
-            return _Value(sql, level, NUMBER, True, const, inf=True, nan=nan)
-        if op == "^":  # POWER's guards read each operand several times: compute them once
-            left = self._once(self._known(left), row)
-            right = self._once(self._known(right), row)
-            level = max(left.level, right.level)
-            return _Value(self._power(left, right), level, NUMBER, True, const, inf=True)
-        if op in _COMPARE:
-            left, right = self._known(left), self._known(right)
-            return _Value(
-                b.binary(_COMPARE[op], left.sql, right.sql), level, CONDITION, nullable, const
-            )
-        cls = exp.And if op == "and" else exp.Or
-        return _Value(b.binary(cls, left.sql, right.sql), level, CONDITION, nullable, const)
-
-    def _once(self, value: _Value, row: bool) -> _Value:
-        """The value as a column of its own when its SQL is more than a column or a literal,
-        so that SQL reading it several times (POWER's guards, greatest() in BigQuery) grows
-        with the formula, not exponentially with its nesting.
-
-        A row-level column goes to the second window layer at the earliest: the sparse
-        layout computes the first layer on the rows with data only (see _sparse_rows)."""
-        if value.const or _simple(value.sql):
-            return value
-        name = self.names.claim("value")
-        if row:
-            level = max(value.level, 1) + 1
-            self.rows.add(level, name, value.sql)
-            self.row_bound.add(name)
-        else:
-            level = value.level + 1
-            self.periods.add(level, name, value.sql)
-        return _Value(
-            b.col(name),
-            level,
-            value.kind,
-            value.nullable,
-            double=value.double,
-            inf=value.inf,
-            nan=value.nan,
-        )
-
-    def _reads_bound(self, sql: exp.Expression) -> bool:
-        """Does the row-level SQL read a column made by :meth:`_once`?"""
-        return any(c.name in self.row_bound for c in sql.find_all(exp.Column))
-
-    def _constant_power(self, node: Binary) -> _Value:
-        """A power of constants, computed here as the pandas engine computes it."""
-        value = _constant_value(node, pandas_periods.months_in(self.grain))
-        known = value if math.isfinite(value) else None
-        missing = math.isnan(value)
-        return _Value(_literal(value), 0, NUMBER, missing, True, True, known, math.isinf(value))
-
-    def _power(self, base: _Value, exponent: _Value) -> exp.Expression:
-        """POWER with the formula language's rule: a negative base with a fractional
-        exponent is missing, and so is zero to a negative power (1 / 0 in disguise);
-        PostgreSQL would raise an error for both."""
-        power = exp.Pow(this=base.sql, expression=exponent.sql)
-        whens = []
-        e = exponent.sql
-        value = exponent.number
-        known = value is not None
-        if not known or value != int(value):
-            frac = b.binary(exp.NEQ, e, exp.Floor(this=e))
-            whens.append((b.and_(b.binary(exp.LT, base.sql, b.num(0)), frac), exp.Null()))
-        if not known or value < 0:
-            zero = b.eq(base.sql, b.num(0))
-            if not known:
-                zero = b.and_(zero, b.binary(exp.LT, e, b.num(0)))
-            whens.append((zero, exp.Null()))
-        return b.case(*whens, default=power) if whens else power
-
-    # -- aggregates ---------------------------------------------------------------------------
-    def _aggregate(self, node: Call, hint: str | None = None) -> _Value:
-        if node in self.agg_cache:
-            return self.agg_cache[node]
-        func = node.func
-        if (func, self.dialect) in UNSUPPORTED:
-            raise unsupported(func, self.dialect, self.in_progress[-1] if self.in_progress else "?")
-        x = self._known(self.row(node.args[0]))
-        value = x.sql
-        if len(node.args) > 1:
-            value = b.case((self.row(node.args[1]).sql, value))
-        fill: float | None = None
-        if func == "sum":
-            sql, fill = exp.Sum(this=value), 0.0
-        elif func == "count":
-            sql, fill = b.double(exp.Count(this=value)), 0.0
-        elif func == "count_distinct":
-            sql, fill = b.double(exp.Count(this=exp.Distinct(expressions=[value]))), 0.0
-        elif func == "mean":
-            sql = exp.Avg(this=value)
-        elif func == "median":
-            sql = b.median(value, self.dialect)
-        elif func == "min":
-            sql = exp.Min(this=value)
-        else:
-            sql = exp.Max(this=value)
-        depth = max(gap_depth(a) for a in node.args)
-        if hint is None:  # named after the KPI whose formula it is part of
-            hint = f"{self.in_progress[-1]}_{func}" if self.in_progress else func
-        name = self.names.claim(hint)
-        kpi = self.in_progress[-1] if self.in_progress else "?"
-        self.aggregates.append(_Aggregate(name, sql, fill, depth, node, kpi))
-        result = _Value(b.col(name), 0, NUMBER, nullable=fill is None or depth > 0)
-        if func not in ("count", "count_distinct"):  # a sum of inf and -inf is NaN
-            result.inf = result.nan = x.inf
-        self.agg_cache[node] = result
-        return result
 
     # -- groups -----------------------------------------------------------------------------
     def _plan_group_carry(self) -> None:
         """An entity-period's group is its row's group, else the entity's last known group
         (a churned customer stays in its last segment), else its first one (``entities``
         holds each entity's first group)."""
-        if self.dialect == "duckdb":
+        if self.quirks.window_ignore_nulls:
             self._carry_with_ignore_nulls()
             return
         # Portable form (PostgreSQL has no IGNORE NULLS): number the runs that start at each
@@ -860,7 +530,7 @@ class _Compiler:
             add(("entities", self._entities()))
             grid = self._grid(cells)
             grid.add_comments(
-                [_comment(f"dense: every entity in every period; {self.layout.reason}")]
+                [b.comment(f"dense: every entity in every period; {self.layout.reason}")]
             )
             add(("grid", grid))
             relation = "grid"
@@ -881,7 +551,10 @@ class _Compiler:
             name = f"kpis_{i}"
             add((name, _extend(relation, layer)))
             relation = name
-        final = self._final(relation, ids)
+        checks = self._row_checks()
+        if checks is not None:
+            add(("row_checks", checks))
+        final = self._final(relation, ids, checked=checks is not None)
         for name, body in ctes:
             final = final.with_(name, as_=body, copy=False)
         return _rename_clashing_ctes(final, {name for name, _ in ctes}, table)
@@ -921,7 +594,7 @@ class _Compiler:
         add(("present_cells", self._present_cells(cells)))
         present = self._present_rows()
         present.add_comments(
-            [_comment(f"sparse: rows and the period after each; {self.layout.reason}")]
+            [b.comment(f"sparse: rows and the period after each; {self.layout.reason}")]
         )
         add(("present_rows", present))
         relation = "present_rows"
@@ -981,7 +654,7 @@ class _Compiler:
         base period, else its first row's."""
         return _first_group(name) if self.coarse else name
 
-    def _sparse_previous(self, arg: Node, value: _Value) -> exp.Expression:
+    def _sparse_previous(self, arg: Node, value: Value) -> exp.Expression:
         adjacent = b.eq(
             self.rows.over(exp.Lag(this=b.col(PERIOD))),
             b.binary(exp.Sub, b.col(PERIOD), b.num(1)),
@@ -990,7 +663,7 @@ class _Compiler:
         # the first period has no period before: NULL (FALSE for a condition, as the grid's
         # LAG(cond, 1, FALSE)); after a period without rows, the value such a period has
         at_start = exp.false() if value.kind == CONDITION else exp.Null()
-        after_gap = _literal(fill_value(arg, self._fills()))
+        after_gap = sql_literal(fill_value(arg, self._fills()))
         if after_gap != at_start:
             whens.append((b.eq(b.col(PERIOD), b.col(FIRST_PERIOD)), at_start))
         return b.case(*whens, default=None if isinstance(after_gap, exp.Null) else after_gap)
@@ -1015,7 +688,7 @@ class _Compiler:
                 value = _qualified(self.row_previous[name][1].sql, "r")
             else:  # ever_before: the row's own condition counts too
                 cond = self.row_ever_before[name][1]
-                value = b.binary(exp.Or, b.col(name, "r"), _qualified(_cond(cond), "r"))
+                value = b.binary(exp.Or, b.col(name, "r"), _qualified(as_condition(cond), "r"))
             items.append(b.alias(value, name))
         after = b.binary(exp.Add, b.col(PERIOD, "r"), b.num(1))
         gap = exp.Or(
@@ -1099,7 +772,7 @@ class _Compiler:
             spec, column, _ = self.datapoints[dp]
             value = b.numeric_input(b.col(column), self.dialect)
             if self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
-                value = b.case((_within(value.copy(), spec), value))  # outside: no value
+                value = b.case((within(value.copy(), spec), value))  # outside: no value
             return value
 
         for dp, (_, _, name) in self.datapoints.items():
@@ -1132,12 +805,12 @@ class _Compiler:
         ).from_(relation)
 
     def _base_periods(self) -> exp.Select:
-        table, value = b.number_series(b.col("_first"), b.col("_last"), BASE, self.dialect)
+        table, value, join = b.number_series(b.col("_first"), b.col("_last"), BASE, self.dialect)
         select = exp.select(b.alias(value, BASE) if not _is_col(value, BASE) else value).from_(
             "bounds"
         )
         if table is not None:
-            select = select.join(table, join_type="CROSS" if self.dialect != "snowflake" else None)
+            select = select.join(table, join_type=join)
         return select
 
     def _calendar(self) -> exp.Select:
@@ -1241,7 +914,10 @@ class _Compiler:
             return exp.Min(this=value)
         if how == "max":
             return exp.Max(this=value)
-        known = b.case((b.not_null(value.copy()), self._row_order(spec)))
+        order = self._row_order(spec)
+        if order is None:  # the data has no order_by column: the rows must agree (row_checks)
+            return exp.Min(this=value)
+        known = b.case((b.not_null(value.copy()), order))
         return b.max_by(value, known, self.dialect, smallest=how == "first")
 
     def _coarse_cells(self) -> exp.Select:
@@ -1255,7 +931,7 @@ class _Compiler:
             items.append(b.alias(latest, name))
             # DuckDB carries the first group back to the periods before an entity's first
             # row from here, and so does the sparse layout in every dialect
-            if self.dialect == "duckdb" or self.layout.kind == SPARSE:
+            if self.quirks.window_ignore_nulls or self.layout.kind == SPARSE:
                 earliest = b.max_by(b.col(name, "c"), b.col(BASE, "c"), self.dialect, True)
                 items.append(b.alias(earliest, _first_group(name)))
         items += self._supplied_columns("c")
@@ -1318,7 +994,7 @@ class _Compiler:
     def _entities(self) -> exp.Select:
         """Every entity seen anywhere; outside DuckDB also with its first group (carried back
         to the periods before its first row)."""
-        if not self.groups or self.dialect == "duckdb":
+        if not self.groups or self.quirks.window_ignore_nulls:
             return exp.select(ENTITY).distinct().from_("cells")
         items: list[exp.Expression] = [b.col(ENTITY)]
         for _, name in self.groups:
@@ -1334,7 +1010,7 @@ class _Compiler:
             items.append(b.alias(self._cell_value(dp, self._filled_in("c")), name))
         for _, name in self.groups:
             items.append(b.alias(b.col(name, "c"), _row_group(name)))
-            if self.dialect != "duckdb":
+            if not self.quirks.window_ignore_nulls:
                 items.append(b.col(_first_group(name), "e"))
             elif self.coarse:
                 items.append(b.col(_first_group(name), "c"))
@@ -1446,7 +1122,7 @@ class _Compiler:
             exp.NullSafeEQ(this=b.col(n, table), expression=b.col(n, "g")) for _, n in self.groups
         ]
 
-    def _final(self, relation: str, ids: list[str]) -> exp.Select:
+    def _final(self, relation: str, ids: list[str], checked: bool = False) -> exp.Select:
         items: list[exp.Expression] = []
         if self.req.period is not None:
             items.append(b.alias(b.col(LABEL), self.req.period))
@@ -1459,12 +1135,14 @@ class _Compiler:
             items.append(b.alias(guarded, kpi_id))
         order = [b.ascending(b.col(PERIOD), self.dialect)]
         order += [exp.Ordered(this=b.col(n), nulls_first=False) for _, n in self.groups]
-        return (
-            exp.select(*items)
-            .from_(relation)
-            .where(b.binary(exp.GT, b.col(CELLS), b.num(0)))
-            .order_by(*order)
-        )
+        where = b.binary(exp.GT, b.col(CELLS), b.num(0))
+        select = exp.select(*items).from_(relation)
+        if checked:  # the statement fails where a row check found a problem
+            problem = b.col(PROBLEM)  # unqualified: the CTE may be renamed (kpi_row_checks)
+            failed = b.case((b.not_null(problem), b.raise_error(problem.copy(), self.dialect)))
+            select = select.join(exp.to_table("row_checks"), join_type="CROSS")
+            where = b.and_(where, b.is_null(failed))
+        return select.where(where).order_by(*order)
 
 
 def _rename_clashing_ctes(tree: exp.Select, names: set[str], table: exp.Expression) -> exp.Select:
@@ -1488,31 +1166,12 @@ def _filled(spec: Datapoint, value: exp.Expression) -> exp.Expression:
     return b.coalesce(value, b.num(0)) if spec.missing == "zero" else value
 
 
-def _within(value: exp.Expression, spec: Datapoint) -> exp.Expression:
-    """The datapoint's value lies in its valid range."""
-    parts = []
-    if spec.minimum is not None:
-        parts.append(b.binary(exp.GTE, value.copy(), b.num(spec.minimum)))
-    if spec.maximum is not None:
-        parts.append(b.binary(exp.LTE, value.copy(), b.num(spec.maximum)))
-    return b.and_(*parts)
-
-
-def _cond(v: _Value) -> exp.Expression:
-    """A condition as true/false: where SQL would say NULL, numpy says false."""
-    return b.coalesce(v.sql, exp.false()) if v.nullable else v.sql
-
-
 def _row_group(name: str) -> str:
     return f"_row_{name}"
 
 
 def _first_group(name: str) -> str:
     return f"_first_{name}"
-
-
-def _comment(text: str) -> str:
-    return " " + text.replace("*/", "* /") + " "
 
 
 def _before_group(name: str) -> str:
@@ -1526,52 +1185,6 @@ def _qualified(e: exp.Expression, table: str) -> exp.Expression:
         if not column.table:
             column.set("table", b.ident(table))
     return e
-
-
-def _literal(value) -> exp.Expression:
-    """A value of the pandas engine's (bool, float, NaN, inf) as SQL."""
-    if np.asarray(value).dtype == bool:
-        return exp.true() if bool(value) else exp.false()
-    number = float(value)
-    if math.isnan(number):
-        return exp.Null()
-    if math.isinf(number):
-        return b.infinity() if number > 0 else b.neg(b.infinity())
-    return b.num(number)
-
-
-def _simple(e: exp.Expression) -> bool:
-    """A column, a literal or NULL (possibly negated or cast): cheap to write twice."""
-    while isinstance(e, exp.Neg | exp.Paren | exp.Cast):
-        e = e.this
-    return isinstance(e, exp.Column | exp.Literal | exp.Null | exp.Boolean)
-
-
-def _constant(node: Node) -> bool:
-    """Is the formula made of numbers and months_in_period() only?"""
-    return all(
-        isinstance(n, Number | Binary | Unary) or (isinstance(n, Call) and n.func in _CONSTANT)
-        for n in node.walk()
-    )
-
-
-def _constant_value(node: Node, months: float) -> float:
-    """A constant formula's value, by the pandas engine's own operators."""
-    from ..arithmetic import SCALAR_FUNCS, binary
-
-    def value(n: Node):
-        if isinstance(n, Number):
-            return np.float64(n.value)
-        if isinstance(n, Unary):
-            x = value(n.operand)
-            return np.logical_not(x) if n.op == "not" else np.negative(x)
-        if isinstance(n, Binary):
-            return binary(n.op, value(n.left), value(n.right))
-        if isinstance(n, Call) and n.func == "months_in_period":
-            return np.float64(months)
-        return SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
-
-    return float(value(node))
 
 
 def _rows_of(name: str) -> str:
@@ -1592,12 +1205,3 @@ def _is_col(e: exp.Expression, name: str) -> bool:
 
 def _extend(relation: str, columns: list[tuple[str, exp.Expression]]) -> exp.Select:
     return exp.select(exp.Star(), *[b.alias(e, n) for n, e in columns]).from_(relation, copy=False)
-
-
-def _hint(node: Node) -> str:
-    """A short readable name for the column holding previous(node)."""
-    if isinstance(node, Name):
-        return node.name
-    if isinstance(node, Call) and node.func == "previous":
-        return "previous_" + _hint(node.args[0])
-    return "value"

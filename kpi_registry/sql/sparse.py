@@ -46,8 +46,9 @@ class Layout:
     reason: str  # one line a reader of the SQL can check
 
 
-class _NotProvable(Exception):
-    pass
+class NotProvable(Exception):
+    """The value of an expression in a cell without rows cannot be told (the message says
+    why)."""
 
 
 def choose_layout(
@@ -85,7 +86,7 @@ def choose_layout(
     try:
         for cond in ever_before_conds:
             for scenario in _scenarios(cond):
-                if _truthy(_at_empty_cell(cond, fills, *scenario)):
+                if truthy(at_empty_cell(cond, fills, *scenario)):
                     return Layout(DENSE, "an ever_before() condition holds in cells without rows")
         for agg in aggregates:
             node = agg.node
@@ -96,7 +97,7 @@ def choose_layout(
                         DENSE,
                         f"{node.func}() in {agg.kpi} counts cells without rows",
                     )
-    except _NotProvable as e:
+    except NotProvable as e:
         return Layout(DENSE, str(e))
     return Layout(
         SPARSE,
@@ -118,7 +119,7 @@ def _scenarios(node: Node, first_period_masked: bool = False):
         dict.fromkeys(n for n in node.walk() if isinstance(n, Call) and n.func == "ever_before")
     )
     if len(conds) > _MAX_EVER_BEFORE:
-        raise _NotProvable(f"more than {_MAX_EVER_BEFORE} ever_before() in one formula")
+        raise NotProvable(f"more than {_MAX_EVER_BEFORE} ever_before() in one formula")
     if not first_period_masked:
         yield True, dict.fromkeys(conds, False)
     for values in itertools.product((False, True), repeat=len(conds)):
@@ -127,28 +128,37 @@ def _scenarios(node: Node, first_period_masked: bool = False):
 
 def _contributes(node: Call, fills, first_period: bool, ever: dict) -> bool:
     """Would this aggregate take a value from an empty cell?"""
-    if len(node.args) > 1 and not _truthy(_at_empty_cell(node.args[1], fills, first_period, ever)):
+    if len(node.args) > 1 and not truthy(at_empty_cell(node.args[1], fills, first_period, ever)):
         return False
-    value = float(_at_empty_cell(node.args[0], fills, first_period, ever))
+    value = float(at_empty_cell(node.args[0], fills, first_period, ever))
     if math.isnan(value):
         return False  # every aggregate skips missing values
     return not (node.func == "sum" and value == 0)
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     return bool(np.asarray(value, dtype=bool))
 
 
-def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, ever: dict) -> Any:
-    """The value a row-level expression has in an empty cell, computed as the pandas engine
-    computes it."""
+def at_empty_cell(
+    node: Node,
+    fills: Mapping[str, float],
+    first_period: bool = False,
+    ever: Mapping[Node, bool] | None = None,
+) -> Any:
+    """The value a row-level expression has in a cell where its entity has no row, computed
+    with the pandas engine's own operators: each datapoint is its fill value (0.0 for
+    ``missing: zero``, else NaN), ``ever_before()`` calls take their value from ``ever``.
+    Used to choose the SQL layout here and by the MetricFlow export (a measure cannot see
+    entities without rows). Raises :class:`NotProvable` where it cannot tell."""
+    ever = ever or {}
 
     def value(n: Node) -> Any:
         if isinstance(n, Number):
             return n.value
         if isinstance(n, Name):
             if n.name not in fills:
-                raise _NotProvable(f"no fill value known for {n.name!r}")
+                raise NotProvable(f"no fill value known for {n.name!r}")
             return fills[n.name]
         if isinstance(n, Unary):
             x = value(n.operand)
@@ -168,7 +178,7 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
             if n.func in SCALAR_FUNCS:
                 with np.errstate(all="ignore"):
                     return SCALAR_FUNCS[n.func](*[value(a) for a in n.args])
-        raise _NotProvable(f"cannot tell what {n!r} is in a cell without rows")
+        raise NotProvable(f"cannot tell what {n!r} is in a cell without rows")
 
     return value(node)
 
@@ -176,12 +186,12 @@ def _at_empty_cell(node: Node, fills: Mapping[str, float], first_period: bool, e
 def holds_in_empty_cell(cond: Node, fills: Mapping[str, float]) -> bool | None:
     """Is a condition on datapoints alone true in a cell without rows? None: cannot tell."""
     try:
-        return _truthy(_at_empty_cell(cond, fills, False, {}))
-    except _NotProvable:
+        return truthy(at_empty_cell(cond, fills, False, {}))
+    except NotProvable:
         return None
 
 
 def fill_value(node: Node, fills: Mapping[str, float]) -> Any:
     """``node`` (datapoints and arithmetic only) in a cell without rows: what ``previous()``
     reads after a period without rows."""
-    return _at_empty_cell(node, fills, False, {})
+    return at_empty_cell(node, fills, False, {})

@@ -8,26 +8,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import KPIError
+from .dialects import RECORDS
 
 #: Query layouts (see sparse.py); here so `kpi sql`'s options need not import the engine.
 DENSE, SPARSE = "dense", "sparse"
 LAYOUTS = ("auto", DENSE, SPARSE)
 
-#: Dialects the compiler writes, by their sqlglot names.
-DIALECTS: tuple[str, ...] = ("duckdb", "postgres", "snowflake", "bigquery", "spark", "trino")
+#: Dialects the compiler writes, by their sqlglot names (one record each in dialects.py).
+DIALECTS: tuple[str, ...] = tuple(RECORDS)
 
-#: (function, dialect) -> why it does not compile there. Everything else compiles everywhere.
+#: (function, dialect) -> why it does not compile there, from the dialect records.
+#: Everything else compiles everywhere.
 UNSUPPORTED: dict[tuple[str, str], str] = {
-    ("median", "bigquery"): (
-        "BigQuery has no exact median aggregate (PERCENTILE_CONT is a window function only and "
-        "APPROX_QUANTILES is approximate)"
-    ),
-    ("median", "trino"): ("Trino has no exact median aggregate (approx_percentile is approximate)"),
+    (func, d.name): why for d in RECORDS.values() for func, why in d.unsupported.items()
 }
 
 
 class SQLCompileError(KPIError):
     """A formula or request that cannot be expressed in the chosen SQL dialect."""
+
+
+class UnsupportedFunctionError(SQLCompileError):
+    """A KPI's formula calls a function its dialect has no exact form of (``UNSUPPORTED``);
+    raised before any SQL is built."""
+
+    def __init__(self, kpi_id: str, function: str, dialect: str, reason: str):
+        self.kpi_id, self.function, self.dialect, self.reason = kpi_id, function, dialect, reason
+        self.supported_in = [d for d in DIALECTS if (function, d) not in UNSUPPORTED]
+        super().__init__(
+            f"KPI {kpi_id!r}: {function}() does not compile to {dialect}: {reason}. "
+            f"It compiles to {', '.join(self.supported_in)}; or evaluate with the pandas engine"
+        )
 
 
 def check_dialect(dialect: str) -> str:
@@ -37,12 +48,8 @@ def check_dialect(dialect: str) -> str:
     return name
 
 
-def unsupported(func: str, dialect: str, kpi_id: str) -> SQLCompileError:
-    ok = [d for d in DIALECTS if (func, d) not in UNSUPPORTED]
-    return SQLCompileError(
-        f"KPI {kpi_id!r}: {func}() does not compile to {dialect}: {UNSUPPORTED[(func, dialect)]}. "
-        f"It compiles to {', '.join(ok)}; or evaluate with the pandas engine"
-    )
+def unsupported(func: str, dialect: str, kpi_id: str) -> UnsupportedFunctionError:
+    return UnsupportedFunctionError(kpi_id, func, dialect, UNSUPPORTED[(func, dialect)])
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
 from ..arithmetic import LOG10_E
+from .dialects import record
 from .spec import PeriodFormat
 
 # Words that must be quoted when used as a column or table name in at least one dialect.
@@ -104,6 +105,11 @@ def num(value: float) -> exp.Expression:
 
 def string(text: str) -> exp.Literal:
     return exp.Literal.string(text)
+
+
+def comment(text: str) -> str:
+    """Text for ``add_comments``: a comment cannot end early."""
+    return " " + text.replace("*/", "* /") + " "
 
 
 def cast(expression: exp.Expression, to: str) -> exp.Cast:
@@ -242,43 +248,86 @@ def window(
 
 
 # -- constructs that differ by dialect ----------------------------------------------------------
+# Each reads a field of the dialect's record (dialects.py); a field naming a form picks its
+# builder from the table after it.
+def _generate_series(first, last, out):
+    table = exp.Table(
+        this=exp.GenerateSeries(start=first, end=last),
+        alias=exp.TableAlias(this=ident("s"), columns=[out]),
+    )
+    return table, col(out.this, "s"), "CROSS"
+
+
+def _sequence(first, last, out):
+    table = exp.Unnest(
+        expressions=[exp.func("SEQUENCE", first, last)],
+        alias=exp.TableAlias(this=ident("s"), columns=[out]),
+    )
+    return table, col(out.this, "s"), "CROSS"
+
+
+def _generate_array(first, last, out):
+    table = exp.Unnest(
+        expressions=[exp.func("GENERATE_ARRAY", first, last)],
+        alias=exp.TableAlias(columns=[out]),
+    )
+    return table, col(out.this), "CROSS"
+
+
+def _array_generate_range(first, last, out):
+    flatten = exp.Lateral(
+        this=exp.Explode(
+            this=exp.Kwarg(
+                this=exp.var("INPUT"),
+                expression=exp.func("ARRAY_GENERATE_RANGE", first, binary(exp.Add, last, num(1))),
+            )
+        ),
+        alias=exp.TableAlias(this=ident("s")),
+    )
+    return flatten, cast(exp.column("value", "s"), "INT"), None  # joined with a comma
+
+
+def _explode(first, last, out):
+    return None, exp.Explode(this=exp.func("SEQUENCE", first, last)), None
+
+
+_SERIES = {
+    "generate_series": _generate_series,
+    "sequence": _sequence,
+    "generate_array": _generate_array,
+    "array_generate_range": _array_generate_range,
+    "explode": _explode,
+}
+
+
 def number_series(first: exp.Expression, last: exp.Expression, name: str, dialect: str):
-    """(FROM-clause items, value expression) for one row per integer from first to last."""
-    out = ident(name)
-    if dialect in ("duckdb", "postgres"):
-        table = exp.Table(
-            this=exp.GenerateSeries(start=first, end=last),
-            alias=exp.TableAlias(this=ident("s"), columns=[out]),
-        )
-        return table, col(name, "s")
-    if dialect == "trino":
-        table = exp.Unnest(
-            expressions=[exp.func("SEQUENCE", first, last)],
-            alias=exp.TableAlias(this=ident("s"), columns=[out]),
-        )
-        return table, col(name, "s")
-    if dialect == "bigquery":
-        table = exp.Unnest(
-            expressions=[exp.func("GENERATE_ARRAY", first, last)],
-            alias=exp.TableAlias(columns=[out]),
-        )
-        return table, col(name)
-    if dialect == "snowflake":
-        flatten = exp.Lateral(
-            this=exp.Explode(
-                this=exp.Kwarg(
-                    this=exp.var("INPUT"),
-                    expression=exp.func(
-                        "ARRAY_GENERATE_RANGE", first, binary(exp.Add, last, num(1))
-                    ),
-                )
-            ),
-            alias=exp.TableAlias(this=ident("s")),
-        )
-        return flatten, cast(exp.column("value", "s"), "INT")
-    if dialect == "spark":
-        return None, exp.Explode(this=exp.func("SEQUENCE", first, last))
-    raise ValueError(dialect)  # pragma: no cover - checked by spec.check_dialect
+    """(FROM-clause item or None, value expression, join type) for one row per integer from
+    first to last."""
+    return _SERIES[record(dialect).series](first, last, ident(name))
+
+
+def _array_agg_first(value, key, smallest):
+    ordered = exp.Order(
+        this=value, expressions=[exp.Ordered(this=key, desc=not smallest, nulls_first=False)]
+    )
+    agg = exp.Filter(
+        this=exp.ArrayAgg(this=ordered),
+        expression=exp.Where(this=not_null(key.copy())),
+    )
+    # sqlglot counts from 0 here and writes [1] for PostgreSQL
+    return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(0)])
+
+
+def _arg_max_null(value, key, smallest):
+    name = "ARG_MIN_NULL" if smallest else "ARG_MAX_NULL"
+    return exp.Anonymous(this=name, expressions=[value, key])
+
+
+def _max_by(value, key, smallest):
+    return exp.Anonymous(this="MIN_BY" if smallest else "MAX_BY", expressions=[value, key])
+
+
+_MAX_BY = {"array_agg": _array_agg_first, "arg_max_null": _arg_max_null, "max_by": _max_by}
 
 
 def max_by(
@@ -286,36 +335,35 @@ def max_by(
 ) -> exp.Expression:
     """The value on the row with the largest (or smallest) key; rows whose key is NULL are
     ignored, a NULL value is not (a row without a group is in the NULL group, as in pandas)."""
-    if dialect == "postgres":
-        ordered = exp.Order(
-            this=value, expressions=[exp.Ordered(this=key, desc=not smallest, nulls_first=False)]
-        )
-        agg = exp.Filter(
-            this=exp.ArrayAgg(this=ordered),
-            expression=exp.Where(this=not_null(key.copy())),
-        )
-        # sqlglot counts from 0 here and writes [1] for PostgreSQL
-        return exp.Bracket(this=exp.Paren(this=agg), expressions=[exp.Literal.number(0)])
-    if dialect == "duckdb":  # ARG_MAX would skip rows whose value is NULL
-        name = "ARG_MIN_NULL" if smallest else "ARG_MAX_NULL"
-        return exp.Anonymous(this=name, expressions=[value, key])
-    return exp.Anonymous(this="MIN_BY" if smallest else "MAX_BY", expressions=[value, key])
+    return _MAX_BY[record(dialect).max_by](value, key, smallest)
+
+
+def _percentile_cont(value):
+    return exp.WithinGroup(
+        this=exp.PercentileCont(this=exp.Literal.number("0.5")),
+        expression=exp.Order(expressions=[exp.Ordered(this=value, nulls_first=False)]),
+    )
+
+
+def _percentile(value):
+    return exp.Anonymous(this="PERCENTILE", expressions=[value, exp.Literal.number("0.5")])
+
+
+_MEDIAN = {
+    "median": lambda value: exp.Median(this=value),
+    "percentile_cont": _percentile_cont,
+    "percentile": _percentile,
+}
 
 
 def median(value: exp.Expression, dialect: str) -> exp.Expression:
-    if dialect == "postgres":
-        return exp.WithinGroup(
-            this=exp.PercentileCont(this=exp.Literal.number("0.5")),
-            expression=exp.Order(expressions=[exp.Ordered(this=value, nulls_first=False)]),
-        )
-    if dialect == "spark":
-        return exp.Anonymous(this="PERCENTILE", expressions=[value, exp.Literal.number("0.5")])
-    return exp.Median(this=value)  # duckdb, snowflake; the others are refused in spec.py
+    """The exact median; a dialect without one lists median in its ``unsupported``."""
+    return _MEDIAN[record(dialect).median](value)
 
 
 def extreme_repeats(dialect: str) -> bool:
     """Does :func:`extreme` write each nullable argument more than once in this dialect?"""
-    return dialect in ("bigquery", "trino")
+    return not record(dialect).extreme_skips_nulls
 
 
 def extreme(
@@ -332,13 +380,12 @@ def extreme(
             coalesce(a, *[b for j, b in enumerate(args) if j != i]) if nullable[i] else a
             for i, a in enumerate(args)
         ]
-    ignore = dialect not in ("bigquery", "trino")
-    return cls(this=args[0], expressions=args[1:], ignore_nulls=ignore)
+    return cls(this=args[0], expressions=args[1:], ignore_nulls=record(dialect).extreme_skips_nulls)
 
 
 def finite(value: exp.Expression, dialect: str) -> exp.Expression:
     """A condition true for finite numbers (false for NULL, NaN and +-infinity)."""
-    if dialect == "duckdb":
+    if record(dialect).isfinite:
         return exp.func("ISFINITE", value)
     infinity = cast(string("Infinity"), "DOUBLE")
     return binary(exp.LT, exp.Abs(this=value), infinity)
@@ -347,9 +394,29 @@ def finite(value: exp.Expression, dialect: str) -> exp.Expression:
 def not_nan(value: exp.Expression, dialect: str) -> exp.Expression:
     """The value with NaN as NULL (DuckDB and PostgreSQL read NaN = NaN as true), as the
     pandas engine, where NaN is the missing value, sees it."""
-    if dialect in ("duckdb", "postgres"):
+    if record(dialect).nan_is_equal:
         return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
     return value
+
+
+def _cast_fails(message: exp.Expression) -> exp.Expression:
+    # PostgreSQL and Snowflake have no function that raises: a cast of the text to a number
+    # fails and shows the text ("invalid input syntax for type integer: ...")
+    return cast(message, "INT")
+
+
+_RAISE = {
+    "error": lambda message: exp.Anonymous(this="ERROR", expressions=[message]),
+    "raise_error": lambda message: exp.Anonymous(this="RAISE_ERROR", expressions=[message]),
+    "fail": lambda message: exp.Anonymous(this="FAIL", expressions=[message]),
+    "cast": _cast_fails,
+}
+
+
+def raise_error(message: exp.Expression, dialect: str) -> exp.Expression:
+    """An expression that stops the query with ``message`` (text computed from the data, so
+    that no database can fold it into a constant and fail before reading a row)."""
+    return _RAISE[record(dialect).error](message)
 
 
 def infinity() -> exp.Expression:
@@ -419,11 +486,11 @@ def rounded_sum(
 
 
 def numeric_input(column: exp.Expression, dialect: str) -> exp.Expression:
-    """A data column as a double; in DuckDB, PostgreSQL and Spark a stored NaN also becomes
-    NULL, since the pandas engine treats NaN as a missing value (a Spark DataFrame made from
-    pandas keeps NaN, and Spark sums it into NaN)."""
+    """A data column as a double; where a stored NaN can occur (DuckDB, PostgreSQL, Spark)
+    it becomes NULL, since the pandas engine treats NaN as a missing value (a Spark DataFrame
+    made from pandas keeps NaN, and Spark sums it into NaN)."""
     value = double(column)
-    if dialect in ("duckdb", "postgres", "spark"):
+    if record(dialect).stored_nan:
         return exp.Nullif(this=value, expression=cast(string("NaN"), "DOUBLE"))
     return value
 

@@ -261,6 +261,47 @@ WITH source AS (
     *,
     LAG(previous_expansion_revenue) OVER (PARTITION BY region, plan ORDER BY _period) AS previous_previous_expansion_revenue
   FROM kpis_1
+), row_checks AS (
+  /* rows the KPIs cannot be computed on: the final SELECT fails with this */
+  SELECT
+    (
+      SELECT
+        MIN(_text)
+      FROM (
+        SELECT
+          'datapoint ''score'' keeps each entity''s latest row in a period (rows: last), but ' || 'entity ''' || CAST(_entity AS TEXT) || '''' || ' in ' || (
+            SUBSTRING(
+              CAST(CAST(CAST('1970-01-01' AS DATE) + INTERVAL (_base_period * 3) MONTH AS DATE) AS TEXT),
+              1,
+              4
+            ) || 'Q' || CAST(EXTRACT(QUARTER FROM CAST(CAST('1970-01-01' AS DATE) + INTERVAL (_base_period * 3) MONTH AS DATE)) AS TEXT)
+          ) || ' has several rows with different values' || ' and the same value of the column that orders the rows: make it tell them apart' AS _text
+        FROM (
+          SELECT
+            _entity,
+            _base_period,
+            score
+          FROM (
+            SELECT
+              _entity,
+              _base_period,
+              score,
+              _row_order,
+              MAX(_row_order) OVER (PARTITION BY _entity, _base_period) AS _top
+            FROM source
+            WHERE
+              NOT score IS NULL
+          ) AS r
+          WHERE
+            _row_order = _top
+        ) AS c
+        GROUP BY
+          _entity,
+          _base_period
+        HAVING
+          MIN(score) <> MAX(score)
+      ) AS u
+    ) AS _row_problem
 )
 SELECT
   _label AS quarter,
@@ -282,8 +323,10 @@ SELECT
   CASE WHEN ISFINITE(capped_usage) THEN capped_usage END AS capped_usage,
   CASE WHEN ISFINITE(100) THEN 100 END AS hundred
 FROM kpis_2
+CROSS JOIN row_checks
 WHERE
   _cells > 0
+  AND CASE WHEN NOT _row_problem IS NULL THEN ERROR(_row_problem) END IS NULL
 ORDER BY
   _period,
   region,

@@ -263,6 +263,50 @@ WITH source AS (
     *,
     LAG(previous_expansion_revenue) OVER (PARTITION BY region, plan ORDER BY _period) AS previous_previous_expansion_revenue
   FROM kpis_1
+), row_checks AS (
+  /* rows the KPIs cannot be computed on: the final SELECT fails with this */
+  SELECT
+    (
+      SELECT
+        MIN(_text)
+      FROM (
+        SELECT
+          'datapoint \'score\' keeps each entity\'s latest row in a period (rows: last), but ' || 'entity \'' || CAST(_entity AS VARCHAR) || '\'' || ' in ' || (
+            SUBSTRING(
+              CAST(CAST(DATEADD(MONTH, _base_period * 3, CAST('1970-01-01' AS DATE)) AS DATE) AS VARCHAR),
+              1,
+              4
+            ) || 'Q' || CAST(DATE_PART(
+              QUARTER,
+              CAST(DATEADD(MONTH, _base_period * 3, CAST('1970-01-01' AS DATE)) AS DATE)
+            ) AS VARCHAR)
+          ) || ' has several rows with different values' || ' and the same value of the column that orders the rows: make it tell them apart' AS _text
+        FROM (
+          SELECT
+            _entity,
+            _base_period,
+            score
+          FROM (
+            SELECT
+              _entity,
+              _base_period,
+              score,
+              _row_order,
+              MAX(_row_order) OVER (PARTITION BY _entity, _base_period) AS _top
+            FROM source
+            WHERE
+              NOT score IS NULL
+          ) AS r
+          WHERE
+            _row_order = _top
+        ) AS c
+        GROUP BY
+          _entity,
+          _base_period
+        HAVING
+          MIN(score) <> MAX(score)
+      ) AS u
+    ) AS _row_problem
 )
 SELECT
   _label AS quarter,
@@ -296,8 +340,10 @@ SELECT
   CASE WHEN ABS(capped_usage) < CAST('Infinity' AS DOUBLE) THEN capped_usage END AS capped_usage,
   CASE WHEN ABS(100) < CAST('Infinity' AS DOUBLE) THEN 100 END AS hundred
 FROM kpis_2
+CROSS JOIN row_checks
 WHERE
   _cells > 0
+  AND CASE WHEN NOT _row_problem IS NULL THEN CAST(_row_problem AS INT) END IS NULL
 ORDER BY
   _period,
   region,
