@@ -25,11 +25,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kpi_registry"
 #: Cycles are looked for without these edges.
 ALLOWED_CYCLE_EDGES = {
     (
-        "kpi_registry.mcp_server",
-        "kpi_registry.cli",
-    ): "h18-spark: the MCP server runs `kpi eval/sql/explain` through cli.main; as a front end "
-    "of its own it should call the registry and word errors from their fields",
-    (
         "kpi_registry.export.metricflow_latest",
         "kpi_registry.export.metricflow",
     ): "h20-sql: metricflow imports metricflow_latest (lazily) and metricflow_latest imports "
@@ -57,13 +52,7 @@ ALLOWED_PRIVATE = {
 }
 
 #: Modules outside kpi_registry.cli that still use argparse or the cli package: who moves it.
-ALLOWED_COMMAND_LINE = {
-    ("kpi_registry.mcp_server", "argparse"): "h18-spark: its parse_args/add_arguments/main are "
-    "now kpi_registry.cli.mcp (kpi_registry.__main__ runs `kpi mcp` through it); remove them",
-    ("kpi_registry.mcp_server", "kpi_registry.cli"): ALLOWED_CYCLE_EDGES[
-        ("kpi_registry.mcp_server", "kpi_registry.cli")
-    ],
-}
+ALLOWED_COMMAND_LINE: dict[tuple[str, str], str] = {}
 
 
 @dataclass
