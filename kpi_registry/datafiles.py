@@ -160,6 +160,12 @@ _CSV_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def _csv_problem(data: DataFile, error: Exception) -> str:
+    """A CSV file pandas' tokenizer refused, placed at its line.
+
+    This reads a third party's message, not ours: pandas' ParserError carries no field with
+    the line or the field counts (pandas 3.1), only its text ("Expected 3 fields in line 4,
+    saw 4", "EOF inside string starting at row 2"). Where the wording differs, the error
+    keeps pandas' own text."""
     text = str(error).strip()
     if m := _CSV_FIELDS.search(text):
         expected, line, saw = m.groups()
