@@ -190,14 +190,9 @@ class CellError(DataError):
     and call :meth:`render` to word the rest; str() names the row as the engine saw it."""
 
     def __init__(self, column: str, row, value, problem: str, role: str = ""):
-        self.column, self.row, self.value, self.problem, self.role = (
-            column,
-            row,
-            value,
-            problem,
-            role,
-        )
-        super().__init__(self.render(row))
+        self.column, self.problem, self.role = column, problem, role
+        self.row, self.value = _plain(row), _plain(value)  # 11, not np.int64(11), in messages
+        super().__init__(self.render(self.row))
 
     def render(self, row=None) -> str:
         """The message naming ``row`` (a label, or a row number counted by a front end), or
@@ -219,6 +214,13 @@ class CellError(DataError):
         if self.problem == "month_out_of_range":
             return f"{column} {self.column!r} has an unparsable period {self.value!r}{at}"
         raise ValueError(f"unknown cell problem {self.problem!r}")  # pragma: no cover
+
+
+def _plain(value):
+    """A NumPy number as the Python number it holds; anything else as it is (a datetime64
+    would become an integer of nanoseconds)."""
+    numpy_number = type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None
+    return value.item() if numpy_number and value.dtype.kind in "biuf" else value
 
 
 class ConversionError(DataError):
