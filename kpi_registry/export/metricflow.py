@@ -314,7 +314,7 @@ class _Translator:
     def __init__(self, registry: Registry, grain: str):
         self.reg = registry
         self.grain = grain
-        self.entity_of = _entities(registry)
+        self.entity_of = entity_columns(registry)
         self.tables: dict[str | None, Table] = {}
         self.metrics: dict[str, dict[str, Any]] = {}  # committed, by name
         self.labels: set[str] = set()
@@ -421,7 +421,7 @@ class _Translator:
                 return alias(self._input_metric(n, specs, pending, owner))
             return alias(self._dependency(n.name))
 
-        return _rebuild(node, leaf)
+        return rebuild_expression(node, leaf)
 
     # -- aggregates -> measures -------------------------------------------------------
     def _measure(self, call: Call, specs: dict[str, Datapoint], pending, owner: str) -> str:
@@ -581,7 +581,7 @@ class _Pending:
             tr.labels.add(metric["label"])
 
 
-def _rebuild(node: Node, leaf) -> str:
+def rebuild_expression(node: Node, leaf) -> str:
     """SQL for period-level arithmetic whose leaves (aggregates, KPIs, previous) ``leaf``
     spells; the operators follow expression_sql."""
     if isinstance(node, Call) and (node.func in AGGREGATES or node.func == "previous"):
@@ -610,7 +610,7 @@ def _rebuild(node: Node, leaf) -> str:
     return expression_sql(stand_in(node), placeholders.__getitem__)
 
 
-def _entities(registry: Registry) -> dict[str, str]:
+def entity_columns(registry: Registry) -> dict[str, str]:
     """Datapoint -> entity column, from the first worked example (by KPI id) that names one."""
     out: dict[str, str] = {}
     for kpi in registry:

@@ -25,7 +25,9 @@ from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
 from .compiler import compile_tree
-from .duckdb_engine import _check_rows, _infer_periods, _shape
+from .results import check_rows as _check_rows
+from .results import infer_periods as _infer_periods
+from .results import shape as _shape
 
 _ROW = "_kpi_row"
 

@@ -28,7 +28,7 @@ from typing import Any
 from ...formula import AGGREGATES, Call, Node
 from ...loading import to_plain
 from ...registry import Registry
-from ..metricflow import NotMappable, _entities, _rebuild, expression_sql, metricflow
+from ..metricflow import NotMappable, entity_columns, expression_sql, metricflow, rebuild_expression
 
 OSSIE_VERSION = "0.1.1"
 #: The vendor of our extension block: 0.1.1 lists vendors in an enum; COMMON is the open one.
@@ -61,7 +61,7 @@ class _SQL:
 
     def __init__(self, registry: Registry):
         self.reg = registry
-        self.entity_of = _entities(registry)
+        self.entity_of = entity_columns(registry)
         self.done: dict[str, str | _NotExact] = {}
 
     def kpi(self, kpi_id: str) -> str:
@@ -96,7 +96,7 @@ class _SQL:
                     raise _NotExact(f"uses {node.name}, which has no exact SQL ({e})") from None
             raise _NotExact(f"it reads the datapoint {node.name} outside an aggregate")
 
-        sql = _rebuild(kpi.expression, leaf)
+        sql = rebuild_expression(kpi.expression, leaf)
         tables = sorted(set(_TABLE_REF.findall(sql)))
         if len(tables) > 1:
             raise _NotExact(
