@@ -29,8 +29,7 @@ from ..errors import DataError, KPIError
 from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
-from .compiler import compile_tree
-from .results import ROW, check_rows, infer_periods, periods_from_values, shape
+from .results import ROW, check_rows, compile_source, infer_periods, periods_from_values, shape
 from .spec import PeriodFormat
 
 #: DuckDB's working memory; beyond it, it spills to a temporary folder. DuckDB's own default
@@ -376,17 +375,7 @@ def _run_guessed(
     import duckdb
 
     try:
-        tree = compile_tree(
-            kpis,
-            ids,
-            source.table.copy(),
-            req,
-            "duckdb",
-            period_type=guess,
-            order=source.order,
-            columns=source.columns,
-            layout=layout,
-        )
+        tree = compile_source(kpis, ids, source, req, "duckdb", guess, layout)
     except KPIError:
         return None
     if not isinstance(tree, exp.Select) or tree.args.get("distinct"):
@@ -456,15 +445,4 @@ def _period_probe(source: _Input, req: Request) -> exp.Select:
 def _compile(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str):
     """The compiled statement for this source, and the period axis and format it read."""
     axis, fmt = infer_periods(source, req)
-    tree = compile_tree(
-        kpis,
-        ids,
-        source.table.copy(),
-        req,
-        "duckdb",
-        period_type=fmt,
-        order=source.order,
-        columns=source.columns,
-        layout=layout,
-    )
-    return tree, axis, fmt
+    return compile_source(kpis, ids, source, req, "duckdb", fmt, layout), axis, fmt

@@ -17,6 +17,7 @@ from .. import periods as pandas_periods
 from ..errors import DataError
 from ..request import Request, gap_warnings, used_datapoints
 from . import sqlbuild as b
+from .compiler import compile_tree
 from .spec import PeriodFormat, infer_period_format
 
 #: a DataFrame's row numbers, added as a column: what its rows are reported as
@@ -249,3 +250,21 @@ def _parse_label(label: str, grain: str) -> pd.Period:
     if grain == "W":
         label = label.split("/")[0]
     return pd.Period(label, freq=grain)
+
+
+def compile_source(
+    kpis, ids, source, req: Request, dialect: str, fmt, layout: str
+) -> exp.Expression:
+    """The statement for these KPIs on an engine's source (its table, ordering column and
+    columns), in its period format: what the DuckDB and Spark engines run."""
+    return compile_tree(
+        kpis,
+        list(ids),
+        source.table.copy(),
+        req,
+        dialect,
+        period_type=fmt,
+        order=source.order,
+        columns=source.columns,
+        layout=layout,
+    )
