@@ -312,14 +312,7 @@ class KPIServer:
 
         columns = dict(columns or {})
         reg = self.registry
-        read: set[str] = set()
-        todo = list(ids)
-        while todo:
-            kpi_id = todo.pop()
-            if kpi_id not in read:
-                read.add(kpi_id)
-                read.update(reg[kpi_id].datapoints)
-                todo.extend(reg.dependencies(kpi_id))
+        read = reg.column_keys(ids)
         for key, column in columns.items():
             if not key.strip() or not column.strip():
                 raise ToolFailure(
