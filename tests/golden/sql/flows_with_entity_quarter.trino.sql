@@ -112,11 +112,8 @@ WITH source AS (
   SELECT
     c._entity,
     c._period,
-    COALESCE(c.orders, 0) AS orders,
-    s._first_period,
-    s._last_period
+    COALESCE(c.orders, 0) AS orders
   FROM period_cells AS c
-  CROSS JOIN span AS s
 ), present_rows AS (
   /* sparse: rows and the period after each; cells without rows (other than the period after a row) change none of these numbers */
   SELECT

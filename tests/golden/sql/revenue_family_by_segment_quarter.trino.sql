@@ -91,11 +91,8 @@ WITH source AS (
     COALESCE(c.revenue, 0) AS revenue,
     c.segment,
     c._first_segment,
-    c.held_in_period,
-    s._first_period,
-    s._last_period
+    c.held_in_period
   FROM period_cells AS c
-  CROSS JOIN span AS s
 ), present_rows AS (
   /* sparse: rows and the period after each; cells without rows (other than the period after a row) change none of these numbers */
   SELECT
@@ -103,7 +100,11 @@ WITH source AS (
     CASE
       WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) = _period - 1
       THEN LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)
-      WHEN _period = _first_period
+      WHEN _period = (
+        SELECT
+          _first_period
+        FROM span
+      )
       THEN NULL
       ELSE 0
     END AS previous_revenue,
@@ -145,11 +146,19 @@ WITH source AS (
     (
       r._next_period IS NULL OR r._next_period > r._period + 1
     )
-    AND r._period < r._last_period
+    AND r._period < (
+      SELECT
+        _last_period
+      FROM span
+    )
 ), group_changes AS (
   SELECT
     _first_segment AS segment,
-    _first_period AS _period,
+    (
+      SELECT
+        _first_period
+      FROM span
+    ) AS _period,
     1 AS _moved
   FROM present_rows
   WHERE

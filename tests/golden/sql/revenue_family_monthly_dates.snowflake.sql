@@ -57,11 +57,8 @@ WITH source AS (
   SELECT
     c._entity,
     c._base_period AS _period,
-    COALESCE(c.revenue, 0) AS revenue,
-    s._first_period,
-    s._last_period
+    COALESCE(c.revenue, 0) AS revenue
   FROM cells AS c
-  CROSS JOIN span AS s
 ), present_rows AS (
   /* sparse: rows and the period after each; cells without rows (other than the period after a row) change none of these numbers */
   SELECT
@@ -69,7 +66,11 @@ WITH source AS (
     CASE
       WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) = _period - 1
       THEN LAG(revenue) OVER (PARTITION BY _entity ORDER BY _period)
-      WHEN _period = _first_period
+      WHEN _period = (
+        SELECT
+          _first_period
+        FROM span
+      )
       THEN NULL
       ELSE 0
     END AS previous_revenue,
@@ -103,7 +104,11 @@ WITH source AS (
     (
       r._next_period IS NULL OR r._next_period > r._period + 1
     )
-    AND r._period < r._last_period
+    AND r._period < (
+      SELECT
+        _last_period
+      FROM span
+    )
 ), aggregates AS (
   SELECT
     _period,
