@@ -329,6 +329,10 @@ def worker(
         data = pd.read_parquet(path)
         # pandas gives DATE columns as datetime.date objects, which the engine reads as text
         data["month"] = pd.to_datetime(data["month"])
+    import resource
+
+    # peak RSS before the query (interpreter, libraries, a loaded table): what is not DuckDB's
+    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0, c0 = time.perf_counter(), time.process_time()
     if engine in ("handwritten", "lead"):
         query = handwritten_sql if engine == "handwritten" else lead_sql
@@ -356,7 +360,7 @@ def worker(
     frame = frame.copy()
     frame["month"] = [str(v)[:7] for v in frame["month"]]
     frame.to_parquet(result)
-    print(json.dumps({"seconds": seconds, "cpu": cpu, **extra}))
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "before_mb": before_mb, **extra}))
 
 
 def measure(
@@ -394,6 +398,17 @@ def measure(
     data["peak_mb"] = peak_mb
     data["result"] = result
     return data
+
+
+def _mib(size: str) -> float:
+    """A DuckDB memory size in MiB: DuckDB's ``4GB`` is 4 * 10^9 bytes, ``4GiB`` 4 * 2^30."""
+    import re
+
+    found = re.fullmatch(r"\s*([\d.]+)\s*([KMGT])(i?)B\s*", size, re.IGNORECASE)
+    if found is None:
+        return float("nan")
+    number, unit, binary = found.groups()
+    return float(number) * (1024 if binary else 1000) ** ("KMGT".index(unit.upper()) + 1) / 2**20
 
 
 def compare(a: Path, b: Path, label: str) -> None:
@@ -494,6 +509,7 @@ def run(args: argparse.Namespace, out: Path) -> None:
                 "seconds": median([r["seconds"] for r in rs]),
                 "cpu": median([r["cpu"] for r in rs]),
                 "peak_mb": median([r["peak_mb"] for r in rs]),
+                "before_mb": median([r["before_mb"] for r in rs]),
                 "result": rs[-1]["result"],
                 **(
                     {
@@ -510,7 +526,14 @@ def run(args: argparse.Namespace, out: Path) -> None:
         for e, r in runs.items():
             print(
                 f"  {e:<12} {r['seconds']:7.2f} s wall {r['cpu']:7.2f} s CPU   "
-                f"peak {r['peak_mb']:6.0f} MB (medians of {args.repeat})"
+                f"peak {r['peak_mb']:6.0f} MB, {r['before_mb']:5.0f} MB before the query "
+                f"(medians of {args.repeat})"
+            )
+        if limited:  # DuckDB's GB is 10^9 bytes; RSS is counted in MiB
+            print(
+                f"  DuckDB's limit {args.memory_limit} = {_mib(args.memory_limit):.0f} MiB; "
+                "peak RSS minus RSS before the query, per side: "
+                + ", ".join(f"{e} {r['peak_mb'] - r['before_mb']:.0f}" for e, r in runs.items())
             )
         for reference, other, what in (
             ("handwritten", "generated", "generated / handwritten"),
