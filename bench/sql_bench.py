@@ -305,9 +305,9 @@ def worker(
         request = Request("month", "customer_id", [by] if by else [], None, {"revenue": "mrr"})
         sql = duckdb_sql(reg.kpis, REVENUE_FAMILY, data, request)
     if engine == "engine":  # count the queries one call runs and time the compiler in it
-        # Importing the engine (sqlglot, the compiler: about 0.3 s CPU when Python may not
-        # cache bytecode) is paid once per process, not per call: it is timed on its own
-        # and reported, not charged to the call, as the generated run imports it untimed too.
+        # Importing the engine's modules is paid once per process, not per call: timed on its
+        # own and reported, not charged to the call (the generated run imports them untimed
+        # too; evaluate_many would import the row checks' module lazily inside the call).
         i0, ic0 = time.perf_counter(), time.process_time()
         import kpi_registry.evaluation  # noqa: F401  (evaluate_many imports it lazily)
         from kpi_registry.sql import duckdb_engine
