@@ -464,6 +464,12 @@ def main() -> None:
         help="DuckDB's memory limit with --source parquet, the same for every side "
         f"(default: the engine's, {DEFAULT_MEMORY_LIMIT})",
     )
+    p.add_argument(
+        "--by",
+        choices=("month", "segment", "both"),
+        default="both",
+        help="by month, by month x segment, or both in turn (default: both)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -505,7 +511,7 @@ def run(args: argparse.Namespace, out: Path) -> None:
     size = f"{args.rows / 1e6:g}M rows, " + (
         f"Parquet, memory limit {args.memory_limit}" if limited else "table"
     )
-    for by_segment in (False, True):
+    for by_segment in {"month": (False,), "segment": (True,)}.get(args.by, (False, True)):
         label = "month x segment" if by_segment else "month"
         print(f"\n{label}:   [{load()}]")
         samples: dict[str, list[dict]] = {e: [] for e in engines}
