@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -337,10 +338,7 @@ def worker(
         data = pd.read_parquet(path)
         # pandas gives DATE columns as datetime.date objects, which the engine reads as text
         data["month"] = pd.to_datetime(data["month"])
-    import resource
-
-    # peak RSS before the query (interpreter, libraries, a loaded table): what is not DuckDB's
-    before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before_mb = _rss_now_mb()  # interpreter, libraries, a loaded table: not the query's
     t0, c0 = time.perf_counter(), time.process_time()
     if engine in ("handwritten", "lead"):
         query = handwritten_sql if engine == "handwritten" else lead_sql
@@ -410,6 +408,19 @@ def measure(
     return data
 
 
+def _rss_now_mb() -> float:
+    """The process's resident memory now, in MiB (Linux; NaN elsewhere). Not ru_maxrss: a
+    child's peak starts at its parent's peak (Linux keeps the high-water mark across exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _mib(size: str) -> float:
     """A DuckDB memory size in MiB: DuckDB's ``4GB`` is 4 * 10^9 bytes, ``4GiB`` 4 * 2^30."""
     import re
@@ -470,12 +481,16 @@ def main() -> None:
         default="both",
         help="by month, by month x segment, or both in turn (default: both)",
     )
+    p.add_argument("--write", help=argparse.SUPPRESS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--spill", help=argparse.SUPPRESS)
     p.add_argument("--by-segment", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.write:
+        generate(args.rows, Path(args.write))
+        return
     if args.worker:
         worker(
             args.worker,
@@ -495,7 +510,11 @@ def main() -> None:
 def run(args: argparse.Namespace, out: Path) -> None:
     path = out / f"revenue_{args.rows}.parquet"
     t0 = time.perf_counter()
-    generate(args.rows, path)
+    # in a process of its own: Linux starts a child's peak RSS at its parent's, so a parent
+    # that had held the generated chunks would raise every measured run's peak to its own
+    subprocess.run(
+        [sys.executable, __file__, "--write", str(path), "--rows", str(args.rows)], check=True
+    )
     print(f"generated in {time.perf_counter() - t0:.1f} s")
     source = args.source or ("parquet" if args.rows > 20_000_000 else "table")
     limited = source == "parquet"
