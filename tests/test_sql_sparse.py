@@ -280,6 +280,25 @@ def test_sparse_sql_skips_the_grid(reg):
     assert "0 AS revenue" in sql and "r.revenue AS previous_revenue" in sql
 
 
+def test_sparse_window_carries_no_span_columns(reg):
+    """The window sorts present_cells: the data's first and last period are read from the
+    one-row span after it, not joined onto every cell before it (two columns fewer through
+    the sort and the materialised present_rows)."""
+    import sqlglot
+    from sqlglot import exp
+
+    request = Request("month", "customer_id", ["segment"], None, MAP)
+    sql = compile_many(reg.kpis, REVENUE_FAMILY, "analytics.mrr", request)
+    ctes = {c.alias: c.this for c in sqlglot.parse_one(sql, read="duckdb").find_all(exp.CTE)}
+    present_cells = ctes["present_cells"]
+    assert not present_cells.args.get("joins")
+    assert not {"_first_period", "_last_period"} & set(present_cells.named_selects)
+    span_reads = [
+        s for s in ctes["present_rows"].find_all(exp.Subquery) if "span" in s.sql("duckdb")
+    ]
+    assert span_reads  # the first period, for previous() in the first period
+
+
 def test_kpi_sql_command_layout(tmp_path, capsys):
     from kpi_registry.cli import main
 
