@@ -248,6 +248,8 @@ class _Engine:
         self.notes: list[str] = []  # warnings found while reading the data
         self._exclusions_checked: set[tuple[str, str]] = set()
         self._entity_labels: list | None = None
+        self._cell_key: np.ndarray | None = None  # (group, period) key per cell
+        self._key_counts: np.ndarray | None = None  # cells per key, when made with the keys
         # While an aggregate is evaluated entity block by entity block (see _blocked_sum):
         # the block's first and last entity + 1, its cell values by node, and the datapoints
         # read in full that blocks are sliced from.
@@ -311,7 +313,9 @@ class _Engine:
             ids = source.plain(req.entity)
             fast = _plain_codes(ids) if ids is not None else None
             ecodes, n_ent = fast or _entity_codes(source.series(req.entity), req.entity)
-            self.row_cell = ecodes.astype(np.int64) * n_base + self.row_base
+            self.row_cell = ecodes.astype(np.int64)  # its own copy: changed in place
+            self.row_cell *= n_base
+            self.row_cell += self.row_base
             self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
             self.unique_cells = bool(self.row_count.max(initial=0) <= 1)
             present = self.row_count.reshape(n_ent, n_base) > 0
@@ -325,7 +329,6 @@ class _Engine:
         self.layout = layout
         self.n_base = n_base
         self._cell_period = None
-        self._cell_key = None
         layout.keep = self._count_cells() > 0
 
     def _groups(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -377,6 +380,11 @@ class _Engine:
             np.maximum.at(grid, self.row_cell, codes)
         n_out = len(self.coarse.labels) if self.coarse is not None else n_base
         out = np.empty(n_ent * n_out, dtype=np.int64)
+        # the (group, period) key of every cell and the cells per key, made here block by
+        # block rather than from the whole grid again
+        self._cell_key = np.empty(n_ent * n_out, dtype=np.int64)
+        n_keys = len(null_group) * n_out
+        self._key_counts = np.zeros(n_keys, dtype=np.int64)
         per_block = max(1, BLOCK_CELLS // n_base)
         for first in range(0, n_ent, per_block):  # blocks of entities, to stay in cache
             stop = min(first + per_block, n_ent)
@@ -391,7 +399,10 @@ class _Engine:
             carried = grid[first * n_base : stop * n_base][cell].reshape(stop - first, n_base)
             if self.coarse is not None:
                 carried = carried[:, self.coarse.last_base]
+            key = carried * n_out + np.arange(n_out)
             out[first * n_out : stop * n_out] = carried.reshape(-1)
+            self._cell_key[first * n_out : stop * n_out] = key.reshape(-1)
+            self._key_counts += np.bincount(key.reshape(-1), minlength=n_keys)
         return out
 
     def _null_groups(self) -> np.ndarray:
@@ -432,6 +443,8 @@ class _Engine:
             start, stop = (e * lay.n_periods for e in self._block)
             if lay.cell_group is None:
                 return self.cell_period()
+            if self._cell_key is not None:
+                return self._cell_key[start:stop]
             return lay.cell_group[start:stop] * lay.n_periods + self.cell_period()
         if self._cell_key is None:
             lay = self.layout
@@ -445,6 +458,8 @@ class _Engine:
         lay = self.layout
         if lay.grid and lay.cell_group is None:
             return np.full((1, lay.n_periods), lay.n_entities, dtype=np.int64)
+        if self._key_counts is not None:
+            return self._key_counts.reshape(lay.n_groups, lay.n_periods)
         counts = np.bincount(self.cell_key(), minlength=lay.n_groups * lay.n_periods)
         return counts.reshape(lay.n_groups, lay.n_periods)
 
@@ -1169,7 +1184,7 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
     if values.dtype.kind in "iu" and len(values):
         lo, hi = int(values.min()), int(values.max())
         if hi - lo <= 4 * len(values) + 1000:
-            offsets = (values - lo).astype(np.int64)
+            offsets = (values - lo).astype(np.int64, copy=False)
             used = np.bincount(offsets, minlength=hi - lo + 1) > 0
             remap = np.cumsum(used) - 1
             return remap[offsets], int(used.sum())
