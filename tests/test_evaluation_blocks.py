@@ -47,9 +47,7 @@ def _outcomes(data: pd.DataFrame, request: Request) -> dict:
 
 
 @pytest.mark.parametrize("request_name", sorted(REQUESTS))
-def test_every_bundled_kpi_is_the_same_in_blocks_as_over_the_whole_grid(
-    request_name, monkeypatch
-):
+def test_every_bundled_kpi_is_the_same_in_blocks_as_over_the_whole_grid(request_name, monkeypatch):
     data = datapoint_frame(BUNDLED.kpis)
     request = REQUESTS[request_name]
     whole = _outcomes(data, request)
