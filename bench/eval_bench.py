@@ -12,8 +12,9 @@ Time is the CPU time of this process (user + system, both sides single-threaded)
 wall-clock time printed beside it. On a shared 2-core machine at load 6 a run spends over
 half its wall time waiting for a core, and the scheduler lets short runs wait less than long
 ones, so wall-clock ratios measured the load rather than the code; on an idle machine the two
-agree. Peak memory is the peak RSS of a fresh child process per side (getrusage),
-reported whole and above the RSS the input frame already needed.
+agree. Peak memory is the peak RSS of a fresh child process per side (VmHWM),
+reported whole and above the RSS the input frame already needed (the peak counted from
+after the input is built: building it peaks higher than either side).
 Targets (issue 21): engine / floor <= 1.5 by month x segment; time per row at full size within
 1.2x of that at a tenth.
 """
@@ -134,18 +135,25 @@ def _interleaved(df, small, by_segment, repeat):
 
 
 def _peak_child(side: str, rows: int, by_segment: bool) -> tuple[float, float]:
-    """(peak RSS of the process, its growth over the RSS with the input built), in MB."""
+    """(peak RSS of the process while it evaluates, its growth over the RSS with the input
+    built), in MB. Building the input peaks higher than either side's evaluation, so the
+    peak is reset after it (Linux: /proc/self/clear_refs), else every side measured the
+    data generator."""
     code = f"""
-import json, resource, sys, gc
+import json, sys, gc
 sys.path.insert(0, {str(HERE)!r})
 import eval_bench as b, revenue_data
 b.engine(revenue_data.generate(1000), False)  # load the library outside the measurement
 df = revenue_data.generate({rows})
 gc.collect()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak RSS (VmHWM) starts again from the RSS now
+before = status("VmHWM")
 b.{side}(df, {by_segment})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"peak": peak, "before": before}}))
+print(json.dumps({{"peak": status("VmHWM"), "before": before}}))
 """
     out, _ = run_measured(["-c", code])
     return out["peak"], out["peak"] - out["before"]
