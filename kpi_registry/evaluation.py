@@ -313,7 +313,8 @@ class _Engine:
             ids = source.plain(req.entity)
             fast = _plain_codes(ids) if ids is not None else None
             ecodes, n_ent = fast or _entity_codes(source.series(req.entity), req.entity)
-            self.row_cell = ecodes.astype(np.int64)  # its own copy: changed in place
+            # the codes are this call's own array: made into cell codes in place
+            self.row_cell = ecodes.astype(np.int64, copy=False)
             self.row_cell *= n_base
             self.row_cell += self.row_base
             self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
@@ -370,14 +371,22 @@ class _Engine:
         dtype = np.min_scalar_type(-len(null_group))
         codes = gcodes.astype(dtype)
         grid = np.full(n_ent * n_base, -1, dtype=dtype)
-        null = null_group[gcodes]
-        if null.any():
+        null = null_group[gcodes] if null_group.any() else None
+        if null is not None and null.any():
             np.maximum.at(grid, self.row_cell[null], codes[null])
             known = np.full(n_ent * n_base, -1, dtype=dtype)
             np.maximum.at(known, self.row_cell[~null], codes[~null])
             grid = np.where(known >= 0, known, grid)
         else:
-            np.maximum.at(grid, self.row_cell, codes)
+            grid[self.row_cell] = codes  # the rows of a cell mostly agree: a plain store,
+            clash = grid[self.row_cell] != codes  # then the largest where they do not
+            if clash.any():
+                cells = self.row_cell[clash]
+                grid[cells] = -1
+                in_clash = np.zeros(len(grid), dtype=bool)
+                in_clash[cells] = True
+                rows = in_clash[self.row_cell]
+                np.maximum.at(grid, self.row_cell[rows], codes[rows])
         n_out = len(self.coarse.labels) if self.coarse is not None else n_base
         out = np.empty(n_ent * n_out, dtype=np.int64)
         # the (group, period) key of every cell and the cells per key, made here block by

@@ -207,23 +207,29 @@ def _axis(ordinals: np.ndarray, base: str, kind: str) -> TimeAxis:
 
 def _parse_datetimes(values: np.ndarray) -> TimeAxis:
     """Month ordinals when every timestamp is a month start (or every one a month end) at
-    midnight, else day ordinals. Calendar maths runs on the few distinct days only."""
+    midnight, else day ordinals. Calendar maths runs on the few distinct days only, and so
+    does finding the range of periods: the rows are read as few times as can be."""
     days = values.astype("datetime64[D]")
-    day_numbers = days.view(np.int64)
-    lo = int(day_numbers.min())
-    offsets = day_numbers - lo
+    midnight = bool((values == days.astype(values.dtype)).all())
+    offsets = days.view(np.int64)  # made into offsets from the first day, in place
+    lo = int(offsets.min())
+    offsets -= lo
     used = np.flatnonzero(np.bincount(offsets) > 0)
     distinct = (used + lo).astype("datetime64[D]")
     months = distinct.astype("datetime64[M]")
-    midnight = bool((values == days.astype(values.dtype)).all())
     starts = (months.astype("datetime64[D]") == distinct).all()
     ends = ((distinct + np.timedelta64(1, "D")).astype("datetime64[M]") != months).all()
-    table = np.zeros(int(used[-1]) + 1, dtype=np.int64)
     if midnight and (starts or ends):
-        table[used] = months.view(np.int64)  # months since 1970-01 = Period[M] ordinals
-        return _axis(table[offsets], "M", "timestamp")
-    table[used] = distinct.view(np.int64)
-    return _axis(table[offsets], "D", "timestamp")
+        base, ordinals = "M", months.view(np.int64)  # months since 1970-01 = Period[M] ordinals
+    else:
+        base, ordinals = "D", distinct.view(np.int64)
+    first = int(ordinals.min())
+    count = int(ordinals.max()) - first + 1
+    present = np.zeros(count, dtype=bool)
+    present[ordinals - first] = True
+    table = np.zeros(int(used[-1]) + 1, dtype=np.int64)
+    table[used] = ordinals - first
+    return TimeAxis(table[offsets], base, first, count, "timestamp", present)
 
 
 def _parse_dates(
