@@ -249,6 +249,8 @@ class _Engine:
         self._exclusions_checked: set[tuple[str, str]] = set()
         self._entity_labels: list | None = None
         self._cell_key: np.ndarray | None = None  # (group, period) key per cell
+        # the same keys in the smallest integer type, made with the groups, read by blocks
+        self._block_keys: np.ndarray | None = None
         self._key_counts: np.ndarray | None = None  # cells per key, when made with the keys
         # While an aggregate is evaluated entity block by entity block (see _blocked_sum):
         # the block's first and last entity + 1, its cell values by node, and the datapoints
@@ -330,6 +332,7 @@ class _Engine:
         self.layout = layout
         self.n_base = n_base
         self._cell_period = None
+        self._cell_key = None
         layout.keep = self._count_cells() > 0
 
     def _groups(self) -> tuple[np.ndarray, dict[str, Any]]:
@@ -391,8 +394,8 @@ class _Engine:
         out = np.empty(n_ent * n_out, dtype=np.int64)
         # the (group, period) key of every cell and the cells per key, made here block by
         # block rather than from the whole grid again
-        self._cell_key = np.empty(n_ent * n_out, dtype=np.int64)
         n_keys = len(null_group) * n_out
+        self._block_keys = np.empty(n_ent * n_out, dtype=np.min_scalar_type(-n_keys))
         self._key_counts = np.zeros(n_keys, dtype=np.int64)
         per_block = max(1, BLOCK_CELLS // n_base)
         for first in range(0, n_ent, per_block):  # blocks of entities, to stay in cache
@@ -410,7 +413,7 @@ class _Engine:
                 carried = carried[:, self.coarse.last_base]
             key = carried * n_out + np.arange(n_out)
             out[first * n_out : stop * n_out] = carried.reshape(-1)
-            self._cell_key[first * n_out : stop * n_out] = key.reshape(-1)
+            self._block_keys[first * n_out : stop * n_out] = key.reshape(-1)
             self._key_counts += np.bincount(key.reshape(-1), minlength=n_keys)
         return out
 
@@ -452,8 +455,8 @@ class _Engine:
             start, stop = (e * lay.n_periods for e in self._block)
             if lay.cell_group is None:
                 return self.cell_period()
-            if self._cell_key is not None:
-                return self._cell_key[start:stop]
+            if self._block_keys is not None:
+                return self._block_keys[start:stop]
             return lay.cell_group[start:stop] * lay.n_periods + self.cell_period()
         if self._cell_key is None:
             lay = self.layout
