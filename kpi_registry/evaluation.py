@@ -314,11 +314,11 @@ class _Engine:
         if req.entity is not None:
             ids = source.plain(req.entity)
             fast = _plain_codes(ids) if ids is not None else None
-            ecodes, n_ent = fast or _entity_codes(source.series(req.entity), req.entity)
-            # the codes are this call's own array: made into cell codes in place
-            self.row_cell = ecodes.astype(np.int64, copy=False)
-            self.row_cell *= n_base
-            self.row_cell += self.row_base
+            if fast is not None:
+                self.row_cell, n_ent = _cells(fast[0], n_base, self.row_base), fast[1]
+            else:
+                series = source.series(req.entity)
+                self.row_cell, n_ent = _entity_codes(series, req.entity, n_base, self.row_base)
             self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
             self.unique_cells = bool(self.row_count.max(initial=0) <= 1)
             present = self.row_count.reshape(n_ent, n_base) > 0
@@ -1189,17 +1189,33 @@ def _first_true(grid: np.ndarray) -> np.ndarray:
     return np.where(grid.any(axis=1), np.argmax(grid, axis=1), grid.shape[1])
 
 
-def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
+def _entity_codes(
+    series: pd.Series, column: str, n_base: int = 1, row_base: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Dense codes 0..n-1 per entity. Integer ids in a compact range are mapped by offset,
-    which is several times faster than hashing millions of values."""
+    which is several times faster than hashing millions of values. With ``row_base`` (the
+    base period of each row, ``n_base`` periods), the entity x period cell of each row.
+
+    Offsets are taken chunk by chunk of rows, so that only the result is a row-sized array."""
     values = series.to_numpy()
     if values.dtype.kind in "iu" and len(values):
         lo, hi = int(values.min()), int(values.max())
         if hi - lo <= 4 * len(values) + 1000:
-            offsets = (values - lo).astype(np.int64, copy=False)
-            used = np.bincount(offsets, minlength=hi - lo + 1) > 0
+            chunks = [
+                slice(i, i + periods.ROW_CHUNK) for i in range(0, len(values), periods.ROW_CHUNK)
+            ]
+            used = np.zeros(hi - lo + 1, dtype=bool)
+            for chunk in chunks:
+                used[(values[chunk] - lo).astype(np.int64, copy=False)] = True
             remap = np.cumsum(used) - 1
-            return remap[offsets], int(used.sum())
+            out = np.empty(len(values), dtype=np.int64)
+            for chunk in chunks:
+                cells = remap[(values[chunk] - lo).astype(np.int64, copy=False)]
+                if row_base is not None:
+                    cells *= n_base
+                    cells += row_base[chunk]
+                out[chunk] = cells
+            return out, int(used.sum())
     try:  # in order of the ids, so that no sum depends on the order of the rows
         codes, uniques = pd.factorize(series, sort=True)
     except TypeError:  # ids of mixed types cannot be sorted: in order of first appearance
@@ -1207,7 +1223,15 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
     if (codes < 0).any():
         row = series.index[codes < 0][0]
         raise CellError(column, row, None, "empty", "entity")
-    return codes.astype(np.int64), len(uniques)
+    return _cells(codes.astype(np.int64), n_base, row_base), len(uniques)
+
+
+def _cells(codes: np.ndarray, n_base: int, row_base: np.ndarray | None) -> np.ndarray:
+    """Entity codes made, in place, into entity x period cells, given each row's period."""
+    if row_base is not None:
+        codes *= n_base
+        codes += row_base
+    return codes
 
 
 def _plain_codes(values: list) -> tuple[np.ndarray, int] | None:
