@@ -253,8 +253,8 @@ class _Engine:
         self._block_keys: np.ndarray | None = None
         self._key_counts: np.ndarray | None = None  # cells per key, when made with the keys
         # While an aggregate is evaluated entity block by entity block (see _blocked_sum):
-        # the block's first and last entity + 1, its cell values by node, and the datapoints
-        # read in full that blocks are sliced from.
+        # the block's first and last entity + 1 and its cell values by node. Datapoints are
+        # read in full, once (blocks slice them).
         self._block: tuple[int, int] | None = None
         self._block_cache: dict[Any, Any] = {}
         self._full_datapoints: dict[tuple[str, bool], np.ndarray] = {}
@@ -478,17 +478,23 @@ class _Engine:
     # -- datapoints ---------------------------------------------------------------------
     def datapoint(self, name: str, base: bool = False) -> np.ndarray:
         """A datapoint per cell; ``base``: per entity x base period even at a coarser grain."""
-        if self._block is not None:  # read in full once (checks, warnings), sliced per block
-            key = (name, base)
-            if key not in self._full_datapoints:
-                block, self._block = self._block, None
-                try:
-                    self._full_datapoints[key] = self.datapoint(name, base)
-                finally:
-                    self._block = block
-            width = self.n_base if base else self.layout.n_periods
-            start, stop = self._block
-            return self._full_datapoints[key][start * width : stop * width]
+        # read in full once (checks, warnings, cells left out), whether by a block or not:
+        # reading it again would not know what the first reading dropped
+        key = (name, base)
+        if key not in self._full_datapoints:
+            block, self._block = self._block, None
+            try:
+                self._full_datapoints[key] = self._read_datapoint(name, base)
+            finally:
+                self._block = block
+        values = self._full_datapoints[key]
+        if self._block is None:
+            return values
+        width = self.n_base if base else self.layout.n_periods
+        start, stop = self._block
+        return values[start * width : stop * width]
+
+    def _read_datapoint(self, name: str, base: bool) -> np.ndarray:
         spec = self._datapoint_specs.get(name, Datapoint(name))
         col = self._column(name)
         if col is None:
@@ -536,7 +542,7 @@ class _Engine:
             self._datapoint_specs.setdefault(
                 other, Datapoint(other, rows=spec.rows, time=spec.time)
             )
-            other_values = self.datapoint(other)
+            other_values = self._read_datapoint(other, False)  # not kept: drops to come
             with np.errstate(invalid="ignore"):
                 clash = np.flatnonzero((values > 0) & (other_values > 0))
             if not clash.size:
