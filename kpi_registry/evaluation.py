@@ -408,7 +408,8 @@ class _Engine:
             row_start = np.repeat(np.arange(0, size, n_base), n_base)
             first_seen = np.repeat(np.argmax(seen, axis=1) + np.arange(0, size, n_base), n_base)
             cell = np.where(last >= row_start, last, first_seen)
-            carried = grid[first * n_base : stop * n_base][cell].reshape(stop - first, n_base)
+            carried = grid[first * n_base : stop * n_base][cell].astype(np.int64)
+            carried = carried.reshape(stop - first, n_base)
             if self.coarse is not None:
                 carried = carried[:, self.coarse.last_base]
             key = carried * n_out + np.arange(n_out)
