@@ -352,7 +352,7 @@ class _Engine:
             gcodes, guniq = pd.factorize(pd.MultiIndex.from_frame(frame), sort=True)
             as_frame = pd.DataFrame(list(guniq), columns=by)
             labels = {c: as_frame[c].to_numpy() for c in by}
-        return gcodes.astype(np.int64), labels
+        return gcodes.astype(np.int64, copy=False), labels
 
     def _numbers(self, col: str) -> np.ndarray:
         plain = self.source.plain(col)
