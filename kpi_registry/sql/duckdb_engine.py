@@ -30,6 +30,7 @@ from ..errors import DataError, KPIError
 from ..model import KPI
 from ..request import Request, gap_warnings, used_datapoints
 from . import sqlbuild as b
+from .checks import in_entities_outside
 from .compiler import compile_tree
 from .spec import PeriodFormat, infer_period_format
 
@@ -336,10 +337,14 @@ def _check_rows(kpis, ids, source: _Input, req: Request, axis, fmt) -> list[str]
         col = req.columns.get(name, name)
         wanted.add(col)
         value = b.col(col)
-        if spec.minimum is not None:
-            where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
-        if spec.maximum is not None:
-            where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
+        if spec.checks_cells and req.entity is not None:  # ranges of entity-periods
+            keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
+            where.append(in_entities_outside(source.table, keys, req.entity, col, spec))
+        elif spec.minimum is not None or spec.maximum is not None:
+            if spec.minimum is not None:
+                where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
+            if spec.maximum is not None:
+                where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
         if spec.rows in ("last", "first") and req.entity is not None:
             order = req.columns.get(spec.order_by, spec.order_by) if spec.order_by else None
             if order in source.columns:
