@@ -258,8 +258,9 @@ class InvalidCellsError(RowsError):
         entity, period = self.cells[0]
         column = f" (column {self.column!r})" if self.column != self.datapoint else ""
         more = f" ({len(self.cells)} entity-periods in all)" if len(self.cells) > 1 else ""
+        valid = _range_text(self.minimum, self.maximum)
         head = (
-            f"datapoint {self.datapoint!r}{column} must be {_range_text(self.minimum, self.maximum)}"
+            f"datapoint {self.datapoint!r}{column} must be {valid}"
             f" per entity and period: entity {entity!r} has {_num(self.values[0])} in {period}"
             f" ({what} {shown}){more}"
         )
