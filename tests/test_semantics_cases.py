@@ -202,6 +202,8 @@ def _mrr_lines(a_january_credit: float) -> pd.DataFrame:
 
 
 def test_credit_lines_that_leave_a_positive_mrr_are_accepted_by_every_engine(reg):
+    revenue = reg.kpis["net_revenue_retention"].datapoints["revenue"]
+    assert (revenue.minimum, revenue.valid_per) == (0.0, "entity_period")  # a line may be < 0
     ids = ["net_revenue_retention", "monthly_recurring_revenue"]
     for data in (_mrr_lines(-30.05), _mrr_lines(-30.05).iloc[::-1]):
         out = _engines(reg, ids, data, Request("month", "customer"))
