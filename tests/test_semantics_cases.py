@@ -242,6 +242,23 @@ def test_drop_invalid_reads_a_negative_mrr_as_a_month_without_rows(reg):
     assert any("'revenue'" in w and "'a'" in w and "2024-01" in w for w in out.attrs["warnings"])
 
 
+def test_a_coupon_line_lowers_its_order_but_an_order_below_zero_is_reported(reg):
+    """Average order value's lines add up per order; a coupon on the whole order may come as
+    a negative line (refused per row before), an order worth less than nothing may not."""
+    data = pd.DataFrame(
+        {
+            "order": ["A1", "A1", "A2", "A3", "A3"],
+            "month": ["2024-01"] * 5,
+            "order_net_value": [100.0, -20.0, 60.0, 30.0, -40.0],
+        }
+    )
+    request = Request("month", "order")
+    error = _both_raise(reg, ["average_order_value"], data, request, InvalidCellsError)
+    assert (error.cells, error.rows, error.values) == ([("A3", "2024-01")], [3, 4], [-10.0])
+    out = _engines(reg, ["average_order_value"], data.iloc[:3], request)
+    assert out["average_order_value"].tolist() == [70.0]  # (80 + 60) / 2
+
+
 def test_without_an_entity_each_row_is_held_to_the_range(reg):
     data = _mrr_lines(-130.10)
     with pytest.raises(InvalidCellsError):  # not a per-row error: the entity is known
