@@ -122,7 +122,12 @@ def definition(i: int, n: int, rng: random.Random) -> dict:
             {
                 "segment": "Synthetic peers",
                 "range": [10, 40],
-                "source": {"title": "Synthetic survey", "url": f"https://example.org/b/{i}"},
+                "source": {
+                    "publisher": "Synthetic Research",
+                    "title": "Synthetic survey",
+                    "year": 2024,
+                    "url": f"https://example.org/b/{i}",
+                },
             }
         ],
     }

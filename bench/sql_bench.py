@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load, median, record, run_measured  # noqa: E402
 
 from kpi_registry.billing import REVENUE_FAMILY
-from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT
+from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT, MEMORY_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 MONTHS = 24
@@ -269,8 +269,13 @@ def worker(
     threads: int | None,
     source: str,
     spill: str,
+    memory_limit: str,
 ) -> None:
+    import os
+
     import duckdb
+
+    os.environ[MEMORY_ENV] = memory_limit  # the engine's own connection: the same limit
 
     import kpi_registry
 
@@ -289,7 +294,7 @@ def worker(
             con.execute(f"SET threads = {int(threads)}")
         con.execute("SET preserve_insertion_order = false")
         if source == "parquet":  # and its memory limit and spilling: the same for every side
-            con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+            con.execute(f"SET memory_limit = '{memory_limit}'")
             con.execute(f"SET temp_directory = '{spill}'")
     extra: dict = {}
     if engine == "generated":  # compiled before the clock starts
@@ -356,7 +361,13 @@ def worker(
 
 
 def measure(
-    engine: str, path: Path, out: Path, by_segment: bool, threads: int | None, source: str
+    engine: str,
+    path: Path,
+    out: Path,
+    by_segment: bool,
+    threads: int | None,
+    source: str,
+    memory_limit: str,
 ) -> dict:
     result = out / f"result-{engine}-{'segment' if by_segment else 'month'}.parquet"
     spill = out / f"spill-{engine}"
@@ -373,6 +384,8 @@ def measure(
         source,
         "--spill",
         str(spill),
+        "--memory-limit",
+        memory_limit,
     ]
     if by_segment:
         cmd.append("--by-segment")
@@ -421,6 +434,12 @@ def main() -> None:
     p.add_argument(
         "--repeat", type=int, default=3, help="interleaved runs per side; the median is reported"
     )
+    p.add_argument(
+        "--memory-limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        help="DuckDB's memory limit with --source parquet, the same for every side "
+        f"(default: the engine's, {DEFAULT_MEMORY_LIMIT})",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
@@ -436,6 +455,7 @@ def main() -> None:
             args.threads,
             args.source,
             args.spill,
+            args.memory_limit,
         )
         return
     with tempfile.TemporaryDirectory(prefix="kpi-sql-bench-") as tmp:
@@ -451,21 +471,25 @@ def run(args: argparse.Namespace, out: Path) -> None:
     limited = source == "parquet"
     print(
         f"every query reads {'the Parquet file' if limited else 'a DuckDB table'}"
-        + (f", under a DuckDB memory limit of {DEFAULT_MEMORY_LIMIT}" if limited else "")
+        + (f", under a DuckDB memory limit of {args.memory_limit}" if limited else "")
     )
     engines = ["lead", "generated", "engine"] if limited else [
         "handwritten", "lead", "generated", "engine"
     ]  # fmt: skip
     if args.pandas:
         engines.append("pandas")
-    size = f"{args.rows / 1e6:g}M rows, {'Parquet, memory limit' if limited else 'table'}"
+    size = f"{args.rows / 1e6:g}M rows, " + (
+        f"Parquet, memory limit {args.memory_limit}" if limited else "table"
+    )
     for by_segment in (False, True):
         label = "month x segment" if by_segment else "month"
         print(f"\n{label}:   [{load()}]")
         samples: dict[str, list[dict]] = {e: [] for e in engines}
         for _ in range(args.repeat):  # interleaved: the machine's load hits every side alike
             for e in engines:
-                samples[e].append(measure(e, path, out, by_segment, args.threads, source))
+                samples[e].append(
+                    measure(e, path, out, by_segment, args.threads, source, args.memory_limit)
+                )
         runs = {
             e: {
                 "seconds": median([r["seconds"] for r in rs]),

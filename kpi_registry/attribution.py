@@ -487,7 +487,11 @@ def _supplied(kpis: Mapping[str, KPI], data: Any, request: Request) -> set[str]:
     """KPIs the data supplies as columns (the engine reads them instead of their formula)."""
     if not isinstance(data, pd.DataFrame):
         return set()
-    return {k for k in kpis if request.columns.get(k, k) in data.columns}
+    # from the data's few columns, not the library's many KPIs (20,000 on a large site)
+    columns = set(data.columns)
+    renamed = {k for k, col in request.columns.items() if k in kpis and col in columns}
+    kept = {c for c in columns if c in kpis and c not in request.columns}
+    return renamed | kept
 
 
 def _without_by(request: Request) -> Request:

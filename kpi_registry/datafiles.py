@@ -269,6 +269,17 @@ def check_inputs(pattern: str) -> list[DataFile]:
     return checked
 
 
+def read_for_engine(pattern: str, engine: str):
+    """(checked files, data for the engine, row counts per file) from a data path or glob, as
+    every front end reads it: the glob is expanded once, so both engines read the same list;
+    DuckDB reads the files itself, without going through pandas (no row counts then)."""
+    checked = check_inputs(pattern)
+    if engine == "duckdb":
+        return checked, ([str(c.path) for c in checked] if len(checked) > 1 else pattern), []
+    data, sizes = read_all(checked)
+    return checked, data, sizes
+
+
 def column_names(data: DataFile) -> list[str]:
     """The columns a checked file has, in file order."""
     if data.kind == "parquet":

@@ -1,8 +1,9 @@
 """``kpi mcp``: the registry for AI assistants, as a Model Context Protocol server over stdio.
 
 Read-only. Tools: search KPIs, get one KPI, the columns KPIs need, evaluate KPIs on a data
-file (``kpi eval``'s options, checks and messages, because it runs ``kpi eval`` itself), the
-SQL for a dialect (``kpi sql``, likewise) and why a KPI moved (``kpi explain``). A data file
+file (``kpi eval``'s options and checks), the SQL for a dialect (``kpi sql``) and why a KPI
+moved (``kpi explain``). Like the command line, a front end of its own: the tools call the
+registry's API and word its errors from their fields in the tools' argument names. A data file
 must lie under one of the ``--root`` folders the server was started with (default: the
 current folder); a path that leaves them, also through ``..`` or a symbolic link, is refused.
 
@@ -14,9 +15,7 @@ and this file (see :class:`_FastStart`); the SDK then receives the handshake aga
 unsent, and serves every call. Without a cached answer (the first start) it waits for the SDK.
 """
 
-import argparse
 import contextlib
-import glob
 import io
 import json
 import os
@@ -26,9 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: The SQL dialects of ``kpi sql`` (kept here so listing the tools needs no sqlglot).
-DIALECTS = ("duckdb", "postgres", "snowflake", "bigquery", "spark", "trino")
-GRAINS = ("day", "week", "month", "quarter", "year")
 _GLOB = set("*?[")
 
 INSTRUCTIONS = (
@@ -56,6 +52,7 @@ class KPIServer:
         self._registry = None
         self._catalog: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
+        self._work = threading.Lock()  # one evaluation at a time: they share the library
 
     # -- the library, loaded on first use ---------------------------------------------
     @property
@@ -161,9 +158,11 @@ class KPIServer:
             raise ToolFailure(f"{data}: '..' is not allowed; give a path under {self._roots()}")
         full = raw if raw.is_absolute() else self.roots[0] / raw
         if _GLOB & set(str(full)):
+            from .datafiles import expand_data_path
+
+            # the very files the engines will read: '**' crosses folders, also linked ones
             base = Path(*[p for p in _parts_before_glob(full)])
-            matches = [Path(m) for m in glob.glob(str(full))]
-            targets = [base, *matches]
+            targets = [base, *expand_data_path(str(full))]
         else:
             targets = [full]
         for target in targets:
@@ -177,25 +176,7 @@ class KPIServer:
     def _roots(self) -> str:
         return ", ".join(str(r) for r in self.roots)
 
-    # -- eval / sql: the CLI's own commands ---------------------------------------------
-    def _run_cli(self, argv: list[str]) -> tuple[str, str]:
-        """Run a `kpi` command on the loaded library; its standard output, or its error
-        message (exactly what the command line prints) as a ToolFailure."""
-        from .cli import main as cli_main
-
-        registry = self.registry
-        out, err = io.StringIO(), io.StringIO()
-        with self._lock, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = cli_main(argv, registry=registry)
-            except SystemExit as e:  # argparse: a value it refuses
-                code = e.code if isinstance(e.code, int) else 2
-        if code != 0:
-            text = err.getvalue().strip()
-            lines = [line for line in text.splitlines() if not line.startswith("usage:")]
-            raise ToolFailure("\n".join(_plain(line) for line in lines) or text)
-        return out.getvalue(), err.getvalue()
-
+    # -- eval / sql / explain: the public API, errors worded here --------------------------
     def evaluate(
         self,
         kpis: list[str],
@@ -209,22 +190,41 @@ class KPIServer:
         targets: bool = False,
         max_rows: int = 500,
         date_format: str | None = None,
+        drop_invalid: bool = False,
     ) -> dict[str, Any]:
+        """KPIs evaluated on a data file under the roots (Registry.evaluate_many), the rows as
+        `kpi eval --format json` gives them."""
+        from .datafiles import read_for_engine
+        from .registry import build_request
+
         if not kpis:
             raise ToolFailure("give at least one KPI")
         if max_rows < 1:
             raise ToolFailure("max_rows must be 1 or more")
-        argv = ["eval", *kpis, "--data", self.data_path(data), "--format", "json"]
-        argv += _request_options(period, entity, by, grain, columns)
-        argv += ["--engine", engine] + (["--targets"] if targets else [])
-        argv += ["--date-format", date_format] if date_format else []
-        out, err = self._run_cli(argv)
-        rows = json.loads(out)
-        warnings = [
-            line.removeprefix("warning: ")
-            for line in err.splitlines()
-            if line.startswith("warning: ")
-        ]
+        path = self.data_path(data)
+        with self._worded(data):
+            ids = self._ids(kpis)
+            columns = self._columns(ids, columns)
+            build_request(period, entity, by, grain, columns, date_format)  # before reading
+            checked, frame, _ = read_for_engine(path, engine)
+            with self._worded(data, checked, engine), self._work:
+                result = self.registry.evaluate_many(
+                    ids,
+                    frame,
+                    period=period,
+                    entity=entity,
+                    by=by or None,
+                    grain=grain,
+                    columns=columns,
+                    engine=engine,
+                    date_format=date_format,
+                    with_targets=targets,
+                    drop_invalid=drop_invalid,
+                )
+        warnings = list(result.attrs.get("warnings", []))
+        if engine == "pandas" and not len(frame):
+            warnings.append(f"{data} has no data rows")
+        rows = _records(_grain_heading(result, period, grain))
         return {
             "rows": rows[:max_rows],
             "row_count": len(rows),
@@ -243,11 +243,23 @@ class KPIServer:
         grain: str | None = None,
         columns: dict[str, str] | None = None,
     ) -> str:
+        """One statement computing the KPIs in a warehouse (Registry.to_sql_many), ended by a
+        semicolon as `kpi sql` prints it."""
         if not kpis:
             raise ToolFailure("give at least one KPI")
-        argv = ["sql", *kpis, "--table", table, "--dialect", dialect]
-        argv += _request_options(period, entity, by, grain, columns)
-        return self._run_cli(argv)[0]
+        with self._worded(None):
+            ids = self._ids(kpis)
+            sql = self.registry.to_sql_many(
+                ids,
+                table,
+                period=period,
+                entity=entity,
+                by=by or None,
+                grain=grain,
+                columns=self._columns(ids, columns),
+                dialect=dialect,
+            )
+        return sql + ";\n"
 
     def explain(
         self,
@@ -263,25 +275,170 @@ class KPIServer:
         engine: str = "pandas",
         date_format: str | None = None,
     ) -> dict[str, Any]:
-        """Why a KPI moved between two periods (`kpi explain`, Registry.explain)."""
-        argv = ["explain", kpi, "--data", self.data_path(data), "--from", start, "--to", end]
-        argv += _request_options(period, entity, by, grain, columns)
-        argv += ["--engine", engine, "--format", "json"]
-        argv += ["--date-format", date_format] if date_format else []
-        out, err = self._run_cli(argv)
-        return {"rows": json.loads(out), "notes": _notes(err, "note: ")}
+        """Why a KPI moved between two periods (Registry.explain), as `kpi explain --format
+        json` gives it, and the notes it prints."""
+        from .datafiles import read_for_engine
+        from .registry import build_request
+
+        path = self.data_path(data)
+        with self._worded(data):
+            (kpi_id,) = self._ids([kpi])
+            columns = self._columns([kpi_id], columns)
+            build_request(period, entity, by, grain, columns, date_format)
+            checked, frame, _ = read_for_engine(path, engine)
+            with self._worded(data, checked, engine), self._work:
+                result = self.registry.explain(
+                    kpi_id,
+                    frame,
+                    start=start,
+                    end=end,
+                    period=period,
+                    entity=entity,
+                    by=by or None,
+                    grain=grain,
+                    columns=columns,
+                    engine=engine,
+                    date_format=date_format,
+                )
+        return {"rows": _records(result), "notes": list(result.attrs.get("notes", []))}
+
+    def _ids(self, kpis: list[str]) -> list[str]:
+        return [self.registry.resolve(k) for k in kpis]
+
+    def _columns(self, ids: list[str], columns: dict[str, str] | None) -> dict[str, str]:
+        """The ``columns`` mapping, each key a datapoint (or KPI) the KPIs read: a misspelt
+        key would otherwise be ignored without a word."""
+        from .errors import did_you_mean, shown_columns
+
+        columns = dict(columns or {})
+        reg = self.registry
+        read = reg.column_keys(ids)
+        for key, column in columns.items():
+            if not key.strip() or not column.strip():
+                raise ToolFailure(
+                    f"columns {{{key!r}: {column!r}}}: give a datapoint and a column name"
+                )
+            if key not in read:
+                datapoints = sorted(name for name in read if name not in reg)
+                raise ToolFailure(
+                    f"columns {{{key!r}: {column!r}}}: {', '.join(ids)} "
+                    f"read{'s' * (len(ids) == 1)} no datapoint {key!r}"
+                    f"{did_you_mean(key, read)}; the datapoints are {shown_columns(datapoints)}"
+                )
+        return columns
+
+    @contextlib.contextmanager
+    def _worded(self, data: str | None, checked: list | None = None, engine: str = "pandas"):
+        """The library's errors as tool failures, worded from their fields in the tools'
+        arguments (``entity``, ``columns``, ``date_format``); ``checked``: the data files
+        read, to place rows at CSV lines."""
+        from .errors import KPIError
+
+        try:
+            yield
+        except ToolFailure:
+            raise
+        except KPIError as e:
+            raise ToolFailure(error_text(e, data, checked, engine)) from None
 
 
-def _notes(err: str, prefix: str) -> list[str]:
-    return [line.removeprefix(prefix) for line in err.splitlines() if line.startswith(prefix)]
+def error_text(
+    error: Exception,
+    data: str | None = None,
+    checked: list | None = None,
+    engine: str = "pandas",
+) -> str:
+    """A library error as the assistant reads it: from the error's fields, naming the tools'
+    arguments (``entity``, ``by``, ``columns``, ``date_format``) where the Python API says
+    ``entity=`` and the command line ``--entity``; data errors start with the data file."""
+    from .errors import (
+        ColumnNotGivenError,
+        DataError,
+        MissingColumnsError,
+        MissingDatapointError,
+        RequestColumnsError,
+        RowsError,
+        shown_columns,
+    )
+    from .periods import AmbiguousDateError, DateFormatError
+
+    where = f"{data}: " if data else ""
+    if isinstance(error, RequestColumnsError):
+        return f'"{error.role}": {error.column!r} {error.problem}; {error.remedy}'
+    if isinstance(error, ColumnNotGivenError):
+        return error.worded(
+            f'give the {error.parameter} column in the "{error.parameter}" argument'
+        )
+    if isinstance(error, MissingDatapointError):
+        return where + error.worded(_mapping([error.datapoint]))
+    if isinstance(error, MissingColumnsError):
+        plural = len(error.missing) > 1
+        names = ", ".join(
+            f"{m.datapoint!r}" + (f" (mapped to {m.mapped_to!r})" if m.mapped_to else "")
+            for m in error.missing
+        )
+        text = (
+            f"{where}the data has no column for datapoint{'s' * plural} {names}; columns are "
+            f"{shown_columns(error.columns)}. Map {'each' if plural else 'it'} with "
+            + _mapping([m.datapoint for m in error.missing])
+        )
+        return text + "".join(
+            f"\n  {m.datapoint}: {m.description} ({m.unit})" for m in error.missing
+        )
+    csv_file = checked[0] if checked and len(checked) == 1 and checked[0].kind == "csv" else None
+    if isinstance(error, (AmbiguousDateError, DateFormatError)):
+        place = _place(data, csv_file if engine == "pandas" else None, error.row)
+        if isinstance(error, DateFormatError):
+            return (
+                f"{place}period column {error.column!r} has {error.value!r}, which does not "
+                f'match the "date_format" {error.date_format!r}'
+            )
+        return (
+            f"{place}period column {error.column!r} has {error.value!r}: a date written "
+            "day-first or month-first is ambiguous (03/04/2024 is 3 April or March 4); give "
+            'its format in "date_format": %d/%m/%Y (day first) or %m/%d/%Y (month first)'
+        )
+    if isinstance(error, RowsError) and csv_file is not None:  # both engines count rows so
+        from .datafiles import csv_line
+
+        lines = [csv_line(csv_file, r) if isinstance(r, int) else None for r in error.rows]
+        if lines and all(line is not None for line in lines):
+            return where + error.render(lines, "line" if len(lines) == 1 else "lines")
+    if isinstance(error, DataError):
+        return where + str(error)
+    return str(error)
 
 
-def _plain(line: str) -> str:
-    """A CLI error line without the command line's own prefixes."""
-    for prefix in ("kpi: error: ", "kpi: ", "error: "):
-        if line.startswith(prefix):
-            return line[len(prefix) :]
-    return line
+def _mapping(datapoints: list[str]) -> str:
+    pairs = ", ".join(f'"{name}": "<column>"' for name in datapoints)
+    return f'"columns": {{{pairs}}}'
+
+
+def _place(data: str | None, csv_file, row) -> str:
+    """Where a row is: its CSV line when the data is one CSV file read by pandas (rows are
+    labelled 0, 1, ... in file order), else the file."""
+    if csv_file is not None and isinstance(row, int):
+        from .datafiles import csv_line
+
+        line = csv_line(csv_file, row)
+        if line is not None:
+            return f"{data}:{line}: "
+    return f"{data}: " if data else ""
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    """A frame's rows as JSON objects, dates in ISO form (as `kpi eval --format json`)."""
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def _grain_heading(frame, period: str | None, grain: str | None):
+    """The period column headed by the grain asked for ("quarter" for 2024Q2), as `kpi eval`
+    shows it; where a group or KPI column has that name, the period keeps its own."""
+    if not (period and grain) or grain == period or period not in frame.columns:
+        return frame
+    if grain in frame.columns:
+        return frame
+    return frame.rename(columns={period: grain})
 
 
 def _parts_before_glob(path: Path) -> list[str]:
@@ -291,21 +448,6 @@ def _parts_before_glob(path: Path) -> list[str]:
             break
         out.append(part)
     return out
-
-
-def _request_options(period, entity, by, grain, columns) -> list[str]:
-    argv: list[str] = []
-    if period is not None:
-        argv += ["--period", period]
-    if entity is not None:
-        argv += ["--entity", entity]
-    for column in by or []:
-        argv += ["--by", column]
-    if grain is not None:
-        argv += ["--grain", grain]
-    for datapoint, column in (columns or {}).items():
-        argv += ["--column", f"{datapoint}={column}"]
-    return argv
 
 
 # -- the MCP server -----------------------------------------------------------------------
@@ -379,9 +521,16 @@ def build_server(service: KPIServer):
         targets: Annotated[bool, Field(description="add each KPI's target and status")] = False,
         max_rows: int = 500,
         date_format: DateFormat = None,
+        drop_invalid: Annotated[
+            bool,
+            Field(
+                description="compute on the rows left after leaving out those outside a "
+                "datapoint's valid range or contradicting each other (listed as warnings)"
+            ),
+        ] = False,
     ) -> dict[str, Any]:
         """Evaluate KPIs on a local data file per period (and group), as `kpi eval` does,
-        with the same options and error messages."""
+        with the same options and checks."""
         return run(
             service.evaluate,
             kpis,
@@ -395,6 +544,7 @@ def build_server(service: KPIServer):
             targets,
             max_rows,
             date_format,
+            drop_invalid,
         )
 
     @server.tool(annotations=read_only)
@@ -448,39 +598,11 @@ def build_server(service: KPIServer):
     return server
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kpi mcp", description=DESCRIPTION)
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-DESCRIPTION = (
-    "Serve the registry to AI assistants over the Model Context Protocol (stdio): search, "
-    "show, the columns KPIs need, evaluate on a local data file, compile SQL. Read-only; data "
-    "files only under the --root folders."
-)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--root",
-        action="append",
-        metavar="DIR",
-        help="a folder whose data files the tools may read (repeatable; default: the current "
-        "folder)",
-    )
-    p.add_argument(
-        "--path",
-        action="append",
-        metavar="DIR",
-        help="a folder of your own definitions to add to the bundled library "
-        "(repeatable; KPI_REGISTRY_PATH works too)",
-    )
-
-
-def serve(args: argparse.Namespace) -> int:
+def serve(roots: Sequence[str | Path] = (), paths: Sequence[str | Path] = ()) -> int:
+    """Serve the registry over stdio until the client leaves: data files only under
+    ``roots`` (default: the current folder), the library with the folders ``paths``."""
     try:
-        service = KPIServer(args.root or [Path.cwd()], args.path or [])
+        service = KPIServer(list(roots) or [Path.cwd()], paths)
     except ToolFailure as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -797,19 +919,3 @@ def _write_answers(path: Path, answers: dict[str, dict[str, Any]]) -> None:
     except OSError:
         with contextlib.suppress(OSError):
             os.remove(temp)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``kpi mcp`` without the rest of the command line (see kpi_registry.__main__)."""
-    return serve(parse_args(sys.argv[1:] if argv is None else argv))
-
-
-def add_commands(sub: Any) -> None:
-    p = sub.add_parser("mcp", help="serve the registry to AI assistants (MCP, stdio)")
-    p.description = DESCRIPTION
-    add_arguments(p)
-    p.set_defaults(func=serve)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

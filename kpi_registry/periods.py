@@ -63,7 +63,7 @@ class DateFormatError(DataError):
         )
 
 
-def _freq_code(freq) -> str:
+def freq_code(freq) -> str:
     name = getattr(freq, "freqstr", str(freq)).upper()
     for code in ("W", "M", "Q", "Y", "D"):
         if name.startswith(code) or (code == "Y" and name.startswith("A")):
@@ -112,7 +112,7 @@ def parse(
     if pd.api.types.is_datetime64_dtype(dtype):
         return _parse_datetimes(series.to_numpy())
     if isinstance(dtype, pd.PeriodDtype):
-        base = _freq_code(dtype.freq)
+        base = freq_code(dtype.freq)
         ordinals = series.array.asi8.astype(np.int64)
         kind = "period"
     else:
@@ -284,7 +284,7 @@ def _parse_uniques(
                 "use dates, pandas Periods, or text such as 2024-01, 2024Q1 or 2024"
             ) from None
         parsed.append(p)
-    codes = {_freq_code(p.freq) for p in parsed}
+    codes = {freq_code(p.freq) for p in parsed}
     if len(codes) > 1:
         raise DataError(
             f"period column {column!r} mixes period lengths ({', '.join(sorted(codes))})"

@@ -551,6 +551,19 @@ class Registry:
             return []
         return sorted({n.name for n in node.walk() if isinstance(n, Name) and n.name in self})
 
+    def column_keys(self, kpi_ids: Sequence[str]) -> set[str]:
+        """What a ``columns`` mapping may name for these KPIs: each KPI they are built from
+        (given as a column of its own) and every datapoint those read."""
+        keys: set[str] = set()
+        todo = list(kpi_ids)
+        while todo:
+            kpi_id = todo.pop()
+            if kpi_id not in keys:
+                keys.add(kpi_id)
+                keys.update(self[kpi_id].datapoints)
+                todo.extend(self.dependencies(kpi_id))
+        return keys
+
     def inputs(self, kpi_ids: str | Sequence[str], supplied: Iterable[str] = ()) -> list[Datapoint]:
         """Every raw datapoint the KPIs read, through the KPIs they are built from (first use
         first): the columns the data needs. A KPI in ``supplied`` (given as a column of its

@@ -19,11 +19,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlglot
+import yaml
 
 from kpi_registry import attribution, backends, drivertree, evaluation
 from kpi_registry.errors import FormulaError
+from kpi_registry.export.metricflow import (
+    MEASURES,
+    METRICFLOW_FUNCTIONS,
+    SPECS,
+    metricflow,
+)
+from kpi_registry.export.metricflow import UNSUPPORTED_FUNCTIONS as METRICFLOW_UNSUPPORTED
 from kpi_registry.formula import FUNCTIONS, Function, analyse, analysis, mathml, parse, render
 from kpi_registry.model import KPI
+from kpi_registry.registry import Registry
 from kpi_registry.request import Request
 from kpi_registry.sql import DIALECTS, compile_many, translate
 
@@ -67,8 +76,9 @@ def kpi_formula(func: Function) -> str:
     raise AssertionError(f"no valid formula calls {func.name}()")  # pragma: no cover
 
 
-def _kpis(text: str) -> dict[str, KPI]:
-    return {"k": KPI("k", {"datapoints": [DATAPOINT]}, Path("k.yaml"), expression=parse(text))}
+def _kpis(text: str, datapoint: Mapping[str, Any] = DATAPOINT, kpi_id: str = "k") -> dict[str, KPI]:
+    definition = {"datapoints": [datapoint]}
+    return {kpi_id: KPI(kpi_id, definition, Path(f"{kpi_id}.yaml"), expression=parse(text))}
 
 
 # -- how each backend is run on a tiny formula -----------------------------------------------
@@ -132,6 +142,34 @@ def _sql(dialect: str) -> Callable[[Function], None]:
     return compile_in
 
 
+def _metricflow(func: Function) -> None:
+    """Handled: the KPI is exported (a stock datapoint, so that every aggregate is a measure;
+    over a flow only a plain sum is exact above the base grain). Declined: the KPI is listed
+    as not mappable, with the function named in the reason."""
+    stock = {**DATAPOINT, "time": "closing"}
+    kpis = _kpis(kpi_formula(func), stock, kpi_id="kpi")  # "k" is too short a MetricFlow name
+    export = metricflow(Registry(kpis), grain="month")
+    if func.name in METRICFLOW_UNSUPPORTED:
+        assert export.exported == [], export.metrics
+        reason = export.skipped["kpi"]
+        assert f"{func.name}()" in reason
+        if func.kind == "time" and func.name != "ever_before":  # the grain's calendar
+            assert reason == METRICFLOW_UNSUPPORTED[func.name]
+        return
+    assert export.exported == ["kpi"], export.skipped
+    [metric] = [m for m in export.metrics if m["name"] == "kpi"]
+    measures = [m for t in export.tables for m in t.measures.values()]
+    if func.name in MEASURES:
+        assert MEASURES[func.name].agg in {m["agg"] for m in measures}, measures
+    elif func.name == "previous":
+        assert [m.get("offset_window") for m in metric["type_params"]["metrics"]] == ["1 month"]
+    else:  # a scalar function: SQL in the derived metric's or the measure's expression
+        exprs = [metric["type_params"].get("expr", ""), *(m["expr"] for m in measures)]
+        assert any(sqlglot.parse_one(e).find(sqlglot.exp.Func) for e in exprs if e), exprs
+    for spec in SPECS:
+        assert yaml.safe_load(export.to_yaml(spec))["version"] == 2
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -154,6 +192,12 @@ BACKENDS = [
         attribution.UNSUPPORTED_FUNCTIONS,
         _attribution,
     ),
+    Backend(
+        "metricflow",
+        METRICFLOW_FUNCTIONS,
+        METRICFLOW_UNSUPPORTED,
+        _metricflow,
+    ),
     *[
         Backend(
             f"sql-{d}",
@@ -170,6 +214,10 @@ BACKENDS = [
 ]
 
 
+#: Backends whose exercise also checks how they decline a function they do not support.
+DECLINES_OBSERVABLY = {"javascript", "metricflow"}
+
+
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
 @pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
 def test_backend_handles_or_declines_every_function(backend: Backend, name: str):
@@ -179,7 +227,7 @@ def test_backend_handles_or_declines_every_function(backend: Backend, name: str)
     assert not (handled and declined), f"{backend.name} both handles and declines {name}()"
     if declined:
         assert backend.unsupported[name].strip(), f"{backend.name}: no reason for {name}()"
-    if handled or backend.name == "javascript":  # the calculator's decline is observable
+    if handled or backend.name in DECLINES_OBSERVABLY:
         backend.exercise(func)
 
 

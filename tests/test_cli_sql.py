@@ -63,8 +63,9 @@ def test_sql_drop_invalid_gives_what_eval_drop_invalid_gives(capsys, contracts):
     assert want == {"2024-01": 7500.0, "2024-02": 9000.0, "2024-03": 4000.0}
 
     assert _in_duckdb(dropping, contracts) == pytest.approx(want)
-    # without the flag the SQL, which cannot stop on a bad row, does not leave it out
-    assert _in_duckdb(plain, contracts)["2024-02"] != pytest.approx(want["2024-02"])
+    # without the flag the SQL stops on the bad row, naming it, as kpi eval does
+    with pytest.raises(duckdb.Error, match="'contract_value' must be at least 0: entity 'c2'"):
+        _in_duckdb(plain, contracts)
 
 
 def test_sql_drop_invalid_has_eval_help():

@@ -23,47 +23,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kpi_registry"
 
 #: (importing module, imported module): why the edge is still there and who removes it.
 #: Cycles are looked for without these edges.
-ALLOWED_CYCLE_EDGES = {
-    (
-        "kpi_registry.mcp_server",
-        "kpi_registry.cli",
-    ): "h18-spark: the MCP server runs `kpi eval/sql/explain` through cli.main; as a front end "
-    "of its own it should call the registry and word errors from their fields",
-    (
-        "kpi_registry.export.metricflow_latest",
-        "kpi_registry.export.metricflow",
-    ): "h20-sql: metricflow imports metricflow_latest (lazily) and metricflow_latest imports "
-    "MetricflowExport back",
-}
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 #: (importing module, module that defines the name, private name): who removes it.
-ALLOWED_PRIVATE = {
-    **dict.fromkeys(
-        [
-            ("kpi_registry.sql.spark_engine", "kpi_registry.sql.duckdb_engine", "_check_rows"),
-            ("kpi_registry.sql.spark_engine", "kpi_registry.sql.duckdb_engine", "_infer_periods"),
-            ("kpi_registry.sql.spark_engine", "kpi_registry.sql.duckdb_engine", "_shape"),
-            ("kpi_registry.sql.duckdb_engine", "kpi_registry.periods", "_freq_code"),
-        ],
-        "h21-perf (duckdb_engine)",
-    ),
-    **dict.fromkeys(
-        [
-            ("kpi_registry.export.ossie", "kpi_registry.export.metricflow", "_entities"),
-            ("kpi_registry.export.ossie", "kpi_registry.export.metricflow", "_rebuild"),
-        ],
-        "h20-sql (export/metricflow.py)",
-    ),
-}
+ALLOWED_PRIVATE = {}
 
 #: Modules outside kpi_registry.cli that still use argparse or the cli package: who moves it.
-ALLOWED_COMMAND_LINE = {
-    ("kpi_registry.mcp_server", "argparse"): "h18-spark: its parse_args/add_arguments/main are "
-    "now kpi_registry.cli.mcp (kpi_registry.__main__ runs `kpi mcp` through it); remove them",
-    ("kpi_registry.mcp_server", "kpi_registry.cli"): ALLOWED_CYCLE_EDGES[
-        ("kpi_registry.mcp_server", "kpi_registry.cli")
-    ],
-}
+ALLOWED_COMMAND_LINE: dict[tuple[str, str], str] = {}
 
 
 @dataclass

@@ -209,8 +209,11 @@ def test_every_tool_over_stdio(folders):
                 messages[label] = text(result)
             assert "no_such_kpi" in messages["unknown KPI"]
             assert "revenu" in messages["misspelt column"]
-            assert "revenue=mrr" in messages["missing column"]
-            assert "--entity" in messages["no entity"]
+            assert "'revenue' (mapped to 'mrr')" in messages["missing column"]
+            assert '"columns": {"revenue": "<column>"}' in messages["missing column"]
+            assert 'the "entity" argument' in messages["no entity"]
+            for message in messages.values():  # the tools' arguments, not kpi's options
+                assert not {"--entity", "--column", "--period", "usage:"} & set(message.split())
             for label in ("dot dot", "absolute outside", "symlink outside", "glob outside"):
                 assert str(secret) not in messages[label] or "outside" in messages[label], label
                 assert "secret" not in messages[label]
@@ -226,11 +229,115 @@ def test_data_outside_the_roots_is_refused_before_reading(folders):
     from kpi_registry.mcp_server import KPIServer, ToolFailure
 
     data, secret = folders
+    (data / "linked").symlink_to(secret, target_is_directory=True)
     service = KPIServer([data])
     assert service.data_path("mrr.csv") == str(data / "mrr.csv")
-    for bad in ("../elsewhere/mrr.csv", str(secret / "mrr.csv"), "link.csv", str(secret / "*")):
+    assert service.data_path("m*.csv") == str(data / "m*.csv")
+    outside = ("../elsewhere/mrr.csv", str(secret / "mrr.csv"), "link.csv", str(secret / "*"))
+    # '**' matches through a linked folder when the files are read, so also when checked
+    for bad in (*outside, "**/mrr.csv", "**/**/mrr.csv", "linked/*.csv"):
         with pytest.raises(ToolFailure, match="outside|not allowed"):
             service.data_path(bad)
+
+
+ABSENCE = """employee,month,unplanned_absence_hours,scheduled_hours
+ann,2024-01,4,160
+
+bob,2024-01,-3,150
+ann,2024-02,0,160
+"""
+
+
+def test_tools_call_the_registry_and_word_its_errors_from_their_fields(folders):
+    """Calls the tools in a fresh interpreter: no part of the command line is loaded, and
+    every error names the tools' arguments and the data file's line."""
+    data, _ = folders
+    (data / "absence.csv").write_text(ABSENCE)
+    (data / "days.csv").write_text(MRR.replace("2024-01", "03/01/2024"))
+    probe = """
+import json, sys
+from kpi_registry.mcp_server import KPIServer, ToolFailure
+service = KPIServer([sys.argv[1]])
+out = {"sql": service.sql(["nrr"], "billing.mrr", "month", entity="customer")}
+out["rows"] = service.evaluate(["nrr"], "mrr.csv", period="month", entity="customer")["rows"]
+out["explained"] = service.explain("nrr", "mrr.csv", "2024-02", "2024-03", "month",
+                                   entity="customer")["rows"]
+calls = {
+    "invalid rows": ("evaluate", dict(kpis=["absenteeism_rate"], data="absence.csv",
+                                      period="month", entity="employee")),
+    "dropped": ("evaluate", dict(kpis=["absenteeism_rate"], data="absence.csv",
+                                 period="month", entity="employee", drop_invalid=True)),
+    "ambiguous date": ("evaluate", dict(kpis=["nrr"], data="days.csv", period="month",
+                                        entity="customer")),
+    "entity is the period": ("evaluate", dict(kpis=["nrr"], data="mrr.csv", period="month",
+                                              entity="month")),
+    "by twice": ("sql", dict(kpis=["nrr"], table="t", period="month", entity="customer",
+                             by=["segment", "segment"])),
+    "empty column": ("sql", dict(kpis=["nrr"], table="t", period="month",
+                                 columns={"revenue": " "})),
+    "bad table": ("sql", dict(kpis=["nrr"], table="t; drop table x", period="month")),
+}
+for label, (tool, arguments) in calls.items():
+    try:
+        result = getattr(service, tool)(**arguments)
+        out[label] = result
+    except ToolFailure as e:
+        out[label] = "error: " + str(e)
+out["cli loaded"] = sorted(m for m in sys.modules if m.startswith("kpi_registry.cli"))
+print(json.dumps(out))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(data)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout)
+    assert out["cli loaded"] == []
+    cli = subprocess.run(
+        [sys.executable, "-m", "kpi_registry.cli", "sql", "nrr", "--table", "billing.mrr"]
+        + ["--period", "month", "--entity", "customer"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert out["sql"] == cli.stdout  # the same statement as `kpi sql`
+    assert [r["net_revenue_retention"] for r in out["rows"]] == [None, 90.0, 56.25]
+    drivers = [r for r in out["explained"] if r["depth"] == 1]
+    assert sum(r["contribution"] for r in drivers) == pytest.approx(56.25 - 90.0)
+    # bob's -3 hours is on line 4 of the file (a blank line before it), not "row 1"
+    assert out["invalid rows"].startswith("error: absence.csv: ")
+    assert "line 4 has -3" in out["invalid rows"]
+    assert any("-3" in w for w in out["dropped"]["warnings"])
+    assert out["ambiguous date"].startswith("error: days.csv:2: period column 'month'")
+    assert '"date_format"' in out["ambiguous date"]
+    assert out["entity is the period"].startswith("error: \"entity\": 'month' is the period")
+    assert out["by twice"].startswith("error: \"by\": 'segment' is given twice")
+    assert "give a datapoint and a column name" in out["empty column"]
+    assert out["bad table"].startswith("error: table 't; drop table x' is not a table name")
+
+
+def test_kpi_mcp_starts_without_the_command_line_only_in_its_plain_form():
+    from kpi_registry.__main__ import mcp_folders
+
+    assert mcp_folders([]) == ([], [])
+    assert mcp_folders(["--root", "a", "--path=p", "--root=b"]) == (["a", "b"], ["p"])
+    # everything else is the command line's to parse and report (kpi_registry.cli.mcp)
+    for args in (["--help"], ["--ro", "a"], ["--root"], ["--root", "--path", "p"], ["x"]):
+        assert mcp_folders(args) is None, args
+    wrong = subprocess.run(
+        [sys.executable, "-m", "kpi_registry", "mcp", "--root"],
+        input="",
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
+    assert wrong.returncode == 2 and "usage: kpi mcp" in wrong.stderr and "--root" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
 
 
 def test_start_up_imports_no_engine_and_answers_tools_list(tmp_path):

@@ -348,3 +348,18 @@ def test_export_includes_the_users_folders(tmp_path, capsys, monkeypatch):
             assert cli.main(["export", "--format", fmt, "--out", str(out), *extra]) == 0, fmt
             assert "my_revenue" in out.read_text(), (how, fmt)
     capsys.readouterr()
+
+
+def test_every_aggregate_has_one_sql_aggregate():
+    """A new aggregate in FUNCTIONS needs its Ossie SQL and its MetricFlow measure (issue #20):
+    both tables cover exactly the aggregates, and the leaves of period-level SQL are the
+    aggregates and previous()."""
+    from kpi_registry.export.metricflow import MEASURES, PERIOD_LEAVES
+    from kpi_registry.export.ossie import AGGREGATE_SQL
+    from kpi_registry.formula import AGGREGATES
+
+    assert set(AGGREGATE_SQL) == set(MEASURES) == set(AGGREGATES)
+    assert PERIOD_LEAVES == {*AGGREGATES, "previous"}
+    sql = {func: AGGREGATE_SQL[func]("t.x", "(t.x > 0)") for func in AGGREGATES}
+    for func, text in sql.items():
+        assert sqlglot.parse_one(text).find(sqlglot.exp.AggFunc), (func, text)

@@ -81,14 +81,7 @@ def parse_columns(pairs: list[str]) -> dict[str, str]:
 def check_column_keys(reg: Registry, ids: Sequence[str], columns: dict[str, str]) -> None:
     """Every --column names a datapoint (or KPI) the requested KPIs read: a misspelt one would
     otherwise be ignored without a word."""
-    inputs: set[str] = set()
-    todo = list(ids)
-    while todo:
-        kpi_id = todo.pop()
-        if kpi_id not in inputs:
-            inputs.add(kpi_id)
-            inputs.update(reg[kpi_id].datapoints)
-            todo.extend(reg.dependencies(kpi_id))
+    inputs = reg.column_keys(ids)
     for key, column in columns.items():
         if key not in inputs:
             from ..errors import KPIError, did_you_mean, shown_columns

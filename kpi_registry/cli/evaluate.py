@@ -93,16 +93,10 @@ def _print_readable(frame, period_col: str | None, grain: str, attrs: dict) -> N
 
 
 def _read_data_args(args: argparse.Namespace):
-    """(checked files, data for the engine, row counts per file) from --data and --engine.
-    A glob is expanded once, so both engines read the same list; DuckDB reads the files
-    itself, without going through pandas."""
-    from ..datafiles import check_inputs, read_all
+    """(checked files, data for the engine, row counts per file) from --data and --engine."""
+    from ..datafiles import read_for_engine
 
-    checked = check_inputs(args.data)
-    if args.engine == "duckdb":
-        return checked, ([str(c.path) for c in checked] if len(checked) > 1 else args.data), []
-    data, sizes = read_all(checked)
-    return checked, data, sizes
+    return read_for_engine(args.data, args.engine)
 
 
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..formula import AGGREGATES, Binary, Call, Name, Node, Number, Unary
+from ..formula import Binary, Call, Name, Node, Number, Unary
+from ..formula.dispatch import function_table, method_table, node_table
 from ..formula.render import format_number
 from ..model import KPI, Datapoint
 from ..registry import Registry
@@ -39,16 +41,6 @@ SPECS = ("latest", "legacy")
 MF_NAME = re.compile(r"^[a-z](?:(?!__)[a-z0-9_])*[a-z0-9]$")
 _RESERVED = {*GRAINS, "hour", "minute", "second", "millisecond", "microsecond", "nanosecond"}
 _RESERVED |= {"metric_time", "mf_internal_uuid"}
-_MF_AGG = {
-    "sum": "sum",
-    "count": "sum",  # a sum of 1/0 flags, so a filter fits in the expression
-    "count_distinct": "count_distinct",
-    "mean": "average",
-    "median": "median",
-    "min": "min",
-    "max": "max",
-}
-
 
 #: A constant for the export's grain would be wrong whenever MetricFlow is asked for the metric
 #: at another grain (a quarterly lifetime a third of the monthly one), so it is not exported.
@@ -64,12 +56,40 @@ CALENDAR_DEPENDENT = (
 )
 
 
-def _grain_dependent(func: str) -> str | None:
-    if func == "months_in_period":
-        return GRAIN_DEPENDENT
-    if func in ("days_in_period", "business_days_in_period"):
-        return CALENDAR_DEPENDENT.format(func=func)
-    return None
+#: The time functions no MetricFlow expression can compute, each with the reason.
+_GRAIN_DEPENDENT: dict[str, str] = {
+    "months_in_period": GRAIN_DEPENDENT,
+    "days_in_period": CALENDAR_DEPENDENT.format(func="days_in_period"),
+    "business_days_in_period": CALENDAR_DEPENDENT.format(func="business_days_in_period"),
+}
+
+#: What the engine does with the functions that read an entity's own history, row by row;
+#: inside an aggregate they do not map (a measure sees one period's rows only).
+_ROW_HISTORY: dict[str, str] = {
+    "previous": "compares each entity with its own previous period",
+    "ever_before": "looks back over each entity's history",
+}
+
+#: The functions MetricFlow cannot express anywhere in a formula, each with the reason.
+#: (previous() maps at period level, as an offset input; inside an aggregate it is refused
+#: per KPI, see ``_ROW_HISTORY``.)
+UNSUPPORTED_FUNCTIONS: Mapping[str, str] = {
+    **_GRAIN_DEPENDENT,
+    "ever_before": (
+        f"ever_before() {_ROW_HISTORY['ever_before']}, row by row; a MetricFlow measure only "
+        "sees the rows of the period it aggregates, and a derived metric sees no rows at all"
+    ),
+}
+
+
+def _calls(node: Node) -> Iterator[Call]:
+    """Every function call in a formula, outermost first."""
+    return (n for n in node.walk() if isinstance(n, Call))
+
+
+def _reads_data(node: Node) -> bool:
+    """Whether the expression reads a datapoint or KPI (else it is a constant)."""
+    return any(isinstance(n, Name) for n in node.walk())
 
 
 class NotMappable(Exception):
@@ -104,52 +124,98 @@ def _greatest_least(args: list, pick: str):
     return out
 
 
+def _sql_if(args: list):
+    from sqlglot import exp
+
+    return exp.Case(ifs=[exp.If(this=args[0], true=args[1])], default=args[2])
+
+
+def _sql_abs(args: list):
+    from sqlglot import exp
+
+    return exp.Abs(this=args[0])
+
+
+def _sql_coalesce(args: list):
+    from sqlglot import exp
+
+    return exp.Coalesce(this=args[0], expressions=args[1:])
+
+
+#: The scalar functions as SQL, from their arguments' sqlglot trees.
+SQL_FUNCTIONS: dict[str, Callable[[list], Any]] = function_table(
+    {
+        "if": _sql_if,
+        "abs": _sql_abs,
+        "coalesce": _sql_coalesce,
+        "greatest": lambda args: _greatest_least(args, ">="),
+        "least": lambda args: _greatest_least(args, "<="),
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
+
+
+class _ExpressionTree:
+    """One sqlglot tree per node type (see :func:`expression_tree`)."""
+
+    def __init__(self, name_sql: Callable[[str], str]):
+        self.name_sql = name_sql
+
+    def __call__(self, node: Node):
+        return _EXPRESSION_NODES[type(node)](self, node)
+
+    def number(self, n: Number):
+        from sqlglot import exp
+
+        return exp.Literal.number(format_number(n.value))
+
+    def name(self, n: Name):
+        from sqlglot import exp
+
+        return exp.var(self.name_sql(n.name))
+
+    def unary(self, n: Unary):
+        from sqlglot import exp
+
+        inner = self(n.operand)
+        if n.op == "not":
+            return exp.Not(this=exp.Coalesce(this=inner, expressions=[exp.false()]))
+        return exp.Neg(this=exp.Paren(this=inner))
+
+    def binary(self, n: Binary):
+        from sqlglot import exp
+
+        a, b = self(n.left), self(n.right)
+        if n.op == "/":
+            scaled = exp.Mul(this=a, expression=exp.Literal.number("1.0"))
+            if not (isinstance(n.right, Number) and n.right.value != 0):
+                b = exp.Nullif(this=b, expression=exp.Literal.number("0"))
+            return exp.Paren(this=exp.Div(this=scaled, expression=b))
+        if n.op == "^":
+            return exp.Pow(this=a, expression=b)
+        cls = getattr(exp, _CMP_TREE.get(n.op) or _ARITH_TREE[n.op])
+        return exp.Paren(this=cls(this=a, expression=b))
+
+    def call(self, n: Call):
+        args = [self(a) for a in n.args]
+        if n.func in SQL_FUNCTIONS:
+            return SQL_FUNCTIONS[n.func](args)
+        if n.func in _GRAIN_DEPENDENT:
+            raise NotMappable(_GRAIN_DEPENDENT[n.func])
+        # aggregates and previous() are leaves of period-level SQL (rebuild_expression)
+        raise NotMappable(f"{n.func}() has no SQL form here")
+
+
+_EXPRESSION_NODES = method_table(_ExpressionTree)
+
+
 def expression_tree(node: Node, name_sql):
     """A formula expression as a sqlglot tree; ``name_sql`` spells each name (its text is
     kept as given: a column, or an expression such as ``COALESCE(x, 0)``).
 
     Matches the engine's rules: division by zero gives NULL, a comparison with a missing value
     is false (also under ``not``), greatest/least/coalesce skip missing values."""
-    from sqlglot import exp
-
-    def go(n: Node):
-        if isinstance(n, Number):
-            return exp.Literal.number(format_number(n.value))
-        if isinstance(n, Name):
-            return exp.var(name_sql(n.name))
-        if isinstance(n, Unary):
-            inner = go(n.operand)
-            if n.op == "not":
-                return exp.Not(this=exp.Coalesce(this=inner, expressions=[exp.false()]))
-            return exp.Neg(this=exp.Paren(this=inner))
-        if isinstance(n, Binary):
-            a, b = go(n.left), go(n.right)
-            if n.op == "/":
-                scaled = exp.Mul(this=a, expression=exp.Literal.number("1.0"))
-                if not (isinstance(n.right, Number) and n.right.value != 0):
-                    b = exp.Nullif(this=b, expression=exp.Literal.number("0"))
-                return exp.Paren(this=exp.Div(this=scaled, expression=b))
-            if n.op == "^":
-                return exp.Pow(this=a, expression=b)
-            cls = getattr(exp, _CMP_TREE.get(n.op) or _ARITH_TREE[n.op])
-            return exp.Paren(this=cls(this=a, expression=b))
-        if isinstance(n, Call):
-            args = [go(a) for a in n.args]
-            if n.func == "if":
-                return exp.Case(ifs=[exp.If(this=args[0], true=args[1])], default=args[2])
-            if n.func == "abs":
-                return exp.Abs(this=args[0])
-            if n.func == "coalesce":
-                return exp.Coalesce(this=args[0], expressions=args[1:])
-            if n.func == "greatest":
-                return _greatest_least(args, ">=")
-            if n.func == "least":
-                return _greatest_least(args, "<=")
-            if _grain_dependent(n.func):
-                raise NotMappable(_grain_dependent(n.func))
-        raise NotMappable(f"{getattr(n, 'func', type(n).__name__)}() has no SQL form here")
-
-    return go(node)
+    return _ExpressionTree(name_sql)(node)
 
 
 def expression_sql(node: Node, name_sql) -> str:
@@ -162,9 +228,9 @@ def _at_absent(node: Node, specs: dict[str, Datapoint]) -> Any:
     """What the engine computes for an entity with no row in the period (``missing: zero``
     datapoints read 0, others are missing), by the one rule the SQL layout uses too
     (``sql.sparse.at_empty_cell``). A grain-dependent function is not mappable at all."""
-    for n in node.walk():
-        if isinstance(n, Call) and _grain_dependent(n.func):
-            raise NotMappable(_grain_dependent(n.func))
+    for n in _calls(node):
+        if n.func in _GRAIN_DEPENDENT:
+            raise NotMappable(_GRAIN_DEPENDENT[n.func])
     # imported here: the SQL package's numpy and pandas stay out of `kpi --help`
     from ..sql.sparse import NotProvable, at_empty_cell
 
@@ -184,22 +250,81 @@ def _holds(value: Any) -> bool:
 def _linear(node: Node) -> bool:
     """Datapoints combined with + and - and scaled by constants: sums commute with it.
     (An added constant does not: it would be counted once per row instead of once per entity.)"""
-    if isinstance(node, Name):
-        return True
-    if isinstance(node, Unary) and node.op == "-":
-        return _linear(node.operand)
-    if isinstance(node, Binary) and node.op in ("+", "-"):
+    return _LINEAR_NODES[type(node)](node)
+
+
+def _linear_binary(node: Binary) -> bool:
+    if node.op in ("+", "-"):
         return _linear(node.left) and _linear(node.right)
-    if isinstance(node, Binary) and node.op in ("*", "/"):
-        constant = not any(isinstance(n, Name) for n in node.right.walk())
-        if node.op == "*" and not any(isinstance(n, Name) for n in node.left.walk()):
+    if node.op in ("*", "/"):
+        if node.op == "*" and not _reads_data(node.left):
             return _linear(node.right)
-        return constant and _linear(node.left)
+        return not _reads_data(node.right) and _linear(node.left)
     return False
+
+
+_LINEAR_NODES: dict[type[Node], Callable[[Any], bool]] = node_table(
+    {
+        Number: lambda node: False,
+        Name: lambda node: True,
+        Unary: lambda node: node.op == "-" and _linear(node.operand),
+        Binary: _linear_binary,
+        Call: lambda node: False,
+    }
+)
 
 
 def _is_nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
+
+
+# -- aggregates as MetricFlow measures --------------------------------------------------
+@dataclass(frozen=True)
+class _Aggregate:
+    """How an aggregate becomes a measure: MetricFlow's ``agg`` and the measure's ``expr``
+    from the value (its node and SQL) and the filter's SQL (None without a filter)."""
+
+    agg: str
+    expr: Callable[[Node, str, str | None], str]
+
+
+def _sum_expr(value: Node, value_sql: str, cond_sql: str | None) -> str:
+    if isinstance(value, Name) and cond_sql is None:
+        return value.name
+    if cond_sql is None:
+        return value_sql
+    return f"CASE WHEN {cond_sql} THEN {value_sql} ELSE 0 END"
+
+
+def _count_expr(value: Node, value_sql: str, cond_sql: str | None) -> str:
+    test = f"{value_sql} IS NOT NULL" + (f" AND {cond_sql}" if cond_sql else "")
+    return f"CASE WHEN {test} THEN 1 ELSE 0 END"
+
+
+def _filtered_expr(value: Node, value_sql: str, cond_sql: str | None) -> str:
+    return value_sql if cond_sql is None else f"CASE WHEN {cond_sql} THEN {value_sql} END"
+
+
+MEASURES: dict[str, _Aggregate] = function_table(
+    {
+        "sum": _Aggregate("sum", _sum_expr),
+        "count": _Aggregate("sum", _count_expr),  # a sum of 1/0 flags: a filter fits in expr
+        "count_distinct": _Aggregate("count_distinct", _filtered_expr),
+        "mean": _Aggregate("average", _filtered_expr),
+        "median": _Aggregate("median", _filtered_expr),
+        "min": _Aggregate("min", _filtered_expr),
+        "max": _Aggregate("max", _filtered_expr),
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
+
+#: The calls that are leaves of period-level arithmetic: an aggregate (a measure) or
+#: previous() (an input with an offset window).
+PERIOD_LEAVES = frozenset({*MEASURES, "previous"})
+
+
+def _is_aggregate(node: Node) -> bool:
+    return isinstance(node, Call) and node.func in MEASURES
 
 
 # -- the translation ----------------------------------------------------------------------
@@ -314,7 +439,7 @@ class _Translator:
     def __init__(self, registry: Registry, grain: str):
         self.reg = registry
         self.grain = grain
-        self.entity_of = _entities(registry)
+        self.entity_of = entity_columns(registry)
         self.tables: dict[str | None, Table] = {}
         self.metrics: dict[str, dict[str, Any]] = {}  # committed, by name
         self.labels: set[str] = set()
@@ -347,7 +472,7 @@ class _Translator:
         metric: dict[str, Any] = {"name": kpi.id, "label": self._label(kpi.name, kpi.id)}
         if kpi.summary:
             metric["description"] = " ".join(kpi.summary.split())
-        if isinstance(node, Call) and node.func in AGGREGATES:
+        if _is_aggregate(node):
             measure = self._measure(node, specs, pending, kpi.id)
             metric.update(type="simple", type_params={"measure": measure})
         elif (
@@ -384,9 +509,7 @@ class _Translator:
 
     # -- period level -----------------------------------------------------------------
     def _is_input(self, node: Node) -> bool:
-        return (isinstance(node, Call) and node.func in AGGREGATES) or (
-            isinstance(node, Name) and node.name in self.reg
-        )
+        return _is_aggregate(node) or (isinstance(node, Name) and node.name in self.reg)
 
     def _input_metric(self, node: Node, specs, pending: _Pending, owner: str) -> str:
         if isinstance(node, Name):
@@ -415,24 +538,26 @@ class _Translator:
             return inputs[(metric, offset)]
 
         def leaf(n: Node) -> str:
-            if isinstance(n, Call) and n.func == "previous":
-                return self._period_sql(n.args[0], specs, pending, owner, inputs, offset + 1)
-            if isinstance(n, Call):
-                return alias(self._input_metric(n, specs, pending, owner))
-            return alias(self._dependency(n.name))
+            if isinstance(n, Name):
+                return alias(self._dependency(n.name))
+            return _PERIOD_CALLS[n.func](self, n, specs, pending, owner, inputs, offset, alias)
 
-        return _rebuild(node, leaf)
+        return rebuild_expression(node, leaf)
+
+    def _offset_input(self, call: Call, specs, pending, owner, inputs, offset, alias) -> str:
+        """previous(K): K's inputs one more grain back (``offset_window``)."""
+        return self._period_sql(call.args[0], specs, pending, owner, inputs, offset + 1)
+
+    def _aggregate_input(self, call: Call, specs, pending, owner, inputs, offset, alias) -> str:
+        """An aggregate: a measure, as a helper simple metric."""
+        return alias(self._input_metric(call, specs, pending, owner))
 
     # -- aggregates -> measures -------------------------------------------------------
     def _measure(self, call: Call, specs: dict[str, Datapoint], pending, owner: str) -> str:
         func = call.func
-        for n in call.walk():
-            if isinstance(n, Call) and n.func in ("previous", "ever_before"):
-                what = (
-                    "compares each entity with its own previous period"
-                    if n.func == "previous"
-                    else "looks back over each entity's history"
-                )
+        for n in _calls(call):
+            if n.func in _ROW_HISTORY:
+                what = _ROW_HISTORY[n.func]
                 raise NotMappable(
                     f"{func}() over {n.func}(): the engine {what}, row by row; a MetricFlow "
                     "measure only sees the rows of the period it aggregates"
@@ -481,19 +606,9 @@ class _Translator:
 
         value_sql = expression_sql(value, column)
         cond_sql = expression_sql(condition, column) if condition is not None else None
-        if func == "sum":
-            if isinstance(value, Name) and cond_sql is None:
-                expr = value.name
-            elif cond_sql is None:
-                expr = value_sql
-            else:
-                expr = f"CASE WHEN {cond_sql} THEN {value_sql} ELSE 0 END"
-        elif func == "count":
-            test = f"{value_sql} IS NOT NULL" + (f" AND {cond_sql}" if cond_sql else "")
-            expr = f"CASE WHEN {test} THEN 1 ELSE 0 END"
-        else:
-            expr = value_sql if cond_sql is None else f"CASE WHEN {cond_sql} THEN {value_sql} END"
-        measure: dict[str, Any] = {"agg": _MF_AGG[func], "expr": expr}
+        aggregate = MEASURES[func]
+        expr = aggregate.expr(value, value_sql, cond_sql)
+        measure: dict[str, Any] = {"agg": aggregate.agg, "expr": expr}
         if times == {"closing"}:
             # A stock (MRR, seats) counts at the period's last date, as in the engine.
             measure["non_additive_dimension"] = {"name": "period", "window_choice": "max"}
@@ -545,7 +660,7 @@ class _Pending:
                 return existing["name"]
         if len(call.args) == 1 and isinstance(call.args[0], Name):
             dp = call.args[0].name  # sum(revenue) -> revenue, mean(score) -> average_score
-            base = dp if call.func == "sum" else f"{_MF_AGG[call.func]}_{dp}"
+            base = dp if call.func == "sum" else f"{MEASURES[call.func].agg}_{dp}"
         else:
             base = f"{owner}_m1"
         name, n = base, 1
@@ -581,36 +696,73 @@ class _Pending:
             tr.labels.add(metric["label"])
 
 
-def _rebuild(node: Node, leaf) -> str:
-    """SQL for period-level arithmetic whose leaves (aggregates, KPIs, previous) ``leaf``
-    spells; the operators follow expression_sql."""
-    if isinstance(node, Call) and (node.func in AGGREGATES or node.func == "previous"):
-        return leaf(node)
-    if isinstance(node, Name):
-        return leaf(node)
-    placeholders: dict[str, str] = {}
+#: The translator's handlers of the period-level calls (the scalar functions are SQL there).
+_PERIOD_CALLS = function_table(
+    {
+        **dict.fromkeys(sorted(MEASURES), _Translator._aggregate_input),
+        "previous": _Translator._offset_input,
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
 
-    def stand_in(n: Node) -> Node:
-        if isinstance(n, Call) and (n.func in AGGREGATES or n.func == "previous"):
-            key = f"__leaf{len(placeholders)}"
-            placeholders[key] = leaf(n)
-            return Name(n.pos, key)
-        if isinstance(n, Name):
-            key = f"__leaf{len(placeholders)}"
-            placeholders[key] = leaf(n)
-            return Name(n.pos, key)
-        if isinstance(n, Unary):
-            return Unary(n.pos, n.op, stand_in(n.operand))
-        if isinstance(n, Binary):
-            return Binary(n.pos, n.op, stand_in(n.left), stand_in(n.right))
-        if isinstance(n, Call):
-            return Call(n.pos, n.func, tuple(stand_in(a) for a in n.args))
+#: Every function a MetricFlow export handles: the scalar functions as SQL in a measure's
+#: ``expr`` or a derived metric's ``expr``, the aggregates as measures, previous() as an
+#: input with an offset window. The others are in ``UNSUPPORTED_FUNCTIONS`` with the reason.
+METRICFLOW_FUNCTIONS: Mapping[str, Callable] = function_table(
+    {**SQL_FUNCTIONS, **_PERIOD_CALLS}, UNSUPPORTED_FUNCTIONS
+)
+
+
+def _is_leaf(node: Node) -> bool:
+    return isinstance(node, Name) or (isinstance(node, Call) and node.func in PERIOD_LEAVES)
+
+
+class _StandIn:
+    """The formula with each leaf replaced by a placeholder name whose SQL ``leaf`` spells."""
+
+    def __init__(self, leaf: Callable[[Node], str]):
+        self.leaf = leaf
+        self.placeholders: dict[str, str] = {}
+
+    def __call__(self, node: Node) -> Node:
+        return _STAND_IN_NODES[type(node)](self, node)
+
+    def placeholder(self, n: Node) -> Node:
+        key = f"__leaf{len(self.placeholders)}"
+        self.placeholders[key] = self.leaf(n)
+        return Name(n.pos, key)
+
+    def number(self, n: Number) -> Node:
         return n
 
-    return expression_sql(stand_in(node), placeholders.__getitem__)
+    def name(self, n: Name) -> Node:
+        return self.placeholder(n)
+
+    def unary(self, n: Unary) -> Node:
+        return Unary(n.pos, n.op, self(n.operand))
+
+    def binary(self, n: Binary) -> Node:
+        return Binary(n.pos, n.op, self(n.left), self(n.right))
+
+    def call(self, n: Call) -> Node:
+        if n.func in PERIOD_LEAVES:
+            return self.placeholder(n)
+        return Call(n.pos, n.func, tuple(self(a) for a in n.args))
 
 
-def _entities(registry: Registry) -> dict[str, str]:
+_STAND_IN_NODES = method_table(_StandIn)
+
+
+def rebuild_expression(node: Node, leaf) -> str:
+    """SQL for period-level arithmetic whose leaves (aggregates, KPIs, previous) ``leaf``
+    spells; the operators follow expression_sql."""
+    if _is_leaf(node):
+        return leaf(node)
+    stand_in = _StandIn(leaf)
+    return expression_sql(stand_in(node), stand_in.placeholders.__getitem__)
+
+
+def entity_columns(registry: Registry) -> dict[str, str]:
     """Datapoint -> entity column, from the first worked example (by KPI id) that names one."""
     out: dict[str, str] = {}
     for kpi in registry:

@@ -10,12 +10,21 @@ on the model when every input lives there, else in the file's top-level ``metric
 
 from __future__ import annotations
 
-from typing import Any
-
-from .metricflow import MetricflowExport
+from typing import Any, Protocol
 
 
-def latest_document(export: MetricflowExport) -> dict[str, Any]:
+class LegacyExport(Protocol):
+    """What the latest spec reads of ``metricflow.MetricflowExport`` (declared here rather
+    than imported, so that metricflow, which calls this module, is not imported back)."""
+
+    tables: list[Any]  # metricflow.Table: its name and measures
+    metrics: list[dict[str, Any]]
+    grain: str
+
+    def semantic_models(self) -> list[dict[str, Any]]: ...
+
+
+def latest_document(export: LegacyExport) -> dict[str, Any]:
     measures = {}  # measure name -> (table, spec)
     for table in export.tables:
         for name, spec in table.measures.items():

@@ -21,18 +21,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..datafiles import expand_data_path
 from ..errors import DataError, KPIError
 from ..model import KPI
-from ..request import Request, gap_warnings, used_datapoints
+from ..request import Request
 from . import sqlbuild as b
-from .checks import in_entities_outside
-from .compiler import compile_tree
-from .spec import PeriodFormat, infer_period_format
+from .results import ROW, check_rows, compile_source, infer_periods, periods_from_values, shape
+from .spec import PeriodFormat
 
 #: DuckDB's working memory; beyond it, it spills to a temporary folder. DuckDB's own default
 #: (80% of RAM) would let a 100M-row file take most of a machine; override with the variable.
@@ -44,7 +42,8 @@ _CSV_MISSING = (
     *("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND"),
     *("1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"),
 )
-_ROW = "_kpi_row"
+_ROW = ROW
+_PROBE = "_kpi_probe"  # the period facts carried in the main query's first row
 
 
 def evaluate_duckdb(
@@ -124,6 +123,7 @@ class _Input:
     freq: str | None = None  # the frequency of a pandas Period column, when one was given
     cleanup: list[Any] = field(default_factory=list)  # set when we opened the connection
     labels: pd.Index | None = None  # a DataFrame's index: what its row numbers are reported as
+    types: dict[str, str] | None = None  # DuckDB's type of each column, when already read
 
     @classmethod
     def open(cls, data: Any, req: Request) -> _Input:
@@ -179,7 +179,7 @@ class _Input:
             elif isinstance(series.dtype, pd.PeriodDtype):
                 # DuckDB has no Period type: hand it the period numbers pandas uses
                 view[req.period] = series.array.asi8
-                freq = pandas_periods._freq_code(series.dtype.freq)
+                freq = pandas_periods.freq_code(series.dtype.freq)
         order = None
         view[_ROW] = np.arange(len(view), dtype=np.int64)  # row numbers for data checks too
         if req.entity is not None:
@@ -260,20 +260,32 @@ class _Input:
         added = (
             {"file_row_number", "filename"} if kind == "parquet" and order is not None else set()
         )
-        columns = [c for c in con.execute(probe.sql("duckdb")).fetch_df().columns if c not in added]
-        return cls(con, table, columns, order, cleanup=cleanup)
+        types = _types(con.execute(probe.sql("duckdb")))
+        columns = [c for c in types if c not in added]
+        return cls(con, table, columns, order, cleanup=cleanup, types=types)
 
     @classmethod
     def _table(cls, con: Any, name: str) -> _Input:
         table = b.table_name(name)
         probe = exp.select(exp.Star()).from_(table.copy()).limit(0)
-        columns = list(con.execute(probe.sql("duckdb")).fetch_df().columns)
+        types = _types(con.execute(probe.sql("duckdb")))
+        columns = list(types)
         kind = con.execute(
             "SELECT table_type FROM information_schema.tables WHERE table_name = ?",
             [table.name],
         ).fetchall()
         order = b.col("rowid") if kind and kind[0][0] == "BASE TABLE" else None
-        return cls(con, table, columns, order)
+        return cls(con, table, columns, order, types=types)
+
+    def column_type(self, name: str) -> str | None:
+        """DuckDB's type of a column (a metadata read: no rows are scanned)."""
+        if self.types is None:
+            if self.relation is not None:
+                self.types = {c: str(t) for c, t in zip(self.relation.columns, self.relation.types)}
+            else:
+                probe = exp.select(exp.Star()).from_(self.table.copy()).limit(0)
+                self.types = _types(self.con.execute(probe.sql("duckdb")))
+        return self.types.get(name)
 
     # -- running ----------------------------------------------------------------------------
     def query(self, select: exp.Expression) -> pd.DataFrame:
@@ -290,6 +302,10 @@ class _Input:
             step()
 
 
+def _types(cursor: Any) -> dict[str, str]:
+    return {d[0]: str(d[1]) for d in cursor.description}
+
+
 def _suffix(path: str) -> str:
     name = path.lower()
     for ext in (".parquet", ".csv", ".csv.gz", ".tsv", ".txt"):
@@ -301,253 +317,132 @@ def _suffix(path: str) -> str:
 def _run(
     kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str = "auto"
 ) -> pd.DataFrame:
+    guess = _guess_format(source, req)
+    if guess is not None:
+        frame = _run_guessed(kpis, ids, source, req, layout, guess[0])
+        if frame is not None:
+            return frame
     tree, axis, fmt = _compile(kpis, ids, source, req, layout)
-    notes = _check_rows(kpis, ids, source, req, axis, fmt)
+    notes = check_rows(kpis, ids, source, req, axis, fmt)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
     result = source.query(tree)
-    frame = _shape(result, ids, req, axis, fmt, source)
+    frame = shape(result, ids, req, axis, fmt, source)
     frame.attrs["warnings"] = frame.attrs["warnings"] + notes
     return frame
 
 
-def _check_rows(kpis, ids, source: _Input, req: Request, axis, fmt) -> list[str]:
-    """The pandas engine's checks of the rows (valid ranges, rows last/first it cannot order,
-    flags that exclude each other), run on the few rows that can fail them.
-
-    DuckDB picks out those rows (outside a range; entity-periods with several differing
-    values; entities with both flags set), and the pandas engine checks them, so errors and
-    warnings are the same, naming the data's rows. Returns the warnings (drop_invalid)."""
-    specs = used_datapoints(kpis, ids, source.columns, req)
-    checked = {
-        name: spec
-        for name, spec in specs.items()
-        if spec.minimum is not None
-        or spec.maximum is not None
-        or spec.excludes
-        or (spec.rows in ("last", "first") and req.entity is not None)
-    }
-    if not checked:
-        return []
-    row = _row_label(source)
-    keep = [req.period, req.entity, *req.by]
-    wanted: set[str] = set()
-    where: list[exp.Expression] = []
-    for name, spec in checked.items():
-        col = req.columns.get(name, name)
-        wanted.add(col)
-        value = b.col(col)
-        if spec.checks_cells and req.entity is not None:  # ranges of entity-periods
-            keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
-            where.append(in_entities_outside(source.table, keys, req.entity, col, spec))
-        elif spec.minimum is not None or spec.maximum is not None:
-            if spec.minimum is not None:
-                where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
-            if spec.maximum is not None:
-                where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
-        if spec.rows in ("last", "first") and req.entity is not None:
-            order = req.columns.get(spec.order_by, spec.order_by) if spec.order_by else None
-            if order in source.columns:
-                wanted.add(order)
-            where.append(_in_cells_with_several_values(source, req, fmt, col))
-        for other in spec.excludes:
-            other_col = req.columns.get(other, other)
-            if other_col in source.columns:
-                wanted.add(other_col)
-                where.append(_in_entities_with_both(source, req, col, other_col))
-    columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
-    select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
-    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
-    rows = source.query(select)
-    if rows.empty:
-        return []
-    labels = rows.pop("_kpi_label").to_numpy()
-    if source.labels is not None:
-        labels = source.labels[labels.astype(np.int64)]
-    rows.index = pd.Index(labels)
-    if axis is not None and axis.base == "M" and fmt is not None and fmt.kind == "mapping":
-        # days read as months (monthly rows): the subset is read the same way
-        rows[req.period] = [str(pd.Period(v, "M")) for v in rows[req.period]]
-    from ..evaluation import check_rows
-
-    return check_rows(checked, rows, req, axis)
+#: DuckDB types whose period format is guessed before reading the data (see _guess_format)
+_DATES = ("DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 
 
-def _row_label(source: _Input) -> exp.Expression:
-    """Each row's number as the pandas engine reports it (a CSV or Parquet file's data row
-    from 0; a DataFrame's position, turned into its index label after the query)."""
-    if source.labels is not None:
-        return b.col(_ROW)
-    if isinstance(source.order, exp.Column):
-        return source.order.copy()
-    number = exp.Window(this=exp.RowNumber())
-    return b.binary(exp.Sub, number, b.num(1))
+def _guess_format(source: _Input, req: Request) -> tuple[PeriodFormat | None] | None:
+    """The period format the data most likely has, from the column's type alone: a pandas
+    Period column's (certain), month starts for dates, 2024-01 for text, years for integers.
+    A guess only: ``_run_guessed`` checks it against the distinct values read in the same
+    query. None: no guess (the format is read first, in a query of its own)."""
+    if req.period is None:
+        return (None,) if req.entity is not None else None
+    if req.period not in source.columns:
+        return None
+    if source.freq is not None:
+        return (PeriodFormat("ordinal", source.freq, "text"),)
+    kind = source.column_type(req.period)
+    if kind in _DATES:
+        return (PeriodFormat("date", "M", "timestamp"),)
+    if kind == "VARCHAR":
+        return (PeriodFormat("text", "M", "text"),)
+    if kind in _INTEGERS:
+        return (PeriodFormat("text", "Y", "text"),)
+    return None
 
 
-def _or(parts: list[exp.Expression]) -> exp.Expression:
-    out = parts[0]
-    for part in parts[1:]:
-        out = exp.Or(this=out, expression=part)
-    return out
+def _run_guessed(
+    kpis: Mapping[str, KPI],
+    ids: list[str],
+    source: _Input,
+    req: Request,
+    layout: str,
+    guess: PeriodFormat | None,
+) -> pd.DataFrame | None:
+    """One query: the statement compiled for the guessed period format, carrying in its first
+    row what the format probe reads (the distinct periods, rows without a period or an
+    entity). The frame when the format read from those values is the guess, so the statement
+    run is the very one the two-query path runs; None (nothing raised) when the guess was
+    wrong, the statement failed or returned no row: the caller then takes the two-query
+    path, which raises its errors in their usual order."""
+    import duckdb
+
+    try:
+        tree = compile_source(kpis, ids, source, req, "duckdb", guess, layout)
+    except KPIError:
+        return None
+    if not isinstance(tree, exp.Select) or tree.args.get("distinct"):
+        return None
+    first_row = b.binary(exp.EQ, exp.Window(this=exp.RowNumber()), b.num(1))
+    carried = b.case((first_row, exp.Subquery(this=_period_probe(source, req))))
+    tree.select(b.alias(carried, _PROBE), copy=False)
+    if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
+        source.con.execute("SET preserve_insertion_order = false")
+    try:
+        result = source.query(tree)
+    except duckdb.Error:
+        return None
+    facts = result.pop(_PROBE).dropna()
+    if facts.empty:
+        return None
+    found = facts.iloc[0]
+    if found.get("missing_entity"):
+        raise DataError(f"entity column {req.entity!r} is empty in some rows")
+    if req.period is None:
+        axis, fmt = None, None
+    else:
+        if found["empty_periods"]:
+            raise DataError(f"period column {req.period!r} is empty in some rows")
+        values = pd.Series(found["periods"])
+        if guess is not None and guess.kind == "date":
+            values = pd.Series(pd.to_datetime(values))
+        axis, fmt = periods_from_values(source, req, values)
+        if fmt != guess:
+            return None
+    notes = check_rows(kpis, ids, source, req, axis, fmt)
+    frame = shape(result, ids, req, axis, fmt, source)
+    frame.attrs["warnings"] = frame.attrs["warnings"] + notes
+    return frame
 
 
-def _cell_key(req: Request, fmt) -> list[exp.Expression]:
-    period = b.col(req.period)
-    if fmt is not None and fmt.kind not in ("mapping",):
-        period = b.base_ordinal(b.col(req.period), fmt)
-    return [b.col(req.entity), period]
-
-
-def _in_cells_with_several_values(source: _Input, req: Request, fmt, col: str) -> exp.Expression:
-    """The row is in an entity-period where the column has different values."""
-    keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
-    inner = (
-        exp.select(*[k.copy() for k in keys])
-        .from_(source.table.copy())
-        .group_by(*[k.copy() for k in keys])
-        .having(b.binary(exp.NEQ, exp.Min(this=b.col(col)), exp.Max(this=b.col(col))))
-    )
-    return exp.In(this=exp.Tuple(expressions=keys), query=exp.Subquery(this=inner))
-
-
-def _in_entities_with_both(source: _Input, req: Request, col: str, other: str) -> exp.Expression:
-    """The row belongs to an entity with a row setting each flag (without an entity: the row
-    sets both)."""
-    a = b.binary(exp.GT, b.col(col), b.num(0))
-    z = b.binary(exp.GT, b.col(other), b.num(0))
-    if req.entity is None:
-        return b.and_(a, z)
-    inner = (
-        exp.select(b.col(req.entity))
-        .from_(source.table.copy())
-        .group_by(b.col(req.entity))
-        .having(
-            b.and_(
-                b.binary(exp.GT, exp.Max(this=b.col(col)), b.num(0)),
-                b.binary(exp.GT, exp.Max(this=b.col(other)), b.num(0)),
-            )
+def _period_probe(source: _Input, req: Request) -> exp.Select:
+    """One row: the distinct periods (a list), how many rows have no period, how many have
+    no entity: what ``infer_periods`` reads in its own query."""
+    inner = exp.select().from_(source.table.copy())
+    outer = exp.select()
+    if req.period is not None:
+        p = b.col(req.period)
+        inner = inner.select(b.alias(p.copy(), "p")).group_by(p.copy())
+        not_null = exp.Not(this=b.is_null(b.col("p")))
+        values = exp.Filter(this=exp.ArrayAgg(this=b.col("p")), expression=exp.Where(this=not_null))
+        empty = exp.Filter(
+            this=exp.Count(this=exp.Star()), expression=exp.Where(this=b.is_null(b.col("p")))
         )
+        outer = outer.select(b.alias(values, "periods"), b.alias(empty, "empty_periods"))
+    if req.entity is not None and req.entity in source.columns:
+        missing = exp.Filter(
+            this=exp.Count(this=exp.Star()),
+            expression=exp.Where(this=b.is_null(b.col(req.entity))),
+        )
+        inner = inner.select(b.alias(missing, "m"))
+        outer = outer.select(b.alias(exp.Sum(this=b.col("m")), "missing_entity"))
+    struct = exp.Struct(
+        expressions=[
+            exp.PropertyEQ(this=exp.to_identifier(e.alias), expression=e.this)
+            for e in outer.expressions
+        ]
     )
-    return exp.In(this=b.col(req.entity), query=exp.Subquery(this=inner))
+    return exp.select(struct).from_(exp.Subquery(this=inner, alias="_kpi_periods"))
 
 
 def _compile(kpis: Mapping[str, KPI], ids: list[str], source: _Input, req: Request, layout: str):
     """The compiled statement for this source, and the period axis and format it read."""
-    axis, fmt = _infer_periods(source, req)
-    tree = compile_tree(
-        kpis,
-        ids,
-        source.table.copy(),
-        req,
-        "duckdb",
-        period_type=fmt,
-        order=source.order,
-        columns=source.columns,
-        layout=layout,
-    )
-    return tree, axis, fmt
-
-
-def _infer_periods(source: _Input, req: Request):
-    """The period format, found the way the pandas engine finds it (from distinct values)."""
-    checks = exp.select()
-    if req.period is not None:
-        checks = checks.select(b.alias(b.col(req.period), "p"))
-    if req.entity is not None and req.entity in source.columns:
-        missing = exp.Sum(this=b.case((b.is_null(b.col(req.entity)), b.num(1)), default=b.num(0)))
-        checks = checks.select(b.alias(missing, "missing_entity"))
-    if not checks.expressions:
-        return None, None
-    if req.period is not None and req.period not in source.columns:
-        return None, None  # the compiler reports the missing column
-    checks = checks.from_(source.table.copy())
-    if req.period is not None:
-        checks = checks.group_by(b.col(req.period))
-    found = source.query(checks)
-    if "missing_entity" in found and found["missing_entity"].fillna(0).sum() > 0:
-        raise DataError(f"entity column {req.entity!r} is empty in some rows")
-    if req.period is None:
-        return None, None
-    values = found["p"]
-    if values.isna().any():
-        raise DataError(f"period column {req.period!r} is empty in some rows")
-    if source.freq is not None:
-        ordinals = values.to_numpy(dtype=np.int64)
-        series = pd.Series(pd.PeriodIndex.from_ordinals(ordinals, freq=source.freq))
-        axis = pandas_periods.parse(series, req.period)
-        return axis, PeriodFormat("ordinal", axis.base, "text")
-    axis, fmt = infer_period_format(values, req.period, req.date_format)
-    months = _monthly_rows(source, req, axis, fmt)
-    if months is not None:
-        if fmt.kind == "date":
-            return months, PeriodFormat("date", "M", fmt.labels)
-        texts = [v if isinstance(v, str) else str(v) for v in values]
-        ordinals = months.codes + months.first
-        return months, PeriodFormat("mapping", "M", "text", tuple(zip(texts, map(int, ordinals))))
-    return axis, fmt
-
-
-def _monthly_rows(source: _Input, req: Request, axis, fmt: PeriodFormat):
-    """``periods.monthly_rows`` for data in DuckDB: the axis in months, or None. Without an
-    entity the distinct days already read decide it; with one, DuckDB checks that no entity
-    has two different days in one month (the day of text it cannot parse, such as 2024/01/31
-    or a --date-format, found through the table of the values seen)."""
-    if fmt.kind not in ("date", "text", "mapping"):
-        return None
-    if req.entity is None or req.entity not in source.columns:
-        return pandas_periods.monthly_rows(axis, None, req.grain)
-    # its other conditions (days, two months or more, no day or week grain), with each
-    # distinct value as its own entity so that the per-entity check passes here
-    months = pandas_periods.monthly_rows(axis, np.arange(len(axis.codes)), req.grain)
-    if months is None:
-        return None
-    period = b.col(req.period).sql("duckdb")
-    day = f"CAST({period} AS DATE)"  # a timestamp's day, as pandas
-    table = source.table.sql("duckdb")
-    if fmt.kind == "mapping":
-        days = ", ".join(
-            f"({b.string(text).sql('duckdb')}, DATE '{np.datetime64(ordinal, 'D')}')"
-            for text, ordinal in fmt.mapping
-        )
-        table += (
-            f" JOIN (VALUES {days}) AS _kpi_days(_text, _day) ON CAST({period} AS VARCHAR) = _text"
-        )
-        day = "_day"
-    keys = f"{b.col(req.entity).sql('duckdb')}, date_trunc('month', {day})"
-    per_month = f"SELECT COUNT(DISTINCT {day}) AS n FROM {table} GROUP BY {keys}"
-    found = source.query(sqlglot.parse_one(f"SELECT MAX(n) AS n FROM ({per_month})", "duckdb"))
-    return months if int(found["n"].iloc[0] or 0) <= 1 else None
-
-
-def _shape(result: pd.DataFrame, ids, req: Request, axis, fmt, source: _Input) -> pd.DataFrame:
-    """The frame exactly as the pandas engine builds it (column kinds, attrs)."""
-    out: dict[str, Any] = {}
-    partial: list = []
-    if req.period is not None:
-        grain = pandas_periods.grain_code(req.grain, axis.base) if axis is not None else "M"
-        labels = result[req.period]
-        if fmt is not None and fmt.labels == "timestamp":
-            index = pd.DatetimeIndex(labels).to_period(grain)
-        else:
-            index = pd.PeriodIndex([_parse_label(v, grain) for v in labels], freq=grain)
-        kind = "period" if source.freq else axis.kind if axis is not None else "text"
-        out[req.period] = pandas_periods.present_labels(index, kind)
-        partial = pandas_periods.partial_periods(axis, grain, kind)
-    for col in req.by:
-        out[col] = result[col].to_numpy()
-    undefined = {}
-    for kpi_id in ids:
-        values = result[kpi_id].to_numpy(dtype=float, na_value=np.nan)
-        out[kpi_id] = values
-        undefined[kpi_id] = int(np.isnan(values).sum())
-    frame = pd.DataFrame(out)
-    frame.attrs["undefined"] = undefined
-    frame.attrs["warnings"] = gap_warnings(axis)
-    frame.attrs["partial_periods"] = partial
-    return frame
-
-
-def _parse_label(label: str, grain: str) -> pd.Period:
-    if grain == "W":
-        label = label.split("/")[0]
-    return pd.Period(label, freq=grain)
+    axis, fmt = infer_periods(source, req)
+    return compile_source(kpis, ids, source, req, "duckdb", fmt, layout), axis, fmt

@@ -24,8 +24,10 @@ from ..errors import DataError, KPIError
 from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
-from .compiler import compile_tree
-from .duckdb_engine import _check_rows, _infer_periods, _shape
+from .results import check_rows as _check_rows
+from .results import compile_source
+from .results import infer_periods as _infer_periods
+from .results import shape as _shape
 
 _ROW = "_kpi_row"
 
@@ -61,17 +63,7 @@ def evaluate_spark(
 
 def _compile(kpis, ids, source, request: Request, fmt, layout: str):
     """The Spark statement for these KPIs on the source, in its period format."""
-    return compile_tree(
-        kpis,
-        list(ids),
-        source.table.copy(),
-        request,
-        "spark",
-        period_type=fmt,
-        order=source.order,
-        columns=source.columns,
-        layout=layout,
-    )
+    return compile_source(kpis, ids, source, request, "spark", fmt, layout)
 
 
 def spark_sql(

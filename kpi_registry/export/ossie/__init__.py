@@ -21,14 +21,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from ...formula import AGGREGATES, Call, Node
+from ...formula import Call, Name, Node
+from ...formula.dispatch import function_table
 from ...loading import to_plain
 from ...registry import Registry
-from ..metricflow import NotMappable, _entities, _rebuild, expression_sql, metricflow
+from ..metricflow import (
+    MEASURES,
+    UNSUPPORTED_FUNCTIONS,
+    NotMappable,
+    entity_columns,
+    expression_sql,
+    metricflow,
+    rebuild_expression,
+)
 
 OSSIE_VERSION = "0.1.1"
 #: The vendor of our extension block: 0.1.1 lists vendors in an enum; COMMON is the open one.
@@ -38,7 +48,6 @@ EXTENSION_FORMAT = 1
 #: Where a period-level column sits in every assumed table.
 PERIOD = "period"
 _TABLE_REF = re.compile(r"\b([a-z][a-z0-9_]*_inputs)\.")
-_SQL_AGG = {"mean": "AVG", "min": "MIN", "max": "MAX"}
 
 
 @cache
@@ -61,7 +70,7 @@ class _SQL:
 
     def __init__(self, registry: Registry):
         self.reg = registry
-        self.entity_of = _entities(registry)
+        self.entity_of = entity_columns(registry)
         self.done: dict[str, str | _NotExact] = {}
 
     def kpi(self, kpi_id: str) -> str:
@@ -82,21 +91,27 @@ class _SQL:
         specs = kpi.datapoints
 
         def leaf(node: Node) -> str:
-            if isinstance(node, Call) and node.func in AGGREGATES:
-                return self._aggregate(node, specs)
-            if isinstance(node, Call):  # previous() of a period-level value
-                raise _NotExact(
-                    "it compares a period with the one before (previous()), which an aggregate "
-                    "over one period's rows cannot see"
-                )
-            if node.name in self.reg:
-                try:
-                    return f"({self.kpi(node.name)})"
-                except _NotExact as e:
-                    raise _NotExact(f"uses {node.name}, which has no exact SQL ({e})") from None
-            raise _NotExact(f"it reads the datapoint {node.name} outside an aggregate")
+            if isinstance(node, Call):  # an aggregate, or previous() of a period-level value
+                return _LEAF_CALLS[node.func](self, node, specs)
+            return self._name(node)
 
-        sql = _rebuild(kpi.expression, leaf)
+        return self._finish(rebuild_expression(kpi.expression, leaf))
+
+    def _name(self, node: Name) -> str:
+        if node.name in self.reg:
+            try:
+                return f"({self.kpi(node.name)})"
+            except _NotExact as e:
+                raise _NotExact(f"uses {node.name}, which has no exact SQL ({e})") from None
+        raise _NotExact(f"it reads the datapoint {node.name} outside an aggregate")
+
+    def _previous(self, call: Call, specs) -> str:
+        raise _NotExact(
+            "it compares a period with the one before (previous()), which an aggregate "
+            "over one period's rows cannot see"
+        )
+
+    def _finish(self, sql: str) -> str:
         tables = sorted(set(_TABLE_REF.findall(sql)))
         if len(tables) > 1:
             raise _NotExact(
@@ -112,18 +127,41 @@ class _SQL:
 
         value = expression_sql(call.args[0], column)
         cond = expression_sql(call.args[1], column) if len(call.args) > 1 else None
-        func = call.func
-        if func == "sum":
-            return f"SUM(CASE WHEN {cond} THEN {value} ELSE 0 END)" if cond else f"SUM({value})"
-        if func == "count":
-            test = f"{value} IS NOT NULL" + (f" AND {cond}" if cond else "")
-            return f"COUNT(CASE WHEN {test} THEN 1 END)"
-        picked = f"CASE WHEN {cond} THEN {value} END" if cond else value
-        if func == "count_distinct":
-            return f"COUNT(DISTINCT {picked})"
-        if func == "median":
-            return f"PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY {picked})"
-        return f"{_SQL_AGG[func]}({picked})"
+        return AGGREGATE_SQL[call.func](value, cond)
+
+
+def _picked(value: str, cond: str | None) -> str:
+    return f"CASE WHEN {cond} THEN {value} END" if cond else value
+
+
+def _sum_sql(value: str, cond: str | None) -> str:
+    return f"SUM(CASE WHEN {cond} THEN {value} ELSE 0 END)" if cond else f"SUM({value})"
+
+
+def _count_sql(value: str, cond: str | None) -> str:
+    test = f"{value} IS NOT NULL" + (f" AND {cond}" if cond else "")
+    return f"COUNT(CASE WHEN {test} THEN 1 END)"
+
+
+#: Each aggregate as one ANSI SQL aggregate over the value and the filter (None: no filter).
+AGGREGATE_SQL: dict[str, Callable[[str, str | None], str]] = function_table(
+    {
+        "sum": _sum_sql,
+        "count": _count_sql,
+        "count_distinct": lambda v, c: f"COUNT(DISTINCT {_picked(v, c)})",
+        "mean": lambda v, c: f"AVG({_picked(v, c)})",
+        "median": lambda v, c: f"PERCENTILE_CONT(0.5) WITHIN GROUP (ORDER BY {_picked(v, c)})",
+        "min": lambda v, c: f"MIN({_picked(v, c)})",
+        "max": lambda v, c: f"MAX({_picked(v, c)})",
+    },
+    UNSUPPORTED_FUNCTIONS,
+)
+
+#: The leaves of a period-level formula that are calls (see metricflow.PERIOD_LEAVES).
+_LEAF_CALLS = function_table(
+    {**dict.fromkeys(sorted(MEASURES), _SQL._aggregate), "previous": _SQL._previous},
+    UNSUPPORTED_FUNCTIONS,
+)
 
 
 def _expression(sql: str) -> dict[str, Any]:
