@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import CellError, DataError
 
 #: The bundled KPIs that bridge one month's recurring revenue to the next, computed from the
 #: entity x month rows below (movements first, then the ratios built on them).
@@ -59,14 +59,16 @@ def subscriptions_to_months(
     amounts = pd.to_numeric(subscriptions[amount], errors="coerce")
     bad = amounts.isna() & subscriptions[amount].notna()
     if bad.any():
-        row = subscriptions.index[bad.to_numpy()][0]
-        raise DataError(
-            f"column {amount!r} must be numeric; row {row!r} has {subscriptions.loc[row, amount]!r}"
+        pos = int(np.argmax(bad.to_numpy()))
+        raise CellError(
+            amount, subscriptions.index[pos], subscriptions[amount].iloc[pos], "not_numeric"
         )
     backwards = ends < starts  # False where the end is empty
     if backwards.any():
-        row = subscriptions.index[np.argmax(backwards)]
-        raise DataError(f"subscription at row {row!r} ends before it starts")
+        pos = int(np.argmax(backwards))
+        raise CellError(
+            end, subscriptions.index[pos], subscriptions[end].iloc[pos], "ends_before_start"
+        )
     if until is not None:
         last = pd.Period(until, freq="M").ordinal
     else:
@@ -112,7 +114,7 @@ def _months(series: pd.Series, column: str, allow_empty: bool) -> np.ndarray:
     empty = stamps.isna().to_numpy()
     if empty.any() and not allow_empty:
         row = series.index[empty][0]
-        raise DataError(f"column {column!r} is empty at row {row!r}")
+        raise CellError(column, row, None, "empty")
     out = np.full(len(series), np.nan)
     out[~empty] = stamps[~empty].dt.to_period("M").array.asi8
     return out

@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError, KPIError
+from .errors import CellError, DataError, KPIError
 
 DATA_KINDS = {".csv": "csv", ".csv.gz": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet"}
 _GLOB = re.compile(r"[*?\[]")
@@ -159,6 +160,12 @@ _CSV_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def _csv_problem(data: DataFile, error: Exception) -> str:
+    """A CSV file pandas' tokenizer refused, placed at its line.
+
+    This reads a third party's message, not ours: pandas' ParserError carries no field with
+    the line or the field counts (pandas 3.1), only its text ("Expected 3 fields in line 4,
+    saw 4", "EOF inside string starting at row 2"). Where the wording differs, the error
+    keeps pandas' own text."""
     text = str(error).strip()
     if m := _CSV_FIELDS.search(text):
         expected, line, saw = m.groups()
@@ -191,41 +198,71 @@ def read_data(data: DataFile):
         raise KPIError(f"cannot read {data.path}: {_first_line(e)}") from None
 
 
-_AT_ROW = re.compile(r" at row (\d+)\b")
-_ROW_HAS = re.compile(r"; row (\d+) has ")
-_ROW = re.compile(r"\brow (\d+)\b")
-_NOT_A_NUMBER = re.compile(
-    r"(?:must be numeric; (?:it|row \d+) has|Could not convert string) '([^']*)'"
-)
-_UNPARSABLE_PERIOD = re.compile(r"unparsable period '(\d{5})'")
+def cell_message(error: CellError, checked: list[DataFile], sizes: list[int], where: str) -> str:
+    """A cell error as the front ends report it, from its fields: the file first (of several
+    read as one, the one the row is in), at the line of the row for CSV or with the row
+    counted from 1 for Parquet, plus a hint for the usual export mistakes. ``checked`` are
+    the files whose rows the engine saw in list order (empty when it saw no file rows: the
+    row is then shown as the engine named it); ``sizes`` their row counts."""
+    placed = _file_row(checked, sizes, error.row)
+    if placed is None:
+        return f"{where}: {error}{value_hint(error)}"
+    data, row = placed
+    name = str(data.path) if len(checked) > 1 else where
+    line = csv_line(data, row) if data.kind == "csv" else None
+    if line is not None:
+        return f"{name}:{line}: {error.render(None)}{value_hint(error)}"
+    return f"{name}: {error.render(row + 1)}{value_hint(error)}"  # as a person counts rows
 
 
-def locate_data_error(message: str, where: str, data: DataFile | None = None) -> str:
-    """A data error as the CLI reports it: the file first, and for a CSV file the line of the
-    row the engine names (it counts rows from 0), plus a hint for the usual export mistakes."""
-    prefix = where
-    row = _AT_ROW.search(message) or _ROW_HAS.search(message) or _ROW.search(message)
-    if row and data is not None:
-        n = int(row.group(1))
-        line = csv_line(data, n) if data.kind == "csv" else None
-        if line is not None:
-            prefix = f"{where}:{line}"
-            message = _AT_ROW.sub("", message, count=1)
-            message = _ROW_HAS.sub("; it has ", message, count=1)
-            message = _ROW.sub(f"line {line}", message, count=1)
-        else:  # Parquet: rows counted from 1, as a person counts them
-            message = _ROW.sub(f"row {n + 1}", message, count=1)
-    if (m := _NOT_A_NUMBER.search(message)) and re.search(r"[,\s$€£¥%]", m.group(1)):
-        message += (
+def _file_row(checked: list[DataFile], sizes: list[int], row) -> tuple[DataFile, int] | None:
+    """The file a row of the data read from ``checked`` is in (the row counted from 0 across
+    the files, in list order) and the row counted within that file; None when the row is not
+    such a count."""
+    if not checked or isinstance(row, bool) or not isinstance(row, numbers.Integral):
+        return None
+    n = int(row)
+    if len(checked) == 1:
+        return checked[0], n
+    for data, size in zip(checked, sizes):
+        if 0 <= n < size:
+            return data, n
+        n -= size
+    return None
+
+
+_NOT_PLAIN_NUMBER = frozenset(",$€£¥%")
+
+
+def value_hint(error: Exception) -> str:
+    """A hint for a value the usual export mistakes produce, read from the error's value:
+    a number written with separators or a currency sign, a date as an Excel serial number."""
+    from .errors import ConversionError
+
+    numeric = isinstance(error, ConversionError) or (
+        isinstance(error, CellError) and error.problem == "not_numeric"
+    )
+    value = getattr(error, "value", None)
+    if not isinstance(value, str):
+        return ""
+    if numeric and any(c in _NOT_PLAIN_NUMBER or c.isspace() for c in value):
+        return (
             " (write plain numbers such as 1234.5: no thousands separators, currency signs, "
             "% or decimal commas)"
         )
-    if (m := _UNPARSABLE_PERIOD.search(message)) and 20000 <= int(m.group(1)) <= 80000:
-        message += (
+    if (
+        isinstance(error, CellError)
+        and error.problem == "unparsable_period"
+        and len(value) == 5
+        and value.isascii()
+        and value.isdigit()
+        and 20000 <= int(value) <= 80000
+    ):
+        return (
             " (an Excel date serial number? format the column as dates, e.g. 2024-03, "
             "before exporting)"
         )
-    return f"{prefix}: {message}"
+    return ""
 
 
 def expand_data_path(pattern: str) -> list[Path]:
@@ -302,21 +339,6 @@ def read_all(checked: list[DataFile]):
     frames = [read_data(data) for data in checked]
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     return frame, [len(f) for f in frames]
-
-
-def file_of_row(checked: list[DataFile], sizes: list[int], message: str) -> tuple[DataFile, str]:
-    """For a data error over several files read as one: the file the row it names is in, and
-    the message with that row counted within the file."""
-    row = _AT_ROW.search(message) or _ROW_HAS.search(message) or _ROW.search(message)
-    if row is None:
-        return checked[0], message
-    n = int(row.group(1))
-    for data, size in zip(checked, sizes):
-        if n < size:
-            start, end = row.span(1)
-            return data, message[:start] + str(n) + message[end:]
-        n -= size
-    return checked[-1], message
 
 
 def _first_place(checked: list[DataFile], column: str, wanted) -> tuple[str, str] | None:

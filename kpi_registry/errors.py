@@ -177,6 +177,62 @@ def _shown(columns: list[str], limit: int = 12) -> str:
     return shown + (f" and {len(columns) - limit} more" if len(columns) > limit else "")
 
 
+class CellError(DataError):
+    """One cell of the data that an engine cannot read as its column needs.
+
+    ``column`` is the data's column, ``row`` the row label the engine saw (a DataFrame's
+    index: for files read by pandas, the row's position from 0 in file order; None when the
+    engine did not see rows), ``value`` the cell's content (None for an empty cell) and
+    ``problem`` what is wrong with it: "empty", "not_numeric", "ends_before_start" (a
+    subscription's end before its start; ``column`` is the end), "unparsable_period", or
+    "month_out_of_range" (text such as 2024-13). ``role`` is the request role of the column
+    ("entity", "period") or "". Front ends place the row (a CSV line, a file among several)
+    and call :meth:`render` to word the rest; str() names the row as the engine saw it."""
+
+    def __init__(self, column: str, row, value, problem: str, role: str = ""):
+        self.column, self.problem, self.role = column, problem, role
+        self.row, self.value = _plain(row), _plain(value)  # 11, not np.int64(11), in messages
+        super().__init__(self.render(self.row))
+
+    def render(self, row=None) -> str:
+        """The message naming ``row`` (a label, or a row number counted by a front end), or
+        no row at all when None: the front end has said where the cell is."""
+        at = f" at row {row!r}" if row is not None else ""
+        column = f"{self.role} column" if self.role else "column"
+        if self.problem == "empty":
+            return f"{column} {self.column!r} is empty{at}"
+        if self.problem == "not_numeric":
+            which = f"row {row!r}" if row is not None else "it"
+            return f"column {self.column!r} must be numeric; {which} has {self.value!r}"
+        if self.problem == "ends_before_start":
+            return f"subscription{at} ends before it starts"
+        if self.problem == "unparsable_period":
+            return (
+                f"{column} {self.column!r} has an unparsable period {self.value!r}{at}; "
+                "use dates, pandas Periods, or text such as 2024-01, 2024Q1 or 2024"
+            )
+        if self.problem == "month_out_of_range":
+            return f"{column} {self.column!r} has an unparsable period {self.value!r}{at}"
+        raise ValueError(f"unknown cell problem {self.problem!r}")  # pragma: no cover
+
+
+def _plain(value):
+    """A NumPy number as the Python number it holds; anything else as it is (a datetime64
+    would become an integer of nanoseconds)."""
+    numpy_number = type(value).__module__ == "numpy" and getattr(value, "dtype", None) is not None
+    return value.item() if numpy_number and value.dtype.kind in "biuf" else value
+
+
+class ConversionError(DataError):
+    """An engine that runs SQL (DuckDB) could not convert a value of the data to a number
+    or a period. ``value`` is the text it could not convert when the engine names it (else
+    None), ``detail`` the engine's own first line."""
+
+    def __init__(self, detail: str, value: str | None = None):
+        self.detail, self.value = detail, value
+        super().__init__(f"a column could not be read as numbers or periods: {detail}")
+
+
 class RowsError(DataError):
     """A data error about particular rows, carried as ``rows`` (the data's row labels);
     ``render(labels, what)`` words it with other labels, such as CSV lines."""

@@ -29,6 +29,7 @@ import pandas as pd
 from . import periods
 from .arithmetic import SCALAR_FUNCS, binary, divide, round_sums
 from .errors import (
+    CellError,
     ColumnNotGivenError,
     ContradictoryRowsError,
     DataError,
@@ -1084,7 +1085,7 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
         codes, uniques = pd.factorize(series, sort=False)
     if (codes < 0).any():
         row = series.index[codes < 0][0]
-        raise DataError(f"entity column {column!r} is empty at row {row!r}")
+        raise CellError(column, row, None, "empty", "entity")
     return codes.astype(np.int64), len(uniques)
 
 
@@ -1117,9 +1118,7 @@ def _numeric(series: pd.Series, col: str, index: pd.Index) -> np.ndarray:
     bad = converted.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
         pos = int(np.argmax(bad))
-        raise DataError(
-            f"column {col!r} must be numeric; row {index[pos]!r} has {series.iloc[pos]!r}"
-        )
+        raise CellError(col, index[pos], series.iloc[pos], "not_numeric")
     return converted.to_numpy(dtype=float, na_value=np.nan)
 
 

@@ -206,8 +206,8 @@ class KPIServer:
             ids = self._ids(kpis)
             columns = self._columns(ids, columns)
             build_request(period, entity, by, grain, columns, date_format)  # before reading
-            checked, frame, _ = read_for_engine(path, engine)
-            with self._worded(data, checked, engine), self._work:
+            checked, frame, sizes = read_for_engine(path, engine)
+            with self._worded(data, checked, engine, sizes), self._work:
                 result = self.registry.evaluate_many(
                     ids,
                     frame,
@@ -285,8 +285,8 @@ class KPIServer:
             (kpi_id,) = self._ids([kpi])
             columns = self._columns([kpi_id], columns)
             build_request(period, entity, by, grain, columns, date_format)
-            checked, frame, _ = read_for_engine(path, engine)
-            with self._worded(data, checked, engine), self._work:
+            checked, frame, sizes = read_for_engine(path, engine)
+            with self._worded(data, checked, engine, sizes), self._work:
                 result = self.registry.explain(
                     kpi_id,
                     frame,
@@ -328,10 +328,16 @@ class KPIServer:
         return columns
 
     @contextlib.contextmanager
-    def _worded(self, data: str | None, checked: list | None = None, engine: str = "pandas"):
+    def _worded(
+        self,
+        data: str | None,
+        checked: list | None = None,
+        engine: str = "pandas",
+        sizes: list[int] | None = None,
+    ):
         """The library's errors as tool failures, worded from their fields in the tools'
         arguments (``entity``, ``columns``, ``date_format``); ``checked``: the data files
-        read, to place rows at CSV lines."""
+        read and ``sizes`` their row counts, to place rows at CSV lines."""
         from .errors import KPIError
 
         try:
@@ -339,7 +345,7 @@ class KPIServer:
         except ToolFailure:
             raise
         except KPIError as e:
-            raise ToolFailure(error_text(e, data, checked, engine)) from None
+            raise ToolFailure(error_text(e, data, checked, engine, sizes)) from None
 
 
 def error_text(
@@ -347,11 +353,14 @@ def error_text(
     data: str | None = None,
     checked: list | None = None,
     engine: str = "pandas",
+    sizes: list[int] | None = None,
 ) -> str:
     """A library error as the assistant reads it: from the error's fields, naming the tools'
     arguments (``entity``, ``by``, ``columns``, ``date_format``) where the Python API says
     ``entity=`` and the command line ``--entity``; data errors start with the data file."""
+    from .datafiles import cell_message, value_hint
     from .errors import (
+        CellError,
         ColumnNotGivenError,
         DataError,
         MissingColumnsError,
@@ -398,6 +407,9 @@ def error_text(
             "day-first or month-first is ambiguous (03/04/2024 is 3 April or March 4); give "
             'its format in "date_format": %d/%m/%Y (day first) or %m/%d/%Y (month first)'
         )
+    if isinstance(error, CellError) and data:  # rows as pandas counts them, in its files
+        seen = checked if checked and engine == "pandas" else []
+        return cell_message(error, seen, sizes or [], data)
     if isinstance(error, RowsError) and csv_file is not None:  # both engines count rows so
         from .datafiles import csv_line
 
@@ -405,7 +417,7 @@ def error_text(
         if lines and all(line is not None for line in lines):
             return where + error.render(lines, "line" if len(lines) == 1 else "lines")
     if isinstance(error, DataError):
-        return where + str(error)
+        return where + str(error) + value_hint(error)
     return str(error)
 
 

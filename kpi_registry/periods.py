@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import CellError, DataError
 from .formula.functions import CALENDAR_FUNCTIONS  # noqa: F401 - the formula catalog's list
 
 GRAINS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
@@ -36,30 +36,35 @@ def matches_date_format(text: str, date_format: str) -> bool:
     return True
 
 
-class AmbiguousDateError(DataError):
+class AmbiguousDateError(CellError):
     """A period written day-first or month-first, with no format given to say which.
 
     ``row``: the row label where the value first appears, when the rows were at hand."""
 
     def __init__(self, column: str, value: str, row=None):
-        self.column, self.value, self.row = column, value, row
+        super().__init__(column, row, value, "ambiguous_date", "period")
+
+    def render(self, row=None) -> str:
         at = f" at row {row!r}" if row is not None else ""
-        super().__init__(
-            f"period column {column!r} has {value!r}{at}: a date written day-first or "
-            "month-first is ambiguous (03/04/2024 is 3 April or March 4); give its format, "
+        return (
+            f"period column {self.column!r} has {self.value!r}{at}: a date written day-first "
+            "or month-first is ambiguous (03/04/2024 is 3 April or March 4); give its format, "
             "e.g. date_format='%d/%m/%Y'"
         )
 
 
-class DateFormatError(DataError):
+class DateFormatError(CellError):
     """A period that does not match the date format given for it."""
 
     def __init__(self, column: str, value: str, date_format: str, row=None):
-        self.column, self.value, self.date_format, self.row = column, value, date_format, row
+        self.date_format = date_format
+        super().__init__(column, row, value, "date_format", "period")
+
+    def render(self, row=None) -> str:
         at = f" at row {row!r}" if row is not None else ""
-        super().__init__(
-            f"period column {column!r} has {value!r}{at}, which does not match the date "
-            f"format {date_format!r}"
+        return (
+            f"period column {self.column!r} has {self.value!r}{at}, which does not match the "
+            f"date format {self.date_format!r}"
         )
 
 
@@ -100,7 +105,7 @@ def parse(
         return TimeAxis(np.zeros(0, np.int64), "M", 0, 0, "text", np.zeros(0, bool))
     if series.isna().any():
         row = series.index[series.isna().to_numpy()][0]
-        raise DataError(f"period column {column!r} is empty at row {row!r}")
+        raise CellError(column, row, None, "empty", "period")
     dtype = series.dtype
     if dtype.kind == "O" and isinstance(series.iloc[0], datetime.date):
         # datetime.date objects (what Parquet DATE columns read as) are dates, not text
@@ -270,7 +275,7 @@ def _parse_uniques(
         months = [_month_ordinal(v) for v in values]
         bad = [v for v in values if not 1 <= int(v[5:7]) <= 12]
         if bad:
-            raise DataError(f"period column {column!r} has an unparsable period {bad[0]!r}")
+            raise CellError(column, None, bad[0], "month_out_of_range", "period")
         return np.array(months, dtype=np.int64), "M"
     parsed: list[pd.Period] = []
     for v in values:
@@ -279,10 +284,7 @@ def _parse_uniques(
         except (ValueError, TypeError):
             p = None
         if p is None or pd.isna(p):
-            raise DataError(
-                f"period column {column!r} has an unparsable period {v!r}; "
-                "use dates, pandas Periods, or text such as 2024-01, 2024Q1 or 2024"
-            ) from None
+            raise CellError(column, None, v, "unparsable_period", "period") from None
         parsed.append(p)
     codes = {freq_code(p.freq) for p in parsed}
     if len(codes) > 1:

@@ -219,6 +219,22 @@ def test_a_bad_row_in_the_second_file_of_a_glob_is_placed_in_that_file(capsys, t
     assert err == f"error: {bad}:4: column 'mrr' must be numeric; it has 'x'\n"
 
 
+def test_kpi_explain_places_a_bad_row_of_a_glob_in_its_file(capsys, tmp_path):
+    """As kpi eval does: the row counted within its file, at its line (it was the row
+    number across all the files, with no file named)."""
+    write(tmp_path / "a.csv", HEADER + "a,2024-01,100\na,2024-02,120\n")
+    bad = write(tmp_path / "b.csv", HEADER + "b,2024-01,10\n\n,2024-02,5\n")
+    code, _, err = run(
+        capsys,
+        *["explain", "net_revenue_retention", "--from", "2024-01", "--to", "2024-02"],
+        *NRR[2:],
+        *REVENUE,
+        *["--data", str(tmp_path / "*.csv")],
+    )
+    assert code == 1
+    assert err == f"error: {bad}:4: entity column 'customer' is empty\n"
+
+
 def test_files_of_one_glob_must_have_the_same_columns(capsys, tmp_path):
     first = write(tmp_path / "a.csv", HEADER + "a,2024-01,100\n")
     other = write(tmp_path / "b.csv", "customer,mrr,month\nb,10,2024-01\n")

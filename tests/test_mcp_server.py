@@ -240,6 +240,49 @@ def test_data_outside_the_roots_is_refused_before_reading(folders):
             service.data_path(bad)
 
 
+def test_a_bad_cell_is_placed_at_its_csv_line_in_its_file(folders):
+    """A cell an engine cannot read is placed from the error's fields, as `kpi eval` places
+    it: at the CSV line (blank lines and quoted line breaks counted), in the file of a glob
+    that holds it, at the row counted from 1 in a Parquet file; a number written with a
+    thousands separator gets its hint from the value, whichever engine found it."""
+    import pandas as pd
+
+    from kpi_registry.mcp_server import KPIServer, ToolFailure
+
+    data, _ = folders
+    rows = MRR.splitlines(keepends=True)
+    # line 6 is blank and the entity on lines 7-8 has a line break: the bad cell is on line 9
+    bad = "".join(rows[:5]) + '\n"c\nd",2024-02,SMB,50\na,2024-03,SMB,"1,000"\n'
+    (data / "bad.csv").write_text(bad)
+    (data / "parts").mkdir()
+    (data / "parts" / "a.csv").write_text(MRR)
+    (data / "parts" / "b.csv").write_text(
+        "customer,month,segment,revenue\nd,2024-01,SMB,1\n\n,2024-02,SMB,2\n"
+    )
+    pd.read_csv(data / "bad.csv", dtype=str).to_parquet(data / "bad.parquet")
+    service = KPIServer([data])
+
+    def failure(name: str, engine: str = "pandas") -> str:
+        with pytest.raises(ToolFailure) as caught:
+            service.evaluate(["nrr"], name, period="month", entity="customer", engine=engine)
+        return str(caught.value)
+
+    hint = " (write plain numbers such as 1234.5: no thousands separators, currency signs, "
+    hint += "% or decimal commas)"
+    assert failure("bad.csv") == (
+        f"bad.csv:9: column 'revenue' must be numeric; it has '1,000'{hint}"
+    )
+    assert failure("bad.parquet") == (
+        f"bad.parquet: column 'revenue' must be numeric; row 6 has '1,000'{hint}"
+    )
+    assert failure("parts/*.csv") == (
+        f"{data / 'parts' / 'b.csv'}:4: entity column 'customer' is empty"
+    )
+    duckdb = failure("bad.csv", engine="duckdb")
+    assert duckdb.startswith("bad.csv: a column could not be read as numbers")
+    assert duckdb.endswith(hint)
+
+
 ABSENCE = """employee,month,unplanned_absence_hours,scheduled_hours
 ann,2024-01,4,160
 

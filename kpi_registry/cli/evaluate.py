@@ -101,14 +101,8 @@ def _read_data_args(args: argparse.Namespace):
 
 def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: bool):
     """The frame `kpi eval` (and `kpi scorecard`) compute from --data and the request options."""
-    from ..datafiles import (
-        csv_line,
-        date_message,
-        file_of_row,
-        find_not_utf8,
-        locate_data_error,
-    )
-    from ..errors import DataError, InvalidRowsError, MissingColumnsError, RowsError
+    from ..datafiles import cell_message, csv_line, date_message, value_hint
+    from ..errors import CellError, DataError, InvalidRowsError, MissingColumnsError, RowsError
     from ..periods import AmbiguousDateError, DateFormatError
     from .wording import error_text
 
@@ -142,18 +136,15 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
                 what = "line" if isinstance(e, InvalidRowsError) else "lines"
                 raise DataError(f"{args.data}: {e.render(lines, what)}") from None
         raise DataError(f"{args.data}: {e}") from None
+    except CellError as e:  # rows as pandas counts them: placed in the files it read
+        seen = checked if args.engine == "pandas" else []
+        raise DataError(cell_message(e, seen, sizes, args.data)) from None
     except DataError as e:
-        message = error_text(e)
         if args.engine == "duckdb" and len(checked) == 1 and checked[0].kind == "csv":
-            if "CSV Error" in message:
-                found = find_not_utf8(checked[0])  # DuckDB says only "CSV Error on Line: 3"
-                if not found.startswith("cannot read"):
-                    raise DataError(found) from None
-        located, where = None, args.data
-        if args.engine == "pandas":
-            located, message = file_of_row(checked, sizes, message)
-            where = str(located.path) if len(checked) > 1 else args.data
-        raise DataError(locate_data_error(message, where, located)) from None
+            not_utf8 = _duckdb_csv_not_utf8(e, checked[0])
+            if not_utf8:
+                raise DataError(not_utf8) from None
+        raise DataError(f"{args.data}: {error_text(e)}{value_hint(e)}") from None
     if len(checked) > 1:
         print(f"read {len(checked)} files matching {args.data}:", file=sys.stderr)
         for c in checked:
@@ -161,6 +152,21 @@ def _evaluate_args(reg: Registry, args: argparse.Namespace, *, with_targets: boo
     if args.engine == "pandas" and not len(data):
         result.attrs.setdefault("warnings", []).append(f"{args.data} has no data rows")
     return result
+
+
+def _duckdb_csv_not_utf8(error: Exception, data) -> str | None:
+    """The line of a CSV file that is not UTF-8, when DuckDB stopped on it.
+
+    This reads a third party's message, not ours: DuckDB raises an InvalidInputException
+    with no field saying why it stopped (DuckDB 2.0), and says only "CSV Error on Line: 3"
+    (its count, without the byte). So its text is looked at here, in this one place, and
+    the file is read again to find the line and the byte ourselves."""
+    from ..datafiles import find_not_utf8
+
+    if "CSV Error" not in str(error):
+        return None
+    found = find_not_utf8(data)
+    return None if found.startswith("cannot read") else found
 
 
 def _print_warnings(result) -> None:
@@ -198,15 +204,15 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why a KPI moved between --from and --to: its drivers' shares and a reading."""
     from ..attribution import as_text, reading
-    from ..datafiles import locate_data_error
-    from ..errors import DataError, MissingColumnsError
+    from ..datafiles import cell_message, value_hint
+    from ..errors import CellError, DataError, MissingColumnsError
     from .wording import error_text
 
     reg = registry_from_args(args)
     reg[args.id]
     columns = parse_columns(args.column)
     check_column_keys(reg, [args.id], columns)
-    checked, data, _ = _read_data_args(args)  # as kpi eval reads it
+    checked, data, sizes = _read_data_args(args)  # as kpi eval reads it
     try:
         frame = reg.explain(
             args.id,
@@ -223,9 +229,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         )
     except MissingColumnsError:
         raise  # names every missing column itself; main() words it for the command line
+    except CellError as e:  # rows as pandas counts them: placed in the files it read
+        seen = checked if args.engine == "pandas" else []
+        raise DataError(cell_message(e, seen, sizes, args.data)) from None
     except DataError as e:
-        located = checked[0] if args.engine == "pandas" and len(checked) == 1 else None
-        raise DataError(locate_data_error(error_text(e), args.data, located)) from None
+        raise DataError(f"{args.data}: {error_text(e)}{value_hint(e)}") from None
     if args.format == "table":
         print(as_text(frame))
         print()

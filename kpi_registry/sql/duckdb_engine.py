@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..datafiles import expand_data_path
-from ..errors import DataError, KPIError
+from ..errors import ConversionError, DataError, KPIError
 from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
@@ -93,9 +93,8 @@ def _guarded(data: Any, request: Request, run: Callable[[_Input], Any]) -> Any:
         with _Input.open(data, request) as source:
             return run(source)
     except duckdb.ConversionException as e:
-        raise DataError(
-            f"a column could not be read as numbers or periods: {_first_line(e)}"
-        ) from None
+        detail = _first_line(e)
+        raise ConversionError(detail, _unconvertible_value(detail)) from None
     except duckdb.InvalidInputException as e:
         message = _first_line(e)
         if "supplies KPI" in message:  # the uniqueness check written into the SQL
@@ -109,6 +108,18 @@ def _guarded(data: Any, request: Request, run: Callable[[_Input], Any]) -> Any:
 
 def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0]
+
+
+_COULD_NOT_CONVERT = re.compile(r"Could not convert string '([^']*)'")
+
+
+def _unconvertible_value(detail: str) -> str | None:
+    """The text DuckDB could not convert. This reads a third party's message, not ours:
+    DuckDB's ConversionException carries no field with the value (DuckDB 2.0), only its
+    message ("Conversion Error: Could not convert string 'x' to DOUBLE ..."); None when the
+    wording differs, and then the error is only without its hint."""
+    found = _COULD_NOT_CONVERT.search(detail)
+    return found.group(1) if found else None
 
 
 @dataclass
