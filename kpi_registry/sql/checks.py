@@ -192,7 +192,8 @@ def in_entities_outside(
     (by ``keys``, its entity-period or finer) whose sum, or one of whose rows, is outside the
     range. Whatever the rows rule, a combined value outside the range has such a group, so
     every entity-period the pandas engine would report is among these entities' rows, whole."""
-    value = b.col(column)
+    # a text column the engine will refuse as not numeric must not fail here first
+    value = exp.TryCast(this=b.col(column), to=exp.DataType.build("DOUBLE"))
     outside = []
     for func in (exp.Sum, exp.Min, exp.Max):
         if func is not exp.Max and spec.minimum is not None:
