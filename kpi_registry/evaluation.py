@@ -33,6 +33,7 @@ from .errors import (
     ColumnNotGivenError,
     ContradictoryRowsError,
     DataError,
+    InvalidCellsError,
     InvalidRowsError,
     KPIError,
     UnknownKPIError,
@@ -617,6 +618,8 @@ class _Engine:
                 grid = self._distinct_rows(values, self.row_cell, n_ent * n_base, fill)
             else:
                 grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
+            if spec.checks_cells:
+                grid = self._check_cells(name, col, spec, grid, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
             if spec.coarsening in ("event", "latest") and spec.missing == "zero":
                 # these rules read the months that have a value, as SQL reads the cells
@@ -646,6 +649,8 @@ class _Engine:
         values = self._numbers(col)
         if spec.minimum is None and spec.maximum is None:
             return values
+        if spec.checks_cells and self.layout.grid:  # checked once the rows combine
+            return values
         with np.errstate(invalid="ignore"):
             low = values < spec.minimum if spec.minimum is not None else False
             high = values > spec.maximum if spec.maximum is not None else False
@@ -660,6 +665,41 @@ class _Engine:
             values = values.copy()
             values[bad] = np.nan
         return values
+
+    def _check_cells(
+        self, name: str, col: str, spec: Datapoint, grid: np.ndarray, fill: float
+    ) -> np.ndarray:
+        """``valid: {per: entity_period}``: entity-periods whose combined value (a customer's
+        MRR in a month, summed from invoice lines with credits) is outside the range, reported
+        naming the entity, the period and their rows; or, when asked, read as if the entity
+        had no rows there (its ``missing`` rule), with a warning."""
+        with np.errstate(invalid="ignore"):
+            low = grid < spec.minimum if spec.minimum is not None else False
+            high = grid > spec.maximum if spec.maximum is not None else False
+        bad = np.flatnonzero(low | high)
+        if not bad.size:
+            return grid
+        keys = [(int(c % self.n_base), self._entity_label(int(c // self.n_base))) for c in bad]
+        try:
+            order = sorted(range(len(bad)), key=keys.__getitem__)
+        except TypeError:  # entity labels of mixed types
+            order = sorted(range(len(bad)), key=lambda i: (keys[i][0], str(keys[i][1])))
+        bad = bad[order]
+        labels = self.axis.labels()
+        cells = [
+            (self._entity_label(int(c // self.n_base)), str(labels[int(c % self.n_base)]))
+            for c in bad
+        ]
+        first_rows = np.flatnonzero(self.row_cell == bad[0])
+        rows = _sorted_labels([_label(v) for v in self.source.index()[first_rows]])
+        shown = [float(v) for v in grid[bad]]
+        error = InvalidCellsError(name, col, cells, rows, shown, spec.minimum, spec.maximum)
+        if not self.req.drop_invalid:
+            raise error
+        self.notes.append(error.render(dropped=True))
+        grid = grid.copy()
+        grid[bad] = fill
+        return grid
 
     def _ordered_rows(
         self, name: str, values: np.ndarray, spec: Datapoint, n: int, fill: float

@@ -52,6 +52,8 @@ RELATION_KINDS: tuple[str, ...] = ("leading", "lagging", "related")
 ROW_RULES = ("sum", "mean", "min", "max", "last", "first", "distinct")
 #: How one entity's values combine when the grain coarsens (``time:``). ``stock`` is the
 #: older name of ``closing``.
+#: What a valid range (``valid: {per:}``) applies to; the first is the default.
+VALID_PER = ("row", "entity_period")
 TIME_RULES = ("flow", "stock", "closing", "opening", "average", "event", "latest", "distinct")
 
 
@@ -69,6 +71,10 @@ class Datapoint:
     order_by: str | None = None  # the column that orders rows for rows: last / first
     minimum: float | None = None  # valid values: minimum <= value <= maximum
     maximum: float | None = None
+    #: what the range applies to: each data ``row`` (default), or each ``entity_period``'s
+    #: value after its rows combine (MRR from invoice lines with credits: a line may be
+    #: negative, a customer's month may not)
+    valid_per: str = "row"
     excludes: tuple[str, ...] = ()  # flags that cannot be set together with this one
 
     @classmethod
@@ -81,9 +87,18 @@ class Datapoint:
         if isinstance(valid, dict):
             given["minimum"] = _number_or_none(valid.get("min"))
             given["maximum"] = _number_or_none(valid.get("max"))
+            if valid.get("per") in VALID_PER:
+                given["valid_per"] = valid["per"]
         if isinstance(d.get("excludes"), list):
             given["excludes"] = tuple(d["excludes"])
         return cls(**given)
+
+    @property
+    def checks_cells(self) -> bool:
+        """The valid range applies to each entity-period's combined value, not to rows."""
+        return self.valid_per == "entity_period" and (
+            self.minimum is not None or self.maximum is not None
+        )
 
     @property
     def coarsening(self) -> str:
@@ -97,6 +112,8 @@ class Datapoint:
             text += f", order_by={self.order_by}"
         if self.minimum is not None or self.maximum is not None:
             text += f", valid=[{self.minimum}, {self.maximum}]"
+            if self.valid_per != "row":
+                text += f" per {self.valid_per}"
         if self.excludes:
             text += f", excludes={list(self.excludes)}"
         return text
@@ -109,6 +126,7 @@ class Datapoint:
             self.order_by,
             self.minimum,
             self.maximum,
+            self.valid_per,
             tuple(sorted(self.excludes)),
         )
 

@@ -329,7 +329,7 @@ formula:
   expression: sum(revenue)
 datapoints:
   - {name: revenue, description: One customer's MRR in the period., unit: currency, rows: sum,
-     time: stock, missing: zero}
+     time: stock, missing: zero, valid: {min: 0, per: entity_period}}
 """
 
 

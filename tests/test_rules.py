@@ -122,7 +122,8 @@ CASES: dict[type, tuple[list[dict], list[dict], str]] = {
         [definition("a"), definition("b")],
         [definition("a"), definition("b", datapoints=[_revenue(time="flow")])],
         "datapoints[0].name: datapoint 'revenue' is declared as rows=sum, time=flow, "
-        "missing=zero here but rows=sum, time=stock, missing=zero in a.yaml",
+        "missing=zero, valid=[0.0, None] per entity_period here but rows=sum, time=stock, "
+        "missing=zero, valid=[0.0, None] per entity_period in a.yaml",
     ),
     FormulasBind: (
         [definition("a", "sum(revenue) / 2")],

@@ -171,6 +171,8 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
             )
             if dp.minimum is not None or dp.maximum is not None:
                 entry["valid"] = {"min": dp.minimum, "max": dp.maximum}
+                if dp.valid_per != "row":
+                    entry["valid"]["per"] = dp.valid_per
             if dp.excludes:
                 entry["excludes"] = list(dp.excludes)
             entry["declared_in"].append(kpi.id)
