@@ -529,8 +529,8 @@ class Registry:
             for k in self:
                 for kind in RELATION_KINDS:
                     for r in k.relations(kind):
-                        index.setdefault((kind, r["kpi"]), []).append(
-                            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+                        index.setdefault((kind, r.kpi), []).append(
+                            {"kpi": k.id, "why": r.why, "declared_in": k.id}
                         )
                 for dep in self.dependencies(k.id):
                     index.setdefault(("formula", dep), []).append({"kpi": k.id})
@@ -539,7 +539,7 @@ class Registry:
 
     def _both_ways(self, kpi_id: str, own_kind: str, mirror_kind: str) -> list[dict[str, str]]:
         """A KPI's own links of one kind plus the links other KPIs declare the other way."""
-        own = self[kpi_id].relations(own_kind)
+        own = [r.as_dict() for r in self[kpi_id].relations(own_kind)]
         named = {r["kpi"] for r in own}
         reverse = [r for r in self._index().get((mirror_kind, kpi_id), []) if r["kpi"] not in named]
         return [*own, *reverse]
@@ -614,7 +614,7 @@ class Registry:
         """Every KPI linked to this one by a relation or a formula, either way."""
         out = set(self.dependencies(kpi_id)) | set(self.used_in(kpi_id))
         for kind in RELATION_KINDS:
-            out |= {r["kpi"] for r in self[kpi_id].relations(kind)}
+            out |= {r.kpi for r in self[kpi_id].relations(kind)}
             out |= {r["kpi"] for r in self._index().get((kind, kpi_id), [])}
         out.discard(kpi_id)
         return out
