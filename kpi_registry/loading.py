@@ -7,7 +7,7 @@ and column of every key and item so later layers can point at them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
 from typing import Any
@@ -108,6 +108,8 @@ class _PositionLoader(_BaseLoader):
 
     may_have_aliases = True
     may_merge = True  # False when the text has no "<<", "=" or "!": nothing to flatten
+    #: set when a float read is infinite or NaN (see ReadFacts)
+    non_finite_float = False
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -124,7 +126,10 @@ class _PositionLoader(_BaseLoader):
                 return node.value
             if node.tag not in _SCALAR_TAGS:
                 raise _Problem(*_pos(node), _tag_message(node.tag))
-            return self.yaml_constructors[node.tag](self, node)
+            value = self.yaml_constructors[node.tag](self, node)
+            if value.__class__ is float and value - value != 0:  # x - x is NaN for inf and nan
+                self.non_finite_float = True
+            return value
         if node.tag != (_MAP if cls is _MapNode else _SEQ):
             raise _Problem(*_pos(node), _tag_message(node.tag))
         build = self._build
@@ -246,12 +251,37 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+@dataclass(frozen=True)
+class ReadFacts:
+    """What the loader noticed while reading a file, so a rule can skip a walk of the whole
+    definition that would find nothing. Each flag means "may be": True, the rule walks and
+    sees; False is certain."""
+
+    #: the text has "TODO", "laceholder" (placeholder_<id>, Placeholder...) or a backslash
+    #: (a double-quoted escape can spell any text): a value may still be unfinished
+    may_be_unfinished: bool = True
+    #: a number read is infinite or NaN (.inf, .nan, 1.0e+999)
+    non_finite_float: bool = True
+
+
+#: The facts of nearly every file, shared rather than one object a file.
+NOTHING_NOTICED = ReadFacts(may_be_unfinished=False, non_finite_float=False)
+
+
+def _unfinished_markers(text: str) -> bool:
+    """Whether a value of this text may say TODO or hold a placeholder. Without escapes (no
+    backslash) a value is made of the text's own characters, its line breaks folded into
+    spaces or kept: a word in a value is a word in the text."""
+    return "TODO" in text or "laceholder" in text or "\\" in text
+
+
 @dataclass
 class Document:
-    """One parsed file: the data plus where it came from."""
+    """One parsed file: the data plus where it came from and what reading it noticed."""
 
     path: Path
     data: YAMLMapping
+    facts: ReadFacts = field(default_factory=ReadFacts)
 
 
 #: Deeper nesting is refused before the document is built: PyYAML's C composer recurses once
@@ -294,6 +324,10 @@ def _check_depth(text: str) -> None:
 
 def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
     """Parse one YAML document into a positioned Mapping, or raise DefinitionError."""
+    return _parse(text, path)[0]
+
+
+def _parse(text: str, path: str | Path) -> tuple[YAMLMapping, ReadFacts]:
     path = str(path)
     if not text.strip():
         raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
@@ -305,6 +339,7 @@ def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
         loader.may_merge = "<<" in text or "=" in text or "!" in text  # !!merge, !!value
         try:
             data = loader.get_single_data()
+            non_finite = loader.non_finite_float
         finally:
             loader.dispose()
     except _Problem as p:
@@ -331,7 +366,10 @@ def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
         raise DefinitionError(
             [Diagnostic(path, 1, 1, "", f"top level must be a mapping of fields, found a {kind}")]
         )
-    return data
+    unfinished = _unfinished_markers(text)
+    if not unfinished and not non_finite:
+        return data, NOTHING_NOTICED
+    return data, ReadFacts(may_be_unfinished=unfinished, non_finite_float=non_finite)
 
 
 def read_file(path: str | Path) -> Document:
@@ -356,7 +394,7 @@ def read_file(path: str | Path) -> Document:
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return Document(path, parse_text(text, path))
+    return Document(path, *_parse(text, path))
 
 
 def position_of(data: Any, field_path: tuple) -> tuple[int, int]:

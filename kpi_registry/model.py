@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .formula import Node
+
+if TYPE_CHECKING:
+    from .loading import ReadFacts
 
 #: The 12 attributes, in the order every page and export shows them.
 ATTRIBUTES: tuple[str, ...] = (
@@ -332,6 +335,9 @@ class KPI:
     grain_expressions: dict[str, Node] = field(default_factory=dict)
     #: the typed fields, built from ``data`` when not given (``replace`` carries them over)
     spec: KPISpec = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    #: what the loader noticed reading the file (lets rules skip walks that find nothing);
+    #: None for a KPI built from data that was not read from a file
+    facts: ReadFacts | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.spec is None:

@@ -253,7 +253,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                 report.extend(e.diagnostics)
                 continue
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
-            kpi = KPI(kpi_id, doc.data, path, origin)
+            kpi = KPI(kpi_id, doc.data, path, origin, facts=doc.facts)
             check_file(RULES, kpi, library, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]

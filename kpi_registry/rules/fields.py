@@ -83,7 +83,8 @@ class FiniteNumbers(KPIRule):
     scope: ClassVar[Scope] = Scope.FILE
 
     def check(self, kpi: KPI, library: Library) -> list[Diagnostic]:
-        if not _any_non_finite(kpi.data):
+        floats = kpi.facts is None or kpi.facts.non_finite_float
+        if not _any_non_finite(kpi.data, floats):
             return []  # nearly always: no paths to build
         out = []
         stack: list[tuple[tuple, Any]] = [((), kpi.data)]
@@ -107,11 +108,12 @@ class FiniteNumbers(KPIRule):
         return out
 
 
-def _any_non_finite(data: Mapping[str, Any]) -> bool:
+def _any_non_finite(data: Mapping[str, Any], floats: bool = True) -> bool:
     """Whether the walk above would find anything, without building a path per value: a
     non-finite float anywhere (x - x is NaN for those alone), or text in an example's data
-    that reads as one."""
-    stack: list[Any] = [data]
+    that reads as one. ``floats=False``: the loader saw no such float, only the examples'
+    data is walked."""
+    stack: list[Any] = [data] if floats else []
     texts: list[Any] = []  # everything under examples[*].data, where text counts too
     examples = data.get("examples")
     for example in examples.values() if isinstance(examples, Mapping) else _list(examples):
@@ -206,6 +208,8 @@ class NothingUnfinished(KPIRule):
     name = "nothing-unfinished"
 
     def check(self, kpi: KPI, library: Library) -> list[Diagnostic]:
+        if kpi.facts is not None and not kpi.facts.may_be_unfinished:
+            return []  # no TODO or placeholder anywhere in the file's text
         found = Report()
         check_unfinished(kpi, found)
         return found.diagnostics
