@@ -25,6 +25,11 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 MAX_EXPANDED_NODES = 200_000
 
 
+#: Below this length no line or column (1-based, plus the 2 a block value adds) reaches
+#: _pack's 24-bit limit, even were a column counted in UTF-8 bytes (up to 4 a character).
+_SHORT_TEXT = (0xFFFFFF - 4) // 4
+
+
 def _pack(line: int, column: int) -> int:
     if line < 0xFFFFFF and column < 0xFFFFFF:  # always, but for absurd files: no min() calls
         return (line << 24) | column
@@ -110,6 +115,9 @@ class _PositionLoader(_BaseLoader):
     may_merge = True  # False when the text has no "<<", "=" or "!": nothing to flatten
     #: set when a float read is infinite or NaN (see ReadFacts)
     non_finite_float = False
+    #: the text is too short for a line or column to reach _pack's limit: marks are packed
+    #: without its checks
+    short_text = False
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -133,12 +141,18 @@ class _PositionLoader(_BaseLoader):
         if node.tag != (_MAP if cls is _MapNode else _SEQ):
             raise _Problem(*_pos(node), _tag_message(node.tag))
         build = self._build
+        short = self.short_text
         if cls is _SeqNode:
             items = node.value
             result = YAMLSequence(
                 [c.value if c.__class__ is _Scalar and c.tag == _STR else build(c) for c in items]
             )
-            result._marks = [_pack(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
+            starts = [c.start_mark for c in items]
+            result._marks = (
+                [(m.line + 1) << 24 | (m.column + 1) for m in starts]
+                if short
+                else [_pack(m.line + 1, m.column + 1) for m in starts]
+            )
             result.pos = _pos(node)
             return result
         if self.may_merge:  # resolves YAML merge keys (<<) safely, and '=' keys to text
@@ -147,9 +161,12 @@ class _PositionLoader(_BaseLoader):
         result.pos = _pos(node)
         marks = result._marks
         for key_node, value_node in node.value:
-            key = build(key_node)
-            if key.__class__ is not str:
-                key = str(key)  # keys such as 2024 or true are read as their text
+            if key_node.__class__ is _Scalar and key_node.tag == _STR:
+                key = key_node.value
+            else:
+                key = build(key_node)
+                if key.__class__ is not str:
+                    key = str(key)  # keys such as 2024 or true are read as their text
             if key in result:
                 first = _unpack(marks[key] >> 48)[0]
                 raise _Problem(
@@ -158,27 +175,30 @@ class _PositionLoader(_BaseLoader):
                     field=key,
                 )
             key = intern(key)
-            if value_node.__class__ is _Scalar and value_node.tag == _STR:
-                result[key] = value_node.value
+            # where the value's text begins: after an opening quote, or on the line after a
+            # block indicator (| or >), so errors inside a formula point at the right column
+            key_mark, mark = key_node.start_mark, value_node.start_mark
+            line, column = mark.line + 1, mark.column + 1
+            if value_node.__class__ is _Scalar:
+                result[key] = value_node.value if value_node.tag == _STR else build(value_node)
+                style = value_node.style
+                if style is None:  # plain: most values
+                    pass
+                elif style == '"' or style == "'":
+                    column += 1
+                elif style == "|" or style == ">":
+                    line, column = line + 1, key_mark.column + 3
             else:
                 result[key] = build(value_node)
-            mark = key_node.start_mark
-            marks[key] = (_pack(mark.line + 1, mark.column + 1) << 48) | _pack(
-                *_content_pos(value_node, key_node)
-            )
+            if short:
+                marks[key] = ((key_mark.line + 1) << 24 | (key_mark.column + 1)) << 48 | (
+                    line << 24 | column
+                )
+            else:
+                marks[key] = _pack(key_mark.line + 1, key_mark.column + 1) << 48 | _pack(
+                    line, column
+                )
         return result
-
-
-def _content_pos(node: yaml.Node, key_node: yaml.Node) -> tuple[int, int]:
-    """Where a value's text begins: after an opening quote, or on the line after a block
-    indicator (| or >), so errors inside a formula can point at the right column."""
-    mark = node.start_mark
-    style = getattr(node, "style", None)
-    if style in ("|", ">"):
-        return (mark.line + 2, key_node.start_mark.column + 3)
-    if style in ('"', "'"):
-        return (mark.line + 1, mark.column + 2)
-    return (mark.line + 1, mark.column + 1)
 
 
 def _tag_message(tag: str) -> str:
@@ -337,6 +357,7 @@ def _parse(text: str, path: str | Path) -> tuple[YAMLMapping, ReadFacts]:
         loader = _PositionLoader(text)
         loader.may_have_aliases = "&" in text and "*" in text  # no anchor, no alias, no bomb
         loader.may_merge = "<<" in text or "=" in text or "!" in text  # !!merge, !!value
+        loader.short_text = len(text) < _SHORT_TEXT
         try:
             data = loader.get_single_data()
             non_finite = loader.non_finite_float

@@ -233,6 +233,14 @@ def test_each_missing_required_field_is_reported_once_with_the_status_hint():
             {"benchmarks": [{"value": [1, {"deep": float("nan")}]}]},
             "benchmarks[0].value[1].deep: nan is not a finite number",
         ),
+        (
+            {"examples": [{"title": "t", "data": [{"revenue": "1" + "0" * 400}], "expected": []}]},
+            "examples[0].data[0].revenue: 1000",  # 400 digits, no exponent: too large
+        ),
+        (
+            {"examples": [{"title": "t", "data": {"revenue": " NaN "}, "expected": 1}]},
+            "examples[0].data.revenue:  NaN  is not a finite number",
+        ),
         ({"summary": "1e999"}, None),  # text outside an example's data is text
     ],
 )

@@ -141,11 +141,20 @@ def _non_finite(value: Any, in_data: bool) -> bool:
     """A float that is infinite or NaN; in an example's data also text that reads as one
     (YAML reads ``1e999`` without a dot as text, the engine then as infinity)."""
     if isinstance(value, str) and in_data:
+        if not _may_overflow(value):
+            return False  # most texts (names, periods): no float() raising ValueError
         try:
             value = float(value)
         except ValueError:
             return False
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def _may_overflow(text: str) -> bool:
+    """Whether float(text) may be infinite or NaN: it spells inf or nan, or is a number too
+    large for a float, which takes an exponent or more than 308 digits."""
+    lower = text.lower()
+    return "inf" in lower or "nan" in lower or "e" in lower or len(text) > 308
 
 
 class SafeLinks(KPIRule):
