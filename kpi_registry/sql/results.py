@@ -14,7 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
-from ..errors import DataError
+from ..errors import CellError
 from ..request import Request, gap_warnings, used_datapoints
 from . import sqlbuild as b
 from .compiler import compile_tree
@@ -158,12 +158,12 @@ def infer_periods(source: Any, req: Request):
         checks = checks.group_by(b.col(req.period))
     found = source.query(checks)
     if "missing_entity" in found and found["missing_entity"].fillna(0).sum() > 0:
-        raise DataError(f"entity column {req.entity!r} is empty in some rows")
+        raise CellError(req.entity, None, None, "empty", "entity")  # DuckDB saw no row labels
     if req.period is None:
         return None, None
     values = found["p"]
     if values.isna().any():
-        raise DataError(f"period column {req.period!r} is empty in some rows")
+        raise CellError(req.period, None, None, "empty", "period")
     return periods_from_values(source, req, values)
 
 
