@@ -98,7 +98,7 @@ def _edges(kpi: KPI) -> list[dict[str, str]]:
     edges = []
     for kind in RELATION_KINDS:
         for r in kpi.relations(kind):
-            edges.append({"from": kpi.id, "to": r["kpi"], "kind": kind, "why": r["why"]})
+            edges.append({"from": kpi.id, "to": r.kpi, "kind": kind, "why": r.why})
     for sign in ("positive", "negative"):
         for item in (kpi.data.get("influences") or {}).get(sign, []):
             if item.get("kpi"):
