@@ -55,7 +55,7 @@ def last_change(kpis: Mapping[str, KPI], kpi: KPI) -> Change | None:
     (over the whole example: a ``by`` is left out)."""
     for example in kpi.examples:
         request = example_request(example)
-        if request.period is None or not isinstance(example.get("data"), list):
+        if request.period is None or not isinstance(example.data, list):
             continue
         request = dataclasses.replace(request, by=[])
         data = example_data(example)
