@@ -49,6 +49,9 @@ class ExampleView:
     result: Table
     chart: str  # SVG markup, built from numbers only
     bands: int = 0  # benchmark bands drawn on the chart (the caption says what they are)
+    #: The engine's result for the example's own request (a Table, or a dict for scalar
+    #: data): the driver figure reads its periods instead of evaluating the example again.
+    result_values: Any = field(default=None, repr=False, compare=False)
 
 
 def example_views(kpis: Mapping[str, KPI], kpi: KPI) -> list[ExampleView]:
@@ -74,8 +77,11 @@ def _view(kpis: Mapping[str, KPI], kpi: KPI, i: int, example: Mapping[str, Any])
         raise _fail(kpi, i, ("expected", *where), message)
     show = [s for s in example.get("show", []) if s != kpi.id]
     if isinstance(result, dict):
-        return _scalar_view(kpis, kpi, example, result, show)
-    return _frame_view(kpis, kpi, example, result, show)
+        view = _scalar_view(kpis, kpi, example, result, show)
+    else:
+        view = _frame_view(kpis, kpi, example, result, show)
+    view.result_values = result
+    return view
 
 
 def benchmark_bands(kpi: KPI) -> list[Band]:
