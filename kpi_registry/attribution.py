@@ -52,7 +52,7 @@ from .drivertree import (  # noqa: F401 - the driver tree lives apart so browsin
     tree_text,
 )
 from .errors import DataError, KPIError
-from .evaluation import evaluate_many
+from .evaluation import Rows, evaluate_many
 from .formula import Binary, Call, Name, Node, Number, Unary, parse, to_text
 from .formula.dispatch import each, function_table, node_table
 from .model import KPI
@@ -485,7 +485,7 @@ def _at_grain(kpis: Mapping[str, KPI], grain: str | None) -> Mapping[str, KPI]:
 
 def _supplied(kpis: Mapping[str, KPI], data: Any, request: Request) -> set[str]:
     """KPIs the data supplies as columns (the engine reads them instead of their formula)."""
-    if not isinstance(data, pd.DataFrame):
+    if not isinstance(data, pd.DataFrame | Rows):
         return set()
     # from the data's few columns, not the library's many KPIs (20,000 on a large site)
     columns = set(data.columns)

@@ -24,7 +24,7 @@ from ..attribution import Driver, ExplainError, explain, reading
 from ..errors import KPIError
 from ..evaluation import Table, compute
 from ..model import KPI
-from ..worked_examples import example_data, example_request, example_rows
+from ..worked_examples import example_request, example_rows
 from .charts import WIDTH, shorten
 from .numbers import format_value
 
@@ -79,7 +79,8 @@ def last_change(
             periods = labels[pd.notna(known.columns[kpi.id])].tolist()
             if len(periods) < 2:
                 continue
-            data = example_data(example)
+            # the rows as lists, as the engine reads a worked example without pandas
+            data = example_rows(example)
             frame = explain(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
         except (ExplainError, KPIError):
             continue
