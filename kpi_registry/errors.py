@@ -287,6 +287,53 @@ class InvalidRowsError(RowsError):
         )
 
 
+class InvalidCellsError(RowsError):
+    """Entity-periods whose combined value of a datapoint lies outside its valid range
+    (``valid: {per: entity_period}``): a customer's MRR summed from invoice lines below 0.
+
+    ``cells`` are (entity, period) pairs, first in period then entity order, ``values`` their
+    combined values, ``rows`` the data's row labels of the first of them."""
+
+    def __init__(
+        self,
+        datapoint: str,
+        column: str,
+        cells: list[tuple],
+        rows: list,
+        values: list[float],
+        minimum: float | None,
+        maximum: float | None,
+    ):
+        self.datapoint, self.column = datapoint, column
+        self.cells, self.rows, self.values = cells, rows, values
+        self.minimum, self.maximum = minimum, maximum
+        super().__init__(self.render())
+
+    def render(self, rows: list | None = None, what: str = "rows", dropped: bool = False) -> str:
+        shown = ", ".join(str(r) for r in (rows if rows is not None else self.rows)[:10])
+        entity, period = self.cells[0]
+        column = f" (column {self.column!r})" if self.column != self.datapoint else ""
+        more = f" ({len(self.cells)} entity-periods in all)" if len(self.cells) > 1 else ""
+        valid = _range_text(self.minimum, self.maximum)
+        head = (
+            f"datapoint {self.datapoint!r}{column} must be {valid}"
+            f" per entity and period: entity {entity!r} has {_num(self.values[0])} in {period}"
+            f" ({what} {shown}){more}"
+        )
+        if dropped:
+            return f"{head}; those entity-periods were read as having no rows, as asked"
+        return (
+            f"{head}. Correct those rows, or compute without them (drop_invalid=True; kpi eval "
+            "--drop-invalid)"
+        )
+
+
+def _range_text(minimum: float | None, maximum: float | None) -> str:
+    if minimum is not None and maximum is not None:
+        return f"between {_num(minimum)} and {_num(maximum)}"
+    return f"at least {_num(minimum)}" if minimum is not None else f"at most {_num(maximum)}"
+
+
 class UnorderedRowsError(RowsError):
     """Several rows of one entity in one period that a ``rows: last``/``first`` datapoint
     cannot choose between: no order column, or tied on it, with different values."""

@@ -33,6 +33,7 @@ from .errors import (
     ColumnNotGivenError,
     ContradictoryRowsError,
     DataError,
+    InvalidCellsError,
     InvalidRowsError,
     KPIError,
     UnknownKPIError,
@@ -210,6 +211,10 @@ class _Source:
 # Cells: the layout every row-level value shares
 
 
+# Cells per entity block when an aggregate is evaluated block by block: 128k cells keep a
+# float column at 1 MB, so the dozen arrays a formula makes stay in the CPU cache.
+BLOCK_CELLS = 1 << 17
+
 # Where a node is evaluated: once per (group, period); per cell of the entity x period grid
 # (or per row without an entity); per entity x base period, for ever_before() at a coarser grain.
 _PERIOD, _CELL, _BASE = 0, 1, 2
@@ -244,6 +249,16 @@ class _Engine:
         self.notes: list[str] = []  # warnings found while reading the data
         self._exclusions_checked: set[tuple[str, str]] = set()
         self._entity_labels: list | None = None
+        self._cell_key: np.ndarray | None = None  # (group, period) key per cell
+        # the same keys in the smallest integer type, made with the groups, read by blocks
+        self._block_keys: np.ndarray | None = None
+        self._key_counts: np.ndarray | None = None  # cells per key, when made with the keys
+        # While an aggregate is evaluated entity block by entity block (see _blocked_sum):
+        # the block's first and last entity + 1 and its cell values by node. Datapoints are
+        # read in full, once (blocks slice them).
+        self._block: tuple[int, int] | None = None
+        self._block_cache: dict[Any, Any] = {}
+        self._full_datapoints: dict[tuple[str, bool], np.ndarray] = {}
         self._dropped_cells: dict[str, list[np.ndarray]] = {}  # contradictory cells left out
         check_request(req)
         check_columns(req, source.columns)
@@ -300,8 +315,11 @@ class _Engine:
         if req.entity is not None:
             ids = source.plain(req.entity)
             fast = _plain_codes(ids) if ids is not None else None
-            ecodes, n_ent = fast or _entity_codes(source.series(req.entity), req.entity)
-            self.row_cell = ecodes.astype(np.int64) * n_base + self.row_base
+            if fast is not None:
+                self.row_cell, n_ent = _cells(fast[0], n_base, self.row_base), fast[1]
+            else:
+                series = source.series(req.entity)
+                self.row_cell, n_ent = _entity_codes(series, req.entity, n_base, self.row_base)
             self.row_count = np.bincount(self.row_cell, minlength=n_ent * n_base)
             self.unique_cells = bool(self.row_count.max(initial=0) <= 1)
             present = self.row_count.reshape(n_ent, n_base) > 0
@@ -335,7 +353,7 @@ class _Engine:
             gcodes, guniq = pd.factorize(pd.MultiIndex.from_frame(frame), sort=True)
             as_frame = pd.DataFrame(list(guniq), columns=by)
             labels = {c: as_frame[c].to_numpy() for c in by}
-        return gcodes.astype(np.int64), labels
+        return gcodes.astype(np.int64, copy=False), labels
 
     def _numbers(self, col: str) -> np.ndarray:
         plain = self.source.plain(col)
@@ -351,22 +369,55 @@ class _Engine:
         if n_ent == 0 or n_base == 0:
             return np.zeros(0, dtype=np.int64)
         # if one entity-period's rows disagree, the largest group wins (as SQL's MAX), a
-        # missing group only where no row has one: never the row order
-        grid = np.full(n_ent * n_base, -1, dtype=np.int64)
-        null = self._null_groups()[gcodes]
-        np.maximum.at(grid, self.row_cell[null], gcodes[null])
-        known = np.full(n_ent * n_base, -1, dtype=np.int64)
-        np.maximum.at(known, self.row_cell[~null], gcodes[~null])
-        grid = np.where(known >= 0, known, grid)
-        grid = grid.reshape(n_ent, n_base)
-        cols = np.arange(n_base)
-        last_seen = np.maximum.accumulate(np.where(present, cols, -1), axis=1)
-        first_seen = np.argmax(present, axis=1)
-        idx = np.where(last_seen >= 0, last_seen, first_seen[:, None])
-        carried = np.take_along_axis(grid, idx, axis=1)
-        if self.coarse is not None:
-            carried = carried[:, self.coarse.last_base]
-        return carried.reshape(-1)
+        # missing group only where no row has one: never the row order. The grid in the
+        # smallest integer type, so that scattering millions of rows into it stays in cache.
+        null_group = self._null_groups()
+        dtype = np.min_scalar_type(-len(null_group))
+        codes = gcodes.astype(dtype)
+        grid = np.full(n_ent * n_base, -1, dtype=dtype)
+        null = null_group[gcodes] if null_group.any() else None
+        if null is not None and null.any():
+            np.maximum.at(grid, self.row_cell[null], codes[null])
+            known = np.full(n_ent * n_base, -1, dtype=dtype)
+            np.maximum.at(known, self.row_cell[~null], codes[~null])
+            grid = np.where(known >= 0, known, grid)
+        else:
+            grid[self.row_cell] = codes  # the rows of a cell mostly agree: a plain store,
+            clash = grid[self.row_cell] != codes  # then the largest where they do not
+            if clash.any():
+                cells = self.row_cell[clash]
+                grid[cells] = -1
+                in_clash = np.zeros(len(grid), dtype=bool)
+                in_clash[cells] = True
+                rows = in_clash[self.row_cell]
+                np.maximum.at(grid, self.row_cell[rows], codes[rows])
+        n_out = len(self.coarse.labels) if self.coarse is not None else n_base
+        out = np.empty(n_ent * n_out, dtype=np.int64)
+        # the (group, period) key of every cell and the cells per key, made here block by
+        # block rather than from the whole grid again
+        n_keys = len(null_group) * n_out
+        self._block_keys = np.empty(n_ent * n_out, dtype=np.min_scalar_type(-n_keys))
+        self._key_counts = np.zeros(n_keys, dtype=np.int64)
+        per_block = max(1, BLOCK_CELLS // n_base)
+        for first in range(0, n_ent, per_block):  # blocks of entities, to stay in cache
+            stop = min(first + per_block, n_ent)
+            seen = present[first:stop]
+            size = seen.size
+            # the last cell at or before each one that has rows, if it is the same entity's;
+            # else the entity's first cell with rows
+            last = np.maximum.accumulate(np.where(seen.reshape(-1), np.arange(size), -1))
+            row_start = np.repeat(np.arange(0, size, n_base), n_base)
+            first_seen = np.repeat(np.argmax(seen, axis=1) + np.arange(0, size, n_base), n_base)
+            cell = np.where(last >= row_start, last, first_seen)
+            carried = grid[first * n_base : stop * n_base][cell].astype(np.int64)
+            carried = carried.reshape(stop - first, n_base)
+            if self.coarse is not None:
+                carried = carried[:, self.coarse.last_base]
+            key = carried * n_out + np.arange(n_out)
+            out[first * n_out : stop * n_out] = carried.reshape(-1)
+            self._block_keys[first * n_out : stop * n_out] = key.reshape(-1)
+            self._key_counts += np.bincount(key.reshape(-1), minlength=n_keys)
+        return out
 
     def _null_groups(self) -> np.ndarray:
         """bool per group code: a group whose label (any of its columns) is missing."""
@@ -377,11 +428,20 @@ class _Engine:
         return out
 
     @property
+    def n_entities(self) -> int:
+        """Entities of the grid, or of the block being evaluated."""
+        if self._block is not None:
+            return self._block[1] - self._block[0]
+        return self.layout.n_entities
+
+    @property
     def n_cells(self) -> int:
         lay = self.layout
-        return lay.n_entities * lay.n_periods if lay.grid else self.source.n_rows
+        return self.n_entities * lay.n_periods if lay.grid else self.source.n_rows
 
     def cell_period(self) -> np.ndarray:
+        if self._block is not None:
+            return np.tile(np.arange(self.layout.n_periods), self.n_entities)
         if self._cell_period is None:
             lay = self.layout
             if lay.grid:
@@ -392,6 +452,14 @@ class _Engine:
         return self._cell_period
 
     def cell_key(self) -> np.ndarray:
+        if self._block is not None:
+            lay = self.layout
+            start, stop = (e * lay.n_periods for e in self._block)
+            if lay.cell_group is None:
+                return self.cell_period()
+            if self._block_keys is not None:
+                return self._block_keys[start:stop]
+            return lay.cell_group[start:stop] * lay.n_periods + self.cell_period()
         if self._cell_key is None:
             lay = self.layout
             period = self.cell_period()
@@ -404,12 +472,31 @@ class _Engine:
         lay = self.layout
         if lay.grid and lay.cell_group is None:
             return np.full((1, lay.n_periods), lay.n_entities, dtype=np.int64)
+        if self._key_counts is not None:
+            return self._key_counts.reshape(lay.n_groups, lay.n_periods)
         counts = np.bincount(self.cell_key(), minlength=lay.n_groups * lay.n_periods)
         return counts.reshape(lay.n_groups, lay.n_periods)
 
     # -- datapoints ---------------------------------------------------------------------
     def datapoint(self, name: str, base: bool = False) -> np.ndarray:
         """A datapoint per cell; ``base``: per entity x base period even at a coarser grain."""
+        # read in full once (checks, warnings, cells left out), whether by a block or not:
+        # reading it again would not know what the first reading dropped
+        key = (name, base)
+        if key not in self._full_datapoints:
+            block, self._block = self._block, None
+            try:
+                self._full_datapoints[key] = self._read_datapoint(name, base)
+            finally:
+                self._block = block
+        values = self._full_datapoints[key]
+        if self._block is None:
+            return values
+        width = self.n_base if base else self.layout.n_periods
+        start, stop = self._block
+        return values[start * width : stop * width]
+
+    def _read_datapoint(self, name: str, base: bool) -> np.ndarray:
         spec = self._datapoint_specs.get(name, Datapoint(name))
         col = self._column(name)
         if col is None:
@@ -457,7 +544,7 @@ class _Engine:
             self._datapoint_specs.setdefault(
                 other, Datapoint(other, rows=spec.rows, time=spec.time)
             )
-            other_values = self.datapoint(other)
+            other_values = self._read_datapoint(other, False)  # not kept: drops to come
             with np.errstate(invalid="ignore"):
                 clash = np.flatnonzero((values > 0) & (other_values > 0))
             if not clash.size:
@@ -531,6 +618,8 @@ class _Engine:
                 grid = self._distinct_rows(values, self.row_cell, n_ent * n_base, fill)
             else:
                 grid = self._combine_rows(values, spec.rows, n_ent * n_base, fill)
+            if spec.checks_cells:
+                grid = self._check_cells(name, col, spec, grid, fill)
             self._base_grids[name] = grid.reshape(n_ent, n_base)
             if spec.coarsening in ("event", "latest") and spec.missing == "zero":
                 # these rules read the months that have a value, as SQL reads the cells
@@ -560,6 +649,8 @@ class _Engine:
         values = self._numbers(col)
         if spec.minimum is None and spec.maximum is None:
             return values
+        if spec.checks_cells and self.layout.grid:  # checked once the rows combine
+            return values
         with np.errstate(invalid="ignore"):
             low = values < spec.minimum if spec.minimum is not None else False
             high = values > spec.maximum if spec.maximum is not None else False
@@ -574,6 +665,41 @@ class _Engine:
             values = values.copy()
             values[bad] = np.nan
         return values
+
+    def _check_cells(
+        self, name: str, col: str, spec: Datapoint, grid: np.ndarray, fill: float
+    ) -> np.ndarray:
+        """``valid: {per: entity_period}``: entity-periods whose combined value (a customer's
+        MRR in a month, summed from invoice lines with credits) is outside the range, reported
+        naming the entity, the period and their rows; or, when asked, read as if the entity
+        had no rows there (its ``missing`` rule), with a warning."""
+        with np.errstate(invalid="ignore"):
+            low = grid < spec.minimum if spec.minimum is not None else False
+            high = grid > spec.maximum if spec.maximum is not None else False
+        bad = np.flatnonzero(low | high)
+        if not bad.size:
+            return grid
+        keys = [(int(c % self.n_base), self._entity_label(int(c // self.n_base))) for c in bad]
+        try:
+            order = sorted(range(len(bad)), key=keys.__getitem__)
+        except TypeError:  # entity labels of mixed types
+            order = sorted(range(len(bad)), key=lambda i: (keys[i][0], str(keys[i][1])))
+        bad = bad[order]
+        labels = self.axis.labels()
+        cells = [
+            (self._entity_label(int(c // self.n_base)), str(labels[int(c % self.n_base)]))
+            for c in bad
+        ]
+        first_rows = np.flatnonzero(self.row_cell == bad[0])
+        rows = _sorted_labels([_label(v) for v in self.source.index()[first_rows]])
+        shown = [float(v) for v in grid[bad]]
+        error = InvalidCellsError(name, col, cells, rows, shown, spec.minimum, spec.maximum)
+        if not self.req.drop_invalid:
+            raise error
+        self.notes.append(error.render(dropped=True))
+        grid = grid.copy()
+        grid[bad] = fill
+        return grid
 
     def _ordered_rows(
         self, name: str, values: np.ndarray, spec: Datapoint, n: int, fill: float
@@ -792,10 +918,11 @@ class _Engine:
 
     def _eval(self, node: Node, level: int) -> Any:
         key = (node, level)
-        if key in self.cache:
-            return self.cache[key]
+        cache = self.cache if self._block is None else self._block_cache
+        if key in cache:
+            return cache[key]
         value = self._compute(node, level)
-        self.cache[key] = value
+        cache[key] = value
         return value
 
     def _compute(self, node: Node, level: int) -> Any:
@@ -846,7 +973,7 @@ class _Engine:
             raise calendar_needs_period(func, self.in_progress, self.scalar)
         if level == _BASE:
             days = periods.calendar_days(self.axis.labels(), func)
-            return np.tile(days, self.layout.n_entities)
+            return np.tile(days, self.n_entities)
         labels = self.coarse.labels if self.coarse is not None else self.axis.labels()
         days = periods.calendar_days(labels, func)
         if level == _PERIOD:
@@ -862,8 +989,8 @@ class _Engine:
     def _cell_grid(self, x: Any, level: int) -> np.ndarray:
         """Cell values as an entity x period array (base periods at _BASE)."""
         n_periods = self.n_base if level == _BASE else self.layout.n_periods
-        n = self.layout.n_entities * n_periods
-        return np.broadcast_to(np.asarray(x), (n,)).reshape(self.layout.n_entities, n_periods)
+        n = self.n_entities * n_periods
+        return np.broadcast_to(np.asarray(x), (n,)).reshape(self.n_entities, n_periods)
 
     def _require_period(self, func: str) -> None:
         """Without a period column all rows are one period: previous() would be missing and
@@ -895,26 +1022,26 @@ class _Engine:
             self._eval(cond, level)  # a missing datapoint is named first, as for previous()
             self._require_period("ever_before")
         self._require_grid("ever_before")
-        if level == _CELL and self.coarse is not None:
-            seen = np.logical_or.accumulate(
-                self._cell_grid(np.asarray(self._eval(cond, _BASE), dtype=bool), _BASE), axis=1
-            )  # held at or before each base period
-            first = self.coarse.first_base
-            out = np.zeros((self.layout.n_entities, len(first)), dtype=bool)
-            later = first > 0
-            out[:, later] = seen[:, first[later] - 1]
-            return out.reshape(-1)
+        if level == _CELL and self.coarse is not None:  # held in a base period before
+            held = self._cell_grid(np.asarray(self._eval(cond, _BASE), dtype=bool), _BASE)
+            return (_first_true(held)[:, None] < self.coarse.first_base[None, :]).reshape(-1)
         grid = self._cell_grid(np.asarray(self._eval(cond, level), dtype=bool), level)
-        out = np.zeros(grid.shape, dtype=bool)
-        if grid.shape[1] > 1:
-            out[:, 1:] = np.logical_or.accumulate(grid[:, :-1], axis=1)
-        return out.reshape(-1)
+        return (_first_true(grid)[:, None] < np.arange(grid.shape[1])[None, :]).reshape(-1)
 
     def _aggregate(self, node: Call) -> np.ndarray:
         lay = self.layout
-        n = self.n_cells
         shape = (lay.n_groups, lay.n_periods)
         depth = min(max(gap_depth(a) for a in node.args), lay.n_periods)
+        out = self._blocked_sum(node, shape, depth)
+        if out is None:
+            out = self._whole_aggregate(node, shape, depth)
+        out = np.array(out, dtype=float)
+        if depth:
+            out[:, :depth] = np.nan
+        return out
+
+    def _whole_aggregate(self, node: Call, shape: tuple[int, int], depth: int) -> np.ndarray:
+        n = self.n_cells
         x = np.broadcast_to(np.asarray(self._eval(node.args[0], _CELL), dtype=float), (n,))
         where = None
         if len(node.args) > 1:
@@ -928,10 +1055,83 @@ class _Engine:
                 out = None
         if out is None:
             out = self._aggregate_exact(node.func, x, where, shape)
-        out = np.array(out, dtype=float)
-        if depth:
-            out[:, :depth] = np.nan
         return out
+
+    def _entity_blocks(self, shape: tuple[int, int]) -> list[tuple[int, int]] | None:
+        """Entity ranges to evaluate a sum, count or mean in, so that each block's cell
+        values stay in the CPU cache; None where one pass over the whole grid is as good.
+
+        Sums then add up in the same order as over the whole grid (entity by entity), which
+        holds for a column sum of a grid of at least two periods (numpy adds row after row)
+        and for a bincount seeded with the totals so far, as long as those are few.
+        """
+        lay = self.layout
+        if not lay.grid or self._block is not None or lay.n_periods < 2:
+            return None
+        per_block = max(1, BLOCK_CELLS // max(lay.n_periods, self.n_base))
+        n_blocks = -(-lay.n_entities // per_block)
+        # each block after the first re-adds the totals: worth it while they are few
+        if n_blocks < 2 or n_blocks * shape[0] * shape[1] > lay.n_entities * lay.n_periods:
+            return None
+        starts = range(0, lay.n_entities, per_block)
+        return [(start, min(start + per_block, lay.n_entities)) for start in starts]
+
+    def _blocked_sum(self, node: Call, shape: tuple[int, int], depth: int) -> np.ndarray | None:
+        """sum, count or mean evaluated block by block of entities (see _entity_blocks), to
+        the same value as over the whole grid; None where that does not apply."""
+        if node.func not in ("sum", "count", "mean"):
+            return None
+        blocks = self._entity_blocks(shape)
+        if blocks is None:
+            return None
+        exact = node.func != "sum"
+        while True:
+            totals: list[np.ndarray | None] = [None, None]  # sum of values, count of values
+            for block in blocks:
+                self._block, self._block_cache = block, {}
+                try:
+                    n = self.n_cells
+                    x = np.asarray(self._eval(node.args[0], _CELL), dtype=float)
+                    where = None
+                    if len(node.args) > 1:
+                        where = np.asarray(self._eval(node.args[1], _CELL), dtype=bool)
+                        where = np.broadcast_to(where, (n,))
+                    if x.ndim == 0 and where is None:
+                        return None  # a constant: summed as over the whole grid
+                    x = np.broadcast_to(x, (n,))
+                    if not exact:
+                        values = x if where is None else np.where(where, x, 0.0)
+                        totals[0] = self._reduce_onto(totals[0], values, shape)
+                        continue
+                    mask = ~np.isnan(x) if where is None else where & ~np.isnan(x)
+                    if node.func != "count":
+                        values = np.where(mask, x, 0.0)
+                        totals[0] = self._reduce_onto(totals[0], values, shape)
+                    if node.func != "sum":
+                        totals[1] = self._reduce_onto(totals[1], mask, shape)
+                finally:
+                    self._block, self._block_cache = None, {}
+            total, count = totals
+            if not exact and np.isnan(total[:, depth:]).any():
+                exact = True  # missing values past the leading gap: leave them out
+                continue
+            if node.func == "sum":
+                return total
+            return count if node.func == "count" else divide(total, count)
+
+    def _reduce_onto(self, total: np.ndarray | None, values: np.ndarray, shape) -> np.ndarray:
+        """``total`` (the sums of the blocks before) plus this block's cell values, added
+        one after the other as :meth:`_reduce` adds them over the whole grid."""
+        if total is None:
+            return self._reduce(values, shape)
+        lay = self.layout
+        if lay.cell_group is None:  # a column sum of [total; block rows], row after row
+            rows = values.reshape(self.n_entities, lay.n_periods)
+            return np.concatenate([total, rows]).sum(axis=0, dtype=float)[None, :]
+        size = shape[0] * shape[1]
+        key = np.concatenate([np.arange(size), self.cell_key()])
+        weights = np.concatenate([total.reshape(-1), values])
+        return np.bincount(key, weights=weights, minlength=size).astype(float).reshape(shape)
 
     def _aggregate_exact(self, func: str, x: np.ndarray, where, shape) -> np.ndarray:
         """Aggregate the cells where x is known and the filter holds."""
@@ -956,7 +1156,7 @@ class _Engine:
         """Sum cell values into (group x period)."""
         lay = self.layout
         if lay.grid and lay.cell_group is None:  # no groups: a column sum of the grid
-            return values.reshape(lay.n_entities, lay.n_periods).sum(axis=0, dtype=float)[None, :]
+            return values.reshape(self.n_entities, lay.n_periods).sum(axis=0, dtype=float)[None, :]
         key = self.cell_key()
         if not lay.grid:  # cells are rows: add them in the order of their values, so that
             order = np.lexsort((values, key))  # the sum is the same however rows are sorted
@@ -1028,17 +1228,41 @@ ENGINE_FUNCTIONS = function_table(
 )
 
 
-def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
+def _first_true(grid: np.ndarray) -> np.ndarray:
+    """Per row of a bool grid, the first column that is true (the number of columns if
+    none is): ever_before() without a running "or" along each short row."""
+    if not grid.shape[1]:
+        return np.zeros(grid.shape[0], dtype=np.int64)
+    return np.where(grid.any(axis=1), np.argmax(grid, axis=1), grid.shape[1])
+
+
+def _entity_codes(
+    series: pd.Series, column: str, n_base: int = 1, row_base: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
     """Dense codes 0..n-1 per entity. Integer ids in a compact range are mapped by offset,
-    which is several times faster than hashing millions of values."""
+    which is several times faster than hashing millions of values. With ``row_base`` (the
+    base period of each row, ``n_base`` periods), the entity x period cell of each row.
+
+    Offsets are taken chunk by chunk of rows, so that only the result is a row-sized array."""
     values = series.to_numpy()
     if values.dtype.kind in "iu" and len(values):
         lo, hi = int(values.min()), int(values.max())
         if hi - lo <= 4 * len(values) + 1000:
-            offsets = (values - lo).astype(np.int64)
-            used = np.bincount(offsets, minlength=hi - lo + 1) > 0
+            chunks = [
+                slice(i, i + periods.ROW_CHUNK) for i in range(0, len(values), periods.ROW_CHUNK)
+            ]
+            used = np.zeros(hi - lo + 1, dtype=bool)
+            for chunk in chunks:
+                used[(values[chunk] - lo).astype(np.int64, copy=False)] = True
             remap = np.cumsum(used) - 1
-            return remap[offsets], int(used.sum())
+            out = np.empty(len(values), dtype=np.int64)
+            for chunk in chunks:
+                cells = remap[(values[chunk] - lo).astype(np.int64, copy=False)]
+                if row_base is not None:
+                    cells *= n_base
+                    cells += row_base[chunk]
+                out[chunk] = cells
+            return out, int(used.sum())
     try:  # in order of the ids, so that no sum depends on the order of the rows
         codes, uniques = pd.factorize(series, sort=True)
     except TypeError:  # ids of mixed types cannot be sorted: in order of first appearance
@@ -1046,7 +1270,15 @@ def _entity_codes(series: pd.Series, column: str) -> tuple[np.ndarray, int]:
     if (codes < 0).any():
         row = series.index[codes < 0][0]
         raise CellError(column, row, None, "empty", "entity")
-    return codes.astype(np.int64), len(uniques)
+    return _cells(codes.astype(np.int64), n_base, row_base), len(uniques)
+
+
+def _cells(codes: np.ndarray, n_base: int, row_base: np.ndarray | None) -> np.ndarray:
+    """Entity codes made, in place, into entity x period cells, given each row's period."""
+    if row_base is not None:
+        codes *= n_base
+        codes += row_base
+    return codes
 
 
 def _plain_codes(values: list) -> tuple[np.ndarray, int] | None:

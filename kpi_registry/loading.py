@@ -7,7 +7,7 @@ and column of every key and item so later layers can point at them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from sys import intern
 from typing import Any
@@ -23,6 +23,11 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 #: A document whose aliases would expand to more nodes than this is refused (billion laughs).
 MAX_EXPANDED_NODES = 200_000
+
+
+#: Below this length no line or column (1-based, plus the 2 a block value adds) reaches
+#: _pack's 24-bit limit, even were a column counted in UTF-8 bytes (up to 4 a character).
+_SHORT_TEXT = (0xFFFFFF - 4) // 4
 
 
 def _pack(line: int, column: int) -> int:
@@ -108,6 +113,11 @@ class _PositionLoader(_BaseLoader):
 
     may_have_aliases = True
     may_merge = True  # False when the text has no "<<", "=" or "!": nothing to flatten
+    #: set when a float read is infinite or NaN (see ReadFacts)
+    non_finite_float = False
+    #: the text is too short for a line or column to reach _pack's limit: marks are packed
+    #: without its checks
+    short_text = False
 
     def get_single_data(self) -> Any:
         node = self.get_single_node()
@@ -124,16 +134,25 @@ class _PositionLoader(_BaseLoader):
                 return node.value
             if node.tag not in _SCALAR_TAGS:
                 raise _Problem(*_pos(node), _tag_message(node.tag))
-            return self.yaml_constructors[node.tag](self, node)
+            value = self.yaml_constructors[node.tag](self, node)
+            if value.__class__ is float and value - value != 0:  # x - x is NaN for inf and nan
+                self.non_finite_float = True
+            return value
         if node.tag != (_MAP if cls is _MapNode else _SEQ):
             raise _Problem(*_pos(node), _tag_message(node.tag))
         build = self._build
+        short = self.short_text
         if cls is _SeqNode:
             items = node.value
             result = YAMLSequence(
                 [c.value if c.__class__ is _Scalar and c.tag == _STR else build(c) for c in items]
             )
-            result._marks = [_pack(c.start_mark.line + 1, c.start_mark.column + 1) for c in items]
+            starts = [c.start_mark for c in items]
+            result._marks = (
+                [(m.line + 1) << 24 | (m.column + 1) for m in starts]
+                if short
+                else [_pack(m.line + 1, m.column + 1) for m in starts]
+            )
             result.pos = _pos(node)
             return result
         if self.may_merge:  # resolves YAML merge keys (<<) safely, and '=' keys to text
@@ -142,9 +161,12 @@ class _PositionLoader(_BaseLoader):
         result.pos = _pos(node)
         marks = result._marks
         for key_node, value_node in node.value:
-            key = build(key_node)
-            if key.__class__ is not str:
-                key = str(key)  # keys such as 2024 or true are read as their text
+            if key_node.__class__ is _Scalar and key_node.tag == _STR:
+                key = key_node.value
+            else:
+                key = build(key_node)
+                if key.__class__ is not str:
+                    key = str(key)  # keys such as 2024 or true are read as their text
             if key in result:
                 first = _unpack(marks[key] >> 48)[0]
                 raise _Problem(
@@ -153,27 +175,30 @@ class _PositionLoader(_BaseLoader):
                     field=key,
                 )
             key = intern(key)
-            if value_node.__class__ is _Scalar and value_node.tag == _STR:
-                result[key] = value_node.value
+            # where the value's text begins: after an opening quote, or on the line after a
+            # block indicator (| or >), so errors inside a formula point at the right column
+            key_mark, mark = key_node.start_mark, value_node.start_mark
+            line, column = mark.line + 1, mark.column + 1
+            if value_node.__class__ is _Scalar:
+                result[key] = value_node.value if value_node.tag == _STR else build(value_node)
+                style = value_node.style
+                if style is None:  # plain: most values
+                    pass
+                elif style == '"' or style == "'":
+                    column += 1
+                elif style == "|" or style == ">":
+                    line, column = line + 1, key_mark.column + 3
             else:
                 result[key] = build(value_node)
-            mark = key_node.start_mark
-            marks[key] = (_pack(mark.line + 1, mark.column + 1) << 48) | _pack(
-                *_content_pos(value_node, key_node)
-            )
+            if short:
+                marks[key] = ((key_mark.line + 1) << 24 | (key_mark.column + 1)) << 48 | (
+                    line << 24 | column
+                )
+            else:
+                marks[key] = _pack(key_mark.line + 1, key_mark.column + 1) << 48 | _pack(
+                    line, column
+                )
         return result
-
-
-def _content_pos(node: yaml.Node, key_node: yaml.Node) -> tuple[int, int]:
-    """Where a value's text begins: after an opening quote, or on the line after a block
-    indicator (| or >), so errors inside a formula can point at the right column."""
-    mark = node.start_mark
-    style = getattr(node, "style", None)
-    if style in ("|", ">"):
-        return (mark.line + 2, key_node.start_mark.column + 3)
-    if style in ('"', "'"):
-        return (mark.line + 1, mark.column + 2)
-    return (mark.line + 1, mark.column + 1)
 
 
 def _tag_message(tag: str) -> str:
@@ -246,12 +271,37 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+@dataclass(frozen=True)
+class ReadFacts:
+    """What the loader noticed while reading a file, so a rule can skip a walk of the whole
+    definition that would find nothing. Each flag means "may be": True, the rule walks and
+    sees; False is certain."""
+
+    #: the text has "TODO", "laceholder" (placeholder_<id>, Placeholder...) or a backslash
+    #: (a double-quoted escape can spell any text): a value may still be unfinished
+    may_be_unfinished: bool = True
+    #: a number read is infinite or NaN (.inf, .nan, 1.0e+999)
+    non_finite_float: bool = True
+
+
+#: The facts of nearly every file, shared rather than one object a file.
+NOTHING_NOTICED = ReadFacts(may_be_unfinished=False, non_finite_float=False)
+
+
+def _unfinished_markers(text: str) -> bool:
+    """Whether a value of this text may say TODO or hold a placeholder. Without escapes (no
+    backslash) a value is made of the text's own characters, its line breaks folded into
+    spaces or kept: a word in a value is a word in the text."""
+    return "TODO" in text or "laceholder" in text or "\\" in text
+
+
 @dataclass
 class Document:
-    """One parsed file: the data plus where it came from."""
+    """One parsed file: the data plus where it came from and what reading it noticed."""
 
     path: Path
     data: YAMLMapping
+    facts: ReadFacts = field(default_factory=ReadFacts)
 
 
 #: Deeper nesting is refused before the document is built: PyYAML's C composer recurses once
@@ -294,6 +344,10 @@ def _check_depth(text: str) -> None:
 
 def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
     """Parse one YAML document into a positioned Mapping, or raise DefinitionError."""
+    return _parse(text, path)[0]
+
+
+def _parse(text: str, path: str | Path) -> tuple[YAMLMapping, ReadFacts]:
     path = str(path)
     if not text.strip():
         raise DefinitionError([Diagnostic(path, 1, 1, "", "file is empty")])
@@ -303,8 +357,10 @@ def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
         loader = _PositionLoader(text)
         loader.may_have_aliases = "&" in text and "*" in text  # no anchor, no alias, no bomb
         loader.may_merge = "<<" in text or "=" in text or "!" in text  # !!merge, !!value
+        loader.short_text = len(text) < _SHORT_TEXT
         try:
             data = loader.get_single_data()
+            non_finite = loader.non_finite_float
         finally:
             loader.dispose()
     except _Problem as p:
@@ -331,7 +387,10 @@ def parse_text(text: str, path: str | Path = "<string>") -> YAMLMapping:
         raise DefinitionError(
             [Diagnostic(path, 1, 1, "", f"top level must be a mapping of fields, found a {kind}")]
         )
-    return data
+    unfinished = _unfinished_markers(text)
+    if not unfinished and not non_finite:
+        return data, NOTHING_NOTICED
+    return data, ReadFacts(may_be_unfinished=unfinished, non_finite_float=non_finite)
 
 
 def read_file(path: str | Path) -> Document:
@@ -356,7 +415,7 @@ def read_file(path: str | Path) -> Document:
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    return Document(path, parse_text(text, path))
+    return Document(path, *_parse(text, path))
 
 
 def position_of(data: Any, field_path: tuple) -> tuple[int, int]:

@@ -1,18 +1,22 @@
 """The in-memory model of a definition: typed, frozen objects built once when a file loads.
 
-``KPISpec`` (with ``Formula`` and ``Datapoint``) holds the fields the code relies on, with
-their defaults in one place; ``KPI`` adds where it came from and its bound formula. The full
-YAML mapping stays available as ``KPI.data`` (every attribute, with positions), so templates
-and exports can show all of it without the model growing a field per attribute.
+``KPISpec`` (with ``Formula``, ``Datapoint``, ``Example`` and ``Relation``) holds the fields
+the code relies on, with their defaults in one place; ``KPI`` adds where it came from and its
+bound formula. The full YAML mapping stays available as ``KPI.data`` (every attribute, with
+positions), so templates and exports can show all of it without the model growing a field per
+attribute.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .formula import Node
+
+if TYPE_CHECKING:
+    from .loading import ReadFacts
 
 #: The 12 attributes, in the order every page and export shows them.
 ATTRIBUTES: tuple[str, ...] = (
@@ -52,6 +56,8 @@ RELATION_KINDS: tuple[str, ...] = ("leading", "lagging", "related")
 ROW_RULES = ("sum", "mean", "min", "max", "last", "first", "distinct")
 #: How one entity's values combine when the grain coarsens (``time:``). ``stock`` is the
 #: older name of ``closing``.
+#: What a valid range (``valid: {per:}``) applies to; the first is the default.
+VALID_PER = ("row", "entity_period")
 TIME_RULES = ("flow", "stock", "closing", "opening", "average", "event", "latest", "distinct")
 
 
@@ -69,6 +75,10 @@ class Datapoint:
     order_by: str | None = None  # the column that orders rows for rows: last / first
     minimum: float | None = None  # valid values: minimum <= value <= maximum
     maximum: float | None = None
+    #: what the range applies to: each data ``row`` (default), or each ``entity_period``'s
+    #: value after its rows combine (MRR from invoice lines with credits: a line may be
+    #: negative, a customer's month may not)
+    valid_per: str = "row"
     excludes: tuple[str, ...] = ()  # flags that cannot be set together with this one
 
     @classmethod
@@ -81,9 +91,18 @@ class Datapoint:
         if isinstance(valid, dict):
             given["minimum"] = _number_or_none(valid.get("min"))
             given["maximum"] = _number_or_none(valid.get("max"))
+            if valid.get("per") in VALID_PER:
+                given["valid_per"] = valid["per"]
         if isinstance(d.get("excludes"), list):
             given["excludes"] = tuple(d["excludes"])
         return cls(**given)
+
+    @property
+    def checks_cells(self) -> bool:
+        """The valid range applies to each entity-period's combined value, not to rows."""
+        return self.valid_per == "entity_period" and (
+            self.minimum is not None or self.maximum is not None
+        )
 
     @property
     def coarsening(self) -> str:
@@ -97,6 +116,8 @@ class Datapoint:
             text += f", order_by={self.order_by}"
         if self.minimum is not None or self.maximum is not None:
             text += f", valid=[{self.minimum}, {self.maximum}]"
+            if self.valid_per != "row":
+                text += f" per {self.valid_per}"
         if self.excludes:
             text += f", excludes={list(self.excludes)}"
         return text
@@ -109,6 +130,7 @@ class Datapoint:
             self.order_by,
             self.minimum,
             self.maximum,
+            self.valid_per,
             tuple(sorted(self.excludes)),
         )
 
@@ -178,6 +200,70 @@ class Formula:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """A link a definition declares: ``relations.<kind>[index]`` names ``kpi`` and says why."""
+
+    kind: str  # see RELATION_KINDS
+    kpi: str
+    why: str = ""
+    #: its place in the list as written (errors point at it)
+    index: int = 0
+
+    def as_dict(self) -> dict[str, str]:
+        """The link as the Registry's relation lists and exports give it."""
+        return {"kpi": self.kpi, "why": self.why}
+
+
+@dataclass(frozen=True)
+class Example:
+    """A worked example (``examples[index]``): input data, how to evaluate it, and the result
+    it expects. ``data`` and ``expected`` stay as written (positioned: errors point into
+    them); the parameters of the evaluation are read into fields, their defaults here."""
+
+    index: int
+    title: str = ""
+    description: str = ""
+    #: rows (a list of mappings, one per entity and period) or a mapping of scalar inputs
+    data: Any = None
+    #: the expected result: a number for scalar data, else rows of the result
+    expected: Any = None
+    #: expected values are rounded to this many decimals
+    decimals: int = 2
+    #: intermediate KPIs to show step by step
+    show: tuple[str, ...] = ()
+    period: str | None = None
+    entity: str | None = None
+    by: tuple[str, ...] = ()
+    grain: str | None = None
+    #: datapoint -> the column of ``data`` holding it
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, index: int, d: dict[str, Any]) -> Example:
+        params = d.get("parameters")
+        params = params if isinstance(params, dict) else {}
+        by = params.get("by") or ()
+        columns = params.get("columns")
+        decimals = d.get("decimals", 2)
+        return cls(
+            index=index,
+            title=_text(d.get("title")),
+            description=_text(d.get("description")),
+            data=d.get("data"),
+            expected=d.get("expected"),
+            decimals=int(decimals)
+            if isinstance(decimals, int | float) and not isinstance(decimals, bool)
+            else 2,
+            show=tuple(_items(d.get("show"))),
+            period=params.get("period"),
+            entity=params.get("entity"),
+            by=(by,) if isinstance(by, str) else tuple(_items(by)),
+            grain=params.get("grain"),
+            columns=dict(columns) if isinstance(columns, dict) else {},
+        )
+
+
+@dataclass(frozen=True)
 class KPISpec:
     """The fields of a definition file the code relies on, typed, read once when it loads.
 
@@ -200,10 +286,10 @@ class KPISpec:
     #: every declaration with a name, with its index in ``datapoints:`` (a name declared
     #: twice appears twice: validation reports it)
     declarations: tuple[tuple[int, Datapoint], ...] = ()
-    #: the worked examples as written (positioned mappings: errors point into them)
-    examples: tuple[Any, ...] = ()
-    #: kind (leading, lagging, related) -> the relations as written
-    relations: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: the worked examples that are mappings, each with its index in ``examples:``
+    examples: tuple[Example, ...] = ()
+    #: kind (leading, lagging, related) -> the links that name a KPI, in the order written
+    relations: dict[str, tuple[Relation, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, kpi_id: str, d: dict[str, Any]) -> KPISpec:
@@ -223,9 +309,17 @@ class KPISpec:
                 for i, dp in enumerate(_items(d.get("datapoints")))
                 if isinstance(dp, dict) and "name" in dp
             ),
-            examples=tuple(_items(d.get("examples"))),
+            examples=tuple(
+                Example.from_dict(i, ex)
+                for i, ex in enumerate(_items(d.get("examples")))
+                if isinstance(ex, dict)
+            ),
             relations={
-                kind: tuple(_items(items))
+                kind: tuple(
+                    Relation(kind, item["kpi"], _text(item.get("why")), i)
+                    for i, item in enumerate(_items(items))
+                    if isinstance(item, dict) and isinstance(item.get("kpi"), str)
+                )
                 for kind, items in (relations.items() if isinstance(relations, dict) else ())
             },
             **given,
@@ -238,6 +332,10 @@ _TAKEN_AS_IS = ("summary", "category", "unit", "direction", "indicator_type", "s
 
 def _items(value: Any) -> list:
     return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 @dataclass(frozen=True)
@@ -255,6 +353,9 @@ class KPI:
     grain_expressions: dict[str, Node] = field(default_factory=dict)
     #: the typed fields, built from ``data`` when not given (``replace`` carries them over)
     spec: KPISpec = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    #: what the loader noticed reading the file (lets rules skip walks that find nothing);
+    #: None for a KPI built from data that was not read from a file
+    facts: ReadFacts | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.spec is None:
@@ -341,11 +442,13 @@ class KPI:
         return self.spec.declarations
 
     @property
-    def examples(self) -> list[dict[str, Any]]:
-        return list(self.spec.examples)
+    def examples(self) -> tuple[Example, ...]:
+        """The worked examples (those written as mappings), in file order."""
+        return self.spec.examples
 
-    def relations(self, kind: str) -> list[dict[str, str]]:
-        return list(self.spec.relations.get(kind, ()))
+    def relations(self, kind: str) -> tuple[Relation, ...]:
+        """The links of one kind (leading, lagging, related) this definition declares."""
+        return self.spec.relations.get(kind, ())
 
     def __repr__(self) -> str:
         return f"KPI({self.id!r}, {self.name!r})"

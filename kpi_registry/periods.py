@@ -205,25 +205,48 @@ def _axis(ordinals: np.ndarray, base: str, kind: str) -> TimeAxis:
     return TimeAxis(row_codes, base, first, count, kind, present)
 
 
+#: Rows per chunk where a pass over millions of rows is split so that what it makes of each
+#: chunk stays in the CPU cache (1 MB of int64)
+ROW_CHUNK = 1 << 17
+
+
 def _parse_datetimes(values: np.ndarray) -> TimeAxis:
     """Month ordinals when every timestamp is a month start (or every one a month end) at
-    midnight, else day ordinals. Calendar maths runs on the few distinct days only."""
-    days = values.astype("datetime64[D]")
-    day_numbers = days.view(np.int64)
-    lo = int(day_numbers.min())
-    offsets = day_numbers - lo
-    used = np.flatnonzero(np.bincount(offsets) > 0)
+    midnight, else day ordinals. Calendar maths runs on the few distinct days only. The rows
+    are turned into day numbers chunk by chunk (range and midnight check while the chunk is
+    in cache), and the day numbers into period codes in place."""
+    chunks = [slice(start, start + ROW_CHUNK) for start in range(0, len(values), ROW_CHUNK)]
+    codes = np.empty(len(values), dtype=np.int64)  # day numbers first, then the codes
+    lo, hi, midnight = None, None, True
+    for chunk in chunks:
+        days = values[chunk].astype("datetime64[D]")
+        midnight = midnight and bool((values[chunk] == days).all())
+        numbers = days.view(np.int64)
+        low, high = int(numbers.min()), int(numbers.max())
+        lo = low if lo is None else min(lo, low)
+        hi = high if hi is None else max(hi, high)
+        codes[chunk] = numbers
+    seen = np.zeros(hi - lo + 1, dtype=bool)
+    for chunk in chunks:
+        seen[codes[chunk] - lo] = True
+    used = np.flatnonzero(seen)
     distinct = (used + lo).astype("datetime64[D]")
     months = distinct.astype("datetime64[M]")
-    midnight = bool((values == days.astype(values.dtype)).all())
     starts = (months.astype("datetime64[D]") == distinct).all()
     ends = ((distinct + np.timedelta64(1, "D")).astype("datetime64[M]") != months).all()
-    table = np.zeros(int(used[-1]) + 1, dtype=np.int64)
     if midnight and (starts or ends):
-        table[used] = months.view(np.int64)  # months since 1970-01 = Period[M] ordinals
-        return _axis(table[offsets], "M", "timestamp")
-    table[used] = distinct.view(np.int64)
-    return _axis(table[offsets], "D", "timestamp")
+        base, ordinals = "M", months.view(np.int64)  # months since 1970-01 = Period[M] ordinals
+    else:
+        base, ordinals = "D", distinct.view(np.int64)
+    first = int(ordinals.min())
+    count = int(ordinals.max()) - first + 1
+    present = np.zeros(count, dtype=bool)
+    present[ordinals - first] = True
+    table = np.zeros(hi - lo + 1, dtype=np.int64)
+    table[used] = ordinals - first
+    for chunk in chunks:
+        codes[chunk] = table[codes[chunk] - lo]
+    return TimeAxis(codes, base, first, count, "timestamp", present)
 
 
 def _parse_dates(

@@ -227,7 +227,8 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     taxonomy = Taxonomy()
     book = targets.TargetBook()
     n_files = 0
-    loaded: set[Path] = set()
+    loaded: set[str] = set()
+    real_folders: dict[Path, str] = {}
     taxonomy_folders: set[Path] = set()
     for folder, origin in search_paths(paths, include_bundled):
         home = folder if folder.is_dir() else folder.parent
@@ -242,7 +243,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
             report.extend(e.diagnostics)
             continue
         for path in files:
-            resolved = path.resolve()
+            resolved = _real_path(path, real_folders)
             if resolved in loaded:
                 continue  # a file given again (e.g. a bundled file named on the command line)
             loaded.add(resolved)
@@ -253,7 +254,7 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
                 report.extend(e.diagnostics)
                 continue
             kpi_id = doc.data.get("id") if isinstance(doc.data.get("id"), str) else path.stem
-            kpi = KPI(kpi_id, doc.data, path, origin)
+            kpi = KPI(kpi_id, doc.data, path, origin, facts=doc.facts)
             check_file(RULES, kpi, library, report)
             if kpi_id in kpis:
                 first = kpis[kpi_id]
@@ -287,6 +288,19 @@ def _collect(paths: Iterable[str | Path], include_bundled: bool, examples: bool)
     library.categories = taxonomy.categories
     check_library(RULES, library, report, examples=examples)
     return LoadResult(kpis, taxonomy.categories, report, n_files, taxonomy.functions, book)
+
+
+def _real_path(path: Path, real_folders: dict[Path, str]) -> str:
+    """``path.resolve()`` without resolving its folder again for every file in it (a lookup
+    per component: a twentieth of loading a large library). A file that is itself a link is
+    resolved in full."""
+    if path.is_symlink():
+        return os.path.realpath(path)
+    folder = path.parent
+    real = real_folders.get(folder)
+    if real is None:
+        real = real_folders[folder] = os.path.realpath(folder)
+    return os.path.join(real, path.name)
 
 
 def load(*paths: str | Path, include_bundled: bool = True, examples: bool = False) -> Registry:
@@ -529,8 +543,8 @@ class Registry:
             for k in self:
                 for kind in RELATION_KINDS:
                     for r in k.relations(kind):
-                        index.setdefault((kind, r["kpi"]), []).append(
-                            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+                        index.setdefault((kind, r.kpi), []).append(
+                            {"kpi": k.id, "why": r.why, "declared_in": k.id}
                         )
                 for dep in self.dependencies(k.id):
                     index.setdefault(("formula", dep), []).append({"kpi": k.id})
@@ -539,7 +553,7 @@ class Registry:
 
     def _both_ways(self, kpi_id: str, own_kind: str, mirror_kind: str) -> list[dict[str, str]]:
         """A KPI's own links of one kind plus the links other KPIs declare the other way."""
-        own = self[kpi_id].relations(own_kind)
+        own = [r.as_dict() for r in self[kpi_id].relations(own_kind)]
         named = {r["kpi"] for r in own}
         reverse = [r for r in self._index().get((mirror_kind, kpi_id), []) if r["kpi"] not in named]
         return [*own, *reverse]
@@ -614,7 +628,7 @@ class Registry:
         """Every KPI linked to this one by a relation or a formula, either way."""
         out = set(self.dependencies(kpi_id)) | set(self.used_in(kpi_id))
         for kind in RELATION_KINDS:
-            out |= {r["kpi"] for r in self[kpi_id].relations(kind)}
+            out |= {r.kpi for r in self[kpi_id].relations(kind)}
             out |= {r["kpi"] for r in self._index().get((kind, kpi_id), [])}
         out.discard(kpi_id)
         return out

@@ -15,37 +15,35 @@ if TYPE_CHECKING:  # the engine (and pandas) load only when an example is run
     import pandas as pd
 
     from .evaluation import Rows
-    from .model import KPI
+    from .model import KPI, Example
     from .request import Request
 
 
-def example_request(example: Mapping[str, Any]) -> Request:
-    params = example.get("parameters") or {}
-    by = params.get("by") or []
+def example_request(example: Example) -> Request:
     from .request import Request
 
     return Request(
-        period=params.get("period"),
-        entity=params.get("entity"),
-        by=[by] if isinstance(by, str) else list(by),
-        grain=params.get("grain"),
-        columns=dict(params.get("columns") or {}),
+        period=example.period,
+        entity=example.entity,
+        by=list(example.by),
+        grain=example.grain,
+        columns=dict(example.columns),
     )
 
 
-def example_rows(example: Mapping[str, Any]) -> Rows | dict[str, Any]:
+def example_rows(example: Example) -> Rows | dict[str, Any]:
     """The example's data as the engine reads it without building a DataFrame: columns in the
     order they first appear, None where a row leaves one out (or a dict of scalars)."""
     from .evaluation import Rows
 
-    data = example.get("data")
+    data = example.data
     if isinstance(data, dict):
         return dict(data)
     names = dict.fromkeys(key for row in data for key in row)
     return Rows({name: [row.get(name) for row in data] for name in names})
 
 
-def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
+def example_data(example: Example) -> pd.DataFrame | dict[str, Any]:
     """The example's data as a DataFrame (or a dict of scalars), as a user would pass it."""
     from .evaluation import Rows
 
@@ -53,17 +51,17 @@ def example_data(example: Mapping[str, Any]) -> pd.DataFrame | dict[str, Any]:
     return rows.to_frame() if isinstance(rows, Rows) else rows
 
 
-def example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
+def example_result(kpis: Mapping[str, KPI], kpi: KPI, example: Example):
     """An example's numbers, the KPI plus the intermediates it asks to show, as a Table (or a
     dict for scalar data): without pandas at either end, for callers that check or show
     thousands of examples."""
     from .evaluation import compute
 
-    ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
+    ids = [kpi.id, *[s for s in example.show if s != kpi.id]]
     return compute(kpis, ids, example_rows(example), example_request(example))
 
 
-def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Mapping[str, Any]):
+def run_example(kpis: Mapping[str, KPI], kpi: KPI, example: Example):
     """An example's numbers as ``evaluate_many`` returns them (a DataFrame or a dict)."""
     from .evaluation import Table
 
@@ -95,10 +93,10 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def compare_expected(
-    kpi_id: str, result: Any, expected: Any, example: Mapping[str, Any], decimals: int
-) -> list[tuple[str, tuple]]:
-    """Differences between the engine's result and the example's expected values."""
+def compare_expected(kpi_id: str, result: Any, example: Example) -> list[tuple[str, tuple]]:
+    """Differences between the engine's result and the example's expected values (rounded to
+    its ``decimals``)."""
+    expected, decimals = example.expected, example.decimals
     if isinstance(result, dict):  # scalar data
         actual = result[kpi_id]
         if isinstance(expected, list):

@@ -28,6 +28,7 @@ REVENUE = {
     "rows": "sum",
     "time": "stock",
     "missing": "zero",
+    "valid": {"min": 0, "per": "entity_period"},  # as the bundled library declares MRR
 }
 
 # The revenue family exactly as the formula issue specifies it.

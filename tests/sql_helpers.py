@@ -315,5 +315,5 @@ def bundled_table_examples() -> list:
         pytest.param(kpi.id, i, id=f"{kpi.id}[{i}]")
         for kpi in BUNDLED
         for i, example in enumerate(kpi.examples)
-        if not isinstance(example.get("data"), dict)
+        if not isinstance(example.data, dict)
     ]

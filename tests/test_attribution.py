@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REVENUE
 
 import kpi_registry
 from kpi_registry import Registry
@@ -440,8 +441,9 @@ def test_zero_denominator_is_a_clear_error(reg):
 
 
 def test_sign_change_and_zero_in_a_product(library):
-    library.add("gain", "sum(revenue)")
-    library.add("scaled", "gain * sum(revenue, revenue < 0)")
+    signed = {k: v for k, v in REVENUE.items() if k != "valid"}  # may be negative, unlike MRR
+    library.add("gain", "sum(revenue)", datapoints=[signed])
+    library.add("scaled", "gain * sum(revenue, revenue < 0)", datapoints=[signed])
     reg = kpi_registry.load(library.root, include_bundled=False)
     data = pd.DataFrame(
         {

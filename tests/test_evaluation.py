@@ -362,7 +362,7 @@ def test_bundled_worked_examples_from_numbers_still_evaluate():
 
     checked = []
     for kpi_id, kpi in reg.kpis.items():
-        scalar = [e for e in kpi.examples if isinstance(e.get("data"), dict)]
+        scalar = [e for e in kpi.examples if isinstance(e.data, dict)]
         if scalar and timed(kpi_id, {kpi_id}):
             found = WorkedExamplesHold().check(kpi, Library(reg.kpis))
             assert not found, found

@@ -56,7 +56,7 @@ def test_every_bundled_worked_example_matches_the_dataframe_path():
     checked = 0
     for kpi in bundled:
         for example in kpi.examples:
-            ids = [kpi.id, *[s for s in example.get("show", []) if s != kpi.id]]
+            ids = [kpi.id, *[s for s in example.show if s != kpi.id]]
             data, rows = example_data(example), example_rows(example)
             request = example_request(example)
             via_frame = evaluate_many(bundled.kpis, ids, data, request)

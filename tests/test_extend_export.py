@@ -450,8 +450,7 @@ def test_exported_metrics_compute_what_the_engine_computes(library):
     for kpi_id in export.exported:
         kpi = library[kpi_id]
         example = kpi.examples[0]
-        params = example.get("parameters") or {}
-        frame = example_data(example).rename(columns={params["period"]: "period"})
+        frame = example_data(example).rename(columns={example.period: "period"})
         con = duckdb.connect()
         for model_name in models:
             con.register(model_name, frame)  # every assumed table: the example's rows

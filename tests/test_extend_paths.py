@@ -52,6 +52,27 @@ def test_duplicate_id_names_both_files():
     assert "library/total_revenue.yaml" in diag.message and "overrides: true" in diag.message
 
 
+def test_a_file_reached_twice_is_read_once_through_links_and_a_folder_given_again(tmp_path):
+    """A file given on its own, its folder given again under another name (a link), and a
+    link to the file: one file, read once, no duplicate id."""
+    library = tmp_path / "library"
+    shutil.copytree(LIBRARY, library)
+    (tmp_path / "alias").symlink_to(library, target_is_directory=True)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "total_revenue.yaml").symlink_to(library / "total_revenue.yaml")
+    shutil.copy(library / "_taxonomy.yaml", extra / "_taxonomy.yaml")
+    from kpi_registry.registry import collect
+
+    once = collect([library], include_bundled=False)
+    again = collect(
+        [library / "total_revenue.yaml", library, tmp_path / "alias", extra],
+        include_bundled=False,
+    )
+    assert not once.report and not again.report, again.report.errors
+    assert again.files == once.files and set(again.kpis) == set(once.kpis)
+
+
 def test_override_replaces_and_remembers_what_it_replaced():
     registry = kpi_registry.load(LIBRARY, TEAM, include_bundled=False)
     total = registry["total_revenue"]

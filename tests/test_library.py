@@ -74,13 +74,13 @@ def test_every_kpi_has_a_readable_worked_example(reg):
     for kpi in reg:
         assert kpi.examples, kpi.id
         for example in kpi.examples:
-            if isinstance(example["data"], list):
-                assert 2 <= len(example["data"]) <= 30, f"{kpi.id}: {example['title']}"
+            if isinstance(example.data, list):
+                assert 2 <= len(example.data) <= 30, f"{kpi.id}: {example.title}"
 
 
 def test_composite_kpis_show_their_intermediates(reg):
     for kpi_id in ("net_revenue_retention", "gross_revenue_retention", "customer_lifetime_value"):
-        shown = [s for ex in reg[kpi_id].examples for s in ex.get("show", [])]
+        shown = [s for ex in reg[kpi_id].examples for s in ex.show]
         assert shown, f"{kpi_id} examples show no intermediate values"
 
 
@@ -90,7 +90,7 @@ def test_no_relation_is_written_from_both_sides(reg):
     for kpi in reg:
         for kind in ("leading", "lagging", "related"):
             for r in kpi.relations(kind):
-                declared.add((kpi.id, kind, r["kpi"]))
+                declared.add((kpi.id, kind, r.kpi))
     mirror = {"leading": "lagging", "lagging": "leading", "related": "related"}
     both = sorted((a, k, b) for a, k, b in declared if (b, mirror[k], a) in declared and a < b)
     assert both == []
@@ -99,8 +99,8 @@ def test_no_relation_is_written_from_both_sides(reg):
 def test_leading_indicators_show_up_as_influences(reg):
     for kpi in reg:
         for r in kpi.relations("leading"):
-            assert kpi.id in [i["kpi"] for i in reg.influences(r["kpi"])]
-            assert kpi.id in [i["kpi"] for i in reg.lagging(r["kpi"])]
+            assert kpi.id in [i["kpi"] for i in reg.influences(r.kpi)]
+            assert kpi.id in [i["kpi"] for i in reg.lagging(r.kpi)]
 
 
 def test_taxonomy_has_no_empty_category(reg):

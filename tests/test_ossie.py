@@ -149,12 +149,11 @@ def test_exact_sql_computes_what_the_engine_computes(bundled, document):
             continue
         kpi = bundled[metric["name"]]
         for example in kpi.examples:
-            params = example.get("parameters") or {}
-            if "period" not in params or params.get("grain") or params.get("by"):
+            if example.period is None or example.grain or example.by:
                 continue
-            renames = {column: dp for dp, column in (params.get("columns") or {}).items()}
-            frame = example_data(example).rename(columns={**renames, params["period"]: "period"})
-            frame = as_assumed_table(frame, params.get("entity"), bundled.inputs(kpi.id))
+            renames = {column: dp for dp, column in example.columns.items()}
+            frame = example_data(example).rename(columns={**renames, example.period: "period"})
+            frame = as_assumed_table(frame, example.entity, bundled.inputs(kpi.id))
             con = duckdb.connect()
             for name in datasets:
                 con.register(name, frame)
@@ -166,7 +165,7 @@ def test_exact_sql_computes_what_the_engine_computes(bundled, document):
                 ).fetchall()
             )
             want = run_example(bundled.kpis, kpi, example)
-            for period, value in zip(want[params["period"]].astype(str), want[kpi.id]):
+            for period, value in zip(want[example.period].astype(str), want[kpi.id]):
                 got = rows.get(period)
                 if value is None or (isinstance(value, float) and math.isnan(value)):
                     assert got is None, f"{kpi.id} {period}: SQL {got}, engine none"
@@ -329,7 +328,7 @@ formula:
   expression: sum(revenue)
 datapoints:
   - {name: revenue, description: One customer's MRR in the period., unit: currency, rows: sum,
-     time: stock, missing: zero}
+     time: stock, missing: zero, valid: {min: 0, per: entity_period}}
 """
 
 

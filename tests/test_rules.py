@@ -122,7 +122,8 @@ CASES: dict[type, tuple[list[dict], list[dict], str]] = {
         [definition("a"), definition("b")],
         [definition("a"), definition("b", datapoints=[_revenue(time="flow")])],
         "datapoints[0].name: datapoint 'revenue' is declared as rows=sum, time=flow, "
-        "missing=zero here but rows=sum, time=stock, missing=zero in a.yaml",
+        "missing=zero, valid=[0.0, None] per entity_period here but rows=sum, time=stock, "
+        "missing=zero, valid=[0.0, None] per entity_period in a.yaml",
     ),
     FormulasBind: (
         [definition("a", "sum(revenue) / 2")],
@@ -233,6 +234,14 @@ def test_each_missing_required_field_is_reported_once_with_the_status_hint():
             {"benchmarks": [{"value": [1, {"deep": float("nan")}]}]},
             "benchmarks[0].value[1].deep: nan is not a finite number",
         ),
+        (
+            {"examples": [{"title": "t", "data": [{"revenue": "1" + "0" * 400}], "expected": []}]},
+            "examples[0].data[0].revenue: 1000",  # 400 digits, no exponent: too large
+        ),
+        (
+            {"examples": [{"title": "t", "data": {"revenue": " NaN "}, "expected": 1}]},
+            "examples[0].data.revenue:  NaN  is not a finite number",
+        ),
         ({"summary": "1e999"}, None),  # text outside an example's data is text
     ],
 )
@@ -250,3 +259,47 @@ def test_a_datapoint_named_by_a_number_is_left_to_the_schema():
     library = library_of(definition("a", datapoints=[copy.deepcopy(REVENUE), numbered]))
     assert found_by(rule_of(DatapointsConsistent), library) == []
     assert set(library.kpis["a"].datapoints) == {"revenue", 5}
+
+
+#: Files whose shortcuts must not hide anything: escapes that spell TODO or a placeholder,
+#: non-finite floats written every way YAML reads one (aliases and merge keys among them).
+TRICKY = {
+    "escaped TODO": 'notes: "still T\\x4FDO"\n',
+    "escaped placeholder": 'notes: "Pl\\u0061ceholder text"\n',
+    "infinity": "notes: [1, .inf]\n",
+    "overflowing float": "notes: {big: 1.0e+999}\n",
+    "aliased NaN": "notes: {a: &n .nan, b: *n}\n",
+    "merged infinity": "base: &b {x: -.Inf}\nnotes: {<<: *b}\n",
+    "tagged float": 'notes: !!float "inf"\n',
+    "text that is not a number": "notes: 1e999\n",
+}
+
+
+@pytest.mark.parametrize("extra", list(TRICKY.values()), ids=list(TRICKY))
+def test_what_the_loader_noticed_skips_no_problem(tmp_path, extra):
+    """FiniteNumbers and NothingUnfinished report the same with the loader's facts (which let
+    them skip walking a clean file) as without them."""
+    from kpi_registry.loading import read_file
+
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(definition("a"), sort_keys=False) + extra, "utf-8")
+    doc = read_file(path)
+    with_facts = KPI("a", doc.data, path, facts=doc.facts)
+    without = KPI("a", doc.data, path)
+    library = Library({"a": with_facts})
+    found = []
+    for rule in (rule_of(FiniteNumbers), rule_of(NothingUnfinished)):
+        found += rule.check(with_facts, library)
+        assert rule.check(with_facts, library) == rule.check(without, library)
+    assert bool(found) == (extra != TRICKY["text that is not a number"]), found
+
+
+def test_a_clean_file_is_noticed_as_clean_so_its_walks_are_skipped(tmp_path):
+    from kpi_registry.loading import NOTHING_NOTICED, read_file
+
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(definition("a", examples=[SCALAR_EXAMPLE])), "utf-8")
+    assert read_file(path).facts is NOTHING_NOTICED
+    path.write_text(yaml.safe_dump(definition("a", summary="TODO")), "utf-8")
+    assert read_file(path).facts.may_be_unfinished
+    assert not read_file(path).facts.non_finite_float

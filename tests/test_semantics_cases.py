@@ -14,6 +14,7 @@ import kpi_registry
 from kpi_registry.errors import (
     ContradictoryRowsError,
     GrainError,
+    InvalidCellsError,
     InvalidRowsError,
     UnorderedRowsError,
 )
@@ -184,6 +185,90 @@ def test_reported_rows_are_the_frames_own_labels(reg):
             "average_contract_value", data, period="month", entity="contract", engine="duckdb"
         )
     assert error.value.rows == [20]
+
+
+# -- 5b. a range on what the rows add up to -----------------------------------------------------
+def _mrr_lines(a_january_credit: float) -> pd.DataFrame:
+    """Invoice lines in cents-exact amounts: a credit note is a negative line, so only one
+    customer's MRR in a month (the lines summed) can be held to be at least 0. Customer c
+    vanishes after January; b's February line comes twice."""
+    return pd.DataFrame(
+        {
+            "customer": ["a", "b", "a", "c", "a", "a", "b", "b", "a"],
+            "month": ["2024-01"] * 4 + ["2024-02"] * 4 + ["2024-03"],
+            "revenue": [100.10, 50.0, a_january_credit, 20.0, 100.10, -0.10, 25.0, 25.0, 100.0],
+        }
+    )
+
+
+def test_credit_lines_that_leave_a_positive_mrr_are_accepted_by_every_engine(reg):
+    revenue = reg.kpis["net_revenue_retention"].datapoints["revenue"]
+    assert (revenue.minimum, revenue.valid_per) == (0.0, "entity_period")  # a line may be < 0
+    ids = ["net_revenue_retention", "monthly_recurring_revenue"]
+    for data in (_mrr_lines(-30.05), _mrr_lines(-30.05).iloc[::-1]):
+        out = _engines(reg, ids, data, Request("month", "customer"))
+        assert out["monthly_recurring_revenue"].tolist() == pytest.approx([140.05, 150.0, 100.0])
+        # February keeps a at 100 (from 70.05) and b at 50; c churned 20: 150 / 140.05
+        assert out["net_revenue_retention"].tolist()[1] == pytest.approx(15000 / 140.05)
+        assert not out.attrs["warnings"]
+
+
+def test_credit_lines_that_leave_a_negative_mrr_are_reported_with_entity_period_and_rows(reg):
+    data = _mrr_lines(-130.10)  # a's January: 100.10 - 130.10 = -30
+    request = Request("month", "customer")
+    error = _both_raise(reg, ["net_revenue_retention"], data, request, InvalidCellsError)
+    assert (error.datapoint, error.cells, error.rows, error.values, error.minimum) == (
+        "revenue",
+        [("a", "2024-01")],
+        [0, 2],
+        [-30.0],
+        0.0,
+    )
+    reverse = data.iloc[::-1]  # the rows keep their labels; the report does not change
+    again = _both_raise(reg, ["net_revenue_retention"], reverse, request, InvalidCellsError)
+    assert str(again) == str(error)
+    # at quarter grain the month is still what is checked: a's March alone would hide it
+    quarter = Request("month", "customer", [], "quarter")
+    _both_raise(reg, ["monthly_recurring_revenue"], data, quarter, InvalidCellsError)
+
+
+def test_drop_invalid_reads_a_negative_mrr_as_a_month_without_rows(reg):
+    asked = Request("month", "customer", drop_invalid=True)
+    ids = ["net_revenue_retention", "monthly_recurring_revenue"]
+    out = _engines(reg, ids, _mrr_lines(-130.10), asked)
+    # a's January left out (missing: zero): January MRR is b and c, 70; February's start too
+    assert out["monthly_recurring_revenue"].tolist() == pytest.approx([70.0, 150.0, 100.0])
+    assert out["net_revenue_retention"].tolist()[1] == pytest.approx(5000 / 70)
+    assert any("'revenue'" in w and "'a'" in w and "2024-01" in w for w in out.attrs["warnings"])
+
+
+def test_a_coupon_line_lowers_its_order_but_an_order_below_zero_is_reported(reg):
+    """Average order value's lines add up per order; a coupon on the whole order may come as
+    a negative line (refused per row before), an order worth less than nothing may not."""
+    data = pd.DataFrame(
+        {
+            "order": ["A1", "A1", "A2", "A3", "A3"],
+            "month": ["2024-01"] * 5,
+            "order_net_value": [100.0, -20.0, 60.0, 30.0, -40.0],
+        }
+    )
+    request = Request("month", "order")
+    error = _both_raise(reg, ["average_order_value"], data, request, InvalidCellsError)
+    assert (error.cells, error.rows, error.values) == ([("A3", "2024-01")], [3, 4], [-10.0])
+    out = _engines(reg, ["average_order_value"], data.iloc[:3], request)
+    assert out["average_order_value"].tolist() == [70.0]  # (80 + 60) / 2
+
+
+def test_without_an_entity_each_row_is_held_to_the_range(reg):
+    data = _mrr_lines(-130.10)
+    with pytest.raises(InvalidCellsError):  # not a per-row error: the entity is known
+        evaluate_many(reg.kpis, ["monthly_recurring_revenue"], data, Request("month", "customer"))
+    # without one, each row is a cell (as everywhere in the engines): every negative line is
+    # reported, the credit of 0.10 too; naming the entity column is the way to sum them first
+    error = _both_raise(
+        reg, ["monthly_recurring_revenue"], data, Request("month"), InvalidRowsError
+    )
+    assert error.rows == [2, 5]
 
 
 # -- 6. contradictory rows ---------------------------------------------------------------------

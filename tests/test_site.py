@@ -240,20 +240,20 @@ class _ScannedRelations:
                 for kind in ("leading", "lagging", "related"):
                     for r in k.relations(kind):
                         if k.id == t:
-                            out.add(r["kpi"])
-                        if r["kpi"] == t:
+                            out.add(r.kpi)
+                        if r.kpi == t:
                             out.add(k.id)
             out.discard(t)
             self.neighbours[t] = out
 
     def _merged(self, t, own_kind, reverse_kind):
-        own = self.reg[t].relations(own_kind)
+        own = [{"kpi": r.kpi, "why": r.why} for r in self.reg[t].relations(own_kind)]
         named = {r["kpi"] for r in own}
         reverse = [
-            {"kpi": k.id, "why": r["why"], "declared_in": k.id}
+            {"kpi": k.id, "why": r.why, "declared_in": k.id}
             for k in self.reg
             for r in k.relations(reverse_kind)
-            if r["kpi"] == t and k.id not in named
+            if r.kpi == t and k.id not in named
         ]
         return [*own, *reverse]
 
@@ -268,10 +268,10 @@ class _ScannedRelations:
 
     def influences(self, t):
         return [
-            {"kpi": k.id, "why": r["why"]}
+            {"kpi": k.id, "why": r.why}
             for k in self.reg
             for r in k.relations("leading")
-            if r["kpi"] == t
+            if r.kpi == t
         ]
 
     def groups(self):

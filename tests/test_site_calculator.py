@@ -83,6 +83,20 @@ def test_a_negative_total_is_outside_the_cost_per_lead_calculators_range(reg):
     assert fields["leads"].minimum == 0
 
 
+def test_nrr_starting_revenue_cannot_be_negative(reg):
+    """Issue 19: a negative starting revenue gave NRR 130%. One customer's MRR in a month is
+    never negative (``valid: {min: 0, per: entity_period}``; its invoice lines may be), so the
+    sums the calculator asks for are bounded too: Starting Revenue gets min="0" and
+    calculator.js warns below it. Differences such as expansion stay unbounded."""
+    assert lower_bound(reg, "starting_revenue") == 0
+    assert lower_bound(reg, "monthly_recurring_revenue") == 0
+    fields = {f.name: f for f in calculator_for(reg, reg["net_revenue_retention"]).fields}
+    assert fields["starting_revenue"].minimum == 0
+    assert fields["churned_revenue"].minimum == 0
+    assert fields["expansion_revenue"].minimum is None
+    assert fields["contraction_revenue"].minimum is None
+
+
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
 def test_both_engines_report_a_negative_lead_count_row(reg, engine):
     rows = pd.DataFrame(
@@ -103,14 +117,15 @@ def test_both_engines_report_a_negative_lead_count_row(reg, engine):
 
 def test_a_datapoint_has_one_range_wherever_it_is_declared(reg):
     """The same datapoint name carries the same range in every definition that declares it
-    (a KPI's calculator and engines must not disagree with its neighbour's). MRR keeps none:
-    its rows may be invoice lines, credits among them, that add up per customer and month
-    (test_semantics_audit), so a row range would refuse legitimate exports."""
+    (a KPI's calculator and engines must not disagree with its neighbour's). MRR's rows may be
+    invoice lines, credits among them, that add up per customer and month
+    (test_semantics_audit), so its range holds for that sum (per entity_period), not per row:
+    a row range would refuse legitimate exports."""
     ranges: dict[str, set] = {}
     for kpi in reg:
         for name, dp in kpi.datapoints.items():
-            ranges.setdefault(name, set()).add((dp.minimum, dp.maximum))
+            ranges.setdefault(name, set()).add((dp.minimum, dp.maximum, dp.valid_per))
     assert {n: r for n, r in ranges.items() if len(r) > 1} == {}
-    assert ranges["leads"] == {(0, None)}
-    assert ranges["revenue"] == {(None, None)}
-    assert ranges["revenue_recognized"] == {(None, None)}  # credit notes are negative rows
+    assert ranges["leads"] == {(0, None, "row")}
+    assert ranges["revenue"] == {(0, None, "entity_period")}
+    assert ranges["revenue_recognized"] == {(None, None, "row")}  # credit notes are negative rows

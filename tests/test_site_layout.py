@@ -239,3 +239,29 @@ def test_cost_per_lead_calculator_warns_about_a_negative_lead_count(browser, ser
     expect(warning).to_contain_text("cannot be below 0")
     expect(out).to_have_text("\u2014")
     page.close()
+
+
+def test_nrr_calculator_warns_about_a_negative_starting_revenue(browser, served):
+    """Issue 19: a negative Starting Revenue gave NRR 130%. One customer's MRR in a month is
+    never negative (its invoice lines may be), so the starting revenue, a sum of them, is not:
+    the page warns and shows no number."""
+    _, base = served
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page.goto(base + "/kpi/net_revenue_retention/")
+    form = page.locator("form.kpi-calculator")
+    out = form.locator("output.kpi-calc-result")
+    warning = form.locator(".kpi-calc-warning")
+    for name, value in [
+        ("starting_revenue", "100000"),
+        ("expansion_revenue", "10000"),
+        ("contraction_revenue", "5000"),
+        ("churned_revenue", "5000"),
+    ]:
+        form.locator(f'input[data-name="{name}"]').fill(value)
+    expect(out).to_contain_text("100")
+    expect(warning).to_be_hidden()
+    form.locator('input[data-name="starting_revenue"]').fill("-100000")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("cannot be below 0")
+    expect(out).to_have_text("\u2014")
+    page.close()

@@ -23,11 +23,11 @@ def reg():
 
 def _sides(reg, kpi_id: str) -> dict[str, int]:
     """Distinct neighbours per side of the map, as the Registry has them (first kind wins)."""
-    own_lagging = {r["kpi"] for r in reg[kpi_id].relations("lagging")}
+    own_lagging = {r.kpi for r in reg[kpi_id].relations("lagging")}
     kinds = [
         ("left", [r["kpi"] for r in reg.leading(kpi_id)]),
         ("left", reg.dependencies(kpi_id)),
-        ("right", [r["kpi"] for r in reg[kpi_id].relations("lagging")]),
+        ("right", [r.kpi for r in reg[kpi_id].relations("lagging")]),
         ("right", [r["kpi"] for r in reg.influences(kpi_id) if r["kpi"] not in own_lagging]),
         ("right", reg.used_in(kpi_id)),
         ("bottom", [r["kpi"] for r in reg.related(kpi_id)]),
@@ -55,7 +55,7 @@ def test_relation_counts_agree_with_the_registry(reg):
     checked = 0
     for kpi in reg:
         html = read(site, f"kpi/{kpi.id}/")
-        own_lagging = {r["kpi"] for r in kpi.relations("lagging")}
+        own_lagging = {r.kpi for r in kpi.relations("lagging")}
         expected = {
             "leading-indicators": len(reg.leading(kpi.id)),
             "lagging-indicators": len(own_lagging),

@@ -98,7 +98,7 @@ def test_daily_dates_to_weeks_and_months(pg, reg):
 @pytest.mark.parametrize(("kpi_id", "index"), bundled_table_examples())
 def test_bundled_worked_example(pg, kpi_id, index):
     example = BUNDLED[kpi_id].examples[index]
-    ids = [kpi_id, *[s for s in example.get("show", []) if s != kpi_id]]
+    ids = [kpi_id, *[s for s in example.show if s != kpi_id]]
     data, request = example_data(example), example_request(example)
     want = evaluate_many(BUNDLED.kpis, ids, data, request)
     assert_same(want, pg_evaluate(pg, BUNDLED.kpis, ids, data, request), strict=False)

@@ -53,6 +53,14 @@ SURVEYS = pd.DataFrame(
         "score": [0.0, 10.0, 9.0, 7.0],
     }
 )
+# invoice lines with credits: customer a's January sums to -30, an MRR no customer can have
+MRR_LINES = pd.DataFrame(
+    {
+        "month": ["2024-01", "2024-01", "2024-01", "2024-02", "2024-02", "2024-02"],
+        "customer": ["a", "a", "b", "a", "a", "b"],
+        "revenue": [100.0, -130.0, 50.0, 100.0, -40.0, 50.0],
+    }
+)
 
 # (KPI, data, entity, what the message names)
 CASES = {
@@ -67,6 +75,12 @@ CASES = {
         DEALS,
         "deal",
         ["'is_won' and 'is_lost'", "exclude each other", "entity 'd2'", "2024-01"],
+    ),
+    "negative_mrr": (
+        "net_revenue_retention",
+        MRR_LINES,
+        "customer",
+        ["'revenue'", "at least 0 per entity and period", "entity 'a'", "2024-01", "-30"],
     ),
     "two_answers_no_order": (
         "net_promoter_score",
@@ -133,7 +147,7 @@ def test_postgres_sql_fails_naming_datapoint_rule_entity_and_period(pg, reg, cas
         assert part in str(caught.value)
 
 
-DROPPABLE = ["negative_contract", "won_and_lost"]
+DROPPABLE = ["negative_contract", "negative_mrr", "won_and_lost"]
 
 
 @pytest.mark.parametrize("case", DROPPABLE)

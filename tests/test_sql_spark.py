@@ -162,7 +162,7 @@ def _example_groups() -> dict[tuple, list[tuple[str, int]]]:
         return groups
     for kpi in BUNDLED:
         for i, example in enumerate(kpi.examples):
-            if isinstance(example.get("data"), dict):
+            if isinstance(example.data, dict):
                 continue
             r = example_request(example)
             _, fmt = infer_period_format(example_data(example)[r.period].drop_duplicates(), "p")
@@ -189,7 +189,7 @@ def _stacked(members: list[tuple[str, int]]):
         for j, column in enumerate(request.by):
             data[f"_by{j}"] = data[column]
         frames.append(data)
-        ids += [k for k in [kpi_id, *example.get("show", [])] if k not in ids]
+        ids += [k for k in [kpi_id, *example.show] if k not in ids]
     stacked = pd.concat(frames, ignore_index=True)
     by = [EXAMPLE, *[f"_by{j}" for j in range(len(request.by))]]
     entity = ENTITY if request.entity is not None else None

@@ -132,6 +132,8 @@ def _registry(tmp_path, formula: str):
             lines.append(
                 f"  - name: {name}\n    description: {name} of one customer.\n"
                 f"    unit: currency\n    rows: sum\n    time: stock\n    missing: {missing}"
+                # as the bundled library declares MRR, which `kpi sql` loads beside it
+                + ("\n    valid: {min: 0, per: entity_period}" if name == "revenue" else "")
             )
     (tmp_path / "k.yaml").write_text(
         _YAML.format(id="k", formula=formula.replace('"', '\\"'), datapoints="\n".join(lines))

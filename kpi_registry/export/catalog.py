@@ -98,7 +98,7 @@ def _edges(kpi: KPI) -> list[dict[str, str]]:
     edges = []
     for kind in RELATION_KINDS:
         for r in kpi.relations(kind):
-            edges.append({"from": kpi.id, "to": r["kpi"], "kind": kind, "why": r["why"]})
+            edges.append({"from": kpi.id, "to": r.kpi, "kind": kind, "why": r.why})
     for sign in ("positive", "negative"):
         for item in (kpi.data.get("influences") or {}).get(sign, []):
             if item.get("kpi"):
@@ -171,6 +171,8 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
             )
             if dp.minimum is not None or dp.maximum is not None:
                 entry["valid"] = {"min": dp.minimum, "max": dp.maximum}
+                if dp.valid_per != "row":
+                    entry["valid"]["per"] = dp.valid_per
             if dp.excludes:
                 entry["excludes"] = list(dp.excludes)
             entry["declared_in"].append(kpi.id)

@@ -767,9 +767,7 @@ def entity_columns(registry: Registry) -> dict[str, str]:
     out: dict[str, str] = {}
     for kpi in registry:
         for example in kpi.examples:
-            entity = ((example.get("parameters") or {}) if isinstance(example, dict) else {}).get(
-                "entity"
-            )
+            entity = example.entity
             if not isinstance(entity, str):
                 continue
             name = re.sub(r"[^a-z0-9]+", "_", entity.lower()).strip("_")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ..errors import DataError, Diagnostic, KPIError
@@ -24,19 +23,14 @@ class WorkedExamplesHold(KPIRule):
         if kpi.expression is None:
             return []
         out = []
-        for i, example in enumerate(kpi.examples):
-            if not isinstance(example, Mapping):
-                continue
-            field = f"examples[{i}]"
+        for example in kpi.examples:
+            field = f"examples[{example.index}]"
             try:
                 result = example_result(library.kpis, kpi, example)
             except (DataError, KPIError) as e:
-                out.append(issue(kpi, ("examples", i), field, f"cannot evaluate: {e}"))
+                out.append(issue(kpi, ("examples", example.index), field, f"cannot evaluate: {e}"))
                 continue
-            expected = example.get("expected")
-            decimals = int(example.get("decimals", 2))
-            for problem, where in compare_expected(kpi.id, result, expected, example, decimals):
-                out.append(
-                    issue(kpi, ("examples", i, "expected", *where), f"{field}.expected", problem)
-                )
+            for problem, where in compare_expected(kpi.id, result, example):
+                where = ("examples", example.index, "expected", *where)
+                out.append(issue(kpi, where, f"{field}.expected", problem))
         return out

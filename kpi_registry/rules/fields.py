@@ -83,7 +83,8 @@ class FiniteNumbers(KPIRule):
     scope: ClassVar[Scope] = Scope.FILE
 
     def check(self, kpi: KPI, library: Library) -> list[Diagnostic]:
-        if not _any_non_finite(kpi.data):
+        floats = kpi.facts is None or kpi.facts.non_finite_float
+        if not _any_non_finite(kpi.data, floats):
             return []  # nearly always: no paths to build
         out = []
         stack: list[tuple[tuple, Any]] = [((), kpi.data)]
@@ -107,11 +108,12 @@ class FiniteNumbers(KPIRule):
         return out
 
 
-def _any_non_finite(data: Mapping[str, Any]) -> bool:
+def _any_non_finite(data: Mapping[str, Any], floats: bool = True) -> bool:
     """Whether the walk above would find anything, without building a path per value: a
     non-finite float anywhere (x - x is NaN for those alone), or text in an example's data
-    that reads as one."""
-    stack: list[Any] = [data]
+    that reads as one. ``floats=False``: the loader saw no such float, only the examples'
+    data is walked."""
+    stack: list[Any] = [data] if floats else []
     texts: list[Any] = []  # everything under examples[*].data, where text counts too
     examples = data.get("examples")
     for example in examples.values() if isinstance(examples, Mapping) else _list(examples):
@@ -139,11 +141,20 @@ def _non_finite(value: Any, in_data: bool) -> bool:
     """A float that is infinite or NaN; in an example's data also text that reads as one
     (YAML reads ``1e999`` without a dot as text, the engine then as infinity)."""
     if isinstance(value, str) and in_data:
+        if not _may_overflow(value):
+            return False  # most texts (names, periods): no float() raising ValueError
         try:
             value = float(value)
         except ValueError:
             return False
     return isinstance(value, float) and not math.isfinite(value)
+
+
+def _may_overflow(text: str) -> bool:
+    """Whether float(text) may be infinite or NaN: it spells inf or nan, or is a number too
+    large for a float, which takes an exponent or more than 308 digits."""
+    lower = text.lower()
+    return "inf" in lower or "nan" in lower or "e" in lower or len(text) > 308
 
 
 class SafeLinks(KPIRule):
@@ -206,6 +217,8 @@ class NothingUnfinished(KPIRule):
     name = "nothing-unfinished"
 
     def check(self, kpi: KPI, library: Library) -> list[Diagnostic]:
+        if kpi.facts is not None and not kpi.facts.may_be_unfinished:
+            return []  # no TODO or placeholder anywhere in the file's text
         found = Report()
         check_unfinished(kpi, found)
         return found.diagnostics

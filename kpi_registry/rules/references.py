@@ -38,11 +38,8 @@ class KnownCategories(KPIRule):
 def references(kpi: KPI) -> list[tuple[tuple, str]]:
     """Every (field path, KPI id) the definition points at outside its formula."""
     out: list[tuple[tuple, str]] = []
-    relations = kpi.data.get("relations") or {}
-    for kind, items in relations.items() if isinstance(relations, dict) else []:
-        for i, item in enumerate(items or []):
-            if isinstance(item, dict) and isinstance(item.get("kpi"), str):
-                out.append((("relations", kind, i, "kpi"), item["kpi"]))
+    for kind, relations in kpi.spec.relations.items():
+        out.extend((("relations", kind, r.index, "kpi"), r.kpi) for r in relations)
     effects = (kpi.data.get("change_impact") or {}).get("effects") or []
     for i, item in enumerate(effects):
         if isinstance(item, dict) and isinstance(item.get("kpi"), str):
@@ -52,9 +49,9 @@ def references(kpi: KPI) -> list[tuple[tuple, str]]:
         for i, item in enumerate(items or []):
             if isinstance(item, dict) and isinstance(item.get("kpi"), str):
                 out.append((("influences", kind, i, "kpi"), item["kpi"]))
-    for i, example in enumerate(kpi.examples):
-        for j, shown in enumerate(example.get("show", []) if isinstance(example, dict) else []):
-            out.append((("examples", i, "show", j), shown))
+    for example in kpi.examples:
+        for j, shown in enumerate(example.show):
+            out.append((("examples", example.index, "show", j), shown))
     return out
 
 

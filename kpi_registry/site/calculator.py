@@ -232,7 +232,7 @@ def calculator_for(registry: Registry, kpi: KPI) -> Calculator | None:
 
 def _defaults(kpi: KPI, names: list[str]) -> dict[str, str]:
     for example in kpi.examples:
-        data = example.get("data")
+        data = example.data
         if isinstance(data, dict) and all(isinstance(data.get(n), (int, float)) for n in names):
             return {n: _number(data[n]) for n in names}
     return {}

@@ -67,7 +67,7 @@ def last_change(
     """
     for i, example in enumerate(kpi.examples):
         request = example_request(example)
-        if request.period is None or not isinstance(example.get("data"), list):
+        if request.period is None or not isinstance(example.data, list):
             continue
         known = results[i] if results is not None and not request.by else None
         request = dataclasses.replace(request, by=[])

@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from ..errors import DataError, DefinitionError, Diagnostic, KPIError
 from ..evaluation import Table as Result
 from ..loading import position_of
-from ..model import KPI
+from ..model import KPI, Example
 from ..worked_examples import compare_expected, example_request, example_result
 from .charts import BANDS, Band, bar_chart, line_chart
 from .numbers import format_input, format_value, is_missing
@@ -92,27 +92,28 @@ _WIDE = ('<th class="n"', '<td class="n"')
 
 
 def example_views(kpis: Mapping[str, KPI], kpi: KPI) -> list[ExampleView]:
-    return [_view(kpis, kpi, i, ex) for i, ex in enumerate(kpi.examples)]
+    return [_view(kpis, kpi, ex) for ex in kpi.examples]
 
 
-def _fail(kpi: KPI, i: int, path: tuple, message: str) -> ExampleFailed:
+def _fail(kpi: KPI, example: Example, path: tuple, message: str) -> ExampleFailed:
+    i = example.index
     line, col = position_of(kpi.data, ("examples", i, *path))
-    title = kpi.examples[i].get("title", "")
     field_name = f"examples[{i}]" + ("." + ".".join(map(str, path)) if path else "")
-    return ExampleFailed([Diagnostic(str(kpi.path), line, col, field_name, f"({title}) {message}")])
+    return ExampleFailed(
+        [Diagnostic(str(kpi.path), line, col, field_name, f"({example.title}) {message}")]
+    )
 
 
-def _view(kpis: Mapping[str, KPI], kpi: KPI, i: int, example: Mapping[str, Any]) -> ExampleView:
+def _view(kpis: Mapping[str, KPI], kpi: KPI, example: Example) -> ExampleView:
     try:
         result = example_result(kpis, kpi, example)
     except (DataError, KPIError) as e:
-        raise _fail(kpi, i, (), f"cannot evaluate the worked example: {e}") from None
-    decimals = int(example.get("decimals", 2))
-    problems = compare_expected(kpi.id, result, example.get("expected"), example, decimals)
+        raise _fail(kpi, example, (), f"cannot evaluate the worked example: {e}") from None
+    problems = compare_expected(kpi.id, result, example)
     if problems:
         message, where = problems[0]
-        raise _fail(kpi, i, ("expected", *where), message)
-    show = [s for s in example.get("show", []) if s != kpi.id]
+        raise _fail(kpi, example, ("expected", *where), message)
+    show = [s for s in example.show if s != kpi.id]
     if isinstance(result, dict):
         view = _scalar_view(kpis, kpi, example, result, show)
     else:
@@ -143,7 +144,7 @@ def _unit(kpis: Mapping[str, KPI], kpi_id: str) -> str:
 
 
 def _scalar_view(kpis, kpi, example, result: dict[str, float], show: list[str]) -> ExampleView:
-    data = dict(example.get("data") or {})
+    data = dict(example.data or {})
     inputs = Table(
         ["Input", "Value"],
         [[name, format_input(value)] for name, value in data.items()],
@@ -168,8 +169,8 @@ def _scalar_view(kpis, kpi, example, result: dict[str, float], show: list[str]) 
         title=f"Inputs; result {format_value(value, kpi.unit)}",
     )
     return ExampleView(
-        title=example.get("title", ""),
-        description=example.get("description", ""),
+        title=example.title,
+        description=example.description,
         scalar=True,
         inputs=inputs,
         hidden_rows=0,
@@ -187,7 +188,7 @@ def _text(v: Any) -> str:
 
 
 def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleView:
-    rows = [dict(r) for r in example.get("data") or []]
+    rows = [dict(r) for r in example.data or []]
     columns: list[str] = []
     for row in rows:
         columns.extend(c for c in row if c not in columns)
@@ -217,8 +218,8 @@ def _frame_view(kpis, kpi, example, result: Result, show: list[str]) -> ExampleV
     steps = [s for s in show if s in columns]
     bands = benchmark_bands(kpi)
     return ExampleView(
-        title=example.get("title", ""),
-        description=example.get("description", ""),
+        title=example.title,
+        description=example.description,
         scalar=False,
         inputs=inputs,
         hidden_rows=len(rows) - len(shown),

@@ -477,7 +477,7 @@ class SiteGenerator:
         # Registry.lagging is this KPI's own lagging list plus every KPI that names it as
         # leading; the page shows the two halves apart: "Lagging indicators" (its own list)
         # and "Influences" (the others), so no KPI is listed twice.
-        lagging = kpi.relations("lagging")
+        lagging = [r.as_dict() for r in kpi.relations("lagging")]
         named = {r["kpi"] for r in lagging}
         relations = {
             "leading": reg.leading(kpi.id),
@@ -666,8 +666,8 @@ class SiteGenerator:
             kpi = reg[d]
             for kind in ("leading", "lagging", "related"):
                 for r in kpi.relations(kind):
-                    if inside or r["kpi"] in members:
-                        out.append((d, kind, r["kpi"], r["why"]))
+                    if inside or r.kpi in members:
+                        out.append((d, kind, r.kpi, r.why))
             for dep in reg.dependencies(d):
                 if inside or dep in members:
                     out.append((d, "uses", dep, ""))

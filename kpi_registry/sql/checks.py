@@ -30,7 +30,10 @@ class RowChecks:
         found: list[exp.Expression] = []
         for name, (spec, column, sql_name) in self.datapoints.items():
             if not self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
-                found.append(self._range_problem(name, spec, column, sql_name))
+                # valid per entity_period: the cells' combined values (each row is a cell
+                # without an entity)
+                cells = spec.checks_cells and self.grid
+                found.append(self._range_problem(name, spec, column, sql_name, cells))
             if self.grid and spec.rows in ("last", "first"):
                 found.append(self._unordered_problem(name, spec, sql_name))
         if not self.req.drop_invalid:
@@ -58,7 +61,9 @@ class RowChecks:
             parts += [b.string(" in "), b.period_label(period, freq, "text")]
         return parts
 
-    def _range_problem(self, name: str, spec: Datapoint, column: str, sql_name: str):
+    def _range_problem(
+        self, name: str, spec: Datapoint, column: str, sql_name: str, cells: bool = False
+    ):
         value = b.col(sql_name)
         if spec.minimum is not None and spec.maximum is not None:
             valid = f"between {_number_text(spec.minimum)} and {_number_text(spec.maximum)}"
@@ -68,8 +73,9 @@ class RowChecks:
             valid = f"at most {_number_text(spec.maximum)}"
         shown = f" (column {column!r})" if column != name else ""
         entity = b.col(ENTITY) if self.grid else None
+        per = " per entity and period" if cells else ""
         text = _concat(
-            b.string(f"datapoint {name!r}{shown} must be {valid}: "),
+            b.string(f"datapoint {name!r}{shown} must be {valid}{per}: "),
             *self._where_text(entity, b.col(BASE), self.base),
             b.string(" has "),
             b.cast(value.copy(), "VARCHAR"),
@@ -77,7 +83,9 @@ class RowChecks:
         )
         outside = b.not_(within(value.copy(), spec))
         return _first_text(
-            exp.select(exp.Min(this=b.case((outside, text)))).from_("source").where(outside.copy())
+            exp.select(exp.Min(this=b.case((outside, text))))
+            .from_("cells" if cells else "source")
+            .where(outside.copy())
         )
 
     def _unordered_problem(self, name: str, spec: Datapoint, sql_name: str):
@@ -175,3 +183,30 @@ def within(value: exp.Expression, spec: Datapoint) -> exp.Expression:
     if spec.maximum is not None:
         parts.append(b.binary(exp.LTE, value.copy(), b.num(spec.maximum)))
     return b.and_(*parts)
+
+
+def in_entities_outside(
+    table: exp.Expression, keys: list[exp.Expression], entity: str, column: str, spec: Datapoint
+) -> exp.Expression:
+    """For ``valid: {per: entity_period}``: the row belongs to an entity with a group of rows
+    (by ``keys``, its entity-period or finer) whose sum, or one of whose rows, is outside the
+    range. Whatever the rows rule, a combined value outside the range has such a group, so
+    every entity-period the pandas engine would report is among these entities' rows, whole."""
+    # a text column the engine will refuse as not numeric must not fail here first
+    value = exp.TryCast(this=b.col(column), to=exp.DataType.build("DOUBLE"))
+    outside = []
+    for func in (exp.Sum, exp.Min, exp.Max):
+        if func is not exp.Max and spec.minimum is not None:
+            outside.append(b.binary(exp.LT, func(this=value.copy()), b.num(spec.minimum)))
+        if func is not exp.Min and spec.maximum is not None:
+            outside.append(b.binary(exp.GT, func(this=value.copy()), b.num(spec.maximum)))
+    having = outside[0]
+    for part in outside[1:]:
+        having = exp.Or(this=having, expression=part)
+    inner = (
+        exp.select(b.col(entity))
+        .from_(table.copy())
+        .group_by(*[k.copy() for k in keys])
+        .having(having)
+    )
+    return exp.In(this=b.col(entity), query=exp.Subquery(this=inner))

@@ -771,7 +771,8 @@ class _Compiler(FormulaTranslator, RowChecks):
         def read(dp: str) -> exp.Expression:
             spec, column, _ = self.datapoints[dp]
             value = b.numeric_input(b.col(column), self.dialect)
-            if self.req.drop_invalid and (spec.minimum is not None or spec.maximum is not None):
+            ranged = spec.minimum is not None or spec.maximum is not None
+            if self.req.drop_invalid and ranged and not (spec.checks_cells and self.grid):
                 value = b.case((within(value.copy(), spec), value))  # outside: no value
             return value
 
@@ -873,7 +874,7 @@ class _Compiler(FormulaTranslator, RowChecks):
                 value = b.col(name)
                 if spec.rows == "sum":
                     value = b.rounded_sum(value, b.col(_rows_of(name)), b.col(_error_of(name)))
-                items.append(b.alias(value, name))
+                items.append(b.alias(self._valid_cell(spec, value), name))
             items += [b.col(name) for _user, name in self.groups]
             items += [b.col(n) for n in self._supplied_names()]
             select = exp.select(*items).from_("row_sums")
@@ -881,7 +882,7 @@ class _Compiler(FormulaTranslator, RowChecks):
             return select
         items = [b.col(ENTITY), b.col(BASE)]
         for spec, _, name in self.datapoints.values():
-            items.append(b.alias(self._combine(spec, b.col(name)), name))
+            items.append(b.alias(self._valid_cell(spec, self._combine(spec, b.col(name))), name))
         for _user, name in self.groups:
             # rows of one entity-period that disagree on the group: the largest group, as
             # the pandas engine takes it (never the row order, which would make the result
@@ -889,6 +890,14 @@ class _Compiler(FormulaTranslator, RowChecks):
             items.append(b.alias(exp.Max(this=b.col(name)), name))
         items += self._supplied_columns(None)
         return exp.select(*items).from_("source").group_by(b.col(ENTITY), b.col(BASE))
+
+    def _valid_cell(self, spec: Datapoint, value: exp.Expression) -> exp.Expression:
+        """With drop_invalid, a cell outside a ``valid: {per: entity_period}`` range has no
+        value: it reads as an entity-period without rows (its ``missing`` rule), as in the
+        pandas engine. Without drop_invalid, ``row_checks`` fails on it."""
+        if not (self.req.drop_invalid and spec.checks_cells):
+            return value
+        return b.case((within(value.copy(), spec), value))
 
     def _supplied_columns(self, table: str | None) -> list[exp.Expression]:
         items: list[exp.Expression] = []

@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from .. import periods as pandas_periods
 from ..datafiles import expand_data_path
-from ..errors import ConversionError, DataError, KPIError
+from ..errors import CellError, ConversionError, DataError, KPIError
 from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
@@ -405,12 +405,12 @@ def _run_guessed(
         return None
     found = facts.iloc[0]
     if found.get("missing_entity"):
-        raise DataError(f"entity column {req.entity!r} is empty in some rows")
+        raise CellError(req.entity, None, None, "empty", "entity")  # DuckDB saw no row labels
     if req.period is None:
         axis, fmt = None, None
     else:
         if found["empty_periods"]:
-            raise DataError(f"period column {req.period!r} is empty in some rows")
+            raise CellError(req.period, None, None, "empty", "period")
         values = pd.Series(found["periods"])
         if guess is not None and guess.kind == "date":
             values = pd.Series(pd.to_datetime(values))

@@ -14,9 +14,10 @@ import sqlglot
 from sqlglot import exp
 
 from .. import periods as pandas_periods
-from ..errors import DataError
+from ..errors import CellError
 from ..request import Request, gap_warnings, used_datapoints
 from . import sqlbuild as b
+from .checks import in_entities_outside
 from .compiler import compile_tree
 from .spec import PeriodFormat, infer_period_format
 
@@ -50,10 +51,14 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
         col = req.columns.get(name, name)
         wanted.add(col)
         value = b.col(col)
-        if spec.minimum is not None:
-            where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
-        if spec.maximum is not None:
-            where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
+        if spec.checks_cells and req.entity is not None:  # ranges of entity-periods
+            keys = _cell_key(req, fmt) if req.period is not None else [b.col(req.entity)]
+            where.append(in_entities_outside(source.table, keys, req.entity, col, spec))
+        elif spec.minimum is not None or spec.maximum is not None:
+            if spec.minimum is not None:
+                where.append(b.binary(exp.LT, value.copy(), b.num(spec.minimum)))
+            if spec.maximum is not None:
+                where.append(b.binary(exp.GT, value.copy(), b.num(spec.maximum)))
         if spec.rows in ("last", "first") and req.entity is not None:
             order = req.columns.get(spec.order_by, spec.order_by) if spec.order_by else None
             if order in source.columns:
@@ -158,12 +163,12 @@ def infer_periods(source: Any, req: Request):
         checks = checks.group_by(b.col(req.period))
     found = source.query(checks)
     if "missing_entity" in found and found["missing_entity"].fillna(0).sum() > 0:
-        raise DataError(f"entity column {req.entity!r} is empty in some rows")
+        raise CellError(req.entity, None, None, "empty", "entity")  # DuckDB saw no row labels
     if req.period is None:
         return None, None
     values = found["p"]
     if values.isna().any():
-        raise DataError(f"period column {req.period!r} is empty in some rows")
+        raise CellError(req.period, None, None, "empty", "period")
     return periods_from_values(source, req, values)
 
 
