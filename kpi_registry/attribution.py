@@ -52,7 +52,7 @@ from .drivertree import (  # noqa: F401 - the driver tree lives apart so browsin
     tree_text,
 )
 from .errors import DataError, KPIError
-from .evaluation import evaluate_many
+from .evaluation import Rows, evaluate_many
 from .formula import Binary, Call, Name, Node, Number, Unary, parse, to_text
 from .formula.dispatch import each, function_table, node_table
 from .model import KPI
@@ -485,7 +485,7 @@ def _at_grain(kpis: Mapping[str, KPI], grain: str | None) -> Mapping[str, KPI]:
 
 def _supplied(kpis: Mapping[str, KPI], data: Any, request: Request) -> set[str]:
     """KPIs the data supplies as columns (the engine reads them instead of their formula)."""
-    if not isinstance(data, pd.DataFrame):
+    if not isinstance(data, pd.DataFrame | Rows):
         return set()
     # from the data's few columns, not the library's many KPIs (20,000 on a large site)
     columns = set(data.columns)
@@ -508,6 +508,31 @@ def _run(kpis: Mapping[str, KPI], ids: list[str], data: Any, request: Request, e
     raise KPIError(f"unknown engine {engine!r}; use 'pandas' or 'duckdb'")
 
 
+class _Overlay(Mapping[str, KPI]):
+    """The library with the plan's extra KPIs on top, without copying the library: a site
+    build explains one KPI per page, and a copy of 20,000 KPIs cost more than the rest."""
+
+    def __init__(self, base: Mapping[str, KPI]):
+        self.base, self.extra = base, {}
+
+    def __getitem__(self, key: str) -> KPI:
+        extra = self.extra.get(key)
+        return extra if extra is not None else self.base[key]
+
+    def __setitem__(self, key: str, kpi: KPI) -> None:
+        self.extra[key] = kpi
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.extra or key in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.base
+        yield from (k for k in self.extra if k not in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base) + sum(1 for k in self.extra if k not in self.base)
+
+
 class _Plan:
     """The leaves the attribution needs, as extra KPIs the engine evaluates in one pass."""
 
@@ -522,7 +547,7 @@ class _Plan:
                 if isinstance(d, dict) and "name" in d:
                     specs.setdefault(d["name"], d)
         typed = {n: s for k in names for n, s in kpis[k].datapoints.items()}
-        self.kpis: dict[str, KPI] = dict(kpis)
+        self.kpis: _Overlay = _Overlay(kpis)
         self.leaf_ids: dict[Node, str] = {}
         self.bridges: dict[Node, dict[str, str]] = {}
         self.ids = [root]

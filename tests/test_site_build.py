@@ -330,3 +330,26 @@ def test_a_lock_left_before_it_was_named_is_cleared_once_old(tmp_path):
     os.utime(stray, (0, 0))
     clear_leftovers(tmp_path)
     assert not stray.exists()
+
+
+def test_the_driver_figure_reuses_the_worked_example_s_result(monkeypatch):
+    """A row example without a ``by`` is evaluated once for the page: the driver figure finds
+    its periods in the worked example's result, and draws the same change either way."""
+    from kpi_registry.site import drivers
+    from kpi_registry.site.examples import example_views
+
+    reg = kpi_registry.load()
+    kpi = reg["net_revenue_retention"]
+    views = example_views(reg.kpis, kpi)
+    alone = drivers.last_change(reg.kpis, kpi)
+    calls = []
+    original = drivers.compute
+    monkeypatch.setattr(drivers, "compute", lambda *a, **k: calls.append(a) or original(*a, **k))
+    reused = drivers.last_change(reg.kpis, kpi, [v.result_values for v in views])
+    assert calls == []
+    assert reused is not None and alone is not None
+    assert (reused.frame.attrs["start"], reused.frame.attrs["end"]) == (
+        alone.frame.attrs["start"],
+        alone.frame.attrs["end"],
+    )
+    assert reused.frame.equals(alone.frame)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -22,9 +22,9 @@ import pandas as pd
 
 from ..attribution import Driver, ExplainError, explain, reading
 from ..errors import KPIError
-from ..evaluation import evaluate_many
+from ..evaluation import Table, compute
 from ..model import KPI
-from ..worked_examples import example_data, example_request
+from ..worked_examples import example_request, example_rows
 from .charts import WIDTH, shorten
 from .numbers import format_value
 
@@ -38,7 +38,12 @@ class Change:
     """The attribution of a worked example's last change, for the picture and its caption."""
 
     frame: pd.DataFrame
-    reading: str
+    kpi_name: str = ""
+
+    @property
+    def reading(self) -> str:
+        """The change in words (the page does not show it: made only when asked for)."""
+        return reading(self.frame, self.kpi_name)
 
 
 @dataclass
@@ -50,24 +55,36 @@ class _Line:
     key: tuple[str, ...]
 
 
-def last_change(kpis: Mapping[str, KPI], kpi: KPI) -> Change | None:
+def last_change(
+    kpis: Mapping[str, KPI], kpi: KPI, results: Sequence[Any] | None = None
+) -> Change | None:
     """The last change in the first worked example with two periods where the KPI has a value
-    (over the whole example: a ``by`` is left out)."""
-    for example in kpi.examples:
+    (over the whole example: a ``by`` is left out).
+
+    ``results``, when given, holds the engine's result of each example for its own request (as
+    the page's worked examples computed them): an example without a ``by`` is then not
+    evaluated again to find its periods.
+    """
+    for i, example in enumerate(kpi.examples):
         request = example_request(example)
         if request.period is None or not isinstance(example.data, list):
             continue
+        known = results[i] if results is not None and not request.by else None
         request = dataclasses.replace(request, by=[])
-        data = example_data(example)
         try:
-            values = evaluate_many(kpis, [kpi.id], data, request)
-            periods = values[values[kpi.id].notna()][request.period].tolist()
+            if not isinstance(known, Table):
+                known = compute(kpis, [kpi.id], example_rows(example), request)
+            # as a DataFrame column would give them (Period, Timestamp or text)
+            labels = pd.Series(known.columns[request.period])
+            periods = labels[pd.notna(known.columns[kpi.id])].tolist()
             if len(periods) < 2:
                 continue
+            # the rows as lists, as the engine reads a worked example without pandas
+            data = example_rows(example)
             frame = explain(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
         except (ExplainError, KPIError):
             continue
-        return Change(frame, reading(frame, kpi.name))
+        return Change(frame, kpi.name)
     return None
 
 
@@ -213,14 +230,20 @@ def _value(v: float, unit: str, share: bool = False) -> str:
     return format_value(v, unit)
 
 
-def figure_context(reg: Any, kpi: KPI, url_of: Callable[[str], str | None]) -> dict[str, Any]:
-    """What the KPI page template needs: the SVG and the caption of the change, if any."""
+def figure_context(
+    reg: Any,
+    kpi: KPI,
+    url_of: Callable[[str], str | None],
+    results: Sequence[Any] | None = None,
+) -> dict[str, Any]:
+    """What the KPI page template needs: the SVG and the caption of the change, if any.
+    ``results``: the engine's result of each worked example, as last_change takes them."""
     if kpi.expression is None:
         return {"driver_tree": "", "last_change": ""}
     tree = reg.drivers(kpi.id)
     if not tree.children:
         return {"driver_tree": "", "last_change": ""}
-    change = last_change(reg.kpis, kpi)
+    change = last_change(reg.kpis, kpi, results)
     return {
         "driver_tree": driver_figure(tree, url_of, change, kpi.unit),
         "last_change": _between(change.frame) if change else "",

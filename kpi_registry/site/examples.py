@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from markupsafe import Markup, escape
 
 from ..errors import DataError, DefinitionError, Diagnostic, KPIError
 from ..evaluation import Table as Result
@@ -49,6 +50,45 @@ class ExampleView:
     result: Table
     chart: str  # SVG markup, built from numbers only
     bands: int = 0  # benchmark bands drawn on the chart (the caption says what they are)
+    #: The engine's result for the example's own request (a Table, or a dict for scalar
+    #: data): the driver figure reads its periods instead of evaluating the example again.
+    result_values: Any = field(default=None, repr=False, compare=False)
+
+
+def table_html(t: Table, links: Any, reg: Any, cls: str = "kpi-table") -> Markup:
+    """A table of a worked example as the page writes it: every cell escaped, a KPI id in a
+    header (or first cell) linked to its page, numeric columns right-aligned by a class on the
+    table (n1 ... n12, see kpi.css) rather than on each cell. Written here rather than as a
+    template macro: an example's tables are a good part of a KPI page, and a macro's loops
+    cost as much as the rest of the page's template."""
+    right = "".join(f" n{i}" for i, num in enumerate(t.numeric, 1) if num and i <= 12)
+    opens = [
+        ("<th", "<td") if not (num and i > 12) else _WIDE for i, num in enumerate(t.numeric, 1)
+    ]
+
+    def linked(name: Any) -> str:
+        if name in t.links and name in reg:
+            return f'<a href="{escape(links.kpi_url(t.links[name]))}">{escape(reg[name].name)}</a>'
+        return escape(name)
+
+    head = "".join(f"{opens[i][0]}>{linked(c)}</th>" for i, c in enumerate(t.columns))
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"{opens[i][1]}>{linked(cell) if i == 0 else escape(cell)}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>\n"
+        for row in t.rows
+    )
+    return Markup(
+        f'<div class="kpi-scroll"><table class="{escape(cls)}{right}">\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table></div>\n"
+    )
+
+
+#: How a numeric column past the twelfth opens its cells (the table's classes stop at n12).
+_WIDE = ('<th class="n"', '<td class="n"')
 
 
 def example_views(kpis: Mapping[str, KPI], kpi: KPI) -> list[ExampleView]:
@@ -75,8 +115,11 @@ def _view(kpis: Mapping[str, KPI], kpi: KPI, example: Example) -> ExampleView:
         raise _fail(kpi, example, ("expected", *where), message)
     show = [s for s in example.show if s != kpi.id]
     if isinstance(result, dict):
-        return _scalar_view(kpis, kpi, example, result, show)
-    return _frame_view(kpis, kpi, example, result, show)
+        view = _scalar_view(kpis, kpi, example, result, show)
+    else:
+        view = _frame_view(kpis, kpi, example, result, show)
+    view.result_values = result
+    return view
 
 
 def benchmark_bands(kpi: KPI) -> list[Band]:

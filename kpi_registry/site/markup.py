@@ -73,6 +73,9 @@ def environment(template_dir: Path) -> jinja2.Environment:
     env.filters["anchor"] = anchor
     env.filters["yaml_str"] = yaml_str
     env.filters["safe_url"] = safe_url
+    from .examples import table_html
+
+    env.globals["table_html"] = table_html
     return env
 
 

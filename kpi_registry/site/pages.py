@@ -515,7 +515,10 @@ class SiteGenerator:
             ],
         )
         drivers = figure_context(
-            reg, kpi, lambda k: self.links.url(source, kpi_path(k)) if k in reg else None
+            reg,
+            kpi,
+            lambda k: self.links.url(source, kpi_path(k)) if k in reg else None,
+            [view.result_values for view in examples],
         )
         self.write(
             source,
