@@ -47,9 +47,12 @@ check-java:
 	@command -v java >/dev/null 2>&1 || [ -x "$$JAVA_HOME/bin/java" ] || echo "note: no Java \
 	runtime, the Spark tests will be skipped (Debian: apt-get install default-jre-headless)"
 
-# The whole suite but Spark (pyproject's addopts leave the `spark` marker out).
+# The whole suite but Spark (pyproject's addopts leave the `spark` marker out), spread over the
+# machine's cores (at most 4) by pytest-xdist, a test file per worker; `make test WORKERS=0` runs
+# it in one process.
+WORKERS ?= auto
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --maxprocesses 4 --dist loadfile
 
 # The generated Spark SQL on Apache Spark in local mode (tests/test_sql_spark.py, one session).
 test-spark: $(STAMP) check-java
