@@ -102,3 +102,25 @@ def test_rows_without_entity_or_period_are_refused_in_one_query(reg, queries, co
         evaluate_duckdb(reg.kpis, IDS, frame, request)
     assert type(duckdb_error.value) is type(pandas_error.value)
     assert len(queries) == 1
+
+
+def test_clean_rows_cost_no_query_of_their_own_when_a_datapoint_has_a_range(queries):
+    """The bundled MRR may not be negative per customer and month: the main query says
+    whether any row can fail that check, and only then are those rows fetched."""
+    from kpi_registry.errors import InvalidCellsError
+
+    bundled = kpi_registry.load()
+    ids = ["net_revenue_retention", "monthly_recurring_revenue"]
+    frame = messy_frame().assign(mrr=lambda f: f["mrr"].abs())
+    request = Request("month", "customer", [], None, MAP)
+    got = evaluate_duckdb(bundled.kpis, ids, frame, request)
+    assert len(queries) == 1
+    assert_same(evaluate_many(bundled.kpis, ids, frame, request), got)
+    frame.loc[frame.index[5], "mrr"] = -1e9  # one customer-month far below zero
+    queries.clear()
+    with pytest.raises(InvalidCellsError) as pandas_error:
+        evaluate_many(bundled.kpis, ids, frame, request)
+    with pytest.raises(InvalidCellsError) as duckdb_error:
+        evaluate_duckdb(bundled.kpis, ids, frame, request)
+    assert str(duckdb_error.value) == str(pandas_error.value)
+    assert any("_kpi_label" in q for q in queries)  # the failing rows were fetched

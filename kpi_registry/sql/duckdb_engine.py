@@ -29,7 +29,15 @@ from ..errors import CellError, ConversionError, DataError, KPIError
 from ..model import KPI
 from ..request import Request
 from . import sqlbuild as b
-from .results import ROW, check_rows, compile_source, infer_periods, periods_from_values, shape
+from .results import (
+    ROW,
+    check_rows,
+    compile_source,
+    infer_periods,
+    periods_from_values,
+    shape,
+    suspects_exist,
+)
 from .spec import PeriodFormat
 
 #: DuckDB's working memory; beyond it, it spills to a temporary folder. DuckDB's own default
@@ -44,6 +52,7 @@ _CSV_MISSING = (
 )
 _ROW = ROW
 _PROBE = "_kpi_probe"  # the period facts carried in the main query's first row
+_SUSPECTS = "_kpi_suspects"  # whether any row may fail a check, in the same first row
 
 
 def evaluate_duckdb(
@@ -394,6 +403,9 @@ def _run_guessed(
     first_row = b.binary(exp.EQ, exp.Window(this=exp.RowNumber()), b.num(1))
     carried = b.case((first_row, exp.Subquery(this=_period_probe(source, req))))
     tree.select(b.alias(carried, _PROBE), copy=False)
+    suspects = suspects_exist(kpis, ids, source, req, guess)
+    if suspects is not None:  # rows a check may fail: fetched in a query of their own
+        tree.select(b.alias(b.case((first_row.copy(), suspects)), _SUSPECTS), copy=False)
     if source.cleanup:  # our own connection: the final ORDER BY decides the order anyway
         source.con.execute("SET preserve_insertion_order = false")
     try:
@@ -401,6 +413,7 @@ def _run_guessed(
     except duckdb.Error:
         return None
     facts = result.pop(_PROBE).dropna()
+    flagged = result.pop(_SUSPECTS).dropna() if suspects is not None else None
     if facts.empty:
         return None
     found = facts.iloc[0]
@@ -417,7 +430,9 @@ def _run_guessed(
         axis, fmt = periods_from_values(source, req, values)
         if fmt != guess:
             return None
-    notes = check_rows(kpis, ids, source, req, axis, fmt)
+    notes = []
+    if flagged is not None and flagged.astype(bool).any():
+        notes = check_rows(kpis, ids, source, req, axis, fmt)
     frame = shape(result, ids, req, axis, fmt, source)
     frame.attrs["warnings"] = frame.attrs["warnings"] + notes
     return frame

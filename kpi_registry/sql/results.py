@@ -32,6 +32,43 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
     DuckDB picks out those rows (outside a range; entity-periods with several differing
     values; entities with both flags set), and the pandas engine checks them, so errors and
     warnings are the same, naming the data's rows. Returns the warnings (drop_invalid)."""
+    found = _suspects(kpis, ids, source, req, fmt)
+    if found is None:
+        return []
+    checked, wanted, where = found
+    row = _row_label(source)
+    keep = [req.period, req.entity, *req.by]
+    columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
+    select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
+    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
+    rows = source.query(select)
+    if rows.empty:
+        return []
+    labels = rows.pop("_kpi_label").to_numpy()
+    if source.labels is not None:
+        labels = source.labels[labels.astype(np.int64)]
+    rows.index = pd.Index(labels)
+    if axis is not None and axis.base == "M" and fmt is not None and fmt.kind == "mapping":
+        # days read as months (monthly rows): the subset is read the same way
+        rows[req.period] = [str(pd.Period(v, "M")) for v in rows[req.period]]
+    from ..evaluation import check_rows as check_pandas_rows
+
+    return check_pandas_rows(checked, rows, req, axis)
+
+
+def suspects_exist(kpis, ids, source: Any, req: Request, fmt) -> exp.Expression | None:
+    """Whether any row can fail the checks of ``check_rows``, as one boolean a query can carry
+    (so clean data costs no query of its own); None when the KPIs check nothing."""
+    found = _suspects(kpis, ids, source, req, fmt)
+    if found is None:
+        return None
+    rows = exp.select(b.num(1)).from_(source.table.copy()).where(_or(found[2]))
+    return exp.Exists(this=rows)
+
+
+def _suspects(kpis, ids, source: Any, req: Request, fmt):
+    """The datapoints checked, the columns their checks read and the conditions that pick out
+    the rows that can fail them; None when no datapoint used has a check."""
     specs = used_datapoints(kpis, ids, source.columns, req)
     checked = {
         name: spec
@@ -42,9 +79,7 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
         or (spec.rows in ("last", "first") and req.entity is not None)
     }
     if not checked:
-        return []
-    row = _row_label(source)
-    keep = [req.period, req.entity, *req.by]
+        return None
     wanted: set[str] = set()
     where: list[exp.Expression] = []
     for name, spec in checked.items():
@@ -69,22 +104,7 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
             if other_col in source.columns:
                 wanted.add(other_col)
                 where.append(_in_entities_with_both(source, req, col, other_col))
-    columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
-    select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
-    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
-    rows = source.query(select)
-    if rows.empty:
-        return []
-    labels = rows.pop("_kpi_label").to_numpy()
-    if source.labels is not None:
-        labels = source.labels[labels.astype(np.int64)]
-    rows.index = pd.Index(labels)
-    if axis is not None and axis.base == "M" and fmt is not None and fmt.kind == "mapping":
-        # days read as months (monthly rows): the subset is read the same way
-        rows[req.period] = [str(pd.Period(v, "M")) for v in rows[req.period]]
-    from ..evaluation import check_rows as check_pandas_rows
-
-    return check_pandas_rows(checked, rows, req, axis)
+    return checked, wanted, where
 
 
 def _row_label(source: Any) -> exp.Expression:
