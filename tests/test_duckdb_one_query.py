@@ -105,8 +105,9 @@ def test_rows_without_entity_or_period_are_refused_in_one_query(reg, queries, co
 
 
 def test_clean_rows_cost_no_query_of_their_own_when_a_datapoint_has_a_range(queries):
-    """The bundled MRR may not be negative per customer and month: the main query says
-    whether any row can fail that check, and only then are those rows fetched."""
+    """The bundled MRR may not be negative per customer and month: the statement checks it
+    itself, and only when that check fails are the rows fetched, to word the error as the
+    pandas engine does."""
     from kpi_registry.errors import InvalidCellsError
 
     bundled = kpi_registry.load()
@@ -124,3 +125,21 @@ def test_clean_rows_cost_no_query_of_their_own_when_a_datapoint_has_a_range(quer
         evaluate_duckdb(bundled.kpis, ids, frame, request)
     assert str(duckdb_error.value) == str(pandas_error.value)
     assert any("_kpi_label" in q for q in queries)  # the failing rows were fetched
+
+
+def test_credit_lines_in_a_positive_customer_month_cost_no_second_query(queries):
+    """A credit line is a negative row, but its customer-month stays at or above zero: the
+    statement's own row check passes, so no row is fetched to be checked again."""
+    bundled = kpi_registry.load()
+    ids = ["net_revenue_retention", "monthly_recurring_revenue"]
+    frame = messy_frame().assign(mrr=lambda f: f["mrr"].abs() + 10.0)
+    credit = frame.iloc[[5]].assign(mrr=-4.0)  # half of the smallest possible charge
+    frame = pd.concat([frame, credit], ignore_index=True)
+    request = Request("month", "customer", [], None, MAP)
+    got = evaluate_duckdb(bundled.kpis, ids, frame, request)
+    assert len(queries) == 1
+    assert not any("_kpi_label" in q for q in queries)
+    want = evaluate_many(bundled.kpis, ids, frame, request)
+    assert_same(want, got)
+    without = evaluate_many(bundled.kpis, ids, frame.iloc[:-1], request)
+    assert not want["monthly_recurring_revenue"].equals(without["monthly_recurring_revenue"])
