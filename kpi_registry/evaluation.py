@@ -111,9 +111,10 @@ def check_rows(
     specs: Mapping[str, Datapoint], rows: pd.DataFrame, req: Request, axis: Any = None
 ) -> list[str]:
     """The checks the engine makes while reading datapoints (valid ranges, rows it cannot
-    order, flags that exclude each other), on ``rows`` alone: raises their errors, or, with
-    ``drop_invalid``, returns their warnings. The DuckDB engine runs it on the rows that can
-    fail them."""
+    order, flags that exclude each other), on ``rows`` alone: raises their errors and returns
+    their warnings (what ``drop_invalid`` left out; a ``rows: last``/``first`` datapoint
+    without ``order_by`` whose rows of one entity-period differ, where the data's row order
+    chose). The DuckDB engine runs it on the rows that can fail them."""
     columns = {k: v for k, v in req.columns.items() if v in rows.columns}
     sub = Request(req.period, req.entity, list(req.by), req.grain, columns, req.drop_invalid)
     engine = _Engine({}, _Source(rows), sub)

@@ -31,7 +31,8 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
 
     DuckDB picks out those rows (outside a range; entity-periods with several differing
     values; entities with both flags set), and the pandas engine checks them, so errors and
-    warnings are the same, naming the data's rows. Returns the warnings (drop_invalid)."""
+    warnings are the same, naming the data's rows. Returns the warnings (as
+    ``evaluation.check_rows``)."""
     found = _suspects(kpis, ids, source, req, fmt)
     if found is None:
         return []
