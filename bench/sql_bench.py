@@ -4,6 +4,7 @@
     python bench/sql_bench.py --source parquet     # every query reads the Parquet file
     python bench/sql_bench.py --rows 100000000 --repeat 1  # 100M rows under the memory limit
     python bench/sql_bench.py --rows 1000000 --pandas   # also run the pandas engine
+    python bench/sql_bench.py --lines-per-cell 3   # invoice lines: 3 rows per customer-month
 
 Generates billing-like data (customers that churn without a zero row, come back after gaps,
 change segment) into a Parquet file in a temporary folder (removed at the end), then runs,
@@ -58,12 +59,14 @@ ACTIVE_SHARE = 0.78  # measured share of customer-months with a row; sizes the c
 
 
 # -- data -----------------------------------------------------------------------------------
-def generate(rows: int, path: Path, seed: int = 42) -> None:
-    """About ``rows`` customer-month rows, written in chunks so memory stays small."""
+def generate(rows: int, path: Path, seed: int = 42, lines: int = 1) -> None:
+    """About ``rows`` rows, written in chunks so memory stays small: one per customer-month,
+    or with ``lines`` > 1 that many invoice lines per customer-month (amounts in cents that
+    add up to the month's MRR, as billing exports have them), for as many rows in all."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    customers = int(rows / (MONTHS * ACTIVE_SHARE))
+    customers = int(rows / (MONTHS * ACTIVE_SHARE * lines))
     chunk = 250_000
     rng = np.random.default_rng(seed)
     months = np.array(
@@ -106,6 +109,8 @@ def generate(rows: int, path: Path, seed: int = 42) -> None:
         month = np.concatenate([p[1] for p in parts])
         seg = np.concatenate([p[2] for p in parts])
         value = np.concatenate([p[3] for p in parts])
+        if lines > 1:
+            cust, month, seg, value = _invoice_lines(rng, lines, cust, month, seg, value)
         order = np.lexsort((month, cust))
         table = pa.table(
             {
@@ -124,6 +129,23 @@ def generate(rows: int, path: Path, seed: int = 42) -> None:
     writer.close()
     tmp.replace(path)
     print(f"wrote {written:,} rows for {customers:,} customers to {path}", flush=True)
+
+
+def _invoice_lines(rng, lines: int, cust, month, seg, value):
+    """Each customer-month as ``lines`` rows whose cents add up to its amount: random shares
+    rounded to the cent, the last line taking what is left (so float sums carry the rounding
+    error that the exact decimal sums remove)."""
+    cents = np.round(value * 100).astype(np.int64)
+    shares = rng.random((len(value), lines - 1)) / lines
+    first = np.floor(cents[:, None] * shares).astype(np.int64)
+    last = cents - first.sum(axis=1)
+    amounts = np.concatenate([first, last[:, None]], axis=1).ravel() / 100
+    return (
+        np.repeat(cust, lines),
+        np.repeat(month, lines),
+        np.repeat(seg, lines),
+        amounts,
+    )
 
 
 # -- the hand-written query -------------------------------------------------------------------
@@ -458,6 +480,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--rows", type=int, default=10_000_000, help="customer-month rows to generate")
+    p.add_argument(
+        "--lines-per-cell",
+        type=int,
+        default=1,
+        help="invoice lines per customer-month (default 1: one row each); the row count "
+        "stays --rows",
+    )
     p.add_argument("--pandas", action="store_true", help="also time the pandas engine")
     p.add_argument("--threads", type=int, help="DuckDB threads for the hand-written query")
     p.add_argument(
@@ -489,7 +518,7 @@ def main() -> None:
     p.add_argument("--by-segment", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.write:
-        generate(args.rows, Path(args.write))
+        generate(args.rows, Path(args.write), lines=args.lines_per_cell)
         return
     if args.worker:
         worker(
@@ -512,8 +541,10 @@ def run(args: argparse.Namespace, out: Path) -> None:
     t0 = time.perf_counter()
     # in a process of its own: Linux starts a child's peak RSS at its parent's, so a parent
     # that had held the generated chunks would raise every measured run's peak to its own
+    lines = ["--lines-per-cell", str(args.lines_per_cell)]
     subprocess.run(
-        [sys.executable, __file__, "--write", str(path), "--rows", str(args.rows)], check=True
+        [sys.executable, __file__, "--write", str(path), "--rows", str(args.rows), *lines],
+        check=True,
     )
     print(f"generated in {time.perf_counter() - t0:.1f} s")
     source = args.source or ("parquet" if args.rows > 20_000_000 else "table")
@@ -527,7 +558,10 @@ def run(args: argparse.Namespace, out: Path) -> None:
     ]  # fmt: skip
     if args.pandas:
         engines.append("pandas")
-    size = f"{args.rows / 1e6:g}M rows, " + (
+    per_cell = (
+        f"{args.lines_per_cell} lines per customer-month, " if args.lines_per_cell > 1 else ""
+    )
+    size = f"{args.rows / 1e6:g}M rows, {per_cell}" + (
         f"Parquet, memory limit {args.memory_limit}" if limited else "table"
     )
     for by_segment in {"month": (False,), "segment": (True,)}.get(args.by, (False, True)):
