@@ -29,6 +29,20 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def memory_mb(field: str = "VmRSS") -> float:
+    """A memory figure of this process from /proc/self/status, in MiB: ``VmRSS`` (resident
+    now) or ``VmHWM`` (its peak); NaN where there is no /proc. Not ru_maxrss: Linux starts a
+    child's peak at its parent's and keeps it across exec."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def run_measured(args: Sequence[str], cwd: str | None = None) -> tuple[dict, float]:
     """Run a Python child that prints one JSON object as its last line; return it and the
     child's own peak RSS in MB (os.wait4 on its pid: that process alone, not its parent)."""

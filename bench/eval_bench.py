@@ -143,17 +143,15 @@ def _peak_child(side: str, rows: int, by_segment: bool) -> tuple[float, float]:
 import json, sys, gc
 sys.path.insert(0, {str(HERE)!r})
 import eval_bench as b, revenue_data
+from common import memory_mb
 b.engine(revenue_data.generate(1000), False)  # load the library outside the measurement
 df = revenue_data.generate({rows})
 gc.collect()
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak RSS (VmHWM) starts again from the RSS now
-before = status("VmHWM")
+before = memory_mb("VmHWM")
 b.{side}(df, {by_segment})
-print(json.dumps({{"peak": status("VmHWM"), "before": before}}))
+print(json.dumps({{"peak": memory_mb("VmHWM"), "before": before}}))
 """
     out, _ = run_measured(["-c", code])
     return out["peak"], out["peak"] - out["before"]

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load, median, record, run_measured  # noqa: E402
+from common import load, median, memory_mb, record, run_measured  # noqa: E402
 
 from kpi_registry.billing import REVENUE_FAMILY
 from kpi_registry.sql.duckdb_engine import DEFAULT_MEMORY_LIMIT, MEMORY_ENV
@@ -360,7 +360,7 @@ def worker(
         data = pd.read_parquet(path)
         # pandas gives DATE columns as datetime.date objects, which the engine reads as text
         data["month"] = pd.to_datetime(data["month"])
-    before_mb = _rss_now_mb()  # interpreter, libraries, a loaded table: not the query's
+    before_mb = memory_mb()  # interpreter, libraries, a loaded table: not the query's
     t0, c0 = time.perf_counter(), time.process_time()
     if engine in ("handwritten", "lead"):
         query = handwritten_sql if engine == "handwritten" else lead_sql
@@ -428,19 +428,6 @@ def measure(
     data["peak_mb"] = peak_mb
     data["result"] = result
     return data
-
-
-def _rss_now_mb() -> float:
-    """The process's resident memory now, in MiB (Linux; NaN elsewhere). Not ru_maxrss: a
-    child's peak starts at its parent's peak (Linux keeps the high-water mark across exec)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
 
 
 def _mib(size: str) -> float:

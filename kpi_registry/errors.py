@@ -267,13 +267,7 @@ class InvalidRowsError(RowsError):
 
     def render(self, rows: list | None = None, what: str = "row", dropped: bool = False) -> str:
         shown = rows if rows is not None else self.rows
-        valid = (
-            f"between {_num(self.minimum)} and {_num(self.maximum)}"
-            if self.minimum is not None and self.maximum is not None
-            else f"at least {_num(self.minimum)}"
-            if self.minimum is not None
-            else f"at most {_num(self.maximum)}"
-        )
+        valid = range_text(self.minimum, self.maximum)
         listed = ", ".join(
             f"{what} {r} has {_num(v)}" for r, v in zip(shown[:10], self.values[:10], strict=False)
         )
@@ -314,7 +308,7 @@ class InvalidCellsError(RowsError):
         entity, period = self.cells[0]
         column = f" (column {self.column!r})" if self.column != self.datapoint else ""
         more = f" ({len(self.cells)} entity-periods in all)" if len(self.cells) > 1 else ""
-        valid = _range_text(self.minimum, self.maximum)
+        valid = range_text(self.minimum, self.maximum)
         head = (
             f"datapoint {self.datapoint!r}{column} must be {valid}"
             f" per entity and period: entity {entity!r} has {_num(self.values[0])} in {period}"
@@ -328,7 +322,8 @@ class InvalidCellsError(RowsError):
         )
 
 
-def _range_text(minimum: float | None, maximum: float | None) -> str:
+def range_text(minimum: float | None, maximum: float | None) -> str:
+    """A valid range in words ("at least 0"), as every message about one says it."""
     if minimum is not None and maximum is not None:
         return f"between {_num(minimum)} and {_num(maximum)}"
     return f"at least {_num(minimum)}" if minimum is not None else f"at most {_num(maximum)}"

@@ -680,6 +680,7 @@ class _Engine:
         bad = np.flatnonzero(low | high)
         if not bad.size:
             return grid
+        # (period, entity) of each, to report them in period then entity order
         keys = [(int(c % self.n_base), self._entity_label(int(c // self.n_base))) for c in bad]
         try:
             order = sorted(range(len(bad)), key=keys.__getitem__)
@@ -687,10 +688,7 @@ class _Engine:
             order = sorted(range(len(bad)), key=lambda i: (keys[i][0], str(keys[i][1])))
         bad = bad[order]
         labels = self.axis.labels()
-        cells = [
-            (self._entity_label(int(c // self.n_base)), str(labels[int(c % self.n_base)]))
-            for c in bad
-        ]
+        cells = [(keys[i][1], str(labels[keys[i][0]])) for i in order]
         first_rows = np.flatnonzero(self.row_cell == bad[0])
         rows = _sorted_labels([_label(v) for v in self.source.index()[first_rows]])
         shown = [float(v) for v in grid[bad]]
@@ -1041,12 +1039,19 @@ class _Engine:
             out[:, :depth] = np.nan
         return out
 
-    def _whole_aggregate(self, node: Call, shape: tuple[int, int], depth: int) -> np.ndarray:
-        n = self.n_cells
-        x = np.broadcast_to(np.asarray(self._eval(node.args[0], _CELL), dtype=float), (n,))
+    def _aggregate_args(self, node: Call) -> tuple[np.ndarray, np.ndarray | None]:
+        """An aggregate's values per cell (a constant left as one number) and its filter per
+        cell, if it has one; of the block being evaluated, if any."""
+        x = np.asarray(self._eval(node.args[0], _CELL), dtype=float)
         where = None
         if len(node.args) > 1:
-            where = np.broadcast_to(np.asarray(self._eval(node.args[1], _CELL), dtype=bool), (n,))
+            where = np.asarray(self._eval(node.args[1], _CELL), dtype=bool)
+            where = np.broadcast_to(where, (self.n_cells,))
+        return x, where
+
+    def _whole_aggregate(self, node: Call, shape: tuple[int, int], depth: int) -> np.ndarray:
+        x, where = self._aggregate_args(node)
+        x = np.broadcast_to(x, (self.n_cells,))
         out = None
         if node.func == "sum":
             # Fast path: missing values are rare outside the leading gap, whose periods are
@@ -1091,15 +1096,10 @@ class _Engine:
             for block in blocks:
                 self._block, self._block_cache = block, {}
                 try:
-                    n = self.n_cells
-                    x = np.asarray(self._eval(node.args[0], _CELL), dtype=float)
-                    where = None
-                    if len(node.args) > 1:
-                        where = np.asarray(self._eval(node.args[1], _CELL), dtype=bool)
-                        where = np.broadcast_to(where, (n,))
+                    x, where = self._aggregate_args(node)
                     if x.ndim == 0 and where is None:
                         return None  # a constant: summed as over the whole grid
-                    x = np.broadcast_to(x, (n,))
+                    x = np.broadcast_to(x, (self.n_cells,))
                     if not exact:
                         values = x if where is None else np.where(where, x, 0.0)
                         totals[0] = self._reduce_onto(totals[0], values, shape)
@@ -1258,11 +1258,8 @@ def _entity_codes(
             remap = np.cumsum(used) - 1
             out = np.empty(len(values), dtype=np.int64)
             for chunk in chunks:
-                cells = remap[(values[chunk] - lo).astype(np.int64, copy=False)]
-                if row_base is not None:
-                    cells *= n_base
-                    cells += row_base[chunk]
-                out[chunk] = cells
+                codes = remap[(values[chunk] - lo).astype(np.int64, copy=False)]
+                out[chunk] = _cells(codes, n_base, None if row_base is None else row_base[chunk])
             return out, int(used.sum())
     try:  # in order of the ids, so that no sum depends on the order of the rows
         codes, uniques = pd.factorize(series, sort=True)

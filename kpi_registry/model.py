@@ -54,10 +54,10 @@ RELATION_KINDS: tuple[str, ...] = ("leading", "lagging", "related")
 
 #: How the rows of one entity in one period combine (``rows:``).
 ROW_RULES = ("sum", "mean", "min", "max", "last", "first", "distinct")
-#: How one entity's values combine when the grain coarsens (``time:``). ``stock`` is the
-#: older name of ``closing``.
 #: What a valid range (``valid: {per:}``) applies to; the first is the default.
 VALID_PER = ("row", "entity_period")
+#: How one entity's values combine when the grain coarsens (``time:``). ``stock`` is the
+#: older name of ``closing``.
 TIME_RULES = ("flow", "stock", "closing", "opening", "average", "event", "latest", "distinct")
 
 

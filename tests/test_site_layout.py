@@ -221,47 +221,43 @@ def test_calculator_warns_about_an_input_outside_its_valid_range(browser, served
     page.close()
 
 
-def test_cost_per_lead_calculator_warns_about_a_negative_lead_count(browser, served):
-    """Issue 19: Cost per Lead's totals come from spend and lead counts declared valid from
-    0, so a negative count warns and no number is shown."""
+def _negative_input_warns(browser, served, kpi_id, inputs, negative, shown):
+    """Fill a KPI's calculator with ``inputs`` and expect ``shown`` and no warning; then make
+    the ``negative`` input below 0 and expect the warning and no number."""
     _, base = served
     page = browser.new_page(viewport={"width": 1000, "height": 900})
-    page.goto(base + "/kpi/cost_per_lead/")
+    page.goto(base + f"/kpi/{kpi_id}/")
     form = page.locator("form.kpi-calculator")
     out = form.locator("output.kpi-calc-result")
     warning = form.locator(".kpi-calc-warning")
-    form.locator('input[data-name="marketing_spend"]').fill("1000")
-    form.locator('input[data-name="leads"]').fill("40")
-    expect(out).to_contain_text("25")
+    for name, value in inputs.items():
+        form.locator(f'input[data-name="{name}"]').fill(value)
+    expect(out).to_contain_text(shown)
     expect(warning).to_be_hidden()
-    form.locator('input[data-name="leads"]').fill("-40")
+    form.locator(f'input[data-name="{negative}"]').fill("-" + inputs[negative])
     expect(warning).to_be_visible()
     expect(warning).to_contain_text("cannot be below 0")
     expect(out).to_have_text("\u2014")
     page.close()
+
+
+def test_cost_per_lead_calculator_warns_about_a_negative_lead_count(browser, served):
+    """Issue 19: Cost per Lead's totals come from spend and lead counts declared valid from
+    0, so a negative count warns and no number is shown."""
+    inputs = {"marketing_spend": "1000", "leads": "40"}
+    _negative_input_warns(browser, served, "cost_per_lead", inputs, "leads", "25")
 
 
 def test_nrr_calculator_warns_about_a_negative_starting_revenue(browser, served):
     """Issue 19: a negative Starting Revenue gave NRR 130%. One customer's MRR in a month is
     never negative (its invoice lines may be), so the starting revenue, a sum of them, is not:
     the page warns and shows no number."""
-    _, base = served
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
-    page.goto(base + "/kpi/net_revenue_retention/")
-    form = page.locator("form.kpi-calculator")
-    out = form.locator("output.kpi-calc-result")
-    warning = form.locator(".kpi-calc-warning")
-    for name, value in [
-        ("starting_revenue", "100000"),
-        ("expansion_revenue", "10000"),
-        ("contraction_revenue", "5000"),
-        ("churned_revenue", "5000"),
-    ]:
-        form.locator(f'input[data-name="{name}"]').fill(value)
-    expect(out).to_contain_text("100")
-    expect(warning).to_be_hidden()
-    form.locator('input[data-name="starting_revenue"]').fill("-100000")
-    expect(warning).to_be_visible()
-    expect(warning).to_contain_text("cannot be below 0")
-    expect(out).to_have_text("\u2014")
-    page.close()
+    inputs = {
+        "starting_revenue": "100000",
+        "expansion_revenue": "10000",
+        "contraction_revenue": "5000",
+        "churned_revenue": "5000",
+    }
+    _negative_input_warns(
+        browser, served, "net_revenue_retention", inputs, "starting_revenue", "100"
+    )

@@ -71,16 +71,15 @@ def last_change(
             continue
         known = results[i] if results is not None and not request.by else None
         request = dataclasses.replace(request, by=[])
+        data = example_rows(example)  # the rows as lists: the engine reads them without pandas
         try:
             if not isinstance(known, Table):
-                known = compute(kpis, [kpi.id], example_rows(example), request)
+                known = compute(kpis, [kpi.id], data, request)
             # as a DataFrame column would give them (Period, Timestamp or text)
             labels = pd.Series(known.columns[request.period])
             periods = labels[pd.notna(known.columns[kpi.id])].tolist()
             if len(periods) < 2:
                 continue
-            # the rows as lists, as the engine reads a worked example without pandas
-            data = example_rows(example)
             frame = explain(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
         except (ExplainError, KPIError):
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from ..errors import range_text
 from ..model import Datapoint
 from . import sqlbuild as b
 from .columns import BASE, ENTITY, ORDER, PERIOD, PROBLEM, TEXT, TOP
@@ -65,12 +66,7 @@ class RowChecks:
         self, name: str, spec: Datapoint, column: str, sql_name: str, cells: bool = False
     ):
         value = b.col(sql_name)
-        if spec.minimum is not None and spec.maximum is not None:
-            valid = f"between {_number_text(spec.minimum)} and {_number_text(spec.maximum)}"
-        elif spec.minimum is not None:
-            valid = f"at least {_number_text(spec.minimum)}"
-        else:
-            valid = f"at most {_number_text(spec.maximum)}"
+        valid = range_text(spec.minimum, spec.maximum)
         shown = f" (column {column!r})" if column != name else ""
         entity = b.col(ENTITY) if self.grid else None
         per = " per entity and period" if cells else ""
@@ -169,10 +165,6 @@ def _concat(*parts: exp.Expression) -> exp.Expression:
 
 def _first_text(select: exp.Select) -> exp.Expression:
     return exp.Subquery(this=select)
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(float(value))
 
 
 def within(value: exp.Expression, spec: Datapoint) -> exp.Expression:
