@@ -601,10 +601,11 @@ class _Periods:
 
     def __init__(self, frame: pd.DataFrame, period: str, by: list[str]):
         self.frame = frame
-        labels = list(dict.fromkeys(frame[period].tolist()))
-        self.labels = labels
-        self.text = [str(x) for x in labels]
-        self.pos = frame[period].map({lab: i for i, lab in enumerate(labels)}).to_numpy()
+        # each row's period as its position among the periods in order of appearance
+        self.pos, uniques = pd.factorize(frame[period], use_na_sentinel=False)
+        self.labels = list(uniques)
+        self.text = [str(x) for x in self.labels]
+        self._columns: dict[str, np.ndarray] = {}  # read once: explain asks per leaf and period
 
     def position(self, label: Any, kpi_id: str) -> int:
         for i, (lab, text) in enumerate(zip(self.labels, self.text)):
@@ -618,8 +619,14 @@ class _Periods:
             reason="unknown period",
         )
 
+    def column(self, name: str) -> np.ndarray:
+        values = self._columns.get(name)
+        if values is None:
+            values = self._columns[name] = self.frame[name].to_numpy()
+        return values
+
     def value(self, column: str, i: int) -> float:
-        hit = self.frame[column].to_numpy()[self.pos == i]
+        hit = self.column(column)[self.pos == i]
         return float(hit[0]) if len(hit) else math.nan
 
 
@@ -652,7 +659,7 @@ class _Groups:
     def values(self, column: str, i: int, fill: float = 0.0) -> np.ndarray:
         out = np.full(len(self.labels), fill)
         at = self.periods.pos == i
-        out[self.codes[at]] = self.frame[column].to_numpy()[at]
+        out[self.codes[at]] = self.periods.column(column)[at]
         return out
 
     def label_of(self, g: int) -> tuple:

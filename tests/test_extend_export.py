@@ -560,3 +560,38 @@ def test_export_out_is_written_whole_or_not_at_all(tmp_path, capsys, monkeypatch
 
     code, _, err = run(capsys, "export", "--out", str(out / "x.json"))
     assert code == 1 and f"{out} is a file, not a folder" in err
+
+
+def test_display_path_with_folders_remembered_says_what_resolving_each_path_says(
+    tmp_path, monkeypatch
+):
+    """The catalog resolves each folder once (a 20,000-file library names a few folders);
+    a file that is a link, a relative path and the folder itself still come out as when every
+    path is resolved afresh."""
+    from kpi_registry.export.catalog import display_path
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "defs").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "real.yaml").write_text("id: x\n")
+    (work / "defs" / "plain.yaml").write_text("id: y\n")
+    (work / "defs" / "linked.yaml").symlink_to(elsewhere / "real.yaml")
+    (work / "via").symlink_to(work / "defs")
+    monkeypatch.chdir(work)
+    paths = [
+        work / "defs" / "plain.yaml",
+        work / "defs" / "linked.yaml",
+        work / "via" / "plain.yaml",
+        Path("defs/plain.yaml"),
+        Path("defs/../defs/plain.yaml"),
+        Path("."),
+        Path("defs/.."),
+        elsewhere / "real.yaml",
+    ]
+    folders: dict[Path, Path] = {}
+    remembered = [display_path(p, folders) for p in paths]
+    assert remembered == [display_path(p) for p in paths]
+    # a link to a file outside the working folder is shown as given
+    assert remembered[:4] == ["defs/plain.yaml", str(work / "defs" / "linked.yaml"),
+                              "defs/plain.yaml", "defs/plain.yaml"]  # fmt: skip
+    assert len(folders) < len(paths)  # really remembered

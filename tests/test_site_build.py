@@ -179,6 +179,33 @@ def test_kpi_pages_share_one_rendering_of_the_menu(monkeypatch, tmp_path):
     assert list(envs[0].globals["kpi_nav_cache"]) == ["../.."]  # every KPI page: one menu
 
 
+def test_pages_are_converted_by_one_markdown_instance(monkeypatch, tmp_path):
+    """MkDocs makes a Markdown instance per page; the build makes one and resets it (the
+    site stays the same: test_the_pipeline_builds_the_same_site_as_plain_mkdocs)."""
+    import markdown
+
+    site, _ = bundled_site()
+    docs = site.parent / "docs"
+    made = []
+    real_init = markdown.Markdown.__init__
+
+    def counted(self, *args, **kwargs):
+        made.append(self)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(markdown.Markdown, "__init__", counted)
+    out = tmp_path / "html"
+    _mkdocs(default_layout(out, docs), docs, out, True, Progress(enabled=False), 0)
+    pages = len(list(out.rglob("*.html")))
+    assert pages > 200
+    assert len(made) == 2  # mkdocs' check of the extension list in the config, and ours
+    made.clear()
+    plain = tmp_path / "plain"
+    _mkdocs(default_layout(plain, docs), docs, plain, True, Progress(enabled=False), 0,
+            speedups=False)  # fmt: skip
+    assert len(made) >= pages - 5  # what the speed-up saves: one per page (less 404 etc.)
+
+
 def test_compact_collapses_only_white_space_runs_with_a_line_break():
     import random
 

@@ -58,18 +58,39 @@ def formula_ast(node: Node, is_kpi=lambda name: False) -> dict[str, Any]:
     raise TypeError(f"unknown formula node {type(node).__name__}")
 
 
-def display_path(path: str | Path) -> str:
+def display_path(path: str | Path, folders: dict[Path, Path] | None = None) -> str:
     """A path people can read and that says nothing about this machine: bundled files as
-    ``definitions/x.yaml``, others relative to the working folder when they are inside it."""
+    ``definitions/x.yaml``, others relative to the working folder when they are inside it.
+
+    ``folders``, when given, keeps each folder's resolved path for the next call: a catalog
+    names 20,000 files in a few folders, and resolving is a system call per part of a path.
+    """
     path = Path(path)
-    resolved = path.resolve()
-    for base, label in ((_bundled_definitions(), "definitions"), (Path.cwd().resolve(), "")):
+    if folders is None:
+        resolved, cwd = path.resolve(), Path.cwd().resolve()
+    else:
+        resolved, cwd = _resolve(path, folders), _resolve_folder(Path.cwd(), folders)
+    for base, label in ((_bundled_definitions(), "definitions"), (cwd, "")):
         try:
             rel = resolved.relative_to(base)
         except ValueError:
             continue
         return "/".join(p for p in (label, rel.as_posix()) if p)
     return path.as_posix()
+
+
+def _resolve(path: Path, folders: dict[Path, Path]) -> Path:
+    """``path.resolve()``, with the folder's resolved path looked up in ``folders``."""
+    if path.name in ("", ".", "..") or path.is_symlink():
+        return path.resolve()
+    return _resolve_folder(path.absolute().parent, folders) / path.name
+
+
+def _resolve_folder(folder: Path, folders: dict[Path, Path]) -> Path:
+    resolved = folders.get(folder)
+    if resolved is None:
+        resolved = folders[folder] = folder.resolve()
+    return resolved
 
 
 @cache
@@ -117,9 +138,19 @@ def _edges(kpi: KPI) -> list[dict[str, str]]:
     return edges
 
 
-def catalog_json(registry: Registry) -> dict[str, Any]:
-    """The catalog as one JSON-ready dict (see ``catalog_schema()`` for its shape)."""
+def catalog_json(registry: Registry, *, copy_fields: bool = True) -> dict[str, Any]:
+    """The catalog as one JSON-ready dict (see ``catalog_schema()`` for its shape).
+
+    ``copy_fields=False`` gives each KPI's fields as the definition holds them (dicts and
+    lists that also carry their YAML positions), not a plain copy: the same JSON text, for a
+    caller that only serializes it (the site writes 20,000 KPIs' fields).
+    """
     from .. import __version__
+
+    folders: dict[Path, Path] = {}
+
+    def shown(path: str | Path) -> str:
+        return display_path(path, folders)
 
     deps = {k.id: registry.dependencies(k.id) for k in registry}
     used_in: dict[str, list[str]] = {k.id: [] for k in registry}
@@ -136,11 +167,11 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
                 "id": kpi.id,
                 "name": kpi.name,
                 "function": registry.function_of(kpi.id).id,
-                "fields": to_plain(kpi.data),
+                "fields": to_plain(kpi.data) if copy_fields else kpi.data,
                 "source": {
-                    "file": display_path(kpi.path),
-                    "origin": kpi.origin if kpi.origin == "bundled" else display_path(kpi.origin),
-                    "overrides": [display_path(p) for p in kpi.overridden],
+                    "file": shown(kpi.path),
+                    "origin": kpi.origin if kpi.origin == "bundled" else shown(kpi.origin),
+                    "overrides": [shown(p) for p in kpi.overridden],
                 },
                 "formula": _formula(kpi, registry),
                 "dependencies": deps[kpi.id],
@@ -183,7 +214,7 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
             "function": cat.function or OTHER_FUNCTION.id,
             "name": cat.name,
             "description": " ".join(cat.description.split()),
-            "source": display_path(cat.path) if cat.path else "",
+            "source": shown(cat.path) if cat.path else "",
             "kpis": [k.id for k in registry if k.category == cat.id],
         }
         for cat in sorted(registry.taxonomy.values(), key=lambda c: c.id)
@@ -193,7 +224,7 @@ def catalog_json(registry: Registry) -> dict[str, Any]:
             "id": fn.id,
             "name": fn.name,
             "description": " ".join(fn.description.split()),
-            "source": display_path(fn.path) if fn.path else "",
+            "source": shown(fn.path) if fn.path else "",
             "categories": [c["id"] for c in taxonomy if c["function"] == fn.id],
         }
         for fn in sorted(registry.functions.values(), key=lambda f: f.id)

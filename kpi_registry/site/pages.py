@@ -302,7 +302,7 @@ class SiteGenerator:
         """
         from ..export import catalog_json
 
-        catalog = catalog_json(self.registry)
+        catalog = catalog_json(self.registry, copy_fields=False)  # only written
         self.docs.mkdir(parents=True, exist_ok=True)
 
         def dumps(value: Any) -> str:
