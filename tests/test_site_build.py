@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from site_helpers import LIB, build, bundled_site
+from site_helpers import LIB, build, bundled_site, xss_site
 
 import kpi_registry
 from kpi_registry.site import build as site_build
@@ -380,3 +380,88 @@ def test_the_driver_figure_reuses_the_worked_example_s_result(monkeypatch):
         alone.frame.attrs["end"],
     )
     assert reused.frame.equals(alone.frame)
+
+
+def _by_markdown(config, text: str):
+    """What MkDocs makes of a page's Markdown: HTML, table of contents, anchors, title."""
+    import markdown
+    from mkdocs.structure import pages
+
+    md = markdown.Markdown(
+        extensions=config["markdown_extensions"], extension_configs=config["mdx_configs"] or {}
+    )
+    raw_html = pages._RawHTMLPreprocessor()
+    raw_html._register(md)
+    anchors = pages._ExtractAnchorsTreeprocessor(None, None, config)
+    anchors._register(md)
+    title = pages._ExtractTitleTreeprocessor()
+    title._register(md)
+    html = md.convert(text)
+    found = anchors.present_anchor_ids | raw_html.present_anchor_ids
+    return html, md.toc_tokens, found, title.title, md
+
+
+def _generated(md, text: str):
+    from kpi_registry.site.mdext import convert_generated
+
+    page = convert_generated(md, text)
+    return None if page is None else (page.html, page.toc_tokens, page.anchors, page.title)
+
+
+def _page_texts(docs: Path) -> dict[str, str]:
+    from mkdocs.utils import meta
+
+    return {p.name: meta.get_data(p.read_text("utf-8"))[0] for p in (docs / "kpi").glob("*.md")}
+
+
+def test_kpi_pages_are_converted_without_markdown_exactly_as_markdown_converts_them():
+    """Every KPI page of the bundled library, and of a library whose names are full of HTML
+    and Markdown syntax, gives the same HTML, table of contents, anchors and title without
+    Markdown as with it; a page the shortcut does not follow is left to Markdown (None)."""
+    from mkdocs.config import load_config
+
+    config = load_config(str(default_layout().config))
+    fast = 0
+    for site in (bundled_site()[0], xss_site()[0]):
+        for name, text in sorted(_page_texts(site.parent / "docs").items()):
+            *expected, md = _by_markdown(config, text)
+            got = _generated(md, text)
+            assert got is None or list(got) == expected, name
+            fast += got is not None
+    assert fast > 250  # the bundled library's pages, at least, take the shortcut
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "# Plain name { #a }\n\n<!--kpi-html-->\n<p>x</p>\n<!--/kpi-html-->",
+        '# A &amp; B &lt;C&gt; <small class="kpi-abbr">AB · C</small> { #a }',
+        "## Not first { #b data-search-exclude }\n\n# Late h1 { #c }\n### Deep { #d }",
+        "<!--kpi-html-->\nno tag at the start\n<!--/kpi-html-->\n## After { #e }",
+        "<!--kpi-html-->\n<span>inline</span>\n<!--/kpi-html-->",
+        "<!--kpi-html-->\n<!-- a comment -->\n<div>\n\n</div>\n<!--/kpi-html-->",
+        "# Stars *in* it { #a }",
+        "# Under_score { #a }",
+        "# Back\\\\slash { #a }",
+        "# Amp & alone { #a }",
+        "# Tag <b>bold</b> { #a }",
+        "# Non\u00a0breaking { #a }",
+        "# Name { #a }\nA paragraph line",
+        "# Name { #a }\n\ttabbed",
+        "# Name { #a }\n<!--kpi-html-->\n<p>never closed</p>",
+        "<!--kpi-html-->\n   \n<!--/kpi-html-->",
+        "<!--kpi-html-->\n<p>a</p>\n  \n<p>b</p>\n<!--/kpi-html-->",
+        "# Name { #a .cls }",
+        "Setext\n======",
+        "",
+    ],
+)
+def test_a_page_is_converted_without_markdown_only_where_the_result_is_the_same(text):
+    from mkdocs.config import load_config
+
+    config = load_config(str(default_layout().config))
+    *expected, md = _by_markdown(config, text)
+    got = _generated(md, text)
+    assert got is None or list(got) == expected
+    plain = text.startswith(("# Plain", "# A &amp;", "## Not first", "<!--kpi-html-->\nno tag"))
+    assert (got is not None) == (plain or "<span>" in text or "<!-- a comment" in text)

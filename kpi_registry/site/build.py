@@ -139,6 +139,9 @@ def _speedups():
     * MkDocs makes a new ``Markdown`` instance, with every extension, for every page: a tenth
       of its time per KPI page. Pages are converted by one instance, ``reset()`` between them
       as Python-Markdown provides for (``_render``).
+    * A page written only of headings and the templates' marked HTML blocks (every KPI page)
+      is not parsed at all: its HTML, table of contents and anchors are known from its lines
+      (mdext.convert_generated), the same as Markdown gives.
 
     Without this (a plain ``mkdocs build``, or another builder reading mkdocs.yml) the docs
     folder builds as it is, the theme indexing each whole page.
@@ -214,14 +217,24 @@ def _render(page, reused: dict, config, files) -> None:
     import markdown
     from mkdocs.structure import pages
 
+    from .mdext import convert_generated
+
     md = reused.get("md")
     if md is None:
         md = reused["md"] = markdown.Markdown(
             extensions=config["markdown_extensions"],
             extension_configs=config["mdx_configs"] or {},
         )
-    else:
-        md.reset()
+    generated = convert_generated(md, page.markdown)
+    if generated is not None:  # a page of our headings and HTML blocks: known without parsing
+        page.content = generated.html
+        page.toc = pages.get_toc(generated.toc_tokens)
+        page._title_from_render = generated.title
+        page.present_anchor_ids = generated.anchors
+        if pages.log.getEffectiveLevel() > logging.DEBUG:
+            page.links_to_anchors = {}
+        return
+    md.reset()
     raw_html = pages._RawHTMLPreprocessor()
     raw_html._register(md)
     anchors = pages._ExtractAnchorsTreeprocessor(page.file, files, config)

@@ -14,7 +14,9 @@ in mkdocs.yml's markdown_extensions), not an MkDocs plugin.
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as etree
+from dataclasses import dataclass
 
 from markdown import Markdown
 from markdown.blockprocessors import BlockProcessor
@@ -83,3 +85,98 @@ class RawBlocksExtension(Extension):
 
 def makeExtension(**kwargs) -> RawBlocksExtension:  # noqa: N802 - Markdown's API name
     return RawBlocksExtension(**kwargs)
+
+
+# -- Generated pages without the parsers ----------------------------------------------------------
+#
+# A KPI page is nothing but headings and blocks between the markers. For such a page the HTML,
+# the table of contents and the anchors Markdown would give are known without running it: the
+# blocks come out as written, each heading as the line says. ``convert_generated`` gives them
+# for a page written only of those (and of headings whose text no inline pattern changes), and
+# None for any other page, which then goes through Markdown as usual. tests/test_site_build.py
+# holds the two to the same output for every page of the bundled library.
+
+#: A heading line as the templates write it: level, text, id, whether search skips it.
+_HEADING = re.compile(
+    r"(?P<level>#{1,6}) (?P<text>\S(?:.*\S)?) \{ #(?P<id>[A-Za-z0-9-]+)"
+    r"(?P<exclude> data-search-exclude)? \}"
+)
+#: Text that Markdown's inline patterns leave as written: no backslash escapes, none of the
+#: characters of Markdown or HTML syntax, no white space but spaces, ``&`` only in the
+#: entities html.escape writes; the h1 may end with the abbreviations' <small>.
+_PLAIN = r"(?:[^\\`*_{}\[\]<>#!|~=^&\x00-\x1f\x7f\s]|&(?:amp|lt|gt);| )*"
+_HEADING_TEXT = re.compile(rf'{_PLAIN}(?: <small class="kpi-abbr">{_PLAIN}</small>)?')
+#: What Markdown's first preprocessor would change (tabs, carriage returns, lines of spaces,
+#: its own placeholder characters): such a page goes through Markdown.
+_NORMALIZED = re.compile(r"[\t\r\x02\x03]|^ +$", re.M)
+
+
+@dataclass
+class GeneratedPage:
+    html: str
+    toc_tokens: list[dict]  # nested, as the toc extension leaves them in md.toc_tokens
+    anchors: set[str]  # the ids MkDocs finds in the page
+    title: str | None  # the text of a first-line h1, as MkDocs reads it for the title
+
+
+def convert_generated(md: Markdown, text: str) -> GeneratedPage | None:
+    """What ``md.convert(text)`` gives for a page written only of headings and marked blocks;
+    None for any other page (or a configuration of the toc extension this does not follow)."""
+    from markdown.extensions.toc import nest_toc_tokens, strip_tags
+
+    toc = md.treeprocessors["toc"] if "toc" in md.treeprocessors else None
+    if (
+        toc is None
+        or toc.base_level != 0
+        or toc.use_anchors
+        or toc.use_permalinks not in (False, None)
+        or "raw_html" not in md.postprocessors
+        or _NORMALIZED.search(text)
+    ):
+        return None
+    block_level = md.postprocessors["raw_html"].isblocklevel
+    parts: list[str] = []
+    tokens: list[dict] = []
+    anchors: set[str] = set()
+    title = None
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line:
+            i += 1
+            continue
+        if line == START:
+            try:
+                end = lines.index(END, i + 1)
+            except ValueError:
+                return None
+            block = "\n".join(lines[i + 1 : end])
+            if not block.strip():
+                return None
+            parts.append(block if block_level(block) else f"<p>{block}</p>")
+            i = end + 1
+            continue
+        m = _HEADING.fullmatch(line)
+        if m is None or not _HEADING_TEXT.fullmatch(m["text"]):
+            return None
+        level, inner, anchor = len(m["level"]), m["text"], m["id"]
+        attributes = f' data-search-exclude id="{anchor}"' if m["exclude"] else f' id="{anchor}"'
+        parts.append(f"<h{level}{attributes}>{inner}</h{level}>")
+        anchors.add(anchor)
+        if toc.toc_top <= level <= toc.toc_bottom:
+            tokens.append(
+                {
+                    "level": level,
+                    "id": anchor,
+                    "name": strip_tags(inner),
+                    "html": inner,
+                    "data-toc-label": "",
+                }
+            )
+        if level == 1 and len(parts) == 1:
+            title = strip_tags(inner)
+        i += 1
+    if not parts:
+        return None
+    return GeneratedPage("\n".join(parts), nest_toc_tokens(tokens), anchors, title)
