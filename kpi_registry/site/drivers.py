@@ -12,6 +12,7 @@ span exactly the node's own bar. One picture instead of two keeps a KPI page wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,13 @@ class Change:
 
     frame: pd.DataFrame
     kpi_name: str = ""
+
+    @functools.cached_property
+    def rows(self) -> list[tuple[int, str, str, float]]:
+        """(depth, driver, kind, contribution) per row, read from the frame once (each column
+        read from a frame copies its attrs)."""
+        columns = ("depth", "driver", "kind", "contribution")
+        return list(zip(*(self.frame[c].tolist() for c in columns), strict=True))
 
     @property
     def reading(self) -> str:
@@ -87,13 +95,13 @@ def last_change(
     return None
 
 
-def _lines(tree: Driver, frame: pd.DataFrame | None, url_of) -> list[_Line]:
+def _lines(tree: Driver, change: Change | None, url_of) -> list[_Line]:
     """The rows: tree nodes (datapoints folded into their parent's note), plus the revenue
     bridge's movements where the attribution has them."""
     movements: dict[tuple, list[str]] = {}
-    if frame is not None:
+    if change is not None:
         path: list[str] = []
-        for depth, driver, kind in zip(frame["depth"], frame["driver"], frame["kind"]):
+        for depth, driver, kind, _ in change.rows:
             del path[depth - 1 :]
             path.append(driver)
             if kind == "movement":
@@ -116,16 +124,16 @@ def _lines(tree: Driver, frame: pd.DataFrame | None, url_of) -> list[_Line]:
     add(tree, 0, ())
     if not tree.children or all(c.kind == "datapoint" for c in tree.children):
         # a KPI that is one aggregate: its bridge hangs under its own row in the frame
-        leaf = frame[frame["depth"] == 1]["driver"].tolist()[:1] if frame is not None else []
+        leaf = [r[1] for r in change.rows if r[0] == 1][:1] if change is not None else []
         for m in movements.get(tuple(leaf), []):
             out.append(_Line(1, m, "", None, (*leaf, m)))
     return out
 
 
-def _shares(frame: pd.DataFrame) -> dict[tuple[str, ...], float]:
+def _shares(change: Change) -> dict[tuple[str, ...], float]:
     path: list[str] = []
     out: dict[tuple[str, ...], float] = {}
-    for depth, driver, c in zip(frame["depth"], frame["driver"], frame["contribution"]):
+    for depth, driver, _, c in change.rows:
         del path[depth - 1 :]
         path.append(driver)
         out[tuple(path)] = float(c)
@@ -136,8 +144,7 @@ def driver_figure(
     tree: Driver, url_of: Callable[[str], str | None], change: Change | None, unit: str
 ) -> str:
     """The tree (and the waterfall, given a change) as one SVG."""
-    frame = change.frame if change is not None else None
-    lines = _lines(tree, frame, url_of)
+    lines = _lines(tree, change, url_of)
     shown, hidden = lines[:MAX_ROWS], max(0, len(lines) - MAX_ROWS)
     height = ROW * (len(shown) + (1 if hidden else 0)) + 8
     text_rows, tree_path, bars = [], [], []
@@ -152,8 +159,8 @@ def driver_figure(
         note = f'<tspan class="o"> {escape(line.note)}</tspan>' if line.note else ""
         row = f'<text x="{x}" y="{y}">{label}{note}</text>'
         text_rows.append(f'<a href="{escape(line.url)}">{row}</a>' if line.url else row)
-    if frame is not None:
-        bars = _waterfall(shown, frame, unit)
+    if change is not None:
+        bars = _waterfall(shown, change, unit)
     if hidden:
         text_rows.append(
             f'<text x="8" y="{16 + len(shown) * ROW}">+ {hidden} more rows (kpi show lists '
@@ -167,11 +174,11 @@ def driver_figure(
     )
 
 
-def _waterfall(shown: list[_Line], frame: pd.DataFrame, unit: str) -> list[str]:
+def _waterfall(shown: list[_Line], change: Change, unit: str) -> list[str]:
     """Bars right of the rows: the KPI from start to end, each driver its share from where the
     siblings before it ended."""
-    a = frame.attrs
-    shares = _shares(frame)
+    a = change.frame.attrs
+    shares = _shares(change)
     begin: dict[tuple[str, ...], float] = {(): a["start_value"]}
     spans: list[tuple[int, float, float, str]] = []
     cursor: dict[tuple[str, ...], float] = {}
