@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .numbers import format_input, format_value
 
@@ -56,6 +56,20 @@ def anchor(text: str) -> str:
     return slug or "x"
 
 
+def text_block(value: Any, cls: str | None = None) -> Markup:
+    """A text field as HTML paragraphs, wrapped in a <div> only when a class is asked for.
+    A filter, not a template macro: a KPI page has a dozen, and a macro call cost more than
+    what it writes."""
+    body = "".join(f"<p>{escape(p)}</p>\n" for p in paragraphs(value))
+    return Markup(f'<div class="{escape(cls)}">\n{body}</div>\n' if cls else body)
+
+
+def bullet_block(items: Any) -> Markup:
+    """A list field as an HTML list (see text_block)."""
+    body = "".join(f"<li>{escape(item)}</li>\n" for item in items)
+    return Markup(f'<ul class="kpi-list">\n{body}</ul>\n')
+
+
 def environment(template_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
@@ -68,6 +82,8 @@ def environment(template_dir: Path) -> jinja2.Environment:
     env.filters["md"] = md_inline
     env.filters["text"] = text
     env.filters["paragraphs"] = paragraphs
+    env.filters["text_block"] = text_block
+    env.filters["bullet_block"] = bullet_block
     env.filters["value"] = format_value
     env.filters["cell"] = format_input
     env.filters["anchor"] = anchor
