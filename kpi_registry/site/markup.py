@@ -78,6 +78,7 @@ def environment(template_dir: Path) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # one environment per build: no stat of each template per page
     )
     env.filters["md"] = md_inline
     env.filters["text"] = text
