@@ -86,7 +86,7 @@ def test_shards_split_the_kpi_pages_and_leave_the_rest_to_one(monkeypatch):
     assert _plan_shards(ids, 1) == [("all", [], ids)]
     monkeypatch.setattr(site_build, "SHARD_PAGES", 20)
     plan = _plan_shards(ids, 2)
-    assert plan[0] == ("rest", ["/kpi/"], [])
+    assert plan[0] == ("rest", ["/kpi/", "/catalog.json"], [])  # the catalog comes last
     assert len(plan) >= 4  # 62 KPIs, at most 20 a shard: more shards than processes
     owned = [i for _, _, own in plan for i in own]
     assert sorted(owned) == sorted(ids)  # every KPI page in exactly one shard
@@ -105,6 +105,8 @@ def test_more_shards_than_processes_give_the_same_site(monkeypatch):
     for page in sorted(p.relative_to(single) for p in single.rglob("*.html")):
         assert (single / page).read_text() == (sharded / page).read_text(), page
     assert _index(single) == _index(sharded)
+    # written after the shards started, copied in at the end
+    assert (single / "catalog.json").read_bytes() == (sharded / "catalog.json").read_bytes()
     assert (sharded / "sitemap.xml").read_text().count("<loc>") == (
         (single / "sitemap.xml").read_text().count("<loc>")
     )

@@ -259,6 +259,9 @@ PARALLEL_FROM = 1000
 #: that holds only its own pages.
 SHARD_PAGES = 2500
 
+#: The machine-readable catalog in the docs folder (SiteGenerator.write_catalog).
+CATALOG = "/catalog.json"
+
 #: What a shard of KPI pages leaves out besides the other KPI pages: every page the "rest"
 #: shard builds but the navigation (every shard builds the pages of the navigation, so that
 #: its pages show the same menu).
@@ -273,7 +276,7 @@ _NOT_IN_NAV = [
     "/list/",
     "/assets/",
     "/schema/",
-    "/catalog.json",
+    CATALOG,
 ]
 
 #: Written by kpi.md.j2 after the last section of a KPI page that search indexes.
@@ -406,7 +409,7 @@ def _plan_shards(ids: list[str], jobs: int) -> list[tuple[str, list[str], list[s
         return [("all", [], ids)]
     n = max(jobs, -(-len(ids) // SHARD_PAGES))
     chars = [c for c in shard_chars(ids, n) if c]
-    plan = [("rest", ["/kpi/"], [])]
+    plan = [("rest", ["/kpi/", CATALOG], [])]
     for k, own in enumerate(chars, 1):
         others = "".join(c for c in chars if c != own)
         exclude = [*_NOT_IN_NAV, f"/kpi/*[{others}].md"] if others else list(_NOT_IN_NAV)
@@ -452,7 +455,9 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
             rendered.value += 1  # only this process writes it
 
         generator.write_stubs()  # every page exists before any shard is built
-        generator.write_catalog()  # first: it takes the most memory, and no mkdocs runs yet
+        sharded = plan[0][0] != "all"
+        if not sharded:
+            generator.write_catalog()
         generator.nav_pages()
         failed: list = []
         for name, _, own in plan:
@@ -463,6 +468,10 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
             except DefinitionError as e:
                 failed.extend(e.diagnostics)
             send.send(("ready", name))
+        if sharded and not failed:
+            # Last, while mkdocs builds the last shards: no shard reads it (the parent copies
+            # it into the site once every shard is built).
+            generator.write_catalog()
         if failed:
             send.send(("definitions", failed))
         else:
@@ -547,6 +556,8 @@ def _pipeline(paths, include_bundled, layout, docs, html, strict, progress, jobs
                 running[conn] = proc
             if total:
                 bar.update(rendered.value + built.value)
+        if "rest" in outs:  # written last, and left out of every shard (see _renderer)
+            shutil.copyfile(docs / CATALOG.lstrip("/"), html / CATALOG.lstrip("/"))
         _merge([out for name, out in outs.items() if name != "rest"], html)
         report.seconds["mkdocs"] = time.perf_counter() - start
     finally:
@@ -627,8 +638,9 @@ def _raise(message) -> None:
 def _merge(parts: list[Path], into: Path) -> None:
     """Move the shards' KPI pages into the main output; join search indexes and sitemaps.
 
-    This and the search speed-up (_speedups) are the only steps of our own around mkdocs; a
-    plain ``mkdocs build`` of the docs folder makes the same site in one go.
+    This, the copy of the catalog (written last, see _renderer) and the speed-ups (_speedups)
+    are the only steps of our own around mkdocs; a plain ``mkdocs build`` of the docs folder
+    makes the same site in one go.
     """
     import gzip
     import json
