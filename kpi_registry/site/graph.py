@@ -53,7 +53,8 @@ def communities(neighbours: dict[str, set[str]], resolution: float = RESOLUTION)
     as one node and repeat, until a level changes nothing. Nodes without neighbours are left
     out. Deterministic: sorted visits, ties keep the first."""
     nodes: dict[str, list[str]] = {k: [k] for k in sorted(neighbours) if neighbours[k]}
-    weight: dict[str, Counter[str]] = {k: Counter(neighbours[k]) for k in nodes}
+    # plain dicts, not Counters: this loop runs for every KPI, several times at 20,000
+    weight: dict[str, dict[str, int]] = {k: dict(Counter(neighbours[k])) for k in nodes}
     twice_edges = sum(sum(w.values()) for w in weight.values())
     while True:
         degree = {a: sum(weight[a].values()) for a in nodes}  # a group's links count twice
@@ -64,19 +65,21 @@ def communities(neighbours: dict[str, set[str]], resolution: float = RESOLUTION)
         while queue:
             a = queue.popleft()
             queued.discard(a)
-            links: Counter[str] = Counter()
+            links: dict[str, int] = {}
             for b, w in weight[a].items():
                 if b != a:
-                    links[group[b]] += w
-            total[group[a]] -= degree[a]
-            scale = resolution * degree[a] / twice_edges
-            best = group[a]
-            best_gain = links[best] - scale * total[best]
+                    g = group[b]
+                    links[g] = links.get(g, 0) + w
+            current, degree_a = group[a], degree[a]
+            total[current] -= degree_a
+            scale = resolution * degree_a / twice_edges
+            best = current
+            best_gain = links.get(best, 0) - scale * total[best]
             for g in sorted(links):
                 if (gain := links[g] - scale * total[g]) > best_gain + 1e-12:
                     best, best_gain = g, gain
-            total[best] += degree[a]
-            if best != group[a]:
+            total[best] += degree_a
+            if best != current:
                 group[a] = best
                 moved_at_level = True
                 for b in sorted(weight[a]):
@@ -86,12 +89,13 @@ def communities(neighbours: dict[str, set[str]], resolution: float = RESOLUTION)
         if not moved_at_level:
             break
         merged: dict[str, list[str]] = {}
-        merged_weight: dict[str, Counter[str]] = {}
+        merged_weight: dict[str, dict[str, int]] = {}
         for a in nodes:
             merged.setdefault(group[a], []).extend(nodes[a])
-            into = merged_weight.setdefault(group[a], Counter())
+            into = merged_weight.setdefault(group[a], {})
             for b, w in weight[a].items():
-                into[group[b]] += w
+                g = group[b]
+                into[g] = into.get(g, 0) + w
         nodes = {g: merged[g] for g in sorted(merged)}
         weight = merged_weight
     return _absorb_small([sorted(members) for members in nodes.values()], neighbours)
