@@ -158,8 +158,6 @@ def _speedups():
             return getattr(self._page, name)
 
     class Speedups(BasePlugin):
-        markdown: dict = {}  # noqa: RUF012 - replaced per build in on_config
-
         @event_priority(-100)  # after the search plugin has made its index
         def on_config(self, config):
             self.markdown = {}  # this build's Markdown instance, made by the first page
