@@ -467,3 +467,32 @@ def test_a_page_is_converted_without_markdown_only_where_the_result_is_the_same(
     assert got is None or list(got) == expected
     plain = text.startswith(("# Plain", "# A &amp;", "## Not first", "<!--kpi-html-->\nno tag"))
     assert (got is not None) == (plain or "<span>" in text or "<!-- a comment" in text)
+
+
+@pytest.mark.parametrize(
+    "extra", [["smarty"], ["abbr"], [], ["toc_permalink"], ["no_attr_list"]], ids=str
+)
+def test_a_config_with_other_extensions_sends_every_page_through_markdown(extra):
+    """The shortcut knows what the extensions of site/mkdocs.yml do to a page; another one
+    (smarty turns the apostrophe below into a curly quote) or other toc settings, and the
+    page is converted by Markdown."""
+    import markdown
+    from mkdocs.config import load_config
+
+    from kpi_registry.site.mdext import convert_generated
+
+    config = load_config(str(default_layout().config))
+    names = [e for e in config["markdown_extensions"] if not (extra == ["no_attr_list"] and
+                                                               e == "attr_list")]  # fmt: skip
+    configs = {k: dict(v) for k, v in (config["mdx_configs"] or {}).items()}
+    if extra == ["toc_permalink"]:
+        configs["toc"]["permalink"] = True
+    names += [e for e in extra if e in ("smarty", "abbr")]
+    md = markdown.Markdown(extensions=names, extension_configs=configs)
+    text = "# The customer's share { #a }\n\n<!--kpi-html-->\n<p>x</p>\n<!--/kpi-html-->"
+    page = convert_generated(md, text)
+    assert (page is None) == bool(extra)
+    if page is not None:
+        assert page.html == md.convert(text)
+    elif extra == ["smarty"]:
+        assert "&rsquo;" in md.convert(text)  # what the shortcut would have got wrong

@@ -111,6 +111,40 @@ _HEADING_TEXT = re.compile(rf'{_PLAIN}(?: <small class="kpi-abbr">{_PLAIN}</smal
 _NORMALIZED = re.compile(r"[\t\r\x02\x03]|^ +$", re.M)
 
 
+#: What Markdown runs on a page with the extensions site/mkdocs.yml names (and MkDocs' own
+#: processors). Any other (a smarty or abbr extension added to the config, say) may change
+#: the headings or the blocks, so a page then goes through Markdown.
+_KNOWN = {
+    "preprocessors": {
+        "normalize_whitespace", "kpi_raw_blocks", "html_block", "fenced_code_block",
+        "mkdocs_raw_html",
+    },
+    "treeprocessors": {
+        "inline", "prettify", "unescape", "toc", "attr_list", "indent-highlight",
+        "mkdocs_extract_anchors", "relpath", "mkdocs_extract_title",
+    },
+    "postprocessors": {"raw_html", "amp_substitute"},
+    "inlinePatterns": {
+        "autolink", "automail", "backtick", "em_strong", "entity", "escape", "html",
+        "image_link", "image_reference", "linebreak", "link", "reference", "short_image_ref",
+        "short_reference",
+    },
+    "blockprocessors": {
+        "admonition", "code", "details", "empty", "hashheader", "hr", "indent",
+        "kpi_raw_paragraph", "olist", "paragraph", "quote", "reference", "setextheader",
+        "table", "ulist",
+    },
+}  # fmt: skip
+
+
+def _known_processors(md: Markdown) -> bool:
+    for kind, names in _KNOWN.items():
+        registry = md.parser.blockprocessors if kind == "blockprocessors" else getattr(md, kind)
+        if sum(name in registry for name in names) != len(registry):  # one not in the list
+            return False
+    return "toc" in md.treeprocessors and "attr_list" in md.treeprocessors
+
+
 @dataclass
 class GeneratedPage:
     html: str
@@ -124,10 +158,11 @@ def convert_generated(md: Markdown, text: str) -> GeneratedPage | None:
     None for any other page (or a configuration of the toc extension this does not follow)."""
     from markdown.extensions.toc import nest_toc_tokens, strip_tags
 
-    toc = md.treeprocessors["toc"] if "toc" in md.treeprocessors else None
+    if not _known_processors(md):
+        return None
+    toc = md.treeprocessors["toc"]
     if (
-        toc is None
-        or toc.base_level != 0
+        toc.base_level != 0
         or toc.use_anchors
         or toc.use_permalinks not in (False, None)
         or "raw_html" not in md.postprocessors
