@@ -384,6 +384,15 @@ def test_the_driver_figure_reuses_the_worked_example_s_result(monkeypatch):
     assert reused.frame.equals(alone.frame)
 
 
+def _site_config():
+    """site/mkdocs.yml, read with the bundled site's docs folder (a fresh clone has none of
+    its own, and mkdocs refuses a config whose docs folder is missing)."""
+    from mkdocs.config import load_config
+
+    docs = bundled_site()[0].parent / "docs"
+    return load_config(str(default_layout().config), docs_dir=str(docs))
+
+
 def _by_markdown(config, text: str):
     """What MkDocs makes of a page's Markdown: HTML, table of contents, anchors, title."""
     import markdown
@@ -420,9 +429,8 @@ def test_kpi_pages_are_converted_without_markdown_exactly_as_markdown_converts_t
     """Every KPI page of the bundled library, and of a library whose names are full of HTML
     and Markdown syntax, gives the same HTML, table of contents, anchors and title without
     Markdown as with it; a page the shortcut does not follow is left to Markdown (None)."""
-    from mkdocs.config import load_config
 
-    config = load_config(str(default_layout().config))
+    config = _site_config()
     fast = 0
     for site in (bundled_site()[0], xss_site()[0]):
         for name, text in sorted(_page_texts(site.parent / "docs").items()):
@@ -459,9 +467,8 @@ def test_kpi_pages_are_converted_without_markdown_exactly_as_markdown_converts_t
     ],
 )
 def test_a_page_is_converted_without_markdown_only_where_the_result_is_the_same(text):
-    from mkdocs.config import load_config
 
-    config = load_config(str(default_layout().config))
+    config = _site_config()
     *expected, md = _by_markdown(config, text)
     got = _generated(md, text)
     assert got is None or list(got) == expected
@@ -477,11 +484,10 @@ def test_a_config_with_other_extensions_sends_every_page_through_markdown(extra)
     (smarty turns the apostrophe below into a curly quote) or other toc settings, and the
     page is converted by Markdown."""
     import markdown
-    from mkdocs.config import load_config
 
     from kpi_registry.site.mdext import convert_generated
 
-    config = load_config(str(default_layout().config))
+    config = _site_config()
     names = [e for e in config["markdown_extensions"] if not (extra == ["no_attr_list"] and
                                                                e == "attr_list")]  # fmt: skip
     configs = {k: dict(v) for k, v in (config["mdx_configs"] or {}).items()}
