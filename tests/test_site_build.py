@@ -429,7 +429,6 @@ def test_kpi_pages_are_converted_without_markdown_exactly_as_markdown_converts_t
     """Every KPI page of the bundled library, and of a library whose names are full of HTML
     and Markdown syntax, gives the same HTML, table of contents, anchors and title without
     Markdown as with it; a page the shortcut does not follow is left to Markdown (None)."""
-
     config = _site_config()
     fast = 0
     for site in (bundled_site()[0], xss_site()[0]):
@@ -467,7 +466,6 @@ def test_kpi_pages_are_converted_without_markdown_exactly_as_markdown_converts_t
     ],
 )
 def test_a_page_is_converted_without_markdown_only_where_the_result_is_the_same(text):
-
     config = _site_config()
     *expected, md = _by_markdown(config, text)
     got = _generated(md, text)

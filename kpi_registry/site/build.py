@@ -453,9 +453,6 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
             rendered.value += 1  # only this process writes it
 
         generator.write_stubs()  # every page exists before any shard is built
-        sharded = plan[0][0] != "all"
-        if not sharded:
-            generator.write_catalog()
         generator.nav_pages()
         failed: list = []
         for name, _, own in plan:
@@ -466,9 +463,9 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
             except DefinitionError as e:
                 failed.extend(e.diagnostics)
             send.send(("ready", name))
-        if sharded and not failed:
+        if not failed:
             # Last, while mkdocs builds the last shards: no shard reads it (the parent copies
-            # it into the site once every shard is built).
+            # it into the site once every shard is built; one process builds after this).
             generator.write_catalog()
         if failed:
             send.send(("definitions", failed))

@@ -54,7 +54,7 @@ def communities(neighbours: dict[str, set[str]], resolution: float = RESOLUTION)
     out. Deterministic: sorted visits, ties keep the first."""
     nodes: dict[str, list[str]] = {k: [k] for k in sorted(neighbours) if neighbours[k]}
     # plain dicts, not Counters: this loop runs for every KPI, several times at 20,000
-    weight: dict[str, dict[str, int]] = {k: dict(Counter(neighbours[k])) for k in nodes}
+    weight: dict[str, dict[str, int]] = {k: dict.fromkeys(neighbours[k], 1) for k in nodes}
     twice_edges = sum(sum(w.values()) for w in weight.values())
     while True:
         degree = {a: sum(weight[a].values()) for a in nodes}  # a group's links count twice

@@ -142,7 +142,9 @@ def _known_processors(md: Markdown) -> bool:
         registry = md.parser.blockprocessors if kind == "blockprocessors" else getattr(md, kind)
         if sum(name in registry for name in names) != len(registry):  # one not in the list
             return False
-    return "toc" in md.treeprocessors and "attr_list" in md.treeprocessors
+    return all(name in md.treeprocessors for name in ("toc", "attr_list")) and (
+        "raw_html" in md.postprocessors
+    )
 
 
 @dataclass
@@ -165,7 +167,6 @@ def convert_generated(md: Markdown, text: str) -> GeneratedPage | None:
         toc.base_level != 0
         or toc.use_anchors
         or toc.use_permalinks not in (False, None)
-        or "raw_html" not in md.postprocessors
         or _NORMALIZED.search(text)
     ):
         return None
