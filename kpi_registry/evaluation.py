@@ -886,18 +886,25 @@ class _Engine:
         period = self.coarse.to_coarse[base] if self.coarse is not None else base
         gcodes = lay.cell_group if not lay.grid else self._row_groups()
         key = period if gcodes is None else gcodes * lay.n_periods + period
-        series = pd.Series(values).groupby(key)
-        lo, hi = series.min(), series.max()
-        clash = (lo != hi) & lo.notna()
+        # the smallest and largest value of each period-group, missing values skipped
+        # (ufunc.at on the dense keys: a pandas groupby costs 50x on a worked example's rows)
+        size = lay.n_groups * lay.n_periods
+        lo = np.full(size, np.inf)
+        hi = np.full(size, -np.inf)
+        np.fmin.at(lo, key, values)
+        np.fmax.at(hi, key, values)
+        given = ~np.isnan(values)
+        seen = np.zeros(size, dtype=bool)
+        seen[key[given]] = True
+        clash = seen & (lo != hi)
         if clash.any():
-            k = int(clash.index[clash.to_numpy()][0])
+            k = int(np.flatnonzero(clash)[0])
             raise DataError(
                 f"column {col!r} supplies KPI {kpi_id!r} but has different values within one "
                 f"period and group ({lo[k]} and {hi[k]}); give one value per period"
                 + (" and group" if lay.cell_group is not None else "")
             )
-        out = np.full(lay.n_groups * lay.n_periods, np.nan)
-        out[lo.index.to_numpy()] = lo.to_numpy()
+        out = np.where(seen, lo, np.nan)
         return out.reshape(lay.n_groups, lay.n_periods)
 
     def _row_groups(self) -> np.ndarray | None:

@@ -684,3 +684,35 @@ def test_lifetime_and_ltv_read_in_months_at_quarter_grain():
     assert q2 == pytest.approx(3 / (churn_q.set_index("month").loc["2024Q2"].iloc[0] / 100))
     m5 = monthly.set_index("month").loc["2024-05", "average_customer_lifetime"]
     assert abs(q2 - m5) / m5 < 0.05  # months either way, not quarters
+
+
+def test_a_kpi_supplied_as_a_column_is_read_once_per_period_and_group(family):
+    """A summary table that repeats a KPI's value on several rows (a join fanned it out), has
+    gaps, or comes in another order gives the same numbers; two different values in one
+    period and group are an error naming both."""
+    summary = pd.DataFrame(
+        {
+            "month": ["2024-01", "2024-01", "2024-02", "2024-02", "2024-03", "2024-03"],
+            "segment": ["smb", "smb", "smb", "ent", "smb", "ent"],
+            "starting_revenue": [100.0, 100.0, 120.0, 400.0, None, 380.0],
+            "expansion_revenue": [10.0, None, 5.0, 40.0, 0.0, 20.0],
+            "contraction_revenue": [0.0, 0.0, 5.0, 0.0, 0.0, 10.0],
+            "churned_revenue": [5.0, 5.0, 0.0, 20.0, 0.0, 0.0],
+        }
+    )
+    kw = {"period": "month", "by": ["segment"]}
+    out = family.evaluate("net_revenue_retention", summary, **kw)
+    got = {(r.month, r.segment): r.net_revenue_retention for r in out.itertuples()}
+    assert got[("2024-01", "smb")] == pytest.approx(100 * 105 / 100)
+    assert got[("2024-02", "ent")] == pytest.approx(100 * 420 / 400)
+    assert np.isnan(got[("2024-03", "smb")])  # its starting revenue is missing
+    shuffled = family.evaluate("net_revenue_retention", summary.iloc[::-1], **kw)
+    pd.testing.assert_frame_equal(shuffled, out)
+    clash = summary.copy()
+    clash.loc[1, "churned_revenue"] = 7.0
+    with pytest.raises(DataError) as err:
+        family.evaluate("net_revenue_retention", clash, **kw)
+    assert str(err.value) == (
+        "column 'churned_revenue' supplies KPI 'churned_revenue' but has different values "
+        "within one period and group (5.0 and 7.0); give one value per period and group"
+    )

@@ -377,11 +377,30 @@ def test_the_driver_figure_reuses_the_worked_example_s_result(monkeypatch):
     reused = drivers.last_change(reg.kpis, kpi, [v.result_values for v in views])
     assert calls == []
     assert reused is not None and alone is not None
-    assert (reused.frame.attrs["start"], reused.frame.attrs["end"]) == (
-        alone.frame.attrs["start"],
-        alone.frame.attrs["end"],
+    assert (reused.attrs["start"], reused.attrs["end"]) == (
+        alone.attrs["start"],
+        alone.attrs["end"],
     )
-    assert reused.frame.equals(alone.frame)
+    assert reused.explanation.to_frame().equals(alone.explanation.to_frame())
+
+
+def test_the_driver_figure_reads_the_same_rows_as_the_explain_frame():
+    """The figure reads an explanation's records; they are the rows of the frame that
+    ``Registry.explain`` returns, in its order and with its types."""
+    from kpi_registry.site import drivers
+
+    reg = kpi_registry.load()
+    seen = 0
+    for kpi in reg:
+        change = drivers.last_change(reg.kpis, kpi)
+        if change is None:
+            continue
+        frame = change.explanation.to_frame()
+        columns = ("depth", "driver", "kind", "contribution")
+        assert change.rows == list(zip(*(frame[c].tolist() for c in columns), strict=True))
+        assert change.attrs == frame.attrs
+        seen += 1
+    assert seen > 50
 
 
 def _site_config():

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..attribution import Driver, ExplainError, explain, reading
+from ..attribution import Driver, ExplainError, Explanation, explanation, reading
 from ..errors import KPIError
 from ..evaluation import Table, compute
 from ..model import KPI
@@ -38,20 +38,25 @@ BARS = (372, WIDTH - 60)  # the x range of the waterfall
 class Change:
     """The attribution of a worked example's last change, for the picture and its caption."""
 
-    frame: pd.DataFrame
+    explanation: Explanation
     kpi_name: str = ""
 
     @functools.cached_property
     def rows(self) -> list[tuple[int, str, str, float]]:
-        """(depth, driver, kind, contribution) per row, read from the frame once (each column
-        read from a frame copies its attrs)."""
-        columns = ("depth", "driver", "kind", "contribution")
-        return list(zip(*(self.frame[c].tolist() for c in columns), strict=True))
+        """(depth, driver, kind, contribution) per row."""
+        return [
+            (r["depth"], r["driver"], r["kind"], float(r["contribution"]))
+            for r in self.explanation.records
+        ]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.explanation.attrs
 
     @property
     def reading(self) -> str:
         """The change in words (the page does not show it: made only when asked for)."""
-        return reading(self.frame, self.kpi_name)
+        return reading(self.explanation.to_frame(), self.kpi_name)
 
 
 @dataclass
@@ -88,10 +93,10 @@ def last_change(
             periods = labels[pd.notna(known.columns[kpi.id])].tolist()
             if len(periods) < 2:
                 continue
-            frame = explain(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
+            explained = explanation(kpis, kpi.id, data, request, start=periods[-2], end=periods[-1])
         except (ExplainError, KPIError):
             continue
-        return Change(frame, kpi.name)
+        return Change(explained, kpi.name)
     return None
 
 
@@ -177,7 +182,7 @@ def driver_figure(
 def _waterfall(shown: list[_Line], change: Change, unit: str) -> list[str]:
     """Bars right of the rows: the KPI from start to end, each driver its share from where the
     siblings before it ended."""
-    a = change.frame.attrs
+    a = change.attrs
     shares = _shares(change)
     begin: dict[tuple[str, ...], float] = {(): a["start_value"]}
     spans: list[tuple[int, float, float, str]] = []
@@ -226,8 +231,8 @@ def _waterfall(shown: list[_Line], change: Change, unit: str) -> list[str]:
     return [*bars, '<g class="dt-v">' + "".join(labels) + "</g>"]
 
 
-def _between(frame: pd.DataFrame) -> str:
-    return f"from {frame.attrs['start']} to {frame.attrs['end']}"
+def _between(attrs: Mapping[str, Any]) -> str:
+    return f"from {attrs['start']} to {attrs['end']}"
 
 
 def _value(v: float, unit: str, share: bool = False) -> str:
@@ -252,5 +257,5 @@ def figure_context(
     change = last_change(reg.kpis, kpi, results)
     return {
         "driver_tree": driver_figure(tree, url_of, change, kpi.unit),
-        "last_change": _between(change.frame) if change else "",
+        "last_change": _between(change.attrs) if change else "",
     }
