@@ -136,12 +136,10 @@ def _speedups():
       once the page is converted and written (links and anchors are checked from lists mkdocs
       keeps apart), so both are dropped as soon as they are done with.
     * Each page is compact()ed as it is written, in the process that builds it.
-    * MkDocs makes a new ``Markdown`` instance, with every extension, for every page: a tenth
-      of its time per KPI page. Pages are converted by one instance, ``reset()`` between them
-      as Python-Markdown provides for (``_render``).
     * A page written only of headings and the templates' marked HTML blocks (every KPI page)
       is not parsed at all: its HTML, table of contents and anchors are known from its lines
-      (mdext.convert_generated), the same as Markdown gives.
+      (mdext.convert_generated), the same as Markdown gives. MkDocs renders every other page
+      as usual (``_render``).
 
     Without this (a plain ``mkdocs build``, or another builder reading mkdocs.yml) the docs
     folder builds as it is, the theme indexing each whole page.
@@ -160,7 +158,7 @@ def _speedups():
     class Speedups(BasePlugin):
         @event_priority(-100)  # after the search plugin has made its index
         def on_config(self, config):
-            self.markdown = {}  # this build's Markdown instance, made by the first page
+            self.markdown = {}  # the instance _render reads the Markdown configuration from
             for plugin in config.plugins.values():
                 index = getattr(plugin, "search_index", None)
                 add = getattr(index, "add_entry_from_context", None)
@@ -206,12 +204,10 @@ def _speedups():
 
 
 def _render(page, reused: dict, config, files) -> None:
-    """MkDocs 1.6's ``Page.render``, converting with one ``Markdown`` instance per build.
-
-    The same steps in the same order: the page's own tree processors (anchors, relative
-    links, title) are registered anew for each page, under the names MkDocs gives them, so
-    each replaces the last page's.
-    """
+    """MkDocs' ``Page.render``, but a page written only of our headings and marked HTML blocks
+    is not parsed: its HTML, table of contents, anchors and title are known from its lines
+    (mdext.convert_generated, which reads the build's Markdown configuration from one
+    instance made for the purpose). Any other page is rendered by MkDocs itself."""
     import markdown
     from mkdocs.structure import pages
 
@@ -224,29 +220,15 @@ def _render(page, reused: dict, config, files) -> None:
             extension_configs=config["mdx_configs"] or {},
         )
     generated = convert_generated(md, page.markdown)
-    if generated is not None:  # a page of our headings and HTML blocks: known without parsing
-        page.content = generated.html
-        page.toc = pages.get_toc(generated.toc_tokens)
-        page._title_from_render = generated.title
-        page.present_anchor_ids = generated.anchors
-        if pages.log.getEffectiveLevel() > logging.DEBUG:
-            page.links_to_anchors = {}
+    if generated is None:
+        type(page).render(page, config, files)
         return
-    md.reset()
-    raw_html = pages._RawHTMLPreprocessor()
-    raw_html._register(md)
-    anchors = pages._ExtractAnchorsTreeprocessor(page.file, files, config)
-    anchors._register(md)
-    relative = pages._RelativePathTreeprocessor(page.file, files, config)
-    relative._register(md)
-    title = pages._ExtractTitleTreeprocessor()
-    title._register(md)
-    page.content = md.convert(page.markdown)
-    page.toc = pages.get_toc(getattr(md, "toc_tokens", []))
-    page._title_from_render = title.title
-    page.present_anchor_ids = anchors.present_anchor_ids | raw_html.present_anchor_ids
+    page.content = generated.html
+    page.toc = pages.get_toc(generated.toc_tokens)
+    page._title_from_render = generated.title
+    page.present_anchor_ids = generated.anchors
     if pages.log.getEffectiveLevel() > logging.DEBUG:
-        page.links_to_anchors = relative.links_to_anchors
+        page.links_to_anchors = {}
 
 
 #: Libraries at least this large are built by two processes (when the machine has the cores).
