@@ -178,7 +178,35 @@ def test_kpi_pages_share_one_rendering_of_the_menu(monkeypatch, tmp_path):
     monkeypatch.setattr(site_build, "_speedups", spy)
     out = tmp_path / "html"
     _mkdocs(default_layout(out, docs), docs, out, True, Progress(enabled=False), 0)
-    assert list(envs[0].globals["kpi_nav_cache"]) == ["../.."]  # every KPI page: one menu
+    cache = envs[0].globals["kpi_nav_cache"]
+    # every KPI page: one menu, and one header (cut around the title), footer, config, scripts
+    assert set(cache) == {"../..", "header ../..", "footer ../..", "config ../..", "scripts ../.."}
+    assert len(cache["header ../.."]) == 2
+
+
+def test_the_frame_of_kpi_pages_is_the_themes_with_any_title(tmp_path):
+    """The cached header, footer, config and scripts give each KPI page the very HTML the theme
+    renders for it: with titles that HTML escapes, and with titles that also occur elsewhere in
+    the header (the site's name, the search box's label), where the header cannot be cut."""
+    site, _ = xss_site()
+    docs = tmp_path / "docs"
+    shutil.copytree(site.parent / "docs", docs)
+    original = sorted((docs / "kpi").glob("*.md"))[0].read_text("utf-8")
+    titles = ["KPI Registry", "Search", "'R&D <b>\"spend\"</b>'", "Plain", "Plain & simple"]
+    for i, title in enumerate(titles):  # built in this order, before the fixture's own pages
+        text = re.sub(r"^title: .*$", f"title: {title}", original, count=1, flags=re.M)
+        (docs / "kpi" / f"aa-{i}.md").write_text(text, "utf-8")
+    pages = sorted((docs / "kpi").glob("*.md"))
+    ours, plain = tmp_path / "ours", tmp_path / "plain"
+    for out, fast in ((ours, True), (plain, False)):
+        _mkdocs(default_layout(out, docs), docs, out, True, Progress(enabled=False), 0,
+                speedups=fast)  # fmt: skip
+    compact_html(plain)
+    kpi_pages = sorted((plain / "kpi").glob("*/index.html"))
+    assert len(kpi_pages) == len(pages)
+    for page in kpi_pages:
+        assert page.read_text() == (ours / page.relative_to(plain)).read_text(), page
+    assert "<title>Search - KPI Registry</title>" in "".join(p.read_text() for p in kpi_pages)
 
 
 def test_kpi_pages_are_not_converted_by_markdown(monkeypatch, tmp_path):

@@ -132,6 +132,9 @@ def _speedups():
       parsing.
     * The navigation menu of pages outside the navigation is the same for all of them at a
       given depth: overrides/partials/nav.html renders it once when kpi_nav_cache is given.
+      So is the rest of a KPI page's frame (the header but for the title, the footer, the
+      config and scripts): overrides/main.html renders it once too, a tenth of mkdocs' time
+      per KPI page.
     * MkDocs keeps every page's Markdown and HTML until its build ends. Neither is read again
       once the page is converted and written (links and anchors are checked from lists mkdocs
       keeps apart), so both are dropped as soon as they are done with.
