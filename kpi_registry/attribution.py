@@ -445,7 +445,7 @@ def explanation(
     frames = [_run(plan.kpis, plan.ids, data, _without_by(request), engine)]
     if request.by:
         frames.append(_run(plan.kpis, plan.ids, data, request, engine))
-    total = _Periods(frames[0], request.period, [])
+    total = _Periods(frames[0], request.period)
     i0, i1 = total.position(start, kpi_id), total.position(end, kpi_id)
     if i0 == i1:
         raise ExplainError(
@@ -637,12 +637,12 @@ def _kpis_below(kpis: Mapping[str, KPI], root: str, supplied: set[str]) -> set[s
 
 
 class _Periods:
-    """An evaluation result read by period position (and group)."""
+    """An evaluation result read by period position."""
 
-    def __init__(self, frame: pd.DataFrame | Mapping[str, Any], period: str, by: list[str]):
-        self.frame = frame
+    def __init__(self, result: pd.DataFrame | Mapping[str, Any], period: str):
+        self.result = result  # a DataFrame, or the pandas engine's columns (see _run)
         # each row's period as its position among the periods in order of appearance
-        self.pos, uniques = pd.factorize(frame[period], use_na_sentinel=False)
+        self.pos, uniques = pd.factorize(result[period], use_na_sentinel=False)
         self.labels = list(uniques)
         self.text = [str(x) for x in self.labels]
         self._columns: dict[str, np.ndarray] = {}  # read once: explain asks per leaf and period
@@ -662,7 +662,7 @@ class _Periods:
     def column(self, name: str) -> np.ndarray:
         values = self._columns.get(name)
         if values is None:
-            values = self._columns[name] = np.asarray(self.frame[name])
+            values = self._columns[name] = np.asarray(self.result[name])
         return values
 
     def value(self, column: str, i: int) -> float:
@@ -691,7 +691,7 @@ class _Groups:
         codes, uniques = pd.factorize(keys, sort=True)
         self.labels = list(uniques)
         self.by = by
-        periods = _Periods(frame, request.period, by)
+        periods = _Periods(frame, request.period)
         self.periods = periods
         self.codes = codes
         self.frame = frame

@@ -887,15 +887,14 @@ class _Engine:
         gcodes = lay.cell_group if not lay.grid else self._row_groups()
         key = period if gcodes is None else gcodes * lay.n_periods + period
         # the smallest and largest value of each period-group, missing values skipped
-        # (ufunc.at on the dense keys: a pandas groupby costs 50x on a worked example's rows)
+        # (ufunc.at on the dense keys: a pandas groupby costs 50x on a worked example's rows);
+        # a cell with no value keeps lo = inf > hi = -inf
         size = lay.n_groups * lay.n_periods
         lo = np.full(size, np.inf)
         hi = np.full(size, -np.inf)
         np.fmin.at(lo, key, values)
         np.fmax.at(hi, key, values)
-        given = ~np.isnan(values)
-        seen = np.zeros(size, dtype=bool)
-        seen[key[given]] = True
+        seen = lo <= hi
         clash = seen & (lo != hi)
         if clash.any():
             k = int(np.flatnonzero(clash)[0])

@@ -15,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -186,7 +186,9 @@ def _speedups():
             return page
 
         def on_env(self, env, config, files):
-            env.globals["kpi_nav_cache"] = {}  # see overrides/partials/nav.html
+            cache: dict = {}  # see overrides/partials/nav.html and overrides/main.html
+            env.globals["kpi_nav_cache"] = cache
+            env.globals["kpi_frame"] = functools.partial(_frame_part, cache)
             return env
 
         @event_priority(-100)
@@ -204,6 +206,24 @@ def _speedups():
             return compact(output_content) if template_name.endswith(".html") else output_content
 
     return Speedups()
+
+
+def _frame_part(cache: dict, key: str, render: Callable[[], str], title: str | None = None):
+    """A part of a KPI page's frame (overrides/main.html), rendered by ``render`` once per key
+    and reused. Given the page's title, the part is cut around it and filled in with each
+    page's; while the title occurs in it other than once, it is rendered for every page."""
+    if title is None:
+        if key not in cache:
+            cache[key] = render()
+        return cache[key]
+    if key in cache:
+        before, after = cache[key]
+        return before + title + after
+    rendered = render()
+    parts = rendered.split(title) if title else []
+    if len(parts) == 2:
+        cache[key] = parts
+    return rendered
 
 
 def _render(page, reused: dict, config, files) -> None:
@@ -448,13 +468,12 @@ def _renderer(send, paths, include_bundled, layout, docs, jobs, rendered) -> Non
             except DefinitionError as e:
                 failed.extend(e.diagnostics)
             send.send(("ready", name))
-        if not failed:
-            # Last, while mkdocs builds the last shards: no shard reads it (the parent copies
-            # it into the site once every shard is built; one process builds after this).
-            generator.write_catalog()
         if failed:
             send.send(("definitions", failed))
         else:
+            # Last, while mkdocs builds the last shards: no shard reads it (the parent copies
+            # it into the site once every shard is built; one process builds after this).
+            generator.write_catalog()
             send.send(("done", asdict(generator.summary)))
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the parent
         send.send(_failure(e))
