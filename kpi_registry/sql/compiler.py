@@ -507,10 +507,7 @@ class _Compiler(FormulaTranslator, RowChecks):
         if self.grid:
             # the entity cells come first so that the periods' bounds read the (smaller) cells
             # and the source is read once, not materialised for several readers
-            sums = self._row_sums()
-            if sums is not None:
-                add(("row_sums", sums))
-            add(("cells", self._entity_cells(rounded=sums is not None)))
+            add(("cells", self._entity_cells(self._row_sums())))
         add(("bounds", self._bounds("cells" if self.grid else "source")))
         add(("base_periods", self._base_periods()))
         if self.coarse:
@@ -869,10 +866,13 @@ class _Compiler(FormulaTranslator, RowChecks):
         items += self._supplied_columns(None)
         return exp.select(*items).from_("source").group_by(b.col(ENTITY), b.col(BASE))
 
-    def _entity_cells(self, rounded: bool = False) -> exp.Select:
+    def _entity_cells(self, sums: exp.Select | None = None) -> exp.Select:
         """One row per entity and base period: each datapoint's rows combined per its rule.
-        ``rounded``: read from ``row_sums`` and round its sums there."""
-        if rounded:
+        With ``sums`` (``_row_sums``): read from it and round its sums there. It is a subquery,
+        not a CTE of its own, so that a database which materialises a CTE read several times
+        stores the rounded cells, not every sum's parts beside them, and rounds them once
+        (DuckDB: 5% of the revenue family's time on 10M rows)."""
+        if sums is not None:
             items: list[exp.Expression] = [b.col(ENTITY), b.col(BASE)]
             for spec, _, name in self.datapoints.values():
                 value = b.col(name)
@@ -881,7 +881,7 @@ class _Compiler(FormulaTranslator, RowChecks):
                 items.append(b.alias(self._valid_cell(spec, value), name))
             items += [b.col(name) for _user, name in self.groups]
             items += [b.col(n) for n in self._supplied_names()]
-            select = exp.select(*items).from_("row_sums")
+            select = exp.select(*items).from_(sums.subquery("row_sums"))
             select.add_comments([b.DECIMAL_SUM_COMMENT])
             return select
         items = [b.col(ENTITY), b.col(BASE)]

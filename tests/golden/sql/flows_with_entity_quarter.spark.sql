@@ -8,19 +8,6 @@ WITH source AS (
   FROM shop.orders
   WHERE
     NOT customer IS NULL
-), row_sums AS (
-  SELECT
-    _entity,
-    _base_period,
-    SUM(orders) AS orders,
-    COUNT(orders) AS _orders_rows,
-    SUM(ABS(orders)) * (
-      COUNT(orders) + 2
-    ) * 2.220446049250313e-16 AS _orders_error
-  FROM source
-  GROUP BY
-    _entity,
-    _base_period
 ), cells AS (
   /* Sums of several rows are rounded to the finest power of ten above their floating-point error (0.1 + 0.2 gives 0.3, not 0.30000000000000004), as kpi eval rounds them, so that both give the same numbers; a single row is kept as it is */
   SELECT
@@ -31,7 +18,20 @@ WITH source AS (
       THEN FLOOR(orders * POWER(10, FLOOR(-LN(_orders_error) * 0.4342944819032518e0)) + 0.5) / POWER(10, FLOOR(-LN(_orders_error) * 0.4342944819032518e0))
       ELSE orders
     END AS orders
-  FROM row_sums
+  FROM (
+    SELECT
+      _entity,
+      _base_period,
+      SUM(orders) AS orders,
+      COUNT(orders) AS _orders_rows,
+      SUM(ABS(orders)) * (
+        COUNT(orders) + 2
+      ) * 2.220446049250313e-16 AS _orders_error
+    FROM source
+    GROUP BY
+      _entity,
+      _base_period
+  ) AS row_sums
 ), bounds AS (
   SELECT
     MIN(_base_period) AS _first,

@@ -15,28 +15,6 @@ WITH source AS (
   FROM warehouse.accounts
   WHERE
     NOT account IS NULL
-), row_sums AS (
-  SELECT
-    _entity,
-    _base_period,
-    SUM(revenue) AS revenue,
-    COUNT(revenue) AS _revenue_rows,
-    SUM(ABS(revenue)) * (
-      COUNT(revenue) + 2
-    ) * 2.220446049250313e-16 AS _revenue_error,
-    AVG(discount) AS discount,
-    (
-      ARRAY_AGG(score ORDER BY CASE WHEN NOT score IS NULL THEN _row_order END DESC NULLS LAST) FILTER(WHERE
-        NOT CASE WHEN NOT score IS NULL THEN _row_order END IS NULL)
-    )[1] AS score,
-    MAX(plan_price) AS plan_price,
-    MAX(seats_used) AS seats_used,
-    MAX(region) AS region,
-    MAX(plan) AS plan
-  FROM source
-  GROUP BY
-    _entity,
-    _base_period
 ), cells AS (
   /* Sums of several rows are rounded to the finest power of ten above their floating-point error (0.1 + 0.2 gives 0.3, not 0.30000000000000004), as kpi eval rounds them, so that both give the same numbers; a single row is kept as it is */
   SELECT
@@ -53,7 +31,29 @@ WITH source AS (
     seats_used AS seats_used,
     region,
     plan
-  FROM row_sums
+  FROM (
+    SELECT
+      _entity,
+      _base_period,
+      SUM(revenue) AS revenue,
+      COUNT(revenue) AS _revenue_rows,
+      SUM(ABS(revenue)) * (
+        COUNT(revenue) + 2
+      ) * 2.220446049250313e-16 AS _revenue_error,
+      AVG(discount) AS discount,
+      (
+        ARRAY_AGG(score ORDER BY CASE WHEN NOT score IS NULL THEN _row_order END DESC NULLS LAST) FILTER(WHERE
+          NOT CASE WHEN NOT score IS NULL THEN _row_order END IS NULL)
+      )[1] AS score,
+      MAX(plan_price) AS plan_price,
+      MAX(seats_used) AS seats_used,
+      MAX(region) AS region,
+      MAX(plan) AS plan
+    FROM source
+    GROUP BY
+      _entity,
+      _base_period
+  ) AS row_sums
 ), bounds AS (
   SELECT
     MIN(_base_period) AS _first,

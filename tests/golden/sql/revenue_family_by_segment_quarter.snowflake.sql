@@ -9,20 +9,6 @@ WITH source AS (
   FROM analytics.mrr
   WHERE
     NOT customer_id IS NULL
-), row_sums AS (
-  SELECT
-    _entity,
-    _base_period,
-    SUM(revenue) AS revenue,
-    COUNT(revenue) AS _revenue_rows,
-    SUM(ABS(revenue)) * (
-      COUNT(revenue) + 2
-    ) * 2.220446049250313e-16 AS _revenue_error,
-    MAX(segment) AS segment
-  FROM source
-  GROUP BY
-    _entity,
-    _base_period
 ), cells AS (
   /* Sums of several rows are rounded to the finest power of ten above their floating-point error (0.1 + 0.2 gives 0.3, not 0.30000000000000004), as kpi eval rounds them, so that both give the same numbers; a single row is kept as it is */
   SELECT
@@ -34,7 +20,21 @@ WITH source AS (
       ELSE revenue
     END AS revenue,
     segment
-  FROM row_sums
+  FROM (
+    SELECT
+      _entity,
+      _base_period,
+      SUM(revenue) AS revenue,
+      COUNT(revenue) AS _revenue_rows,
+      SUM(ABS(revenue)) * (
+        COUNT(revenue) + 2
+      ) * 2.220446049250313e-16 AS _revenue_error,
+      MAX(segment) AS segment
+    FROM source
+    GROUP BY
+      _entity,
+      _base_period
+  ) AS row_sums
 ), bounds AS (
   SELECT
     MIN(_base_period) AS _first,
