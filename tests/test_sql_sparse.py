@@ -269,6 +269,32 @@ def test_hand_checked_churn_groups_and_empty_month(reg):
     assert np.isnan(value[("2024-01", "z"), "churned_revenue"])  # no period before
 
 
+def test_group_change_inside_the_first_coarse_period(reg):
+    """At a quarter grain an entity is, before its first quarter with rows, in the group of
+    its first month; it leaves that group in its first quarter if the quarter ends in
+    another. Here x holds only customer a's first month: x is in Q1 and gone from Q2 on."""
+    rows = [
+        ("b", "2024-01", "z", 50.0),
+        ("a", "2024-04", "x", 100.0),  # a's first month, in segment x
+        ("a", "2024-05", "y", 100.0),  # moves to y inside its first quarter
+        ("a", "2024-06", "y", 100.0),
+        ("a", "2024-07", "y", 90.0),
+    ]
+    data = pd.DataFrame(rows, columns=["customer", "month", "segment", "mrr"])
+    request = Request("month", "customer", ["segment"], "quarter", MAP)
+    ids = ["churned_revenue", "new_revenue", "starting_revenue"]
+    want = evaluate_many(reg.kpis, ids, data, request)
+    pairs = [
+        ("2024Q1", "x"),
+        ("2024Q1", "z"),
+        *[(q, s) for q in ("2024Q2", "2024Q3") for s in "yz"],
+    ]
+    assert [(str(m), s) for m, s in zip(want["month"], want["segment"])] == pairs
+    assert want.set_index(["month", "segment"]).loc[("2024Q2", "y"), "new_revenue"] == 100.0
+    for layout in ("sparse", "dense"):
+        assert_same(want, evaluate_duckdb(reg.kpis, ids, data, request, layout=layout))
+
+
 def test_sparse_sql_skips_the_grid(reg):
     """What a reader checks: no cross product, previous() only where the row before is the
     period before, the period after each row added for churn, groups carried into it."""

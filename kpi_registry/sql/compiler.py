@@ -636,17 +636,11 @@ class _Compiler(FormulaTranslator, RowChecks):
             if name in self.row_previous:
                 expression = self._sparse_previous(*self.row_previous[name])
             columns.append((name, expression))
-        if self.row_previous:
+        if self.row_previous or self.groups:
             columns.append((NEXT_PERIOD, self.rows.over(exp.Lead(this=b.col(PERIOD)))))
         if self.groups:
             first_row = b.is_null(self.rows.over(exp.Lag(this=b.col(PERIOD))))
             columns.append((FIRST_ROW, first_row))
-            for _, name in self.groups:
-                before = b.case(
-                    (first_row.copy(), b.col(self._entry_group(name))),
-                    default=self.rows.over(exp.Lag(this=b.col(name))),
-                )
-                columns.append((_before_group(name), before))
         return _extend("present_cells", columns)
 
     def _entry_group(self, name: str) -> str:
@@ -703,40 +697,53 @@ class _Compiler(FormulaTranslator, RowChecks):
         return exp.union(rows, following, distinct=False)
 
     def _group_changes(self) -> exp.Union:
-        """+1 where an entity enters a group, -1 where it leaves one. Every entity is in the
-        dense grid from the first period, in its first group, and stays in the last group it
-        had a row in."""
+        """+1 where an entity's stay in a group begins, -1 where it ends. Every entity is in
+        the dense grid from the first period, in its first group, and each of its rows holds
+        the row's group until the entity's next row; consecutive rows in one group cancel in
+        ``group_moves``. This needs only the next row's period, which the window computes
+        anyway, not a LAG of each group column beside it."""
         groups = [n for _, n in self.groups]
-        entry = (
-            exp.select(
-                *[b.alias(b.col(self._entry_group(n)), n) for n in groups],
-                b.alias(self._span_value(FIRST_PERIOD), PERIOD),
-                b.alias(b.num(1), MOVED),
-            )
-            .from_("present_rows")
-            .where(b.col(FIRST_ROW))
+        first = b.col(FIRST_ROW)
+        period = b.case((first, self._span_value(FIRST_PERIOD)), default=b.col(PERIOD))
+        held = (
+            [
+                b.alias(b.case((first.copy(), b.col(self._entry_group(n))), default=b.col(n)), n)
+                for n in groups
+            ]
+            if self.coarse
+            else [b.col(n) for n in groups]
         )
-        changed = [
-            exp.NullSafeNEQ(this=b.col(_before_group(n)), expression=b.col(n)) for n in groups
-        ]
-        moved = changed[0]
-        for c in changed[1:]:
-            moved = b.binary(exp.Or, moved, c)
-        leave = (
+        stays = exp.select(*held, b.alias(period, PERIOD), b.alias(b.num(1), MOVED)).from_(
+            "present_rows"
+        )
+        ends = (
             exp.select(
-                *[b.alias(b.col(_before_group(n)), n) for n in groups],
-                b.col(PERIOD),
+                *[b.col(n) for n in groups],
+                b.alias(b.col(NEXT_PERIOD), PERIOD),
                 b.alias(b.num(-1), MOVED),
             )
             .from_("present_rows")
-            .where(moved)
+            .where(b.not_null(b.col(NEXT_PERIOD)))
         )
-        join = (
-            exp.select(*[b.col(n) for n in groups], b.col(PERIOD), b.alias(b.num(1), MOVED))
-            .from_("present_rows")
-            .where(moved.copy())
-        )
-        return exp.union(exp.union(entry, leave, distinct=False), join, distinct=False)
+        changes = exp.union(stays, ends, distinct=False)
+        if self.coarse:  # the group at the first base period holds until the first row
+            changed = [
+                exp.NullSafeNEQ(this=b.col(_first_group(n)), expression=b.col(n)) for n in groups
+            ]
+            moved = changed[0]
+            for c in changed[1:]:
+                moved = b.binary(exp.Or, moved, c)
+            where = b.and_(b.col(FIRST_ROW), exp.Paren(this=moved))
+            for sign, names in ((-1, [_first_group(n) for n in groups]), (1, groups)):
+                at_row = exp.select(
+                    *[b.col(m) if m == n else b.alias(b.col(m), n) for m, n in zip(names, groups)],
+                    b.col(PERIOD),
+                    b.alias(b.num(sign), MOVED),
+                )
+                changes = exp.union(
+                    changes, at_row.from_("present_rows").where(where.copy()), distinct=False
+                )
+        return changes
 
     def _group_moves(self) -> exp.Select:
         keys = [b.col(n) for _, n in self.groups] + [b.col(PERIOD)]
@@ -1185,10 +1192,6 @@ def _row_group(name: str) -> str:
 
 def _first_group(name: str) -> str:
     return f"_first_{name}"
-
-
-def _before_group(name: str) -> str:
-    return f"_before_{name}"
 
 
 def _qualified(e: exp.Expression, table: str) -> exp.Expression:

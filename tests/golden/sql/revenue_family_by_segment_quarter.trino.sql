@@ -117,12 +117,7 @@ WITH source AS (
       0
     ) = 1 AS ever_before,
     LEAD(_period) OVER (PARTITION BY _entity ORDER BY _period) AS _next_period,
-    LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) IS NULL AS _first_row,
-    CASE
-      WHEN LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) IS NULL
-      THEN _first_segment
-      ELSE LAG(segment) OVER (PARTITION BY _entity ORDER BY _period)
-    END AS _before_segment
+    LAG(_period) OVER (PARTITION BY _entity ORDER BY _period) IS NULL AS _first_row
   FROM present_cells
 ), rows_1 AS (
   SELECT
@@ -153,24 +148,36 @@ WITH source AS (
     )
 ), group_changes AS (
   SELECT
-    _first_segment AS segment,
-    (
-      SELECT
-        _first_period
-      FROM span
-    ) AS _period,
+    CASE WHEN _first_row THEN _first_segment ELSE segment END AS segment,
+    CASE
+      WHEN _first_row
+      THEN (
+        SELECT
+          _first_period
+        FROM span
+      )
+      ELSE _period
+    END AS _period,
     1 AS _moved
   FROM present_rows
-  WHERE
-    _first_row
   UNION ALL
   SELECT
-    _before_segment AS segment,
+    segment,
+    _next_period AS _period,
+    -1 AS _moved
+  FROM present_rows
+  WHERE
+    NOT _next_period IS NULL
+  UNION ALL
+  SELECT
+    _first_segment AS segment,
     _period,
     -1 AS _moved
   FROM present_rows
   WHERE
-    _before_segment IS DISTINCT FROM segment
+    _first_row AND (
+      _first_segment IS DISTINCT FROM segment
+    )
   UNION ALL
   SELECT
     segment,
@@ -178,7 +185,9 @@ WITH source AS (
     1 AS _moved
   FROM present_rows
   WHERE
-    _before_segment IS DISTINCT FROM segment
+    _first_row AND (
+      _first_segment IS DISTINCT FROM segment
+    )
 ), group_moves AS (
   SELECT
     segment,
