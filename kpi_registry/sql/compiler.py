@@ -878,7 +878,8 @@ class _Compiler(FormulaTranslator, RowChecks):
         With ``sums`` (``_row_sums``): read from it and round its sums there. It is a subquery,
         not a CTE of its own, so that a database which materialises a CTE read several times
         stores the rounded cells, not every sum's parts beside them, and rounds them once
-        (DuckDB: 5% of the revenue family's time on 10M rows)."""
+        (DuckDB, revenue family, 100M rows by segment under a 4 GB limit: 1.30x the
+        hand-written query's time before, 1.04-1.10x after)."""
         if sums is not None:
             items: list[exp.Expression] = [b.col(ENTITY), b.col(BASE)]
             for spec, _, name in self.datapoints.values():
