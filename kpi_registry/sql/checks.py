@@ -192,9 +192,7 @@ def in_entities_outside(
             outside.append(b.binary(exp.LT, func(this=value.copy()), b.num(spec.minimum)))
         if func is not exp.Min and spec.maximum is not None:
             outside.append(b.binary(exp.GT, func(this=value.copy()), b.num(spec.maximum)))
-    having = outside[0]
-    for part in outside[1:]:
-        having = exp.Or(this=having, expression=part)
+    having = b.or_(*outside)
     inner = (
         exp.select(b.col(entity))
         .from_(table.copy())

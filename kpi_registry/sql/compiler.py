@@ -418,10 +418,7 @@ class _Compiler(FormulaTranslator, RowChecks):
             )
             for other in partners
         ]
-        clash = both[0]
-        for part in both[1:]:
-            clash = exp.Or(this=clash, expression=part)
-        return b.case((clash, exp.Null()), default=value)
+        return b.case((b.or_(*both), exp.Null()), default=value)
 
     def _row_order(self, spec: Datapoint) -> exp.Expression | None:
         """What orders an entity-period's rows for rows: last / first: the datapoint's
@@ -727,13 +724,10 @@ class _Compiler(FormulaTranslator, RowChecks):
         )
         changes = exp.union(stays, ends, distinct=False)
         if self.coarse:  # the group at the first base period holds until the first row
-            changed = [
-                exp.NullSafeNEQ(this=b.col(_first_group(n)), expression=b.col(n)) for n in groups
-            ]
-            moved = changed[0]
-            for c in changed[1:]:
-                moved = b.binary(exp.Or, moved, c)
-            where = b.and_(b.col(FIRST_ROW), exp.Paren(this=moved))
+            moved = b.or_(
+                *[exp.NullSafeNEQ(this=b.col(_first_group(n)), expression=b.col(n)) for n in groups]
+            )
+            where = b.and_(b.col(FIRST_ROW), moved)
             for sign, names in ((-1, [_first_group(n) for n in groups]), (1, groups)):
                 at_row = exp.select(
                     *[b.col(m) if m == n else b.alias(b.col(m), n) for m, n in zip(names, groups)],

@@ -41,7 +41,7 @@ def check_rows(kpis, ids, source: Any, req: Request, axis, fmt) -> list[str]:
     keep = [req.period, req.entity, *req.by]
     columns = [c for c in dict.fromkeys([*keep, *sorted(wanted)]) if c is not None]
     select = exp.select(*[b.col(c) for c in columns], b.alias(row, "_kpi_label"))
-    select = select.from_(source.table.copy()).where(_or(where)).order_by(b.col("_kpi_label"))
+    select = select.from_(source.table.copy()).where(b.or_(*where)).order_by(b.col("_kpi_label"))
     rows = source.query(select)
     if rows.empty:
         return []
@@ -71,7 +71,7 @@ def suspects_exist(
     found = _suspects(kpis, ids, source, req, fmt, errors_raised=in_statement)
     if found is None or not found[2]:
         return None
-    rows = exp.select(b.num(1)).from_(source.table.copy()).where(_or(found[2]))
+    rows = exp.select(b.num(1)).from_(source.table.copy()).where(b.or_(*found[2]))
     return exp.Exists(this=rows)
 
 
@@ -129,13 +129,6 @@ def _row_label(source: Any) -> exp.Expression:
         return source.order.copy()
     number = exp.Window(this=exp.RowNumber())
     return b.binary(exp.Sub, number, b.num(1))
-
-
-def _or(parts: list[exp.Expression]) -> exp.Expression:
-    out = parts[0]
-    for part in parts[1:]:
-        out = exp.Or(this=out, expression=part)
-    return out
 
 
 def _cell_key(req: Request, fmt) -> list[exp.Expression]:

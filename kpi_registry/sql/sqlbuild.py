@@ -170,6 +170,13 @@ def and_(*parts: exp.Expression) -> exp.Expression:
     return out
 
 
+def or_(*parts: exp.Expression) -> exp.Expression:
+    out = parts[0]
+    for part in parts[1:]:
+        out = binary(exp.Or, out, part)
+    return out
+
+
 def case(*whens: tuple[exp.Expression, exp.Expression], default: exp.Expression | None = None):
     """CASE WHEN ... END, built directly: sqlglot's when()/else_() builders copy the whole
     CASE at every step, which made deep formulas slow to compile. An expression given twice

@@ -174,9 +174,7 @@ WITH source AS (
     -1 AS _moved
   FROM present_rows
   WHERE
-    _first_row AND (
-      _first_segment IS DISTINCT FROM segment
-    )
+    _first_row AND _first_segment IS DISTINCT FROM segment
   UNION ALL
   SELECT
     segment,
@@ -184,9 +182,7 @@ WITH source AS (
     1 AS _moved
   FROM present_rows
   WHERE
-    _first_row AND (
-      _first_segment IS DISTINCT FROM segment
-    )
+    _first_row AND _first_segment IS DISTINCT FROM segment
 ), group_moves AS (
   SELECT
     segment,
